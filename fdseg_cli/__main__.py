@@ -1,0 +1,3 @@
+from fdseg_cli.main import main
+
+main()

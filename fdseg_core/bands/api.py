@@ -1,0 +1,291 @@
+"""Public band operators: validation and per-call backend dispatch."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+from fdseg_core.bands import fft as _fft
+from fdseg_core.bands import matmul as _matmul
+from fdseg_core.bands.operators import band_width
+
+__all__ = [
+    "BACKENDS",
+    "LAYOUTS",
+    "Backend",
+    "Layout",
+    "available_backends",
+    "band_fuse",
+    "band_split",
+    "resolve_backend",
+]
+
+Layout = Literal["centered", "reference"]
+Backend = Literal["auto", "torch", "matmul", "triton"]
+
+#: Concrete backends, in order of preference on the CPU (fastest last is *not* implied).
+BACKENDS: tuple[str, ...] = ("torch", "matmul", "triton")
+LAYOUTS: tuple[str, ...] = ("centered", "reference")
+_CENTERED_ONLY = ("matmul", "triton")
+
+
+def _triton_status(device: torch.device) -> str | None:
+    """``None`` when the Triton kernels can run on ``device``, else the reason they cannot."""
+    import fdseg_kernels
+
+    if not fdseg_kernels.triton_available():
+        return "the 'triton' package is not installed (pip install 'fdseg[triton]')"
+    if not fdseg_kernels.triton_runs_on(device):
+        return (
+            f"Triton kernels need a CUDA tensor, got a tensor on '{device}' "
+            "(set TRITON_INTERPRET=1 to run them on the CPU through Triton's interpreter)"
+        )
+    return None
+
+
+def available_backends(device: torch.device | str | None = None) -> list[str]:
+    """Backends that can run on this machine.
+
+    Args:
+        device: Restrict to backends that run on this device. ``None`` means any
+            device of this machine (CUDA when present).
+
+    Returns:
+        Backend names usable as ``backend=`` (``"auto"`` is always accepted too).
+    """
+    names = ["torch", "matmul"]
+    if device is None:
+        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if _triton_status(torch.device(device)) is None:
+        names.append("triton")
+    return names
+
+
+def resolve_backend(backend: str, layout: str, device: torch.device) -> str:
+    """The concrete backend a call with these arguments runs on (decided per call).
+
+    ``"auto"`` picks the Triton kernels for CUDA tensors when Triton imports,
+    else the matmul backend; for ``layout="reference"`` only ``"torch"`` applies.
+
+    Args:
+        backend: ``"auto"`` or one of :data:`BACKENDS`.
+        layout: One of :data:`LAYOUTS`.
+        device: Device of the tensors.
+
+    Returns:
+        The backend name.
+
+    Raises:
+        ValueError: Unknown names, or a backend that cannot serve this call.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected 'auto' or one of {list(BACKENDS)}")
+    if layout == "reference":
+        if backend in ("auto", "torch"):
+            return "torch"
+        raise ValueError(
+            f"backend {backend!r} implements layout='centered' only; "
+            "use backend='torch' (or 'auto') for layout='reference'"
+        )
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and _triton_status(device) is None else "matmul"
+    if backend == "triton":
+        reason = _triton_status(device)
+        if reason is not None:
+            raise ValueError(f"backend 'triton' is unavailable: {reason}")
+    return backend
+
+
+def _fft_dtype(t: torch.Tensor) -> torch.Tensor:
+    """torch.fft has no float16/bfloat16 kernels on most devices: compute those in float32."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _check_tensor(name: str, t: object) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.is_complex():
+        raise TypeError(f"{name} must be real, got complex dtype {t.dtype}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {t.dtype}")
+    if t.ndim not in (4, 5):
+        raise ValueError(
+            f"{name} must have shape (N, C, *spatial) with 2 or 3 spatial dims, "
+            f"got {t.ndim} dims {tuple(t.shape)}"
+        )
+    return t
+
+
+def _check_beta(beta: object) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"beta must be a real number in (0, 1), got {beta!r}")
+    if not 0.0 < float(beta) < 1.0:
+        raise ValueError(f"beta must lie in (0, 1), got {beta!r}")
+    return float(beta)
+
+
+def _check_dims(dims: object, ndim: int) -> tuple[int, ...]:
+    if isinstance(dims, int) and not isinstance(dims, bool):
+        dims = (dims,)
+    if not isinstance(dims, Sequence) or isinstance(dims, str) or len(dims) == 0:
+        raise TypeError(f"dims must be a non-empty sequence of ints, got {dims!r}")
+    out = []
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"dims must hold ints, got {d!r} in {dims!r}")
+        norm = int(d) + ndim if d < 0 else int(d)
+        if not 2 <= norm < ndim:
+            raise ValueError(
+                f"dims={tuple(dims)!r}: dim {d} is not a spatial dim of a {ndim}-dim tensor "
+                f"(spatial dims are {tuple(range(2, ndim))})"
+            )
+        out.append(norm)
+    if len(set(out)) != len(out):
+        raise ValueError(f"dims={tuple(dims)!r} repeats a dim")
+    return tuple(sorted(out))
+
+
+def _widths(shape: torch.Size, dims: tuple[int, ...], beta: float) -> tuple[int, ...]:
+    widths = []
+    for d in dims:
+        n = shape[d]
+        k = band_width(n, beta)
+        if k < 1:
+            need = int(1.0 / beta) + (0 if (1.0 / beta).is_integer() else 1)
+            raise ValueError(
+                f"beta={beta} keeps k=int({n} * {beta})=0 samples on dim {d} of size {n}; "
+                f"dim {d} needs size >= {need} (k = int(n * beta) must be >= 1)"
+            )
+        widths.append(k)
+    return tuple(widths)
+
+
+def band_split(
+    x: torch.Tensor,
+    beta: float = 0.1,
+    *,
+    dims: Sequence[int] = (2, 3),
+    layout: Layout = "centered",
+    backend: Backend = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a volume into its low- and high-frequency bands (Fu et al. 2023).
+
+    With ``layout="centered"`` (the paper's description) and ``k = int(n * beta)``
+    on every band dim of size ``n``:
+
+    * ``low`` is the band-limited resampling of ``x`` onto a k-sample grid: the
+      frequencies ``|f| <= k/2`` of the n-point DFT, scaled so that a constant
+      volume keeps its value. For even ``k`` the pair ``f = +-k/2`` enters with
+      weight ``1/sqrt(2)`` each, so ``low`` holds its cosine part and ``high``
+      its sine part (see :mod:`fdseg_core.bands.operators`).
+    * ``high = x - U(low)`` with ``U`` the spectral zero-padding back to ``n``
+      samples: ``x`` without its low band.
+
+    ``layout="reference"`` reproduces the paper's public code, whose FFT is not
+    shifted: its "low" box is the *middle* of the unshifted spectrum (the highest
+    in-plane frequencies), with raw unnormalised spectra (see ``docs/bands.md``).
+
+    Args:
+        x: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``, float16/32/64 or bfloat16.
+        beta: Relative width of the low band, in ``(0, 1)``.
+        dims: Tensor dims that carry the band (spatial dims; negative allowed).
+            Other spatial dims keep all their frequencies.
+        layout: ``"centered"`` or ``"reference"``.
+        backend: ``"auto"``, ``"torch"`` (torch.fft reference), ``"matmul"``
+            (truncated-DFT matmuls) or ``"triton"`` (fused GPU kernels).
+
+    Returns:
+        ``(low, high)``: ``low`` has x's shape with each band dim of size ``k``;
+        ``high`` has x's shape. Both real, with x's dtype and device, and
+        differentiable with respect to ``x``.
+
+    Raises:
+        TypeError: ``x`` is not a real floating tensor, or bad argument types.
+        ValueError: Bad rank, dims, beta, layout or backend, or ``k < 1``.
+
+    Example:
+        >>> x = torch.randn(1, 1, 40, 40, 16)
+        >>> low, high = band_split(x, 0.1)
+        >>> low.shape, high.shape
+        (torch.Size([1, 1, 4, 4, 16]), torch.Size([1, 1, 40, 40, 16]))
+    """
+    x = _check_tensor("x", x)
+    beta = _check_beta(beta)
+    band_dims = _check_dims(dims, x.ndim)
+    widths = _widths(x.shape, band_dims, beta)
+    chosen = resolve_backend(backend, layout, x.device)
+    if chosen == "torch":
+        fn = _fft.split_reference if layout == "reference" else _fft.split_centered
+        low, high = fn(_fft_dtype(x), band_dims, widths)
+        return low.to(x.dtype), high.to(x.dtype)
+    if chosen == "matmul":
+        return _matmul.split(x, band_dims, widths)
+    import fdseg_kernels
+
+    return fdseg_kernels.band_split_triton(x, band_dims, widths)
+
+
+def band_fuse(
+    low: torch.Tensor,
+    high: torch.Tensor,
+    beta: float = 0.1,
+    *,
+    dims: Sequence[int] = (2, 3),
+    layout: Layout = "centered",
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """Fuse feature maps in the frequency domain: ``low``'s spectrum replaces ``high``'s band.
+
+    With ``layout="centered"``: ``high - U(D(high)) + U(low)``, where ``D`` is the
+    resampling used by :func:`band_split`; hence ``band_fuse(*band_split(x)) == x``
+    up to float rounding. ``layout="reference"`` pastes ``fftn(low)`` into the
+    unshifted box of ``fftn(high)`` as the paper's code does.
+
+    Args:
+        low: Real tensor, ``high``'s shape with each band dim of size ``k = int(n * beta)``.
+        high: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``.
+        beta: Relative width of the band, in ``(0, 1)``.
+        dims: Band dims, as in :func:`band_split`.
+        layout: ``"centered"`` or ``"reference"``.
+        backend: ``"auto"``, ``"torch"``, ``"matmul"`` or ``"triton"``.
+
+    Returns:
+        Tensor shaped like ``high``, with its dtype and device, differentiable
+        with respect to both inputs.
+
+    Raises:
+        TypeError: Non-tensor, complex or integer inputs, or mismatched dtypes.
+        ValueError: Shapes that do not match, tensors on different devices, or
+            bad beta, dims, layout or backend.
+    """
+    high = _check_tensor("high", high)
+    low = _check_tensor("low", low)
+    beta = _check_beta(beta)
+    band_dims = _check_dims(dims, high.ndim)
+    widths = _widths(high.shape, band_dims, beta)
+    expected = list(high.shape)
+    for d, k in zip(band_dims, widths, strict=True):
+        expected[d] = k
+    if tuple(low.shape) != tuple(expected):
+        raise ValueError(
+            f"low has shape {tuple(low.shape)}, expected {tuple(expected)} "
+            f"(high's shape {tuple(high.shape)} with k=int(n*{beta}) on dims {band_dims})"
+        )
+    if low.device != high.device:
+        raise ValueError(f"low is on {low.device} but high is on {high.device}")
+    if low.dtype != high.dtype:
+        raise TypeError(f"low has dtype {low.dtype} but high has dtype {high.dtype}")
+    chosen = resolve_backend(backend, layout, high.device)
+    if chosen == "torch":
+        fn = _fft.fuse_reference if layout == "reference" else _fft.fuse_centered
+        return fn(_fft_dtype(low), _fft_dtype(high), band_dims, widths).to(high.dtype)
+    if chosen == "matmul":
+        return _matmul.fuse(low, high, band_dims, widths)
+    import fdseg_kernels
+
+    return fdseg_kernels.band_fuse_triton(low, high, band_dims, widths)

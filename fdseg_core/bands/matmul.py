@@ -1,0 +1,156 @@
+"""The ``"matmul"`` backend: the centred band operators as truncated-DFT matmuls.
+
+The centred box is separable and low rank: along each band axis the projection
+onto the band has rank ``k``, and because the band is symmetric its per-axis
+down-/up-sampling operators are *real* ``(k, n)`` / ``(n, k)`` matrices
+(:mod:`fdseg_core.bands.operators`). Applying them with plain real matmuls
+avoids every full-size complex FFT and every complex copy of the volume: the only
+full-size tensor written is the output.
+
+Both ops share one core, ``small = D(a) - b`` then ``out = a - U(small)``, and
+their vector-Jacobian products are each other (see ``operators``), so the
+autograd functions save nothing but shapes and their backward passes are
+themselves differentiable (double backward works).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fdseg_core.bands.operators import adjoint_scale, downsample_matrix, upsample_matrix
+
+__all__ = ["split", "fuse"]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _LOW_PRECISION else dtype
+
+
+def _apply_along(t: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
+    """Multiply ``matrix`` ``(m, n)`` along ``dim`` (size ``n``) of ``t``."""
+    shape = t.shape
+    n = shape[dim]
+    pre = math.prod(shape[:dim])
+    post = math.prod(shape[dim + 1 :])
+    out_shape = (*shape[:dim], matrix.shape[0], *shape[dim + 1 :])
+    if post == 1:
+        return (t.reshape(pre, n) @ matrix.t()).reshape(out_shape)
+    return torch.matmul(matrix, t.reshape(pre, n, post)).reshape(out_shape)
+
+
+def _down(a: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]) -> torch.Tensor:
+    for d, k in zip(dims, widths, strict=True):
+        a = _apply_along(a, downsample_matrix(a.shape[d], k, dtype=a.dtype, device=a.device), d)
+    return a
+
+
+def _up(small: torch.Tensor, dims: tuple[int, ...], sizes: tuple[int, ...]) -> torch.Tensor:
+    for d, n in zip(dims, sizes, strict=True):
+        u = upsample_matrix(n, small.shape[d], dtype=small.dtype, device=small.device)
+        small = _apply_along(small, u, d)
+    return small
+
+
+def _subtract_up(a: torch.Tensor, small: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``a - U(small)``, the last axis fused into one ``baddbmm`` that writes the output once."""
+    sizes = tuple(a.shape[d] for d in dims)
+    t = _up(small, dims[:-1], sizes[:-1])
+    d, n, k = dims[-1], sizes[-1], small.shape[dims[-1]]
+    u = upsample_matrix(n, k, dtype=a.dtype, device=a.device)
+    pre = math.prod(a.shape[:d])
+    post = math.prod(a.shape[d + 1 :])
+    if post == 1:
+        out = torch.addmm(a.reshape(pre, n), t.reshape(pre, k), u.t(), alpha=-1.0)
+    else:
+        out = torch.baddbmm(
+            a.reshape(pre, n, post), u.expand(pre, n, k), t.reshape(pre, k, post), alpha=-1.0
+        )
+    return out.reshape(a.shape)
+
+
+def _split_forward(x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]):
+    low = _down(x, dims, widths)
+    return low, _subtract_up(x, low, dims)
+
+
+def _fuse_forward(
+    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+) -> torch.Tensor:
+    return _subtract_up(high, _down(high, dims, widths) - low, dims)
+
+
+class _Split(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, dims, widths):  # type: ignore[override]
+        ctx.dims, ctx.widths = dims, widths
+        ctx.sizes = tuple(x.shape[d] for d in dims)
+        ctx.shape = x.shape
+        return _split_forward(x, dims, widths)
+
+    @staticmethod
+    def backward(ctx, g_low, g_high):  # type: ignore[override]
+        c = adjoint_scale(ctx.sizes, ctx.widths)
+        if g_high is None:
+            ref = g_low
+            g_high = ref.new_zeros(ctx.shape)
+        if g_low is None:
+            low_shape = list(ctx.shape)
+            for d, k in zip(ctx.dims, ctx.widths, strict=True):
+                low_shape[d] = k
+            g_low = g_high.new_zeros(low_shape)
+        return _Fuse.apply(g_low * c, g_high.contiguous(), ctx.dims, ctx.widths), None, None
+
+
+class _Fuse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, low, high, dims, widths):  # type: ignore[override]
+        ctx.dims, ctx.widths = dims, widths
+        ctx.sizes = tuple(high.shape[d] for d in dims)
+        return _fuse_forward(low, high, dims, widths)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        c = adjoint_scale(ctx.sizes, ctx.widths)
+        g_low, g_high = _Split.apply(g.contiguous(), ctx.dims, ctx.widths)
+        return g_low / c, g_high, None, None
+
+
+def split(
+    x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centred band split with per-axis real matmuls.
+
+    Args:
+        x: Real tensor ``(N, C, *spatial)`` (validated by the caller).
+        dims: Band dims, increasing.
+        widths: Kept width ``k`` per band dim.
+
+    Returns:
+        ``(low, high)`` with x's dtype; float16/bfloat16 compute in float32.
+    """
+    work = _compute_dtype(x.dtype)
+    low, high = _Split.apply(x.to(work).contiguous(), dims, widths)
+    return low.to(x.dtype), high.to(x.dtype)
+
+
+def fuse(
+    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+) -> torch.Tensor:
+    """Centred band fusion with per-axis real matmuls.
+
+    Args:
+        low: Real tensor, high's shape with each band dim of size ``k``.
+        high: Real tensor ``(N, C, *spatial)``.
+        dims: Band dims, increasing.
+        widths: Kept width ``k`` per band dim.
+
+    Returns:
+        ``high - U (D high - low)`` with high's dtype.
+    """
+    work = _compute_dtype(high.dtype)
+    out = _Fuse.apply(low.to(work).contiguous(), high.to(work).contiguous(), dims, widths)
+    return out.to(high.dtype)

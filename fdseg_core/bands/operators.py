@@ -1,0 +1,161 @@
+"""Per-axis spectral operators behind the centred band split.
+
+Everything the backends share lives here, so the torch.fft reference, the
+matmul backend and the Triton kernels compute the same operator.
+
+Definitions (one band axis of size ``n``, kept width ``k = int(n * beta)``,
+``1 <= k < n``). Let ``X[f] = sum_t x[t] exp(-2 pi i f t / n)`` be the n-point
+DFT. The band ``B`` is the set of frequencies ``|f| <= k / 2``:
+
+* ``k`` odd: ``f = -(k-1)/2 .. (k-1)/2``, every bin with weight 1;
+* ``k`` even: ``f = -k/2+1 .. k/2-1`` with weight 1, and the pair ``f = +-k/2``
+  with weight ``1/sqrt(2)`` each. On a k-sample grid both bins alias to the
+  single Nyquist bin, which can hold only the cosine (real) part of the pair;
+  the ``1/sqrt(2)`` weights make the down- and up-sampling adjoint and their
+  product an orthogonal projection. The sine part of the pair (invisible on
+  the k-sample grid) stays in ``high``.
+
+Down-sampling ``D`` (n -> k samples) keeps the band and evaluates the
+band-limited interpolant on the coarse grid ``s * n / k``; scaled by ``k/n`` in
+the spectrum so that a constant keeps its value::
+
+    D[s, t] = 1/n * sum_{f in B} w_f cos(2 pi f (s/k - t/n))
+
+Up-sampling ``U`` (k -> n samples) is spectral zero padding, ``U = (n/k) D^T``.
+Then ``D U = I_k`` and ``P = U D`` is the orthogonal projection onto the band.
+For several band axes the operators are Kronecker products of these per-axis
+matrices (the band is a centred box in the shifted spectrum).
+
+The two public operators and their adjoints follow (``c = prod_a k_a / n_a``)::
+
+    split(x)        = (D x, x - U D x)
+    fuse(low, high) = high - U (D high - low)
+    split'(g_low, g_high) = fuse(c * g_low, g_high)      # vector-Jacobian product
+    fuse'(g)              = (D g / c, g - U D g)          # = split(g), low scaled by 1/c
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+__all__ = [
+    "band_width",
+    "band_indices",
+    "downsample_matrix",
+    "upsample_matrix",
+    "adjoint_scale",
+]
+
+
+def band_width(n: int, beta: float) -> int:
+    """Kept width ``k = int(n * beta)`` on a band axis of size ``n``.
+
+    Args:
+        n: Size of the axis.
+        beta: Relative width of the low band, in ``(0, 1)``.
+
+    Returns:
+        The number of low-band samples ``k`` (may be 0 when ``n * beta < 1``;
+        callers validate that).
+    """
+    return int(n * beta)
+
+
+def band_indices(n: int, k: int) -> tuple[list[int], list[int], int | None]:
+    """DFT bins of the centred band in the n-point and k-point FFT orders.
+
+    Args:
+        n: Size of the full axis.
+        k: Kept width, ``1 <= k < n``.
+
+    Returns:
+        ``(full_bins, coarse_bins, nyquist)``: the bins ``|f| < k/2`` as indices
+        into the n-point spectrum and, in the same order, into the k-point
+        spectrum; ``nyquist`` is ``k // 2`` when ``k`` is even (the coarse bin
+        that receives the ``+-k/2`` pair, full bins ``k//2`` and ``n - k//2``),
+        else ``None``.
+    """
+    m = (k - 1) // 2  # highest frequency with weight 1
+    full = list(range(0, m + 1)) + list(range(n - m, n))
+    coarse = list(range(0, m + 1)) + list(range(k - m, k))
+    return full, coarse, (k // 2 if k % 2 == 0 else None)
+
+
+@lru_cache(maxsize=256)
+def _downsample_float64(n: int, k: int) -> torch.Tensor:
+    s = torch.arange(k, dtype=torch.float64).unsqueeze(1)
+    t = torch.arange(n, dtype=torch.float64).unsqueeze(0)
+    phase = s / k - t / n  # (k, n)
+    out = torch.ones(k, n, dtype=torch.float64)
+    for f in range(1, (k - 1) // 2 + 1):
+        out += 2.0 * torch.cos(2.0 * math.pi * f * phase)
+    if k % 2 == 0:
+        out += math.sqrt(2.0) * torch.cos(math.pi * k * phase)
+    out /= n
+    out.requires_grad_(False)
+    return out
+
+
+@lru_cache(maxsize=256)
+def _cached(n: int, k: int, dtype: torch.dtype, device: str, up: bool) -> torch.Tensor:
+    d = _downsample_float64(n, k)
+    m = (d.t() * (n / k)) if up else d
+    return m.to(dtype=dtype, device=device).contiguous()
+
+
+def downsample_matrix(
+    n: int, k: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The real ``(k, n)`` matrix ``D`` of band-limited down-sampling.
+
+    Args:
+        n: Size of the full axis.
+        k: Kept width, ``1 <= k < n``.
+        dtype: Floating dtype of the result (computed in float64, then cast).
+        device: Device of the result.
+
+    Returns:
+        Tensor of shape ``(k, n)``; cached per ``(n, k, dtype, device)``, do not
+        modify it in place.
+    """
+    if not 1 <= k < n:
+        raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
+    return _cached(n, k, dtype, str(torch.device(device)), False)
+
+
+def upsample_matrix(
+    n: int, k: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The real ``(n, k)`` matrix ``U = (n/k) D^T`` of spectral zero-padding.
+
+    Args:
+        n: Size of the full axis.
+        k: Kept width, ``1 <= k < n``.
+        dtype: Floating dtype of the result.
+        device: Device of the result.
+
+    Returns:
+        Tensor of shape ``(n, k)``; cached, do not modify it in place.
+    """
+    if not 1 <= k < n:
+        raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
+    return _cached(n, k, dtype, str(torch.device(device)), True)
+
+
+def adjoint_scale(sizes: tuple[int, ...], widths: tuple[int, ...]) -> float:
+    """``c = prod_a k_a / n_a``: relates ``D^T`` and ``U`` (``D^T = c U`` over all band axes).
+
+    Args:
+        sizes: Full sizes ``n_a`` of the band axes.
+        widths: Kept widths ``k_a``.
+
+    Returns:
+        The product of the ratios.
+    """
+    c = 1.0
+    for n, k in zip(sizes, widths, strict=True):
+        c *= k / n
+    return c
