@@ -21,6 +21,8 @@ __all__ = [
     "band_fuse",
     "band_split",
     "resolve_backend",
+    "validate_fuse",
+    "validate_split",
 ]
 
 Layout = Literal["centered", "reference"]
@@ -165,6 +167,40 @@ def _widths(shape: torch.Size, dims: tuple[int, ...], beta: float) -> tuple[int,
     return tuple(widths)
 
 
+def validate_split(
+    x: object, beta: object, dims: object
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Check the arguments of a split; return ``(band_dims, widths)``."""
+    x = _check_tensor("x", x)
+    beta = _check_beta(beta)
+    band_dims = _check_dims(dims, x.ndim)
+    return band_dims, _widths(x.shape, band_dims, beta)
+
+
+def validate_fuse(
+    low: object, high: object, beta: object, dims: object
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Check the arguments of a fusion; return ``(band_dims, widths)``."""
+    high = _check_tensor("high", high)
+    low = _check_tensor("low", low)
+    beta = _check_beta(beta)
+    band_dims = _check_dims(dims, high.ndim)
+    widths = _widths(high.shape, band_dims, beta)
+    expected = list(high.shape)
+    for d, k in zip(band_dims, widths, strict=True):
+        expected[d] = k
+    if tuple(low.shape) != tuple(expected):
+        raise ValueError(
+            f"low has shape {tuple(low.shape)}, expected {tuple(expected)} "
+            f"(high's shape {tuple(high.shape)} with k=int(n*{beta}) on dims {band_dims})"
+        )
+    if low.device != high.device:
+        raise ValueError(f"low is on {low.device} but high is on {high.device}")
+    if low.dtype != high.dtype:
+        raise TypeError(f"low has dtype {low.dtype} but high has dtype {high.dtype}")
+    return band_dims, widths
+
+
 def band_split(
     x: torch.Tensor,
     beta: float = 0.1,
@@ -214,10 +250,7 @@ def band_split(
         >>> low.shape, high.shape
         (torch.Size([1, 1, 4, 4, 16]), torch.Size([1, 1, 40, 40, 16]))
     """
-    x = _check_tensor("x", x)
-    beta = _check_beta(beta)
-    band_dims = _check_dims(dims, x.ndim)
-    widths = _widths(x.shape, band_dims, beta)
+    band_dims, widths = validate_split(x, beta, dims)
     chosen = resolve_backend(backend, layout, x.device)
     if chosen == "torch":
         fn = _fft.split_reference if layout == "reference" else _fft.split_centered
@@ -263,23 +296,7 @@ def band_fuse(
         ValueError: Shapes that do not match, tensors on different devices, or
             bad beta, dims, layout or backend.
     """
-    high = _check_tensor("high", high)
-    low = _check_tensor("low", low)
-    beta = _check_beta(beta)
-    band_dims = _check_dims(dims, high.ndim)
-    widths = _widths(high.shape, band_dims, beta)
-    expected = list(high.shape)
-    for d, k in zip(band_dims, widths, strict=True):
-        expected[d] = k
-    if tuple(low.shape) != tuple(expected):
-        raise ValueError(
-            f"low has shape {tuple(low.shape)}, expected {tuple(expected)} "
-            f"(high's shape {tuple(high.shape)} with k=int(n*{beta}) on dims {band_dims})"
-        )
-    if low.device != high.device:
-        raise ValueError(f"low is on {low.device} but high is on {high.device}")
-    if low.dtype != high.dtype:
-        raise TypeError(f"low has dtype {low.dtype} but high has dtype {high.dtype}")
+    band_dims, widths = validate_fuse(low, high, beta, dims)
     chosen = resolve_backend(backend, layout, high.device)
     if chosen == "torch":
         fn = _fft.fuse_reference if layout == "reference" else _fft.fuse_centered

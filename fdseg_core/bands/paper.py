@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from fdseg_core.bands.api import validate_fuse, validate_split
 from fdseg_core.bands.operators import band_width
 
 __all__ = ["paper_band_split", "paper_band_fuse"]
@@ -40,6 +41,7 @@ def paper_band_split(
     Returns:
         ``(low, high)`` as real tensors (low: band dims of size ``k``).
     """
+    dims, _ = validate_split(x, beta, dims)
     spatial = tuple(range(2, x.ndim))
     spec = torch.fft.fftshift(torch.fft.fftn(x, dim=spatial), dim=dims)
     box = _box(x.ndim, tuple(x.shape), dims, beta)
@@ -66,6 +68,7 @@ def paper_band_fuse(
     Returns:
         Real tensor shaped like ``high``.
     """
+    dims, _ = validate_fuse(low, high, beta, dims)
     spatial = tuple(range(2, high.ndim))
     spec = torch.fft.fftshift(torch.fft.fftn(high, dim=spatial), dim=dims)
     low_spec = torch.fft.fftshift(torch.fft.fftn(low, dim=spatial), dim=dims)

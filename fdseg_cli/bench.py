@@ -1,0 +1,177 @@
+"""``fdseg bench``: throughput of the band operators on every available backend."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["bench"]
+
+_DEFAULT_SHAPES = ("1x1x160x160x128", "2x8x160x160x128")
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a shape like 2x8x160x160x128", param_hint="--shape"
+        ) from None
+    if len(shape) not in (4, 5) or min(shape) < 1:
+        raise click.BadParameter(
+            f"{text!r}: expected N x C x D x H x W (or N x C x H x W) positive sizes",
+            param_hint="--shape",
+        )
+    return shape
+
+
+@click.command()
+@click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    default=_DEFAULT_SHAPES,
+    show_default=True,
+    help="Input shape NxCxDxHxW; repeat for several.",
+)
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    help="Backend to time (repeatable; default: every available one and the paper's "
+    "pipeline). 'paper' is the paper's pipeline.",
+)
+@click.option(
+    "--op",
+    "ops",
+    multiple=True,
+    type=click.Choice(["split", "split+bwd", "fuse", "fuse+bwd"]),
+    help="Operation (repeatable; default: all four).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16", "bfloat16", "float64"]),
+    default="float32",
+    show_default=True,
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--beta", type=float, default=0.1, show_default=True)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Timed runs; the median is reported.",
+)
+@click.option("--warmup", type=click.IntRange(0), default=1, show_default=True)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the rows (and the environment) to this JSON file.",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path, progress):
+    """Time band_split and band_fuse (forward, and forward+backward) for every available
+    backend and the paper's pipeline; print median ms, effective GB/s and the speed-up
+    over the torch.fft backend measured in the same run."""
+    import json
+    import platform
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from fdseg_core.bands import BACKENDS, available_backends
+    from fdseg_core.benchmark import OPS, PAPER, run_benchmarks
+    from fdseg_core.train.checkpoint import atomic_write_text
+
+    parsed = [_parse_shape(s) for s in shapes]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("no CUDA device is available here", param_hint="--device")
+    usable = available_backends(device)
+    names = list(backends) or [PAPER, *usable]
+    for name in names:
+        if name != PAPER and name not in BACKENDS:
+            raise click.BadParameter(
+                f"unknown backend {name!r}; expected 'paper' or one of {list(BACKENDS)}",
+                param_hint="--backend",
+            )
+        if name != PAPER and name not in usable:
+            raise click.BadParameter(
+                f"backend {name!r} is not available on {device} here (available: {usable})",
+                param_hint="--backend",
+            )
+    chosen_ops = list(ops) or list(OPS)
+    from fdseg_core.bands import band_width
+
+    for shape in parsed:
+        for d in (2, 3):
+            if band_width(shape[d], beta) < 1:
+                raise click.BadParameter(
+                    f"shape {'x'.join(map(str, shape))}: dim {d} of size {shape[d]} keeps "
+                    f"no sample at beta={beta}",
+                    param_hint="--shape",
+                )
+    total = len(parsed) * len(chosen_ops) * len(dict.fromkeys(["torch", *names]))
+    bar = tqdm(total=total, disable=not progress, desc="bench", unit="case", leave=False)
+
+    def step(label: str) -> None:
+        bar.set_postfix_str(label)
+        bar.update(1)
+
+    rows = run_benchmarks(
+        parsed,
+        names,
+        ops=chosen_ops,
+        dtype=getattr(torch, dtype),
+        device=device,
+        beta=beta,
+        warmup=warmup,
+        repeats=repeats,
+        progress=step,
+    )
+    bar.close()
+    device_name = (
+        torch.cuda.get_device_name()
+        if device == "cuda"
+        else (platform.processor() or platform.machine())
+    )
+    header = (
+        f"{'backend':8} {'op':9} {'shape':18} {'dtype':8} {'median ms':>10} {'GB/s':>8} "
+        f"{'vs torch':>9}" + (f" {'% copy bw':>10}" if device == "cuda" else "")
+    )
+    click.echo(
+        f"device: {device} ({device_name}), threads: {torch.get_num_threads()}, "
+        f"torch {torch.__version__}"
+    )
+    click.echo(header)
+    for r in rows:
+        line = (
+            f"{r.backend:8} {r.op:9} {'x'.join(map(str, r.shape)):18} {r.dtype:8} "
+            f"{r.median_ms:10.2f} {r.gbps:8.2f} {r.speedup:8.2f}x"
+        )
+        if r.pct_copy_bw is not None:
+            line += f" {r.pct_copy_bw:9.1f}%"
+        click.echo(line)
+    if json_path:
+        try:
+            import triton
+
+            triton_version = triton.__version__
+        except ImportError:
+            triton_version = None
+        env = {
+            "device": device,
+            "device_name": device_name,
+            "torch": torch.__version__,
+            "triton": triton_version,
+            "threads": torch.get_num_threads(),
+            "beta": beta,
+        }
+        payload = [dict(r.as_dict(), **env) for r in rows]
+        atomic_write_text(Path(json_path), json.dumps(payload, indent=1) + "\n")
+        click.echo(f"wrote {json_path}")

@@ -1,0 +1,169 @@
+"""The one configuration object of a training job."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "FUSIONS", "OPTIMIZERS", "SCHEDULES"]
+
+FUSIONS = ("none", "early", "late")
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("poly", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; written into every checkpoint.
+
+    A run is reproducible from its config alone: the dataset path, the fold and
+    the subset, the network, the optimisation and the seed are all here.
+
+    Attributes:
+        dataset: Root of a dataset in the nnU-Net v2 or MSD layout.
+        out: Output folder (checkpoints, logs, plots, split).
+        backbone: Registered backbone name (``fdseg backbones`` lists them).
+        fusion: ``"none"`` (baseline), ``"early"`` or ``"late"``.
+        beta: Relative width of the low band.
+        dims: Band dims of the ``(N, C, D, H, W)`` input; ``None``: the first two spatial dims.
+        layout: ``"centered"`` or ``"reference"`` (the paper's code).
+        backend: Band operator backend (``"auto"``, ``"torch"``, ``"matmul"``, ``"triton"``).
+        stem_channels: Channels of the frequency stems.
+        backbone_options: Extra keyword arguments of the backbone builder.
+        epochs: Number of epochs.
+        iters_per_epoch: Optimiser steps per epoch (per process).
+        patch_size: Training patch ``(D, H, W)``.
+        batch_size: Patches per step (per process).
+        lr: Peak learning rate.
+        weight_decay: Weight decay.
+        optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, momentum 0.99 as nnU-Net).
+        schedule: ``"poly"`` (exponent 0.9), ``"cosine"`` or ``"constant"``.
+        grad_clip: Gradient-norm clip (``0`` disables).
+        amp: Mixed precision on CUDA (ignored on the CPU).
+        val_every: Validate every this many epochs (and after the last).
+        n_folds: Folds of the deterministic split.
+        fold: Fold used for validation.
+        train_cases: Train on the first N cases of the fold's training list (``None``: all).
+        seed: Seed of everything random.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        num_workers: Data-loading worker processes.
+        normalization: Per-channel normalisation override (``None``: chosen from channel names).
+        target_spacing: Resample cases to this spacing (mm) before training (``None``: keep).
+        foreground_oversample: Probability that a patch is centred on foreground.
+        overlap: Sliding-window overlap at validation.
+        tensorboard: Also log to TensorBoard (needs the ``tensorboard`` extra).
+        progress: Show progress bars.
+    """
+
+    dataset: str
+    out: str
+    backbone: str = "unet3d"
+    fusion: str = "early"
+    beta: float = 0.1
+    dims: tuple[int, ...] | None = None
+    layout: str = "centered"
+    backend: str = "auto"
+    stem_channels: int = 8
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 50
+    iters_per_epoch: int = 50
+    patch_size: tuple[int, int, int] = (64, 64, 64)
+    batch_size: int = 2
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    optimizer: str = "adamw"
+    schedule: str = "poly"
+    grad_clip: float = 12.0
+    amp: bool = True
+    val_every: int = 5
+    n_folds: int = 5
+    fold: int = 0
+    train_cases: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    normalization: tuple[str, ...] | None = None
+    target_spacing: tuple[float, float, float] | None = None
+    foreground_oversample: float = 0.33
+    overlap: float = 0.5
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        # normalise sequences coming from JSON / click into tuples
+        for name in ("patch_size", "dims", "normalization", "target_spacing"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {self.fusion!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
+        if not 0.0 < float(self.beta) < 1.0:
+            raise ValueError(f"beta must lie in (0, 1), got {self.beta!r}")
+        for name in (
+            "epochs",
+            "iters_per_epoch",
+            "batch_size",
+            "val_every",
+            "n_folds",
+            "stem_channels",
+        ):
+            _positive_int(name, getattr(self, name))
+        if len(self.patch_size) != 3 or any(
+            isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in self.patch_size
+        ):
+            raise ValueError(f"patch_size must be 3 positive integers, got {self.patch_size!r}")
+        if self.train_cases is not None:
+            _positive_int("train_cases", self.train_cases)
+        if not 0 <= self.fold < self.n_folds:
+            raise ValueError(f"fold must lie in [0, {self.n_folds}), got {self.fold!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(
+                "weight_decay and grad_clip must be >= 0, "
+                f"got {self.weight_decay!r} and {self.grad_clip!r}"
+            )
+        if not 0.0 <= self.foreground_oversample <= 1.0:
+            raise ValueError(
+                f"foreground_oversample must lie in [0, 1], got {self.foreground_oversample!r}"
+            )
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"overlap must lie in [0, 1), got {self.overlap!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)

@@ -1,0 +1,90 @@
+"""Metric logs (JSON lines + CSV) and training-curve plots, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from fdseg_core.train.checkpoint import atomic_write_text
+
+__all__ = ["MetricsLog", "plot_curves"]
+
+
+class MetricsLog:
+    """One row per epoch; the whole log is rewritten atomically as ``metrics.jsonl`` and
+    ``metrics.csv`` so that a crash never leaves a truncated file.
+
+    Args:
+        out_dir: Output folder.
+        rows: Rows of an earlier run (on resume).
+    """
+
+    def __init__(self, out_dir: str | Path, rows: list[dict] | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.rows: list[dict] = list(rows or [])
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> MetricsLog:
+        path = Path(out_dir) / "metrics.jsonl"
+        rows = []
+        if path.is_file():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return cls(out_dir, rows)
+
+    def append(self, row: dict) -> None:
+        self.rows.append(dict(row))
+        self.write()
+
+    def truncate(self, epochs_done: int) -> None:
+        """Drop rows of epochs after ``epochs_done`` (a resumed run redoes them)."""
+        self.rows = [r for r in self.rows if r.get("epoch", 0) <= epochs_done]
+
+    def write(self) -> None:
+        lines = "".join(json.dumps(r) + "\n" for r in self.rows)
+        atomic_write_text(self.out_dir / "metrics.jsonl", lines)
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
+
+
+def plot_curves(rows: list[dict], path: str | Path, *, title: str = "") -> None:
+    """Training loss and validation Dice per class against epochs, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [r["epoch"] for r in rows]
+    ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o", ms=3, label="train loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("Dice + CE loss")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend()
+    dice_keys = sorted({k for r in rows for k in r if k.startswith("val_dice_")})
+    for key in dice_keys:
+        pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            ax_dice.plot(
+                *zip(*pts, strict=True), marker="o", ms=4, label=key.removeprefix("val_dice_")
+            )
+    ax_dice.set_xlabel("epoch")
+    ax_dice.set_ylabel("validation Dice")
+    ax_dice.set_ylim(0, 1)
+    ax_dice.grid(alpha=0.3)
+    if dice_keys:
+        ax_dice.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,69 @@
+"""Segmentation losses."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DiceCELoss", "soft_dice_per_class"]
+
+
+def soft_dice_per_class(
+    probs: torch.Tensor, target: torch.Tensor, *, smooth: float = 1e-5
+) -> torch.Tensor:
+    """Batch soft Dice of each class.
+
+    Args:
+        probs: Class probabilities ``(N, K, *spatial)``.
+        target: Integer labels ``(N, *spatial)`` with values in ``[0, K)``.
+        smooth: Added to numerator and denominator.
+
+    Returns:
+        Tensor ``(K,)``: Dice of each class over the whole batch (nnU-Net's "batch Dice").
+    """
+    num_classes = probs.shape[1]
+    onehot = F.one_hot(target.long(), num_classes).movedim(-1, 1).to(probs.dtype)
+    reduce = (0, *range(2, probs.ndim))
+    inter = (probs * onehot).sum(reduce)
+    denom = probs.sum(reduce) + onehot.sum(reduce)
+    return (2 * inter + smooth) / (denom + smooth)
+
+
+class DiceCELoss(nn.Module):
+    """Soft Dice (foreground classes) plus cross-entropy, as nnU-Net trains.
+
+    Args:
+        dice_weight: Weight of the Dice term.
+        ce_weight: Weight of the cross-entropy term.
+        include_background: Whether the background class enters the Dice term.
+
+    Raises:
+        ValueError: Negative weights, or both zero.
+    """
+
+    def __init__(
+        self, *, dice_weight: float = 1.0, ce_weight: float = 1.0, include_background: bool = False
+    ) -> None:
+        super().__init__()
+        if dice_weight < 0 or ce_weight < 0 or dice_weight + ce_weight == 0:
+            raise ValueError(
+                f"weights must be >= 0 and not both 0, got dice_weight={dice_weight}, "
+                f"ce_weight={ce_weight}"
+            )
+        self.dice_weight = dice_weight
+        self.ce_weight = ce_weight
+        self.include_background = include_background
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``."""
+        if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
+            raise ValueError(
+                f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match"
+            )
+        logits = logits.float()
+        ce = F.cross_entropy(logits, target.long())
+        dice = soft_dice_per_class(logits.softmax(1), target)
+        if not self.include_background and dice.numel() > 1:
+            dice = dice[1:]
+        return self.ce_weight * ce + self.dice_weight * (1.0 - dice.mean())

@@ -1,0 +1,81 @@
+"""``fdseg bench`` on the CPU: table, JSON rows, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fdseg_cli.main import cli
+
+
+def test_bench_writes_json_rows_for_every_backend_and_the_paper(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--shape",
+            "1x1x20x20x4",
+            "--op",
+            "split",
+            "--op",
+            "fuse+bwd",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--no-progress",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert {(r["backend"], r["op"]) for r in rows} == {
+        (b, o) for b in ("torch", "paper", "matmul") for o in ("split", "fuse+bwd")
+    }
+    for r in rows:
+        assert {
+            "backend",
+            "op",
+            "shape",
+            "dtype",
+            "median_ms",
+            "gbps",
+            "speedup",
+            "device_name",
+            "torch",
+            "triton",
+        } <= set(r)
+        assert r["shape"] == [1, 1, 20, 20, 4] and r["dtype"] == "float32"
+        assert r["median_ms"] > 0 and r["gbps"] > 0
+    torch_rows = [r for r in rows if r["backend"] == "torch"]
+    assert all(r["speedup"] == pytest.approx(1.0) for r in torch_rows)
+    assert "matmul" in result.output and "vs torch" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shape", "2x8x160"], "expected N x C x D x H x W"),
+        (["--shape", "axb"], "is not a shape"),
+        (["--backend", "cufft"], "unknown backend 'cufft'"),
+        (["--shape", "1x1x4x4x4"], "keeps no sample at beta=0.1"),
+    ],
+    ids=["short-shape", "not-a-shape", "unknown-backend", "too-small"],
+)
+def test_bench_bad_input_exits_2_with_one_line(args, message):
+    result = CliRunner().invoke(cli, ["bench", *args, "--no-progress"])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bench_triton_on_cpu_without_interpreter_is_refused(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    result = CliRunner().invoke(cli, ["bench", "--backend", "triton", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert "not available on cpu" in result.output
