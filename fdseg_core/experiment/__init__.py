@@ -1,0 +1,8 @@
+"""The paper's experiment: training size x method x seed, with bootstrap statistics."""
+
+from __future__ import annotations
+
+from fdseg_core.experiment.protocol import ExperimentConfig, run_experiment
+from fdseg_core.experiment.stats import mean_std, paired_bootstrap_ci
+
+__all__ = ["ExperimentConfig", "mean_std", "paired_bootstrap_ci", "run_experiment"]

@@ -1,0 +1,219 @@
+"""The paper's protocol: training size x method x seed, evaluated on the same test cases."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fdseg_core.train.checkpoint import atomic_write_text
+from fdseg_core.train.config import FUSIONS, TrainConfig
+
+__all__ = ["ExperimentConfig", "run_experiment", "evaluate_run", "test_cases"]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """An experiment: every (training size, fusion, seed) is one training run.
+
+    Attributes:
+        dataset: Dataset root (nnU-Net v2 or MSD layout).
+        out: Output folder: ``runs/`` (one folder per run), ``results.jsonl``,
+            ``table.csv``, ``table.md``, ``dice_vs_size.png``.
+        train_sizes: Training-set sizes.
+        fusions: Methods (``"none"`` is the baseline every other is compared with).
+        seeds: Number of seeds per (size, method): seeds ``0 .. seeds-1``.
+        training: Other :class:`TrainConfig` fields shared by every run.
+        n_resamples: Bootstrap resamples of the confidence intervals.
+    """
+
+    dataset: str
+    out: str
+    train_sizes: tuple[int, ...] = (2, 4, 8)
+    fusions: tuple[str, ...] = ("none", "early", "late")
+    seeds: int = 3
+    training: dict[str, Any] = field(default_factory=dict)
+    n_resamples: int = 10000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
+        object.__setattr__(self, "fusions", tuple(self.fusions))
+        if not self.train_sizes or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.train_sizes
+        ):
+            raise ValueError(f"train_sizes must be positive integers, got {self.train_sizes!r}")
+        bad = [f for f in self.fusions if f not in FUSIONS]
+        if bad or not self.fusions:
+            raise ValueError(
+                f"fusions must be a non-empty subset of {list(FUSIONS)}, got {list(self.fusions)!r}"
+            )
+        if len(set(self.fusions)) != len(self.fusions):
+            raise ValueError(f"fusions repeat a method: {list(self.fusions)!r}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds must be a positive integer, got {self.seeds!r}")
+        reserved = {"dataset", "out", "fusion", "train_cases", "seed"} & set(self.training)
+        if reserved:
+            raise ValueError(f"training options {sorted(reserved)} are set by the experiment")
+
+    def run_dir(self, size: int, fusion: str, seed: int) -> Path:
+        return Path(self.out) / "runs" / f"n{size:03d}-{fusion}-s{seed}"
+
+    def run_config(self, size: int, fusion: str, seed: int) -> TrainConfig:
+        return TrainConfig(
+            dataset=self.dataset,
+            out=str(self.run_dir(size, fusion, seed)),
+            fusion=fusion,
+            train_cases=size,
+            seed=seed,
+            **self.training,
+        )
+
+
+def test_cases(info) -> tuple[list, str]:
+    """The held-out labelled test cases: ``imagesTs`` + ``labelsTs`` when present, else
+    the validation cases of fold 0 (which then never enter training)."""
+    labelled = [c for c in info.test if c.label_path is not None]
+    if labelled:
+        return labelled, "imagesTs/labelsTs"
+    return [], "fold 0 validation cases"
+
+
+def evaluate_run(checkpoint: Path, cases: list, device: torch.device) -> list[dict[str, Any]]:
+    """Dice per class of one trained run on the test cases (full volumes).
+
+    Returns:
+        One dict per case: ``case`` and ``dice_<class name>`` for every foreground class.
+    """
+    from fdseg_core import data as fdata
+    from fdseg_core.infer import sliding_window_inference
+    from fdseg_core.metrics import dice_per_class
+    from fdseg_core.train.checkpoint import load_model
+
+    model, meta = load_model(checkpoint, map_location=device)
+    prep = fdata.Preprocessor(
+        normalization=meta["normalization"], target_spacing=meta["target_spacing"]
+    )
+    names = {v: k for k, v in meta["labels"].items()}
+    rows = []
+    with torch.no_grad():
+        for case in cases:
+            vol = prep(case)
+            image = torch.as_tensor(vol.image)[None].to(device)
+            probs = sliding_window_inference(
+                image, model, meta["patch_size"], overlap=0.5, device=device
+            )
+            pred = probs.argmax(1)[0].cpu()
+            dice = dice_per_class(pred, torch.as_tensor(vol.label), meta["num_classes"])
+            row = {"case": case.case_id}
+            for c in range(1, meta["num_classes"]):
+                row[f"dice_{names.get(c, c)}"] = float(dice[c])
+            rows.append(row)
+    return rows
+
+
+def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) every training run of the experiment, then write the report.
+
+    Finished runs (those with ``result.json``) are skipped, so an interrupted
+    experiment continues where it stopped.
+
+    Returns:
+        ``{"results": [...], "table": [...], "markdown": str, "plot": path}``.
+    """
+    from tqdm import tqdm
+
+    from fdseg_core import data as fdata
+    from fdseg_core.experiment.report import write_report
+    from fdseg_core.train import resolve_device, train
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = fdata.load_dataset(config.dataset)
+    held_out, source = test_cases(info)
+    if not held_out:
+        splits = fdata.make_splits(
+            [c.case_id for c in info.training], n_folds=config.training.get("n_folds", 5), seed=0
+        )
+        by_id = {c.case_id: c for c in info.training}
+        held_out = [by_id[i] for i in splits[0]["val"]]
+    largest = max(config.train_sizes)
+    atomic_write_text(
+        out / "experiment.json",
+        json.dumps(
+            {
+                "dataset": config.dataset,
+                "train_sizes": list(config.train_sizes),
+                "fusions": list(config.fusions),
+                "seeds": config.seeds,
+                "training": config.training,
+                "test_set": source,
+                "test_cases": [c.case_id for c in held_out],
+            },
+            indent=1,
+        )
+        + "\n",
+    )
+    device = resolve_device(config.training.get("device", "auto"))
+    plan = [
+        (s, f, seed)
+        for s in config.train_sizes
+        for seed in range(config.seeds)
+        for f in config.fusions
+    ]
+    results: list[dict[str, Any]] = []
+    bar = tqdm(plan, disable=not progress, desc="experiment", unit="run")
+    for size, fusion, seed in bar:
+        bar.set_postfix_str(f"n={size} {fusion} seed={seed}")
+        run_dir = config.run_dir(size, fusion, seed)
+        result_path = run_dir / "result.json"
+        if result_path.is_file():
+            results.append(json.loads(result_path.read_text()))
+            continue
+        run_cfg = config.run_config(size, fusion, seed).replace(progress=False)
+        resume = (run_dir / "last.pt").is_file()
+        train(run_cfg, resume=resume)
+        rows = evaluate_run(run_dir / "last.pt", held_out, device)
+        result = {
+            "train_size": size,
+            "fusion": fusion,
+            "seed": seed,
+            "cases": rows,
+            "largest_size": largest,
+        }
+        atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
+        results.append(result)
+    bar.close()
+    report = write_report(results, out, fusions=config.fusions, n_resamples=config.n_resamples)
+    report["results"] = results
+    return report
+
+
+def _as_float(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def per_pair_scores(results: list[dict], size: int, fusion: str, key: str) -> dict[tuple, float]:
+    """``{(seed, case): score}`` of one method at one training size."""
+    scores = {}
+    for r in results:
+        if r["train_size"] == size and r["fusion"] == fusion:
+            for row in r["cases"]:
+                scores[(r["seed"], row["case"])] = _as_float(row.get(key))
+    return scores
+
+
+def class_keys(results: list[dict]) -> list[str]:
+    keys: list[str] = []
+    for r in results:
+        for row in r["cases"]:
+            keys += [k for k in row if k.startswith("dice_") and k not in keys]
+    return keys
+
+
+def mean_of(values) -> float:
+    arr = np.asarray(list(values), dtype=np.float64)
+    return float(np.nanmean(arr)) if arr.size and not np.all(np.isnan(arr)) else float("nan")

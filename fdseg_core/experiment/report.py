@@ -1,0 +1,145 @@
+"""Tables (CSV, Markdown) and the Dice-against-training-size plot of an experiment."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from fdseg_core.experiment.protocol import class_keys, per_pair_scores
+from fdseg_core.experiment.stats import mean_std, paired_bootstrap_ci
+from fdseg_core.train.checkpoint import atomic_write_text
+
+__all__ = ["summarise", "write_report"]
+
+
+def summarise(results: list[dict], *, fusions, n_resamples: int = 10000) -> list[dict[str, Any]]:
+    """One row per (training size, class, method): Dice mean, std, and the paired
+    difference to the baseline (``fusion="none"``) with its bootstrap 95% interval.
+
+    Scores are paired by (seed, test case). A "mean" class averages the
+    foreground classes of each case.
+    """
+    keys = class_keys(results)
+    # add a per-case mean over classes
+    for r in results:
+        for row in r["cases"]:
+            vals = [row[k] for k in keys if row.get(k) is not None]
+            row["dice_mean"] = sum(vals) / len(vals) if vals else None
+    keys = [*keys, "dice_mean"]
+    sizes = sorted({r["train_size"] for r in results})
+    table = []
+    for size in sizes:
+        for key in keys:
+            base = per_pair_scores(results, size, "none", key) if "none" in fusions else {}
+            for fusion in fusions:
+                scores = per_pair_scores(results, size, fusion, key)
+                if not scores:
+                    continue
+                mean, std = mean_std(list(scores.values()))
+                row = {
+                    "train_size": size,
+                    "class": key.removeprefix("dice_"),
+                    "fusion": fusion,
+                    "n": len(scores),
+                    "dice_mean": mean,
+                    "dice_std": std,
+                    "diff": None,
+                    "ci_low": None,
+                    "ci_high": None,
+                }
+                if base and fusion != "none":
+                    pairs = sorted(set(scores) & set(base))
+                    diff, low, high = paired_bootstrap_ci(
+                        [scores[p] for p in pairs],
+                        [base[p] for p in pairs],
+                        n_resamples=n_resamples,
+                    )
+                    row.update(diff=diff, ci_low=low, ci_high=high)
+                table.append(row)
+    return table
+
+
+def _markdown(table: list[dict]) -> str:
+    lines = [
+        "| train size | class | method | Dice (mean ± std) | Δ vs baseline [95% CI] | n |",
+        "|---:|---|---|---|---|---:|",
+    ]
+    for r in table:
+        delta = (
+            "—"
+            if r["diff"] is None
+            else (f"{100 * r['diff']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]")
+        )
+        lines.append(
+            f"| {r['train_size']} | {r['class']} | {r['fusion']} | "
+            f"{100 * r['dice_mean']:.1f} ± {100 * r['dice_std']:.1f} | {delta} | "
+            f"{r['n']} |"
+        )
+    lines.append("")
+    lines.append(
+        "Dice in points (×100). Δ: mean paired difference to the baseline (fusion=none) "
+        "over (seed, test case) pairs, with a percentile bootstrap 95% interval."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _plot(table: list[dict], path: Path, fusions) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(dict.fromkeys(r["class"] for r in table))
+    fig, axes = plt.subplots(1, len(classes), figsize=(4.2 * len(classes), 3.8), squeeze=False)
+    for ax, cls in zip(axes[0], classes, strict=True):
+        for i, fusion in enumerate(fusions):
+            rows = sorted(
+                (r for r in table if r["class"] == cls and r["fusion"] == fusion),
+                key=lambda r: r["train_size"],
+            )
+            if not rows:
+                continue
+            xs = [r["train_size"] * (1 + 0.03 * (i - 1)) for r in rows]
+            ax.errorbar(
+                xs,
+                [r["dice_mean"] for r in rows],
+                yerr=[r["dice_std"] for r in rows],
+                marker="o",
+                capsize=3,
+                label="baseline" if fusion == "none" else fusion,
+            )
+        ax.set_xscale("log", base=2)
+        sizes = sorted({r["train_size"] for r in table})
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.set_xlabel("training cases")
+        ax.set_ylabel("test Dice")
+        ax.set_ylim(0, 1)
+        ax.set_title(cls.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(
+    results: list[dict], out: str | Path, *, fusions, n_resamples: int = 10000
+) -> dict[str, Any]:
+    """Write ``table.csv``, ``table.md`` and ``dice_vs_size.png`` into ``out``."""
+    out = Path(out)
+    table = summarise(results, fusions=fusions, n_resamples=n_resamples)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else ["train_size"])
+    writer.writeheader()
+    writer.writerows(table)
+    atomic_write_text(out / "table.csv", buf.getvalue())
+    markdown = _markdown(table)
+    atomic_write_text(out / "table.md", markdown)
+    plot = out / "dice_vs_size.png"
+    if table:
+        _plot(table, plot, fusions)
+    return {"table": table, "markdown": markdown, "plot": str(plot)}
