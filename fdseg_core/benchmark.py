@@ -192,15 +192,25 @@ def cuda_copy_bandwidth(nbytes: int = 1 << 30) -> float:
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
+# VmHWM (the peak RSS of this address space) rather than ru_maxrss, which a child
+# inherits from its parent across execve on Linux.
 _RSS_SCRIPT = r"""
-import json, resource, sys, torch
+import json, sys, torch
 from fdseg_core.benchmark import make_call
+
+def peak_kib():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
 op, backend, shape, dtype = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(int(sys.argv[5]))
 call = make_call(op, backend, shape, getattr(torch, dtype), "cpu")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 call()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kib()
 print(json.dumps({"growth_bytes": (after - before) * 1024}))
 """
 
@@ -211,7 +221,7 @@ def peak_rss_growth(
     """Growth of peak RSS (bytes) while running one operation once, in a fresh process.
 
     The inputs are allocated before the baseline is read, so the growth counts
-    the outputs and every temporary (Linux ``ru_maxrss``).
+    the outputs and every temporary (Linux only: ``VmHWM`` of ``/proc/self/status``).
     """
     threads = threads or torch.get_num_threads()
     out = subprocess.run(
