@@ -1,0 +1,1 @@
+"""Built-in fdseg backbones, registered through the ``fdseg`` entry point group."""

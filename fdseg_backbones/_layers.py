@@ -1,0 +1,30 @@
+"""Small layer factories shared by the built-in backbones (one code path for 2D and 3D)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["conv", "norm", "dropout", "check_dims"]
+
+
+def check_dims(spatial_dims: int) -> None:
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+
+
+def conv(
+    spatial_dims: int, cin: int, cout: int, kernel: int = 3, stride: int = 1, bias: bool = False
+) -> nn.Module:
+    cls = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+    return cls(cin, cout, kernel_size=kernel, stride=stride, padding=kernel // 2, bias=bias)
+
+
+def norm(spatial_dims: int, channels: int) -> nn.Module:
+    cls = nn.InstanceNorm3d if spatial_dims == 3 else nn.InstanceNorm2d
+    return cls(channels, affine=True)
+
+
+def dropout(spatial_dims: int, p: float) -> nn.Module:
+    if p <= 0:
+        return nn.Identity()
+    return (nn.Dropout3d if spatial_dims == 3 else nn.Dropout2d)(p)

@@ -1,0 +1,36 @@
+"""The built-in backbones' plugin, registered through the ``fdseg`` entry point group
+exactly like a third-party plugin (``[project.entry-points.fdseg]`` in pyproject.toml)."""
+
+from __future__ import annotations
+
+from fdseg_backbones.monai_nets import monai_specs
+from fdseg_backbones.plainunet import build_plainunet
+from fdseg_backbones.unet3d import build_unet3d
+from fdseg_core.plugins import BackboneSpec, hookimpl
+
+__all__ = ["fdseg_register_backbones"]
+
+
+@hookimpl
+def fdseg_register_backbones() -> list[BackboneSpec]:
+    """unet3d (the paper's backbone), plainunet, and MONAI's networks when installed."""
+    return [
+        BackboneSpec(
+            name="unet3d",
+            builder=build_unet3d,
+            spatial_dims=(2, 3),
+            size_divisor=8,
+            description="Residual U-Net of Isensee et al. 2017, the paper's backbone "
+            "(4 levels, 8 base filters, deep supervision)",
+            default_options={"levels": 4, "base_filters": 8},
+        ),
+        BackboneSpec(
+            name="plainunet",
+            builder=build_plainunet,
+            spatial_dims=(2, 3),
+            size_divisor=8,
+            description="Plain U-Net of Cicek et al. 2016 (4 levels, 16 base filters)",
+            default_options={"levels": 4, "base_filters": 16},
+        ),
+        *monai_specs(),
+    ]

@@ -1,0 +1,43 @@
+"""``fdseg backbones``: the registered backbones and where they come from."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["backbones"]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def backbones(as_json: bool) -> None:
+    """List the registered backbones: name, providing package and version, description,
+    spatial dims and size divisor. Problems with plugins are reported on stderr."""
+    import json
+    import warnings
+
+    from fdseg_core.plugins import list_backbones
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        specs = list_backbones()
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    rows = [
+        {
+            "name": s.name,
+            "package": s.package,
+            "version": s.version,
+            "description": s.description,
+            "spatial_dims": list(s.spatial_dims),
+            "size_divisor": s.size_divisor,
+        }
+        for s in specs
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo(f"{'name':18} {'package':24} {'dims':6} {'divisor':>7}  description")
+    for r in rows:
+        pkg = f"{r['package']} {r['version'] or ''}".strip()
+        dims = ",".join(f"{d}d" for d in r["spatial_dims"])
+        click.echo(f"{r['name']:18} {pkg:24} {dims:6} {r['size_divisor']:>7}  {r['description']}")

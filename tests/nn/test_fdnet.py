@@ -1,0 +1,115 @@
+"""FrequencyDisentangledNet around every built-in backbone and fusion mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fdseg_core import FrequencyDisentangledNet, band_split
+from fdseg_core.plugins import list_backbones
+
+BUILTINS = ["unet3d", "plainunet"]
+SMALL = {"unet3d": {"base_filters": 4, "levels": 3}, "plainunet": {"base_filters": 4, "levels": 3}}
+
+
+@pytest.mark.parametrize("fusion", ["none", "early", "late"])
+@pytest.mark.parametrize("backbone", BUILTINS)
+@pytest.mark.parametrize("shape", [(2, 1, 20, 21, 9), (1, 2, 16, 16, 8)], ids=["odd", "even"])
+def test_forward_backward_any_size(backbone, fusion, shape):
+    torch.manual_seed(0)
+    net = FrequencyDisentangledNet(
+        backbone, shape[1], 3, fusion=fusion, beta=0.2, **SMALL[backbone]
+    )
+    x = torch.randn(shape, requires_grad=True)
+    out = net(x)
+    assert out.shape == (shape[0], 3, *shape[2:])
+    out.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name in ("high_stem", "low_stem"):
+        stem = getattr(net, name, None)
+        if stem is not None:
+            assert stem.weight.grad.abs().sum() > 0, f"{name} got no gradient"
+
+
+@pytest.mark.parametrize("fusion", ["none", "early", "late"])
+def test_two_dimensional_inputs(fusion):
+    net = FrequencyDisentangledNet(
+        "unet3d", 1, 2, spatial_dims=2, fusion=fusion, beta=0.25, base_filters=4, levels=3
+    )
+    out = net(torch.randn(2, 1, 30, 22))
+    assert out.shape == (2, 2, 30, 22)
+
+
+def test_low_stem_sees_the_low_band_only():
+    """Early fusion: the low stem's input is band_split's low output of the padded input."""
+    net = FrequencyDisentangledNet(
+        "unet3d", 1, 2, fusion="early", beta=0.25, base_filters=4, levels=2
+    )
+    seen = {}
+
+    def hook(module, inputs, output):
+        seen["low"] = inputs[0]
+
+    net.low_stem.register_forward_hook(hook)
+    x = torch.randn(1, 1, 16, 16, 6)
+    net(x)
+    low, _ = band_split(x, 0.25)
+    torch.testing.assert_close(seen["low"], low)
+
+
+def test_reference_layout_and_explicit_backend_run():
+    net = FrequencyDisentangledNet(
+        "unet3d",
+        1,
+        2,
+        fusion="late",
+        layout="reference",
+        backend="torch",
+        base_filters=4,
+        levels=2,
+        beta=0.25,
+    )
+    assert net(torch.randn(1, 1, 16, 16, 4)).shape == (1, 2, 16, 16, 4)
+
+
+def test_input_too_small_for_the_band_names_size_and_beta():
+    net = FrequencyDisentangledNet(
+        "unet3d", 1, 2, fusion="early", beta=0.05, base_filters=4, levels=2
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"input size 16 on dim 2 keeps no low-band sample at "
+        r"beta=0.05; need a size >= 21",
+    ):
+        net(torch.randn(1, 1, 16, 16, 4))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fusion": "middle"}, "fusion must be one of"),
+        ({"beta": 1.0}, "beta must lie in"),
+        ({"spatial_dims": 4}, "spatial_dims must be 2 or 3"),
+        ({"stem_channels": 0}, "stem_channels must be a positive integer"),
+        ({"layout": "shifted"}, "layout must be"),
+    ],
+)
+def test_bad_options_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FrequencyDisentangledNet("unet3d", 1, 2, **kwargs)
+
+
+def test_wrong_input_rank_raises():
+    net = FrequencyDisentangledNet("unet3d", 1, 2, fusion="none", base_filters=4, levels=2)
+    with pytest.raises(ValueError, match=r"expected input \(N, C, D, H, W\)"):
+        net(torch.randn(1, 16, 16, 4))
+
+
+def test_backbone_options_reach_the_builder_and_divisor_follows_levels():
+    net = FrequencyDisentangledNet("unet3d", 1, 2, fusion="none", levels=5, base_filters=2)
+    assert net.size_divisor == 16
+    assert net(torch.randn(1, 1, 17, 18, 19)).shape == (1, 2, 17, 18, 19)
+
+
+def test_builtins_are_the_listed_ones():
+    assert set(BUILTINS) <= {s.name for s in list_backbones()}
