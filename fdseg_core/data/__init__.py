@@ -1,0 +1,45 @@
+"""Datasets (nnU-Net v2 and MSD layouts), NIfTI I/O, case checks, splits, preprocessing,
+augmentation and patch sampling."""
+
+from __future__ import annotations
+
+from fdseg_core.data.checks import check_cases
+from fdseg_core.data.io import LoadedCase, load_case, load_nifti, save_nifti, voxel_spacing
+from fdseg_core.data.layout import Case, DatasetInfo, group_channel_files, load_dataset
+from fdseg_core.data.patches import PatchDataset, crop_or_pad
+from fdseg_core.data.preprocess import (
+    NORMALIZATIONS,
+    Preprocessor,
+    Volume,
+    default_normalization,
+    normalize,
+    resample,
+)
+from fdseg_core.data.splits import load_splits, make_splits, save_splits, select_subset
+from fdseg_core.data.synthetic import make_toy_dataset
+
+__all__ = [
+    "NORMALIZATIONS",
+    "Case",
+    "DatasetInfo",
+    "LoadedCase",
+    "PatchDataset",
+    "Preprocessor",
+    "Volume",
+    "check_cases",
+    "crop_or_pad",
+    "default_normalization",
+    "group_channel_files",
+    "load_case",
+    "load_dataset",
+    "load_nifti",
+    "load_splits",
+    "make_splits",
+    "make_toy_dataset",
+    "normalize",
+    "resample",
+    "save_nifti",
+    "save_splits",
+    "select_subset",
+    "voxel_spacing",
+]

@@ -1,0 +1,248 @@
+"""Dataset layouts: nnU-Net v2 raw and Medical Segmentation Decathlon (MSD), auto-detected."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "Case",
+    "DatasetInfo",
+    "load_dataset",
+    "NIFTI_ENDINGS",
+    "strip_nifti_ending",
+    "group_channel_files",
+]
+
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+
+
+def strip_nifti_ending(name: str) -> str | None:
+    """``"case_0000.nii.gz" -> "case_0000"``; ``None`` for a non-NIfTI name."""
+    for ending in NIFTI_ENDINGS:
+        if name.endswith(ending):
+            return name[: -len(ending)]
+    return None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case: its image files (one per channel, in channel order) and optional label."""
+
+    case_id: str
+    image_paths: tuple[Path, ...]
+    label_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset on disk.
+
+    Attributes:
+        root: Dataset folder.
+        layout: ``"nnunet"`` or ``"msd"``.
+        name: Dataset name from ``dataset.json`` (or the folder name).
+        channel_names: Channel names in order (``["QSM"]``, ``["CT"]``, ...).
+        labels: Label name -> integer value, ``background`` 0 included.
+        file_ending: ``".nii.gz"`` or ``".nii"``.
+        training: Cases with labels.
+        test: Cases of ``imagesTs`` (with labels when ``labelsTs`` holds them).
+        multichannel_4d: MSD stores several channels in one 4D file (channels last).
+    """
+
+    root: Path
+    layout: str
+    name: str
+    channel_names: tuple[str, ...]
+    labels: dict[str, int]
+    file_ending: str
+    training: tuple[Case, ...]
+    test: tuple[Case, ...] = ()
+    multichannel_4d: bool = False
+    raw: dict = field(default_factory=dict, repr=False)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: a dataset folder needs a dataset.json (nnU-Net v2 or MSD layout)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return data
+
+
+def _labels_name_to_int(raw: dict, path: Path, msd: bool) -> dict[str, int]:
+    labels = raw.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        raise ValueError(f"{path}: 'labels' must be a non-empty object")
+    out: dict[str, int] = {}
+    try:
+        if msd:  # {"0": "background", "1": "tumour"}
+            for k, v in labels.items():
+                out[str(v)] = int(k)
+        else:  # {"background": 0, "tumour": 1}; region lists are not supported
+            for k, v in labels.items():
+                if isinstance(v, list | tuple):
+                    raise ValueError(f"{path}: region-based label {k!r} is not supported")
+                out[str(k)] = int(v)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: bad 'labels' entry: {exc}") from exc
+    if 0 not in out.values():
+        raise ValueError(f"{path}: 'labels' must declare the background value 0")
+    if len(set(out.values())) != len(out):
+        raise ValueError(f"{path}: 'labels' repeats a value")
+    return out
+
+
+def group_channel_files(folder: Path, file_ending: str | None = None) -> dict[str, list[Path]]:
+    """``{case: [channel files in order]}`` for files named ``{case}_{XXXX}{ending}``;
+    files without a 4-digit channel suffix are single-channel cases of their own."""
+    groups: dict[str, dict[int, Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        stem = strip_nifti_ending(path.name)
+        if stem is None or (file_ending and not path.name.endswith(file_ending)):
+            continue
+        m = _CHANNEL.match(stem)
+        case, channel = (m["case"], int(m["channel"])) if m else (stem, 0)
+        groups.setdefault(case, {})[channel] = path
+    out = {}
+    for case, channels in groups.items():
+        expected = list(range(len(channels)))
+        if sorted(channels) != expected:
+            raise ValueError(
+                f"case {case!r} in {folder}: channel files {sorted(channels)} are "
+                f"not numbered 0000..{len(channels) - 1:04d}"
+            )
+        out[case] = [channels[i] for i in expected]
+    return out
+
+
+def _nnunet(root: Path, raw: dict) -> DatasetInfo:
+    path = root / "dataset.json"
+    names = raw.get("channel_names", raw.get("modality"))
+    if not isinstance(names, dict) or not names:
+        raise ValueError(f"{path}: 'channel_names' must be a non-empty object")
+    channel_names = tuple(str(names[k]) for k in sorted(names, key=int))
+    ending = raw.get("file_ending", ".nii.gz")
+    if ending not in NIFTI_ENDINGS:
+        raise ValueError(
+            f"{path}: file_ending {ending!r} is not supported (NIfTI only: {list(NIFTI_ENDINGS)})"
+        )
+    labels = _labels_name_to_int(raw, path, msd=False)
+
+    def cases(images: Path, labels_dir: Path, need_labels: bool) -> tuple[Case, ...]:
+        if not images.is_dir():
+            if need_labels:
+                raise FileNotFoundError(f"{images} not found (nnU-Net v2 layout)")
+            return ()
+        out = []
+        for case, files in group_channel_files(images, ending).items():
+            if len(files) != len(channel_names):
+                raise ValueError(
+                    f"case {case!r}: {len(files)} image files in {images} but "
+                    f"dataset.json declares {len(channel_names)} channels"
+                )
+            label = labels_dir / f"{case}{ending}"
+            if need_labels and not label.is_file():
+                raise FileNotFoundError(f"case {case!r}: label {label} not found")
+            out.append(Case(case, tuple(files), label if label.is_file() else None))
+        return tuple(out)
+
+    training = cases(root / "imagesTr", root / "labelsTr", True)
+    if not training:
+        raise ValueError(f"{root / 'imagesTr'} holds no training case")
+    num = raw.get("numTraining")
+    if num is not None and int(num) != len(training):
+        raise ValueError(f"{path}: numTraining is {num} but imagesTr holds {len(training)} cases")
+    test = cases(root / "imagesTs", root / "labelsTs", False)
+    return DatasetInfo(
+        root,
+        "nnunet",
+        str(raw.get("name", root.name)),
+        channel_names,
+        labels,
+        ending,
+        training,
+        test,
+        raw=raw,
+    )
+
+
+def _msd(root: Path, raw: dict) -> DatasetInfo:
+    path = root / "dataset.json"
+    modality = raw.get("modality", {"0": "image"})
+    channel_names = tuple(str(modality[k]) for k in sorted(modality, key=int))
+    labels = _labels_name_to_int(raw, path, msd=True)
+
+    def resolve(rel: str) -> Path:
+        p = (root / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
+        return p
+
+    training = []
+    for i, entry in enumerate(raw.get("training", [])):
+        if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+            raise ValueError(f"{path}: training entry {i} must have 'image' and 'label'")
+        image, label = resolve(entry["image"]), resolve(entry["label"])
+        case_id = strip_nifti_ending(image.name) or image.stem
+        for f in (image, label):
+            if not f.is_file():
+                raise FileNotFoundError(f"case {case_id!r}: {f} not found")
+        training.append(Case(case_id, (image,), label))
+    if not training:
+        raise ValueError(f"{path}: the 'training' list is empty")
+    test = []
+    for entry in raw.get("test", []):
+        image = resolve(entry if isinstance(entry, str) else entry["image"])
+        if image.is_file():
+            label = None
+            if isinstance(entry, dict) and "label" in entry and resolve(entry["label"]).is_file():
+                label = resolve(entry["label"])
+            test.append(Case(strip_nifti_ending(image.name) or image.stem, (image,), label))
+    ending = ".nii.gz" if training[0].image_paths[0].name.endswith(".nii.gz") else ".nii"
+    return DatasetInfo(
+        root,
+        "msd",
+        str(raw.get("name", root.name)),
+        channel_names,
+        labels,
+        ending,
+        tuple(training),
+        tuple(test),
+        multichannel_4d=len(channel_names) > 1,
+        raw=raw,
+    )
+
+
+def load_dataset(root: str | Path) -> DatasetInfo:
+    """Read a dataset folder in the nnU-Net v2 raw or the MSD layout.
+
+    The layout is detected from ``dataset.json``: a ``training`` list of image/label
+    paths means MSD; ``channel_names`` (with ``imagesTr``/``labelsTr`` files named
+    ``{case}_{XXXX}{file_ending}``) means nnU-Net v2.
+
+    Raises:
+        FileNotFoundError: Missing folder, ``dataset.json`` or case files (named).
+        ValueError: Invalid ``dataset.json`` or inconsistent files (named).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist")
+    raw = _read_json(root / "dataset.json")
+    if isinstance(raw.get("training"), list):
+        return _msd(root, raw)
+    if "channel_names" in raw or (root / "imagesTr").is_dir():
+        return _nnunet(root, raw)
+    raise ValueError(
+        f"{root / 'dataset.json'}: neither nnU-Net v2 ('channel_names') nor MSD "
+        "('training' list) layout"
+    )

@@ -1,0 +1,118 @@
+"""Training patches: foreground oversampling, augmentation, reproducible from a seed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from fdseg_core.data.augment import apply_params, sample_params
+from fdseg_core.data.preprocess import Volume
+
+__all__ = ["PatchDataset", "crop_or_pad"]
+
+
+def crop_or_pad(array: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """The window ``[start, start + size)`` of the last three axes, zero-padded where it
+    leaves the array (``start`` may be negative)."""
+    spatial = array.shape[-3:]
+    out = np.zeros((*array.shape[:-3], *size), dtype=array.dtype)
+    src, dst = [], []
+    for s, n, p in zip(start, spatial, size, strict=True):
+        a, b = max(s, 0), min(s + p, n)
+        src.append(slice(a, max(a, b)))
+        dst.append(slice(a - s, a - s + max(0, b - a)))
+    out[(..., *dst)] = array[(..., *src)]
+    return out
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """An epoch of random patches drawn from preprocessed volumes.
+
+    Sample ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the same patches come
+    back after ``--resume``, in any number of worker processes, and each rank of a
+    distributed run (a ``DistributedSampler`` hands it disjoint indices) gets its own.
+
+    Args:
+        volumes: Preprocessed training volumes (with labels).
+        patch_size: ``(X, Y, Z)`` of a patch.
+        samples_per_epoch: Length of the dataset.
+        foreground_oversample: Probability that a patch is centred on a random
+            foreground voxel of a random class present in the volume.
+        augment: Apply the augmentation of :mod:`fdseg_core.data.augment`.
+        seed: Seed of everything random here.
+    """
+
+    def __init__(
+        self,
+        volumes: Sequence[Volume],
+        *,
+        patch_size: Sequence[int],
+        samples_per_epoch: int,
+        foreground_oversample: float = 0.33,
+        augment: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if not volumes:
+            raise ValueError("PatchDataset needs at least one volume")
+        if any(v.label is None for v in volumes):
+            raise ValueError("every training volume needs a label")
+        self.volumes = list(volumes)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.foreground_oversample = float(foreground_oversample)
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
+        rng = np.random.default_rng(seed)
+        # per volume, per class: up to 20,000 voxel coordinates to centre patches on
+        self.fg: list[dict[int, np.ndarray]] = []
+        for v in self.volumes:
+            classes = {}
+            for c in np.unique(v.label):
+                if c == 0:
+                    continue
+                idx = np.argwhere(v.label == c)
+                if len(idx) > 20000:
+                    idx = idx[rng.choice(len(idx), 20000, replace=False)]
+                classes[int(c)] = idx
+            self.fg.append(classes)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def _generator(self, index: int) -> torch.Generator:
+        mixed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(mixed))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = self._generator(index)
+        vi = int(torch.randint(0, len(self.volumes), (), generator=gen))
+        vol, fg = self.volumes[vi], self.fg[vi]
+        spatial = vol.image.shape[1:]
+        p = self.patch_size
+        if fg and float(torch.rand((), generator=gen)) < self.foreground_oversample:
+            cls = list(fg)[int(torch.randint(0, len(fg), (), generator=gen))]
+            coords = fg[cls]
+            centre = coords[int(torch.randint(0, len(coords), (), generator=gen))]
+            start = [int(c) - s // 2 for c, s in zip(centre, p, strict=True)]
+            # keep the window inside the volume where the volume is large enough
+            start = [
+                min(max(st, 0), max(n - s, 0)) if n >= s else (n - s) // 2
+                for st, n, s in zip(start, spatial, p, strict=True)
+            ]
+        else:
+            start = [
+                int(torch.randint(0, n - s + 1, (), generator=gen)) if n >= s else (n - s) // 2
+                for n, s in zip(spatial, p, strict=True)
+            ]
+        image = torch.from_numpy(crop_or_pad(vol.image, start, p))
+        label = torch.from_numpy(crop_or_pad(vol.label, start, p))
+        if self.augment:
+            params = sample_params(gen, square_xy=p[0] == p[1])
+            image, label = apply_params(image, label, params)
+        return image.float(), label.long()

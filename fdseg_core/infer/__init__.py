@@ -1,0 +1,21 @@
+"""Inference: sliding window with Gaussian weighting and flip TTA, prediction writing,
+overlays."""
+
+from __future__ import annotations
+
+from fdseg_core.infer.overlay import render_overlay
+from fdseg_core.infer.predict import gather_inputs, predict_cases
+from fdseg_core.infer.sliding_window import (
+    gaussian_importance,
+    sliding_window_inference,
+    window_starts,
+)
+
+__all__ = [
+    "gather_inputs",
+    "gaussian_importance",
+    "predict_cases",
+    "render_overlay",
+    "sliding_window_inference",
+    "window_starts",
+]

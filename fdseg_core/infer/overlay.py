@@ -1,0 +1,104 @@
+"""PNG overlays of a segmentation on its image: three orthogonal slices through the structures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["render_overlay"]
+
+_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
+
+
+def render_overlay(
+    image: np.ndarray,
+    label: np.ndarray,
+    path: str | Path,
+    *,
+    labels: Mapping[str, int] | None = None,
+    title: str | None = None,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> Path:
+    """Axial, coronal and sagittal slices through the centre of mass of the foreground
+    (the volume centre when empty), image in grey, classes as coloured fills and contours.
+
+    Args:
+        image: ``(X, Y, Z)`` intensities.
+        label: ``(X, Y, Z)`` integer labels on the same grid.
+        path: PNG to write (atomically).
+        labels: Class name -> value for the legend (default: the values found).
+        title: Figure title.
+        spacing: Voxel size, for the aspect ratio of each slice.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    if image.shape != label.shape or image.ndim != 3:
+        raise ValueError(f"image {image.shape} and label {label.shape} must be equal 3D shapes")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fg = np.argwhere(label > 0)
+    centre = fg.mean(0).round().astype(int) if len(fg) else np.array(image.shape) // 2
+    names = dict(labels) if labels else {str(v): int(v) for v in np.unique(label) if v}
+    values = [v for v in names.values() if v != 0]
+    lo, hi = np.percentile(image, [1, 99])
+    views = [
+        (
+            f"axial (z = {centre[2]})",
+            image[:, :, centre[2]],
+            label[:, :, centre[2]],
+            spacing[1] / spacing[0],
+        ),
+        (
+            f"coronal (y = {centre[1]})",
+            image[:, centre[1], :],
+            label[:, centre[1], :],
+            spacing[2] / spacing[0],
+        ),
+        (
+            f"sagittal (x = {centre[0]})",
+            image[centre[0], :, :],
+            label[centre[0], :, :],
+            spacing[2] / spacing[1],
+        ),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.8))
+    for ax, (name, img, lab, aspect) in zip(axes, views, strict=True):
+        ax.imshow(img.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", aspect=aspect)
+        for i, v in enumerate(sorted(values)):
+            mask = (lab == v).T
+            if mask.any():
+                colour = _COLOURS[i % len(_COLOURS)]
+                ax.imshow(
+                    np.ma.masked_where(~mask, mask),
+                    cmap=ListedColormap([colour]),
+                    alpha=0.35,
+                    origin="lower",
+                    aspect=aspect,
+                    interpolation="nearest",
+                )
+                ax.contour(mask, levels=[0.5], colors=[colour], linewidths=1.0)
+        ax.set_title(name)
+        ax.axis("off")
+    handles = [
+        Patch(color=_COLOURS[i % len(_COLOURS)], label=n)
+        for i, (n, v) in enumerate(
+            sorted(((n, v) for n, v in names.items() if v), key=lambda kv: kv[1])
+        )
+    ]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,142 @@
+"""Sliding-window inference with Gaussian importance weighting and flip test-time augmentation."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["sliding_window_inference", "gaussian_importance", "window_starts"]
+
+
+def window_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Start offsets covering ``size`` with windows of ``patch`` overlapping by ``overlap``."""
+    if size <= patch:
+        return [0]
+    step = max(1, int(patch * (1.0 - overlap)))
+    n = int(np.ceil((size - patch) / step)) + 1
+    return [int(round(v)) for v in np.linspace(0, size - patch, n)]
+
+
+@lru_cache(maxsize=16)
+def _gaussian(patch: tuple[int, ...], sigma_scale: float) -> torch.Tensor:
+    axes = [torch.arange(p, dtype=torch.float64) - (p - 1) / 2 for p in patch]
+    grid = torch.meshgrid(*axes, indexing="ij")
+    sq = sum((g / max(p * sigma_scale, 1e-6)) ** 2 for g, p in zip(grid, patch, strict=True))
+    w = torch.exp(-0.5 * sq)
+    w = w / w.max()
+    return w.clamp(min=1e-3).float()
+
+
+def gaussian_importance(patch: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
+    """nnU-Net's importance map: a Gaussian of std ``sigma_scale * patch``, max 1, floor 1e-3."""
+    return _gaussian(tuple(int(p) for p in patch), float(sigma_scale))
+
+
+def _flip_sets(nd: int) -> list[tuple[int, ...]]:
+    return [c for r in range(nd + 1) for c in itertools.combinations(range(2, 2 + nd), r)]
+
+
+@torch.no_grad()
+def sliding_window_inference(
+    volume: torch.Tensor,
+    predictor: Callable[[torch.Tensor], torch.Tensor],
+    patch_size: Sequence[int],
+    *,
+    overlap: float = 0.5,
+    gaussian: bool = True,
+    sigma_scale: float = 0.125,
+    batch_size: int = 1,
+    tta_flips: bool = False,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Class probabilities of a whole volume, predicted patch by patch.
+
+    The volume is zero-padded where smaller than the patch; windows overlap by
+    ``overlap``; each window's softmax probabilities are weighted by a Gaussian
+    importance map (or uniformly) and the weighted sum is normalised. With
+    ``tta_flips`` every combination of axis flips (8 in 3D) is predicted and the
+    probabilities averaged (flipped back).
+
+    Args:
+        volume: ``(N, C, *spatial)``, 2 or 3 spatial dims.
+        predictor: Maps ``(B, C, *patch)`` to logits ``(B, K, *patch)``.
+        patch_size: Window size, one per spatial dim.
+        overlap: Fraction of overlap between neighbouring windows, in ``[0, 1)``.
+        gaussian: Gaussian importance weighting (else uniform).
+        sigma_scale: Std of the Gaussian relative to the patch size.
+        batch_size: Windows per predictor call.
+        tta_flips: Flip test-time augmentation.
+        device: Where the predictor runs (default: the volume's device); results are
+            accumulated on the volume's device.
+        progress: Show a progress bar over windows.
+
+    Returns:
+        Probabilities ``(N, K, *spatial)`` (float32).
+    """
+    if volume.ndim not in (4, 5):
+        raise ValueError(f"volume must be (N, C, *spatial), got shape {tuple(volume.shape)}")
+    nd = volume.ndim - 2
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != nd or min(patch) < 1:
+        raise ValueError(f"patch_size must be {nd} positive sizes, got {patch_size}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
+    device = torch.device(device) if device is not None else volume.device
+    spatial = volume.shape[2:]
+    pad = [max(0, p - s) for p, s in zip(patch, spatial, strict=True)]
+    if any(pad):
+        flat = [v for extra in reversed(pad) for v in (extra // 2, extra - extra // 2)]
+        volume = F.pad(volume, flat)
+    padded = volume.shape[2:]
+    weight = gaussian_importance(patch, sigma_scale) if gaussian else torch.ones(patch)
+    weight = weight.to(volume.device)
+    starts = list(
+        itertools.product(
+            *[window_starts(s, p, overlap) for s, p in zip(padded, patch, strict=True)]
+        )
+    )
+    acc = norm = None
+    flips = _flip_sets(nd) if tta_flips else [()]
+    from tqdm import tqdm
+
+    for n in range(volume.shape[0]):
+        for i in tqdm(
+            range(0, len(starts), batch_size),
+            disable=not progress,
+            leave=False,
+            desc="sliding window",
+        ):
+            chunk = starts[i : i + batch_size]
+            windows = torch.stack(
+                [
+                    volume[
+                        (n, slice(None), *(slice(s, s + p) for s, p in zip(st, patch, strict=True)))
+                    ]
+                    for st in chunk
+                ]
+            ).to(device)
+            probs = 0
+            for axes in flips:
+                x = windows.flip(axes) if axes else windows
+                logits = predictor(x).float()
+                p = logits.softmax(1)
+                probs = probs + (p.flip(axes) if axes else p)
+            probs = (probs / len(flips)).to(volume.device)
+            if acc is None:
+                k = probs.shape[1]
+                acc = volume.new_zeros((volume.shape[0], k, *padded), dtype=torch.float32)
+                norm = volume.new_zeros(padded, dtype=torch.float32)
+            for j, st in enumerate(chunk):
+                region = tuple(slice(s, s + p) for s, p in zip(st, patch, strict=True))
+                acc[(n, slice(None), *region)] += probs[j] * weight
+                if n == 0:
+                    norm[region] += weight
+    out = acc / norm
+    crop = tuple(slice(e // 2, e // 2 + s) for e, s in zip(pad, spatial, strict=True))
+    return out[(slice(None), slice(None), *crop)]
