@@ -263,6 +263,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                 "train_loss": train_loss,
                 "lr": optimizer.param_groups[0]["lr"],
                 "epoch_time_s": time.perf_counter() - t0,
+                "world_size": dist_info.world_size,
             }
             is_last = epoch + 1 == config.epochs
             if (epoch + 1) % config.val_every == 0 or is_last:

@@ -1,0 +1,70 @@
+"""``fdseg predict``: segment images with a trained checkpoint."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["predict"]
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder for the predicted label maps.",
+)
+@click.option(
+    "--overlap",
+    type=click.FloatRange(0.0, 0.95),
+    default=0.5,
+    show_default=True,
+    help="Overlap of neighbouring sliding windows.",
+)
+@click.option(
+    "--tta/--no-tta",
+    default=False,
+    show_default=True,
+    help="Flip test-time augmentation (8 flips in 3D).",
+)
+@click.option("--save-probabilities", is_flag=True, help="Also write class probability maps.")
+@click.option("--overlay", is_flag=True, help="Also write PNG overlays in OUT/overlays.")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Windows per forward pass.",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def predict(
+    checkpoint, inputs, out, overlap, tta, save_probabilities, overlay, device, batch_size, progress
+):
+    """Segment INPUTS (NIfTI files, folders, or a dataset root: its imagesTs) with
+    CHECKPOINT (best.pt or last.pt of `fdseg train`). Label maps are written as
+    OUT/{case}.nii.gz on each input's grid, with its affine and header."""
+    from fdseg_core.infer import gather_inputs, predict_cases
+    from fdseg_core.train import load_model, resolve_device
+
+    dev = resolve_device(device)
+    model, meta = load_model(checkpoint, map_location=dev)
+    cases = gather_inputs(inputs, meta["in_channels"])
+    written = predict_cases(
+        model,
+        meta,
+        cases,
+        out,
+        overlap=overlap,
+        tta=tta,
+        save_probabilities=save_probabilities,
+        overlay=overlay,
+        device=dev,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    click.echo(f"wrote {len(written)} segmentation(s) to {out}")

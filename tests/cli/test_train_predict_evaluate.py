@@ -1,0 +1,100 @@
+"""The main job from the CLI: train, resume, predict, evaluate; input errors exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fdseg_cli.main import cli
+from fdseg_core.data import make_toy_dataset
+
+FAST = [
+    "--epochs",
+    "1",
+    "--iters-per-epoch",
+    "2",
+    "--patch-size",
+    "16",
+    "16",
+    "8",
+    "--val-every",
+    "1",
+    "--folds",
+    "2",
+    "--no-progress",
+]
+
+
+@pytest.mark.parametrize("layout", ["nnunet", "msd"])
+def test_train_resume_predict_evaluate(tmp_path, layout):
+    ds = make_toy_dataset(tmp_path / "ds", layout=layout, n_cases=4, n_test=2)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), "--fusion", "late", *FAST])
+    assert r.exit_code == 0, r.output
+    assert "validation Dice" in r.output
+    r = CliRunner().invoke(
+        cli, ["train", str(ds), "--out", str(run), "--fusion", "late", "--resume", *FAST]
+    )
+    assert r.exit_code == 0, r.output  # already finished: resumes at the end
+    pred = tmp_path / "pred"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(run / "best.pt"),
+            str(ds / "imagesTs"),
+            "--out",
+            str(pred),
+            "--no-progress",
+            "--overlay",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert len(list(pred.glob("*.nii.gz"))) == 2
+    labels = ds / "labelsTs"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(pred),
+            str(labels),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--dataset-json",
+            str(ds / "dataset.json"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert set(report["summary"]) == {"blob", "ball"}
+
+
+def test_bad_dataset_is_one_line_exit_2_naming_the_file(tmp_path):
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=3)
+    (ds / "labelsTr" / "toy_001.nii.gz").write_bytes(b"garbage")
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(tmp_path / "run"), *FAST])
+    assert r.exit_code == 2
+    assert "toy_001" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_missing_dataset_folder_and_checkpoint_exit_2(tmp_path):
+    r = CliRunner().invoke(cli, ["train", str(tmp_path / "nope"), *FAST])
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = CliRunner().invoke(
+        cli, ["predict", str(tmp_path / "x.pt"), str(tmp_path), "--out", str(tmp_path / "o")]
+    )
+    assert r.exit_code == 2 and "x.pt does not exist" in r.output
+
+
+def test_evaluate_grid_mismatch_names_the_case(tmp_path):
+    import numpy as np
+
+    from fdseg_core.data import save_nifti
+
+    save_nifti(np.zeros((4, 4, 4), np.uint8), np.eye(4), tmp_path / "p" / "c7.nii.gz")
+    save_nifti(np.zeros((4, 4, 5), np.uint8), np.eye(4), tmp_path / "l" / "c7.nii.gz")
+    r = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "p"), str(tmp_path / "l")])
+    assert r.exit_code == 2 and "case 'c7'" in r.output

@@ -1,0 +1,120 @@
+"""Splits, subsets, augmentation and patch sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fdseg_core.data import (
+    PatchDataset,
+    Preprocessor,
+    crop_or_pad,
+    load_dataset,
+    load_splits,
+    make_splits,
+    make_toy_dataset,
+    save_splits,
+    select_subset,
+)
+from fdseg_core.data.augment import AugmentParams, apply_params, sample_params
+
+
+def test_splits_are_deterministic_disjoint_and_cover_every_case(tmp_path):
+    ids = [f"c{i}" for i in range(11)]
+    a = make_splits(ids, n_folds=5, seed=3)
+    assert a == make_splits(list(reversed(ids)), n_folds=5, seed=3)
+    assert a != make_splits(ids, n_folds=5, seed=4)
+    vals = [v for fold in a for v in fold["val"]]
+    assert sorted(vals) == sorted(ids)
+    for fold in a:
+        assert not set(fold["train"]) & set(fold["val"])
+        assert len(fold["train"]) + len(fold["val"]) == 11
+    save_splits(a, tmp_path / "splits_final.json")
+    assert load_splits(tmp_path / "splits_final.json") == a
+
+
+def test_too_few_cases_for_the_folds_raises():
+    with pytest.raises(ValueError, match="cannot make 5 folds from 3 cases"):
+        make_splits(["a", "b", "c"], n_folds=5)
+
+
+def test_subsets_are_nested_and_deterministic():
+    ids = [f"c{i}" for i in range(10)]
+    s2, s4 = select_subset(ids, 2, seed=1), select_subset(ids, 4, seed=1)
+    assert set(s2) <= set(s4) and len(s4) == 4
+    assert select_subset(ids, 4, seed=1) == s4
+    with pytest.raises(ValueError, match="--train-cases 11 exceeds the 10"):
+        select_subset(ids, 11)
+
+
+def test_flip_twice_is_identity_and_rot90_moves_image_and_label_together():
+    image = torch.arange(2 * 4 * 4 * 3, dtype=torch.float32).reshape(2, 4, 4, 3)
+    label = (image[0] % 3).long()
+    p = AugmentParams((True, False, True), 1, 1.0, 0.0, 1.0, 0.0, 0)
+    img1, lab1 = apply_params(image, label, p)
+    assert torch.equal(lab1, (img1[0] % 3).long())  # still aligned
+    back = AugmentParams((True, False, True), 0, 1.0, 0.0, 1.0, 0.0, 0)
+    img2, lab2 = apply_params(
+        *apply_params(torch.rot90(img1, -1, (1, 2)), torch.rot90(lab1, -1, (0, 1)), back)[:2],
+        AugmentParams((False,) * 3, 0, 1.0, 0.0, 1.0, 0.0, 0),
+    )
+    assert torch.equal(img2, image) and torch.equal(lab2, label)
+
+
+def test_augmentation_is_reproducible_from_the_seed():
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert sample_params(g1, square_xy=True) == sample_params(g2, square_xy=True)
+
+
+def test_crop_or_pad_zero_pads_outside():
+    a = np.arange(27).reshape(3, 3, 3)
+    out = crop_or_pad(a, (-1, 0, 1), (3, 3, 3))
+    assert out.shape == (3, 3, 3)
+    assert np.all(out[0] == 0) and out[1, 0, 0] == a[0, 0, 1] and np.all(out[:, :, 2] == 0)
+
+
+@pytest.fixture
+def volumes(tmp_path):
+    info = load_dataset(make_toy_dataset(tmp_path / "ds", n_cases=2))
+    prep = Preprocessor(("zscore",))
+    return [prep(c) for c in info.training]
+
+
+def test_patches_depend_only_on_seed_epoch_and_index(volumes):
+    a = PatchDataset(volumes, patch_size=(16, 16, 8), samples_per_epoch=6, seed=1)
+    b = PatchDataset(volumes, patch_size=(16, 16, 8), samples_per_epoch=6, seed=1)
+    for i in (0, 5, 3):
+        xa, ya = a[i]
+        xb, yb = b[i]
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    b.set_epoch(1)
+    assert not torch.equal(a[0][0], b[0][0])
+    assert a[0][0].shape == (1, 16, 16, 8) and a[0][1].dtype == torch.int64
+
+
+def test_foreground_oversampling_centres_patches_on_structures(volumes):
+    always = PatchDataset(
+        volumes,
+        patch_size=(8, 8, 8),
+        samples_per_epoch=40,
+        foreground_oversample=1.0,
+        augment=False,
+    )
+    never = PatchDataset(
+        volumes,
+        patch_size=(8, 8, 8),
+        samples_per_epoch=40,
+        foreground_oversample=0.0,
+        augment=False,
+    )
+    fg_always = np.mean([(always[i][1] > 0).any().item() for i in range(40)])
+    fg_never = np.mean([(never[i][1] > 0).float().mean().item() for i in range(40)])
+    assert fg_always == 1.0
+    assert np.mean([(always[i][1] > 0).float().mean().item() for i in range(40)]) > fg_never
+
+
+def test_patch_larger_than_volume_is_padded(volumes):
+    ds = PatchDataset(volumes, patch_size=(32, 32, 20), samples_per_epoch=2, augment=False)
+    x, y = ds[0]
+    assert x.shape == (1, 32, 32, 20) and y.shape == (32, 32, 20)

@@ -1,0 +1,135 @@
+"""Sliding-window inference, TTA, prediction writing and overlays."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from fdseg_core.data import load_dataset, make_toy_dataset
+from fdseg_core.infer import (
+    gather_inputs,
+    predict_cases,
+    render_overlay,
+    sliding_window_inference,
+    window_starts,
+)
+
+
+def pointwise():
+    torch.manual_seed(0)
+    return torch.nn.Conv3d(2, 3, 1).eval()
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+@pytest.mark.parametrize("gaussian", [True, False])
+def test_tiling_equals_a_full_volume_pass_for_a_pointwise_model(overlap, gaussian):
+    net = pointwise()
+    x = torch.randn(1, 2, 23, 17, 9)
+    probs = sliding_window_inference(x, net, (8, 8, 8), overlap=overlap, gaussian=gaussian)
+    torch.testing.assert_close(probs, net(x).softmax(1), atol=1e-5, rtol=1e-5)
+
+
+def test_volume_smaller_than_patch_is_padded_and_cropped_back():
+    net = pointwise()
+    x = torch.randn(2, 2, 5, 6, 7)
+    probs = sliding_window_inference(x, net, (8, 8, 8))
+    assert probs.shape == (2, 3, 5, 6, 7)
+    torch.testing.assert_close(probs, net(x).softmax(1), atol=1e-5, rtol=1e-5)
+
+
+def test_flip_tta_with_a_flip_equivariant_model_changes_nothing():
+    net = pointwise()
+    x = torch.randn(1, 2, 12, 10, 8)
+    a = sliding_window_inference(x, net, (8, 8, 8), tta_flips=False)
+    b = sliding_window_inference(x, net, (8, 8, 8), tta_flips=True)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_tta_averages_the_flipped_predictions_of_a_non_equivariant_model():
+    net = torch.nn.Conv3d(1, 2, 3, padding=1).eval()
+    x = torch.randn(1, 1, 8, 8, 8)
+    got = sliding_window_inference(x, net, (8, 8, 8), tta_flips=True)
+    import itertools
+
+    flips = [c for r in range(4) for c in itertools.combinations((2, 3, 4), r)]
+    with torch.no_grad():
+        expected = sum(
+            net(x.flip(f)).softmax(1).flip(f) if f else net(x).softmax(1) for f in flips
+        ) / len(flips)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_window_starts_cover_the_axis():
+    assert window_starts(10, 16, 0.5) == [0]
+    s = window_starts(50, 16, 0.5)
+    assert s[0] == 0 and s[-1] == 34 and all(b - a <= 8 for a, b in zip(s, s[1:], strict=False))
+
+
+class Threshold(torch.nn.Module):
+    """Logits that make voxels above 0.5 (after normalisation) class 1."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x[:, :1]), x[:, :1] - 0.5], 1) * 10
+
+
+def test_predictions_are_written_on_the_input_grid(tmp_path):
+    root = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=2)
+    info = load_dataset(root)
+    cases = gather_inputs([root], 1)
+    assert [c.case_id for c in cases] == [c.case_id for c in info.test]
+    meta = {
+        "normalization": ["zscore"],
+        "patch_size": [16, 16, 8],
+        "target_spacing": None,
+        "labels": {"background": 0, "blob": 1},
+    }
+    out = tmp_path / "pred"
+    written = predict_cases(
+        Threshold(), meta, cases, out, overlay=True, progress=False, save_probabilities=True
+    )
+    for path, case in zip(written, cases, strict=True):
+        src = nib.load(str(case.image_paths[0]))
+        seg = nib.load(str(path))
+        assert seg.shape == src.shape
+        np.testing.assert_allclose(seg.affine, src.affine)
+        assert seg.get_data_dtype() == np.uint8
+        assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 1}
+        assert (out / f"{case.case_id}_probabilities.nii.gz").is_file()
+        assert (out / "overlays" / f"{case.case_id}.png").stat().st_size > 5000
+
+
+def test_prediction_never_overwrites_an_input(tmp_path):
+    root = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=1)
+    src = root / "imagesTs" / "toy_002_0000.nii.gz"
+    target = root / "imagesTs" / "toy_002.nii.gz"
+    src.rename(target)  # a single-channel file named like its case
+    before = target.read_bytes()
+    meta = {"normalization": ["zscore"], "patch_size": [16, 16, 8]}
+    with pytest.raises(ValueError, match="refusing to overwrite input file"):
+        predict_cases(
+            Threshold(), meta, gather_inputs([target], 1), root / "imagesTs", progress=False
+        )
+    assert target.read_bytes() == before
+
+
+def test_gather_inputs_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="input .*nope.nii.gz does not exist"):
+        gather_inputs([tmp_path / "nope.nii.gz"], 1)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="is not a NIfTI file"):
+        gather_inputs([tmp_path / "notes.txt"], 1)
+
+
+def test_overlay_png_shows_three_views(tmp_path):
+    image = np.random.default_rng(0).normal(size=(30, 30, 20))
+    label = np.zeros((30, 30, 20), np.uint8)
+    label[10:15, 12:18, 8:12] = 1
+    path = render_overlay(image, label, tmp_path / "o.png", labels={"nucleus": 1})
+    import matplotlib.image as mpimg
+
+    png = mpimg.imread(path)
+    assert png.shape[1] > 2 * png.shape[0]  # three panels side by side
+    red = (png[..., 0] > 0.8) & (png[..., 1] < 0.3)
+    assert red.sum() > 50  # the label's colour is visible

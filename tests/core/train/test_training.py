@@ -1,0 +1,176 @@
+"""Training on CPU: outputs, exact resume, refusal to clobber, torchrun with 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fdseg_core.data import make_toy_dataset
+from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train
+from fdseg_core.train import loop as loop_module
+
+SMALL = {"base_filters": 4, "levels": 3}
+
+
+def config(ds, out, **kw):
+    base = dict(
+        dataset=str(ds),
+        out=str(out),
+        epochs=2,
+        iters_per_epoch=2,
+        patch_size=(16, 16, 8),
+        batch_size=2,
+        val_every=1,
+        n_folds=2,
+        progress=False,
+        backbone_options=SMALL,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("data") / "ds", n_cases=4, n_test=1)
+
+
+@pytest.mark.parametrize("fusion", ["none", "early", "late"])
+def test_training_writes_checkpoints_logs_plot_and_split(ds, tmp_path, fusion):
+    out = tmp_path / "run"
+    result = train(config(ds, out, fusion=fusion))
+    for name in (
+        "last.pt",
+        "best.pt",
+        "metrics.jsonl",
+        "metrics.csv",
+        "curves.png",
+        "splits_final.json",
+        "config.json",
+    ):
+        assert (out / name).is_file(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert {"train_loss", "val_dice_blob", "val_dice_ball", "val_dice_mean"} <= set(rows[0])
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["config"]["fusion"] == fusion
+    assert ckpt["backbone_package"]["package"] == "fdseg"
+    assert {"optimizer", "scheduler", "scaler", "rng"} <= set(ckpt)
+    assert 0.0 <= result["best_dice"] <= 1.0
+    model, meta = load_model(out / "best.pt")
+    assert meta["num_classes"] == 3 and meta["labels"]["ball"] == 2
+    assert model(torch.randn(1, 1, 16, 16, 8)).shape == (1, 3, 16, 16, 8)
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_resume_continues_exactly_where_it_stopped(ds, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train(config(ds, straight, epochs=3))
+    interrupted = tmp_path / "interrupted"
+    calls = {"n": 0}
+    real_plot = loop_module.plot_curves
+
+    def plot_then_die(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # during epoch 2, before its checkpoint is written
+            raise KeyboardInterrupt
+        return real_plot(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "plot_curves", plot_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(ds, interrupted, epochs=3))
+    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1  # the good one survived
+    monkeypatch.setattr(loop_module, "plot_curves", real_plot)
+    train(config(ds, interrupted, epochs=3), resume=True)
+    a = load_checkpoint(straight / "last.pt")["model"]
+    b = load_checkpoint(interrupted / "last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
+    rows = (interrupted / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
+
+
+def test_existing_run_is_not_overwritten_without_resume(ds, tmp_path):
+    out = tmp_path / "run"
+    train(config(ds, out, epochs=1))
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        train(config(ds, out, epochs=1))
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_with_different_options_is_refused(ds, tmp_path):
+    out = tmp_path / "run"
+    train(config(ds, out, epochs=1))
+    with pytest.raises(ValueError, match=r"options differ .* \['lr'\]"):
+        train(config(ds, out, epochs=1, lr=0.1), resume=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fusion": "mid"}, "fusion must be one of"),
+        ({"patch_size": (16, 16)}, "patch_size"),
+        ({"fold": 3}, r"fold must lie in \[0, 2\)"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+    ],
+)
+def test_bad_configuration_raises(ds, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        config(ds, tmp_path, **kwargs)
+
+
+def test_config_round_trips_through_a_dict(ds, tmp_path):
+    c = config(ds, tmp_path, dims=[2, 3])
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match=r"unknown configuration keys \['bogus'\]"):
+        TrainConfig.from_dict({**c.to_dict(), "bogus": 1})
+
+
+def test_torchrun_with_two_cpu_processes(ds, tmp_path):
+    out = tmp_path / "ddp"
+    fdseg = Path(sys.executable).parent / "fdseg"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--no-python",
+        str(fdseg),
+        "train",
+        str(ds),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--iters-per-epoch",
+        "2",
+        "--patch-size",
+        "16",
+        "16",
+        "8",
+        "--val-every",
+        "1",
+        "--folds",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["world_size"] for r in rows] == [2, 2]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    # only rank 0 wrote: one report on stdout, no stray temp files
+    assert proc.stdout.count("trained unet3d") == 1
+    assert not list(out.glob(".*"))
