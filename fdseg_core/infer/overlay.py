@@ -20,9 +20,11 @@ def render_overlay(
     labels: Mapping[str, int] | None = None,
     title: str | None = None,
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    window: tuple[float, float] | None = None,
 ) -> Path:
-    """Axial, coronal and sagittal slices through the centre of mass of the foreground
-    (the volume centre when empty), image in grey, classes as coloured fills and contours.
+    """Axial, coronal and sagittal slices, each the one that holds the most labelled
+    voxels (the volume centre when the label is empty); image in grey, classes as
+    coloured fills and contours.
 
     Args:
         image: ``(X, Y, Z)`` intensities.
@@ -31,6 +33,7 @@ def render_overlay(
         labels: Class name -> value for the legend (default: the values found).
         title: Figure title.
         spacing: Voxel size, for the aspect ratio of each slice.
+        window: Grey-level window (default: the 1st and 99th percentiles).
     """
     import matplotlib
 
@@ -43,11 +46,16 @@ def render_overlay(
         raise ValueError(f"image {image.shape} and label {label.shape} must be equal 3D shapes")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fg = np.argwhere(label > 0)
-    centre = fg.mean(0).round().astype(int) if len(fg) else np.array(image.shape) // 2
+    fg = label > 0
+    if fg.any():
+        centre = [
+            int(np.argmax(fg.sum(axis=tuple(a for a in range(3) if a != i)))) for i in range(3)
+        ]
+    else:
+        centre = [s // 2 for s in image.shape]
     names = dict(labels) if labels else {str(v): int(v) for v in np.unique(label) if v}
     values = [v for v in names.values() if v != 0]
-    lo, hi = np.percentile(image, [1, 99])
+    lo, hi = window if window is not None else np.percentile(image, [1, 99])
     views = [
         (
             f"axial (z = {centre[2]})",
