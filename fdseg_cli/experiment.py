@@ -68,6 +68,7 @@ def experiment(dataset, out, train_sizes, fusions, seeds, bootstrap, **opts):
             f"unknown methods {bad}; expected none, early, late", param_hint="--fusion"
         )
     progress = opts.pop("progress")
+    first_seed = opts.pop("seed")
     training = {k: v for k, v in opts.items() if v is not None}
     config = ExperimentConfig(
         dataset=str(dataset),
@@ -75,6 +76,7 @@ def experiment(dataset, out, train_sizes, fusions, seeds, bootstrap, **opts):
         train_sizes=sizes,
         fusions=methods,
         seeds=seeds,
+        first_seed=first_seed,
         training=training,
         n_resamples=bootstrap,
     )

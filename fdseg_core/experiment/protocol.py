@@ -26,7 +26,8 @@ class ExperimentConfig:
             ``table.csv``, ``table.md``, ``dice_vs_size.png``.
         train_sizes: Training-set sizes.
         fusions: Methods (``"none"`` is the baseline every other is compared with).
-        seeds: Number of seeds per (size, method): seeds ``0 .. seeds-1``.
+        seeds: Number of seeds per (size, method): ``first_seed .. first_seed + seeds - 1``.
+        first_seed: The first seed.
         training: Other :class:`TrainConfig` fields shared by every run.
         n_resamples: Bootstrap resamples of the confidence intervals.
     """
@@ -36,6 +37,7 @@ class ExperimentConfig:
     train_sizes: tuple[int, ...] = (2, 4, 8)
     fusions: tuple[str, ...] = ("none", "early", "late")
     seeds: int = 3
+    first_seed: int = 0
     training: dict[str, Any] = field(default_factory=dict)
     n_resamples: int = 10000
 
