@@ -64,20 +64,11 @@ class BandFuseFunction(torch.autograd.Function):
 
 
 def _check_low(low: object, high: torch.Tensor, dims, widths) -> torch.Tensor:
+    from fdseg_core.bands.api import check_low_matches
+
     if not isinstance(low, torch.Tensor):
         raise TypeError(f"low must be a torch.Tensor, got {type(low).__name__}")
-    expected = list(high.shape)
-    for d, k in zip(dims, widths, strict=True):
-        expected[d] = k
-    if tuple(low.shape) != tuple(expected):
-        raise ValueError(
-            f"low has shape {tuple(low.shape)}, expected {tuple(expected)} "
-            f"(high's shape {tuple(high.shape)} with widths {widths} on dims {dims})"
-        )
-    if low.dtype != high.dtype:
-        raise TypeError(f"low has dtype {low.dtype} but high has dtype {high.dtype}")
-    if low.device != high.device:
-        raise ValueError(f"low is on {low.device} but high is on {high.device}")
+    check_low_matches(low, high, dims, widths)
     return low
 
 

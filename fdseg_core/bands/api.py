@@ -19,6 +19,7 @@ __all__ = [
     "Layout",
     "available_backends",
     "band_fuse",
+    "check_low_matches",
     "band_split",
     "resolve_backend",
     "validate_fuse",
@@ -186,19 +187,31 @@ def validate_fuse(
     beta = _check_beta(beta)
     band_dims = _check_dims(dims, high.ndim)
     widths = _widths(high.shape, band_dims, beta)
+    check_low_matches(low, high, band_dims, widths)
+    return band_dims, widths
+
+
+def check_low_matches(
+    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+) -> None:
+    """``low`` must be ``high``'s shape with ``widths`` on ``dims``, same device and dtype.
+
+    Raises:
+        ValueError: Shape or device mismatch (the message gives both shapes).
+        TypeError: Dtype mismatch.
+    """
     expected = list(high.shape)
-    for d, k in zip(band_dims, widths, strict=True):
+    for d, k in zip(dims, widths, strict=True):
         expected[d] = k
     if tuple(low.shape) != tuple(expected):
         raise ValueError(
             f"low has shape {tuple(low.shape)}, expected {tuple(expected)} "
-            f"(high's shape {tuple(high.shape)} with k=int(n*{beta}) on dims {band_dims})"
+            f"(high's shape {tuple(high.shape)} with k={list(widths)} on dims {list(dims)})"
         )
     if low.device != high.device:
         raise ValueError(f"low is on {low.device} but high is on {high.device}")
     if low.dtype != high.dtype:
         raise TypeError(f"low has dtype {low.dtype} but high has dtype {high.dtype}")
-    return band_dims, widths
 
 
 def band_split(
