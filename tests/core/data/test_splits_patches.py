@@ -118,3 +118,12 @@ def test_patch_larger_than_volume_is_padded(volumes):
     ds = PatchDataset(volumes, patch_size=(32, 32, 20), samples_per_epoch=2, augment=False)
     x, y = ds[0]
     assert x.shape == (1, 32, 32, 20) and y.shape == (32, 32, 20)
+
+
+def test_worker_processes_load_the_same_patches(volumes):
+    ds = PatchDataset(volumes, patch_size=(16, 16, 8), samples_per_epoch=4, seed=2)
+    ds.set_epoch(3)
+    serial = list(torch.utils.data.DataLoader(ds, batch_size=2, num_workers=0))
+    parallel = list(torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2))
+    for (xa, ya), (xb, yb) in zip(serial, parallel, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
