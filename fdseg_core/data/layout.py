@@ -103,7 +103,7 @@ def _labels_name_to_int(raw: dict, path: Path, msd: bool) -> dict[str, int]:
 
 
 def group_channel_files(folder: Path, file_ending: str | None = None) -> dict[str, list[Path]]:
-    """``{case: [channel files in order]}`` for files named ``{case}_{XXXX}{ending}``;
+    """``{case: [channel files in order]}`` for files named ``{case}_{0000}{ending} (4-digit channel index)``;
     files without a 4-digit channel suffix are single-channel cases of their own."""
     groups: dict[str, dict[int, Path]] = {}
     for path in sorted(folder.iterdir()):
@@ -228,7 +228,7 @@ def load_dataset(root: str | Path) -> DatasetInfo:
 
     The layout is detected from ``dataset.json``: a ``training`` list of image/label
     paths means MSD; ``channel_names`` (with ``imagesTr``/``labelsTr`` files named
-    ``{case}_{XXXX}{file_ending}``) means nnU-Net v2.
+    ``{case}_{0000}{file_ending}``) means nnU-Net v2.
 
     Raises:
         FileNotFoundError: Missing folder, ``dataset.json`` or case files (named).

@@ -19,7 +19,7 @@ __all__ = ["gather_inputs", "predict_cases"]
 
 
 def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
-    """Cases from NIfTI files, folders of NIfTI files (grouped by ``{case}_{XXXX}``), or a
+    """Cases from NIfTI files, folders of NIfTI files (grouped by ``{case}_{0000}`` channel suffixes), or a
     dataset root (its ``imagesTs``).
 
     Raises:
