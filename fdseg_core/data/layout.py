@@ -103,8 +103,10 @@ def _labels_name_to_int(raw: dict, path: Path, msd: bool) -> dict[str, int]:
 
 
 def group_channel_files(folder: Path, file_ending: str | None = None) -> dict[str, list[Path]]:
-    """``{case: [channel files in order]}`` for files named ``{case}_{0000}{ending} (4-digit channel index)``;
-    files without a 4-digit channel suffix are single-channel cases of their own."""
+    """``{case: [channel files in order]}`` for files named ``{case}_{0000}{ending}``.
+
+    The suffix is a 4-digit channel index; files without one are single-channel cases.
+    """
     groups: dict[str, dict[int, Path]] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):

@@ -19,8 +19,9 @@ __all__ = ["gather_inputs", "predict_cases"]
 
 
 def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
-    """Cases from NIfTI files, folders of NIfTI files (grouped by ``{case}_{0000}`` channel suffixes), or a
-    dataset root (its ``imagesTs``).
+    """Cases from NIfTI files, folders of NIfTI files, or a dataset root (its ``imagesTs``).
+
+    Files named ``{case}_{0000}`` (4-digit channel suffixes) are grouped into one case.
 
     Raises:
         FileNotFoundError: A path that does not exist.
