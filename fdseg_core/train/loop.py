@@ -71,16 +71,6 @@ def _backbone_provenance(name: str) -> dict[str, str | None]:
     return {"name": spec.name, "package": spec.package, "version": spec.version}
 
 
-class _Run:
-    """State of one training run (kept together so that checkpoints hold all of it)."""
-
-    def __init__(self, config: TrainConfig, dist_info: DistInfo, device: torch.device) -> None:
-        self.config = config
-        self.dist = dist_info
-        self.device = device
-        self.out = Path(config.out)
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
