@@ -75,7 +75,8 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path, progress):
     """Time band_split and band_fuse (forward, and forward+backward) for every available
     backend and the paper's pipeline; print median ms, effective GB/s and the speed-up
-    over the torch.fft backend measured in the same run."""
+    over the torch.fft backend measured in the same run; on CUDA also the GPU busy time
+    (profiler) beside the wall time, and both as a percentage of the copy bandwidth."""
     import json
     import platform
     from pathlib import Path
@@ -142,7 +143,8 @@ def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path
     )
     header = (
         f"{'backend':8} {'op':9} {'shape':18} {'dtype':8} {'median ms':>10} {'GB/s':>8} "
-        f"{'vs torch':>9}" + (f" {'% copy bw':>10}" if device == "cuda" else "")
+        f"{'vs torch':>9}"
+        + (f" {'% copy bw':>10} {'GPU ms':>8} {'% bw GPU':>9}" if device == "cuda" else "")
     )
     click.echo(
         f"device: {device} ({device_name}), threads: {torch.get_num_threads()}, "
@@ -156,6 +158,8 @@ def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path
         )
         if r.pct_copy_bw is not None:
             line += f" {r.pct_copy_bw:9.1f}%"
+        if r.device_ms is not None:
+            line += f" {r.device_ms:8.3f} {r.pct_copy_bw_device:8.1f}%"
         click.echo(line)
     if json_path:
         try:

@@ -29,6 +29,7 @@ __all__ = [
     "make_call",
     "moved_bytes",
     "time_call",
+    "device_time_call",
     "peak_rss_growth",
     "run_benchmarks",
 ]
@@ -51,6 +52,11 @@ class BenchRow:
     gbps: float
     speedup: float | None  # over the torch.fft backend measured in the same run
     pct_copy_bw: float | None  # CUDA: percent of the device's measured copy bandwidth
+    #: CUDA: GPU busy time per call (sum of its kernels, from the profiler), in ms. Below
+    #: ``median_ms`` when the host cannot launch the kernels as fast as the GPU runs them.
+    device_ms: float | None = None
+    #: CUDA: the bytes of ``gbps`` over ``device_ms``, in percent of the copy bandwidth.
+    pct_copy_bw_device: float | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -184,6 +190,24 @@ def time_call(
     return statistics.median(times)
 
 
+def device_time_call(call: Callable[[], None], *, repeats: int = 5) -> float:
+    """GPU busy time of ``call`` in milliseconds: the sum of its kernels' durations.
+
+    Measured with :mod:`torch.profiler` over ``repeats`` calls (after the caller's
+    warm-up). Unlike :func:`time_call` it leaves out the time the GPU waits for the
+    host to launch the next kernel, so it measures the kernels themselves.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeats):
+            call()
+        torch.cuda.synchronize()
+    total_us = sum(evt.self_device_time_total for evt in prof.key_averages())
+    return total_us / 1e3 / repeats
+
+
 def cuda_copy_bandwidth(nbytes: int = 1 << 30) -> float:
     """Measured device-to-device copy bandwidth in GB/s (read + write counted)."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda")
@@ -283,10 +307,14 @@ def run_benchmarks(
                     progress(f"{backend} {op} {'x'.join(map(str, shape))}")
                 call = make_call(op, backend, shape, dtype, device, beta)
                 ms = time_call(call, device=device, warmup=warmup, repeats=repeats)
+                device_ms = (
+                    device_time_call(call, repeats=repeats) if device.startswith("cuda") else None
+                )
                 del call
                 if backend == "torch":
                     ref_ms = ms
-                gbps = moved_bytes(op, shape, dtype, beta) / (ms * 1e-3) / 1e9
+                nbytes = moved_bytes(op, shape, dtype, beta)
+                gbps = nbytes / (ms * 1e-3) / 1e9
                 rows.append(
                     BenchRow(
                         backend=backend,
@@ -297,6 +325,12 @@ def run_benchmarks(
                         gbps=gbps,
                         speedup=(ref_ms / ms) if ref_ms else None,
                         pct_copy_bw=(100.0 * gbps / copy_bw) if copy_bw else None,
+                        device_ms=device_ms,
+                        pct_copy_bw_device=(
+                            100.0 * nbytes / (device_ms * 1e-3) / 1e9 / copy_bw
+                            if copy_bw and device_ms
+                            else None
+                        ),
                     )
                 )
     return rows

@@ -41,6 +41,7 @@ __all__ = [
     "band_project",
     "check_band_args",
     "compute_dtype",
+    "dot_precision",
     "launch_config",
 ]
 
@@ -71,8 +72,9 @@ def _band_apply_kernel(
     o_s_pre,  # stride of out along pre
     o_s_row,  # stride of out along the axis
     o_s_post,  # stride of out along post
-    e_scale,  # scalar s of EPILOGUE_MINUS
+    s_ptr,  # pointer: one-element tensor s of EPILOGUE_MINUS, in the compute dtype
     EPILOGUE: tl.constexpr,  # 0: M a; 1: M a - s e; 2: e - M a
+    PRECISION: tl.constexpr,  # input_precision of tl.dot: "ieee" or "tf32x3" (float32 on GPU)
     BLOCK_M: tl.constexpr,  # rows of M per program (>= 16 for tl.dot)
     BLOCK_K: tl.constexpr,  # contraction step (>= 16)
     BLOCK_Q: tl.constexpr,  # post elements per program (>= 16)
@@ -110,8 +112,9 @@ def _band_apply_kernel(
             mask=mask_k[:, None] & mask_q[None, :],
             other=0.0,
         ).to(compute_ty)
-        # ieee: exact float32 products on every device (no TF32), as in the interpreter
-        acc = tl.dot(m_tile, a_tile, acc, input_precision="ieee")
+        # "ieee": exact products (FMA); "tf32x3": three TF32 tensor-core products whose
+        # sum carries ~float32 accuracy (see dot_precision)
+        acc = tl.dot(m_tile, a_tile, acc, input_precision=PRECISION, out_dtype=compute_ty)
 
     rows = offs_m[:, None].to(tl.int64)
     mask = mask_m[:, None] & mask_q[None, :]
@@ -122,7 +125,9 @@ def _band_apply_kernel(
             other=0.0,
         ).to(compute_ty)
         if EPILOGUE == 1:
-            acc = acc - e_scale * e
+            # s is read from memory in the compute dtype: a Python float argument would be
+            # passed as float32 and cost float64 work 1e-8 of accuracy
+            acc = acc - tl.load(s_ptr) * e
         else:
             acc = e - acc
     tl.store(
@@ -147,6 +152,9 @@ _GPU_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_K": 16, "BLOCK_Q": 64}, num_warps=4, num_stages=2),
     triton.Config({"BLOCK_M": 64, "BLOCK_K": 32, "BLOCK_Q": 64}, num_warps=4, num_stages=2),
     triton.Config({"BLOCK_M": 64, "BLOCK_K": 64, "BLOCK_Q": 64}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 16, "BLOCK_K": 64, "BLOCK_Q": 256}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_K": 16, "BLOCK_Q": 256}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_M": 128, "BLOCK_K": 16, "BLOCK_Q": 128}, num_warps=8, num_stages=2),
 ]
 
 
@@ -180,7 +188,7 @@ def _kernel(interpret: bool):
     jit = base if isinstance(base, triton.JITFunction) else triton.JITFunction(base.fn)
     return triton.autotune(
         configs=_GPU_CONFIGS,
-        key=["n_pre", "m_rows", "n_cols", "n_post", "EPILOGUE"],
+        key=["n_pre", "m_rows", "n_cols", "n_post", "EPILOGUE", "PRECISION"],
         prune_configs_by={"early_config_prune": _prune_configs},
     )(jit)
 
@@ -204,6 +212,24 @@ def launch_config(m_rows: int, n_cols: int, n_post: int) -> dict[str, int]:
         "BLOCK_K": min(128, _pow2_at_least_16(n_cols)),
         "BLOCK_Q": min(256, _pow2_at_least_16(n_post)),
     }
+
+
+#: ``tl.dot`` input precision of float32 work on the GPU. ``"tf32x3"`` splits each float32
+#: operand into a TF32 head and tail and sums three tensor-core products (head*head,
+#: head*tail, tail*head): relative error ~1e-6, float32-like, at tensor-core speed. Plain
+#: ``"ieee"`` (FMA) is exact but made the kernels compute-bound on an H100 (kernels/README.md).
+GPU_FLOAT32_PRECISION = "tf32x3"
+
+
+def dot_precision(compute: torch.dtype, interpret: bool) -> str:
+    """``input_precision`` of the kernel's ``tl.dot`` for a compute dtype and mode.
+
+    float64 and the interpreter (numpy, exact whatever it is told) use ``"ieee"``;
+    float32 on the GPU uses :data:`GPU_FLOAT32_PRECISION`.
+    """
+    if interpret or compute == torch.float64:
+        return "ieee"
+    return GPU_FLOAT32_PRECISION
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -253,23 +279,70 @@ def apply_along(
     else:
         n_pre, n_post = pre, post
         a_strides, o_strides = (n_cols * post, post, 1), (m_rows * post, post, 1)
-    kernel = _kernel(interpreter_enabled())
+    interpret = interpreter_enabled()
+    precision = dot_precision(matrix.dtype, interpret)
+    scale = _scalar(float(e_scale), matrix.dtype, str(a.device))
     args = (a, matrix, e, out, n_pre, m_rows, n_cols, n_post, *a_strides, *o_strides, *o_strides)
-    if interpreter_enabled():
+    if interpret:
         blocks = launch_config(m_rows, n_cols, n_post)
         grid = (
             n_pre * triton.cdiv(m_rows, blocks["BLOCK_M"]) * triton.cdiv(n_post, blocks["BLOCK_Q"]),
         )
-        kernel[grid](*args, float(e_scale), EPILOGUE=epilogue, **blocks)
-    else:
-
-        def grid(meta):
-            return (
-                n_pre * triton.cdiv(m_rows, meta["BLOCK_M"]) * triton.cdiv(n_post, meta["BLOCK_Q"]),
-            )
-
-        kernel[grid](*args, float(e_scale), EPILOGUE=epilogue)
+        _kernel(True)[grid](*args, scale, EPILOGUE=epilogue, PRECISION=precision, **blocks)
+        return out
+    key = (
+        a.device.index,
+        n_pre,
+        m_rows,
+        n_cols,
+        n_post,
+        epilogue,
+        precision,
+        a.dtype,
+        matrix.dtype,
+        e.dtype,
+        out_dtype,
+    )
+    config = _TUNED.get(key)
+    if config is None:
+        # first call for this problem: autotune (Triton benchmarks the configurations),
+        # then remember the winner so that later calls skip the autotuner's Python
+        tuner = _kernel(False)
+        tuner[_grid(n_pre, m_rows, n_post)](*args, scale, EPILOGUE=epilogue, PRECISION=precision)
+        _TUNED[key] = tuner.best_config
+        return out
+    _kernel(False).fn[(_grid_size(n_pre, m_rows, n_post, config.kwargs),)](
+        *args, scale, EPILOGUE=epilogue, PRECISION=precision, **_launch_kwargs(config)
+    )
     return out
+
+
+#: Autotuned configuration per problem (device, sizes, epilogue, precision, dtypes).
+_TUNED: dict[tuple, triton.Config] = {}
+
+
+def _grid_size(n_pre: int, m_rows: int, n_post: int, meta: dict) -> int:
+    return n_pre * triton.cdiv(m_rows, meta["BLOCK_M"]) * triton.cdiv(n_post, meta["BLOCK_Q"])
+
+
+def _grid(n_pre: int, m_rows: int, n_post: int):
+    def grid(meta):
+        return (_grid_size(n_pre, m_rows, n_post, meta),)
+
+    return grid
+
+
+def _launch_kwargs(config: triton.Config) -> dict:
+    """Block sizes and launch options of a configuration, as keyword arguments of a launch."""
+    kwargs = dict(config.kwargs)
+    kwargs.update(num_warps=config.num_warps, num_stages=config.num_stages)
+    return kwargs
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar(value: float, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """A cached one-element tensor (the epilogue scale ``s``); never modified."""
+    return torch.full((1,), value, dtype=dtype, device=device)
 
 
 def band_project(

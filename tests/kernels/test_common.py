@@ -103,8 +103,13 @@ def test_kernel_variant_is_chosen_per_call():
     assert isinstance(tuned.fn, triton.JITFunction)
 
 
-def test_kernel_compiles_for_hopper_with_exact_float32_products():
-    """Ahead-of-time compile for sm_90 (no GPU needed): the float32 dot uses FMA, never TF32."""
+@pytest.mark.parametrize(
+    ("precision", "present", "absent"),
+    [("ieee", ["fma.rn.f32"], ["tf32", "mma"]), ("tf32x3", ["tf32"], [])],
+)
+def test_kernel_compiles_for_hopper_with_the_requested_dot_precision(precision, present, absent):
+    """Ahead-of-time compile for sm_90 (no GPU needed): "ieee" dots are FMA, never TF32;
+    "tf32x3" (float32 on the GPU) runs on TF32 tensor cores."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -112,8 +117,14 @@ def test_kernel_compiles_for_hopper_with_exact_float32_products():
     signature = {name: "*fp32" for name in ("a_ptr", "m_ptr", "e_ptr", "out_ptr")}
     for name in kernel.arg_names[4:17]:
         signature[name] = "i32"
-    signature["e_scale"] = "fp32"
-    constexprs = {"EPILOGUE": 2, "BLOCK_M": 64, "BLOCK_K": 16, "BLOCK_Q": 128}
+    signature["s_ptr"] = "*fp32"
+    constexprs = {
+        "EPILOGUE": 2,
+        "PRECISION": precision,
+        "BLOCK_M": 64,
+        "BLOCK_K": 16,
+        "BLOCK_Q": 128,
+    }
     signature.update(dict.fromkeys(constexprs, "constexpr"))
     compiled = triton.compile(
         ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
@@ -121,5 +132,13 @@ def test_kernel_compiles_for_hopper_with_exact_float32_products():
         options={"num_warps": 4, "num_stages": 2, "enable_fp_fusion": True},
     )
     ptx = compiled.asm["ptx"]
-    assert "fma.rn.f32" in ptx
-    assert "tf32" not in ptx and "mma" not in ptx
+    for text in present:
+        assert text in ptx
+    for text in absent:
+        assert text not in ptx
+
+
+def test_dot_precision_is_exact_for_float64_and_the_interpreter():
+    assert _common.dot_precision(torch.float64, False) == "ieee"
+    assert _common.dot_precision(torch.float32, True) == "ieee"
+    assert _common.dot_precision(torch.float32, False) == _common.GPU_FLOAT32_PRECISION
