@@ -1,8 +1,8 @@
 """The compiled (autotuned) Triton kernels on a CUDA device against float64 references.
 
 The rest of ``tests/kernels`` runs the kernels through Triton's interpreter; this
-module runs the real GPU code path: compilation for the device, autotuning, and
-``input_precision="ieee"`` dots on tensor-core hardware. It needs a CUDA device
+module runs the real GPU code path: compilation for the device, autotuning,
+the launch cache, and ``tf32x3`` / ``ieee`` dots on real hardware. It needs a CUDA device
 and is skipped without one (marker ``gpu``); on a GPU machine run
 ``pytest tests/kernels -m gpu``.
 """
