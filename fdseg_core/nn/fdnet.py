@@ -130,6 +130,12 @@ class FrequencyDisentangledNet(nn.Module):
         return band_split(x, self.beta, dims=self.dims, layout=self.layout, backend=self.backend)
 
     def _fuse(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        # under autocast the two branches can end in different dtypes (CUDA float16 AMP:
+        # the stem's convolution gives float16, a backbone whose last op autocasts to
+        # float32, e.g. a trilinear upsampling, gives float32): fuse in the wider one
+        if low.dtype != high.dtype:
+            common = torch.promote_types(low.dtype, high.dtype)
+            low, high = low.to(common), high.to(common)
         return band_fuse(
             low, high, self.beta, dims=self.dims, layout=self.layout, backend=self.backend
         )

@@ -113,3 +113,37 @@ def test_backbone_options_reach_the_builder_and_divisor_follows_levels():
 
 def test_builtins_are_the_listed_ones():
     assert set(BUILTINS) <= {s.name for s in list_backbones()}
+
+
+class _Float32Backbone(torch.nn.Module):
+    """A backbone whose output leaves autocast in float32 (as a trilinear upsampling does
+    under CUDA float16 AMP), while the low stem's convolution gives the autocast dtype."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).float()
+
+
+def test_late_fusion_under_autocast_fuses_branches_of_different_dtypes():
+    from fdseg_core import BackboneSpec
+
+    spec = BackboneSpec(
+        name="float32-out",
+        builder=lambda i, o, d, **_: _Float32Backbone(i, o),
+        spatial_dims=(3,),
+        size_divisor=1,
+        description="test backbone",
+    )
+    net = FrequencyDisentangledNet(spec, 1, 2, fusion="late", backend="torch")
+    x = torch.randn(1, 1, 20, 20, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = band_split(x, 0.1, backend="torch")
+        assert net.low_stem(low).dtype == torch.bfloat16
+        out = net(x)
+    assert out.shape == (1, 2, 20, 20, 8)
+    assert torch.isfinite(out.float()).all()
+    out.float().sum().backward()
+    assert net.low_stem.weight.grad is not None
