@@ -40,9 +40,11 @@ class FrequencyDisentangledNet(nn.Module):
     * ``fusion="late"``: the backbone runs on ``high`` and outputs ``stem_channels``
       feature maps (its last layer is a 1x1 projection, so these are linear maps of its
       last decoder features); they are fused with the low stem's features by
-      ``band_fuse``, and a head (conv3x3-norm-leaky ReLU, then 1x1 conv) makes the
+      ``band_fuse``, and a head (conv3x3-leaky ReLU, then 1x1 conv) makes the
       logits. The paper's late-fusion model fuses the full-resolution decoder features
-      before its last localisation stage (conv-norm-lrelu and the 1x1 heads). Using the
+      before its last localisation stage (conv-norm-lrelu and the 1x1 heads). The head
+      has no instance norm: on the backbone's projected output, one made the late model
+      unable to fit even a single batch (docs/network.md). Using the
       backbone's output as features needs nothing from a plugin beyond the
       :class:`~fdseg_core.plugins.BackboneSpec` contract, so every backbone works.
 
@@ -117,10 +119,10 @@ class FrequencyDisentangledNet(nn.Module):
         else:
             self.low_stem = _conv(d, in_channels, stem_channels)
             self.backbone = self.spec.build(in_channels, stem_channels, d, **backbone_options)
-            norm = nn.InstanceNorm3d if d == 3 else nn.InstanceNorm2d
+            # no instance norm here: after the backbone's 1x1 projection it stalled
+            # training (docs/network.md, "Why the late head has no norm")
             self.head = nn.Sequential(
                 _conv(d, stem_channels, stem_channels),
-                norm(stem_channels, affine=True),
                 nn.LeakyReLU(0.01),
                 _conv(d, stem_channels, out_channels, 1, bias=True),
             )
