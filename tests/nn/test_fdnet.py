@@ -161,13 +161,14 @@ def test_every_fusion_mode_fits_one_batch_of_two_cubes(fusion):
     y[:, 18:26, 16:24, 6:12] = 2
     x = 0.3 * torch.randn(1, 1, 32, 32, 16) + y.unsqueeze(1).float()
     net = FrequencyDisentangledNet("unet3d", 1, 3, fusion=fusion, backend="matmul")
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     loss_fn = DiceCELoss()
     first = None
-    for _ in range(30):
+    for _ in range(40):
         opt.zero_grad()
         loss = loss_fn(net(x), y)
         loss.backward()
         opt.step()
         first = loss.item() if first is None else first
-    assert loss.item() < 0.25 * first
+    # measured: none, early, late 0.00-0.02 of the first loss; late with a norm 0.61
+    assert loss.item() < 0.2 * first
