@@ -216,8 +216,9 @@ def launch_config(m_rows: int, n_cols: int, n_post: int) -> dict[str, int]:
 
 #: ``tl.dot`` input precision of float32 work on the GPU. ``"tf32x3"`` splits each float32
 #: operand into a TF32 head and tail and sums three tensor-core products (head*head,
-#: head*tail, tail*head): relative error ~1e-6, float32-like, at tensor-core speed. Plain
-#: ``"ieee"`` (FMA) is exact but made the kernels compute-bound on an H100 (kernels/README.md).
+#: head*tail, tail*head): relative error ~1e-6, float32-like, at tensor-core speed. On an
+#: H100 it timed like exact ``"ieee"`` FMA dots (these kernels are memory- and launch-bound);
+#: it keeps compute headroom for wide bands, whose FLOPs grow with k (kernels/README.md).
 GPU_FLOAT32_PRECISION = "tf32x3"
 
 
@@ -285,9 +286,7 @@ def apply_along(
     args = (a, matrix, e, out, n_pre, m_rows, n_cols, n_post, *a_strides, *o_strides, *o_strides)
     if interpret:
         blocks = launch_config(m_rows, n_cols, n_post)
-        grid = (
-            n_pre * triton.cdiv(m_rows, blocks["BLOCK_M"]) * triton.cdiv(n_post, blocks["BLOCK_Q"]),
-        )
+        grid = (_grid_size(n_pre, m_rows, n_post, blocks),)
         _kernel(True)[grid](*args, scale, EPILOGUE=epilogue, PRECISION=precision, **blocks)
         return out
     key = (
