@@ -20,7 +20,8 @@ PHANTOM_DATASET = {
 }
 
 #: Training defaults used when ``fdseg train`` runs on the built-in phantom (any option
-#: given on the command line wins); sized to finish in about 10 minutes on 2 CPU cores.
+#: given on the command line wins); sized to finish well within 10 minutes on 2 CPU cores
+#: (the training itself takes about a minute there).
 PHANTOM_TRAINING = {
     "epochs": 12,
     "iters_per_epoch": 20,
