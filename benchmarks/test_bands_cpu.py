@@ -35,3 +35,16 @@ def test_peak_memory_growth(record_memory, op, backend):
     growth = peak_rss_growth(op, backend, shape)
     record_memory(("2x8x160x160x128", op, backend), growth)
     assert growth >= 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "matmul"])
+@pytest.mark.parametrize("op", ["split", "split+bwd", "fuse", "fuse+bwd"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_reference_layout_cpu(benchmark, record_median, shape, op, backend):
+    """The paper code's unshifted box (layout="reference"): torch.fft vs matmul."""
+    benchmark.group = f"cpu reference {op} {shape}"
+    benchmark.extra_info.update(device="cpu", threads=torch.get_num_threads(), layout="reference")
+    call = make_call(op, backend, SHAPES[shape], torch.float32, "cpu", layout="reference")
+    rounds = 3 if shape.startswith("2x8") else 7
+    benchmark.pedantic(call, rounds=rounds, warmup_rounds=1, iterations=1)
+    record_median(("cpu-ref", shape, op, backend), benchmark)

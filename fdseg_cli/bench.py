@@ -58,6 +58,14 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 )
 @click.option("--beta", type=float, default=0.1, show_default=True)
 @click.option(
+    "--layout",
+    type=click.Choice(["centered", "reference"]),
+    default="centered",
+    show_default=True,
+    help="Band layout: the paper's text (centered) or its public code (reference; "
+    "no triton kernels).",
+)
+@click.option(
     "--repeats",
     type=click.IntRange(1),
     default=5,
@@ -72,7 +80,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     help="Also write the rows (and the environment) to this JSON file.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path, progress):
+def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, json_path, progress):
     """Time band_split and band_fuse (forward, and forward+backward) for every available
     backend and the paper's pipeline; print median ms, effective GB/s and the speed-up
     over the torch.fft backend measured in the same run; on CUDA also the GPU busy time
@@ -94,6 +102,8 @@ def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path
     if device == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("no CUDA device is available here", param_hint="--device")
     usable = available_backends(device)
+    if layout == "reference":
+        usable = [b for b in usable if b != "triton"]
     names = list(backends) or [PAPER, *usable]
     for name in names:
         if name != PAPER and name not in BACKENDS:
@@ -103,7 +113,8 @@ def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path
             )
         if name != PAPER and name not in usable:
             raise click.BadParameter(
-                f"backend {name!r} is not available on {device} here (available: {usable})",
+                f"backend {name!r} is not available on {device} for layout {layout!r} here "
+                f"(available: {usable})",
                 param_hint="--backend",
             )
     chosen_ops = list(ops) or list(OPS)
@@ -134,6 +145,7 @@ def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path
         warmup=warmup,
         repeats=repeats,
         progress=step,
+        layout=layout,
     )
     bar.close()
     device_name = (
@@ -148,7 +160,7 @@ def bench(shapes, backends, ops, dtype, device, beta, repeats, warmup, json_path
     )
     click.echo(
         f"device: {device} ({device_name}), threads: {torch.get_num_threads()}, "
-        f"torch {torch.__version__}"
+        f"torch {torch.__version__}, layout: {layout}"
     )
     click.echo(header)
     for r in rows:

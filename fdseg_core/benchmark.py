@@ -57,6 +57,8 @@ class BenchRow:
     device_ms: float | None = None
     #: CUDA: the bytes of ``gbps`` over ``device_ms``, in percent of the copy bandwidth.
     pct_copy_bw_device: float | None = None
+    #: Band layout of the backends (the paper's pipeline row is always its text's).
+    layout: str = "centered"
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -100,6 +102,7 @@ def make_call(
     beta: float = 0.1,
     dims: Sequence[int] = (2, 3),
     seed: int = 0,
+    layout: str = "centered",
 ) -> Callable[[], None]:
     """A zero-argument callable that runs one measured operation.
 
@@ -112,6 +115,8 @@ def make_call(
         beta: Relative band width.
         dims: Band dims.
         seed: Seed of the random inputs.
+        layout: Band layout of the backends (``"centered"`` or ``"reference"``); the
+            paper's pipeline is always the shifted one of its text.
 
     Returns:
         The callable (inputs are allocated once, outside of it).
@@ -132,10 +137,10 @@ def make_call(
     else:
 
         def split_fn(t):
-            return band_split(t, beta, dims=dims, backend=backend)
+            return band_split(t, beta, dims=dims, layout=layout, backend=backend)
 
         def fuse_fn(lo, hi):
-            return band_fuse(lo, hi, beta, dims=dims, backend=backend)
+            return band_fuse(lo, hi, beta, dims=dims, layout=layout, backend=backend)
 
     backward = op.endswith("+bwd")
     if backward:
@@ -277,6 +282,7 @@ def run_benchmarks(
     warmup: int = 1,
     repeats: int = 5,
     progress: Callable[[str], None] | None = None,
+    layout: str = "centered",
 ) -> list[BenchRow]:
     """Time every (shape, op, backend) and express it against the torch.fft backend.
 
@@ -291,6 +297,7 @@ def run_benchmarks(
         warmup: Untimed runs before timing.
         repeats: Timed runs (the median is reported).
         progress: Called with a label before each measurement.
+        layout: Band layout of the backends (``"reference"``: the paper's public code).
 
     Returns:
         One :class:`BenchRow` per measurement.
@@ -305,7 +312,7 @@ def run_benchmarks(
             for backend in names:
                 if progress is not None:
                     progress(f"{backend} {op} {'x'.join(map(str, shape))}")
-                call = make_call(op, backend, shape, dtype, device, beta)
+                call = make_call(op, backend, shape, dtype, device, beta, layout=layout)
                 ms = time_call(call, device=device, warmup=warmup, repeats=repeats)
                 device_ms = (
                     device_time_call(call, repeats=repeats) if device.startswith("cuda") else None
@@ -331,6 +338,7 @@ def run_benchmarks(
                             if copy_bw and device_ms
                             else None
                         ),
+                        layout=layout,
                     )
                 )
     return rows

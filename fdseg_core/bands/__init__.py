@@ -2,12 +2,12 @@
 
 Backends (chosen per call with ``backend=``):
 
-* ``"torch"``: full ``torch.fft``; the reference of truth, and the only backend
-  of ``layout="reference"`` (the paper's public code);
-* ``"matmul"``: truncated real DFT matrices applied with matmuls, the fast CPU
-  path (no complex copies of the volume);
+* ``"torch"``: full ``torch.fft``; the reference of truth;
+* ``"matmul"``: truncated DFT matrices applied with matmuls, the fast CPU path
+  (no complex copies of the volume), for both layouts (``"reference"``: the paper's
+  public code, with complex per-axis matrices);
 * ``"triton"``: fused GPU kernels from ``fdseg_kernels`` (CUDA, or the CPU under
-  ``TRITON_INTERPRET=1``).
+  ``TRITON_INTERPRET=1``), ``layout="centered"`` only.
 """
 
 from __future__ import annotations

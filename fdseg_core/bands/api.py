@@ -32,7 +32,6 @@ Backend = Literal["auto", "torch", "matmul", "triton"]
 #: Concrete backends, in order of preference on the CPU (fastest last is *not* implied).
 BACKENDS: tuple[str, ...] = ("torch", "matmul", "triton")
 LAYOUTS: tuple[str, ...] = ("centered", "reference")
-_CENTERED_ONLY = ("matmul", "triton")
 
 
 def _triton_status(device: torch.device) -> str | None:
@@ -71,7 +70,8 @@ def resolve_backend(backend: str, layout: str, device: torch.device) -> str:
     """The concrete backend a call with these arguments runs on (decided per call).
 
     ``"auto"`` picks the Triton kernels for CUDA tensors when Triton imports,
-    else the matmul backend; for ``layout="reference"`` only ``"torch"`` applies.
+    else the matmul backend; for ``layout="reference"`` (which the Triton kernels do
+    not implement) it picks the matmul backend on every device.
 
     Args:
         backend: ``"auto"`` or one of :data:`BACKENDS`.
@@ -89,12 +89,12 @@ def resolve_backend(backend: str, layout: str, device: torch.device) -> str:
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected 'auto' or one of {list(BACKENDS)}")
     if layout == "reference":
-        if backend in ("auto", "torch"):
-            return "torch"
-        raise ValueError(
-            f"backend {backend!r} implements layout='centered' only; "
-            "use backend='torch' (or 'auto') for layout='reference'"
-        )
+        if backend == "triton":
+            raise ValueError(
+                "backend 'triton' implements layout='centered' only; "
+                "use backend='matmul', 'torch' or 'auto' for layout='reference'"
+            )
+        return "matmul" if backend == "auto" else backend
     if backend == "auto":
         return "triton" if device.type == "cuda" and _triton_status(device) is None else "matmul"
     if backend == "triton":
@@ -270,7 +270,8 @@ def band_split(
         low, high = fn(_fft_dtype(x), band_dims, widths)
         return low.to(x.dtype), high.to(x.dtype)
     if chosen == "matmul":
-        return _matmul.split(x, band_dims, widths)
+        fn = _matmul.split_reference if layout == "reference" else _matmul.split
+        return fn(x, band_dims, widths)
     import fdseg_kernels
 
     return fdseg_kernels.band_split_triton(x, band_dims, widths)
@@ -315,7 +316,8 @@ def band_fuse(
         fn = _fft.fuse_reference if layout == "reference" else _fft.fuse_centered
         return fn(_fft_dtype(low), _fft_dtype(high), band_dims, widths).to(high.dtype)
     if chosen == "matmul":
-        return _matmul.fuse(low, high, band_dims, widths)
+        fn = _matmul.fuse_reference if layout == "reference" else _matmul.fuse
+        return fn(low, high, band_dims, widths)
     import fdseg_kernels
 
     return fdseg_kernels.band_fuse_triton(low, high, band_dims, widths)

@@ -1,7 +1,7 @@
 """The ``"torch"`` backend: band operators written with ``torch.fft``, for clarity.
 
-This is the reference of truth that every other backend is tested against, and
-the only backend that implements ``layout="reference"`` (the paper's public code).
+This is the reference of truth that every other backend is tested against, for
+both layouts (``"reference"``: the paper's public code).
 Gradients come from torch's own autograd through the FFTs.
 """
 
@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from fdseg_core.bands.operators import band_indices
+from fdseg_core.bands.operators import band_indices, reference_box
 
 __all__ = [
     "split_centered",
@@ -107,20 +107,6 @@ def fuse_centered(
     own_band = _pad(_crop(spec, dims, widths), dims, sizes, widths)
     new_band = _pad(torch.fft.fftn(low, dim=dims), dims, sizes, widths)
     return torch.fft.ifftn(spec - own_band + new_band, dim=dims).real
-
-
-def reference_box(n: int, k: int) -> slice:
-    """The paper code's box on one axis: ``[int(n/2 - k/2), int(n/2 + k/2))``.
-
-    Args:
-        n: Axis size.
-        k: Kept width.
-
-    Returns:
-        The slice of the *unshifted* spectrum that the paper's code calls "low".
-    """
-    start = int(n / 2 - k / 2)
-    return slice(start, start + k)
 
 
 def _box_index(

@@ -1,4 +1,4 @@
-"""The ``"matmul"`` backend: the centred band operators as truncated-DFT matmuls.
+"""The ``"matmul"`` backend: the band operators as truncated-DFT matmuls.
 
 The centred box is separable and low rank: along each band axis the projection
 onto the band has rank ``k``, and because the band is symmetric its per-axis
@@ -11,6 +11,14 @@ Both ops share one core, ``small = D(a) - b`` then ``out = a - U(small)``, and
 their vector-Jacobian products are each other (see ``operators``), so the
 autograd functions save nothing but shapes and their backward passes are
 themselves differentiable (double backward works).
+
+The paper code's unshifted box (``layout="reference"``) is just as separable and
+low rank; its per-axis operators are complex ``(k, n)`` / ``(n, k)`` matrices
+(:func:`~fdseg_core.bands.operators.reference_matrices`). The first down-sampling
+is one real matmul with the real and imaginary rows stacked, the steps on the small
+tensor are complex matmuls, and the last up-sampling is again one real ``baddbmm``
+(``[Re V, -Im V]`` on ``[Re t; Im t]``) that writes the output once. Gradients come
+from autograd.
 """
 
 from __future__ import annotations
@@ -19,9 +27,14 @@ import math
 
 import torch
 
-from fdseg_core.bands.operators import adjoint_scale, downsample_matrix, upsample_matrix
+from fdseg_core.bands.operators import (
+    adjoint_scale,
+    downsample_matrix,
+    reference_matrices,
+    upsample_matrix,
+)
 
-__all__ = ["split", "fuse"]
+__all__ = ["split", "fuse", "split_reference", "fuse_reference"]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -154,3 +167,104 @@ def fuse(
     work = _compute_dtype(high.dtype)
     out = _Fuse.apply(low.to(work).contiguous(), high.to(work).contiguous(), dims, widths)
     return out.to(high.dtype)
+
+
+# ---- layout="reference": the paper's unshifted box, with complex per-axis matrices ----
+
+
+def _complex_dtype(work: torch.dtype) -> torch.dtype:
+    return torch.complex128 if work == torch.float64 else torch.complex64
+
+
+def _reference_small(
+    a: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+) -> torch.Tensor:
+    """``A a`` over every band dim (complex), ``a`` real.
+
+    The first axis is one real matmul with ``[Re A; Im A]`` stacked (``2k`` rows), so
+    the full-size input is read once and no complex copy of it is made.
+    """
+    cdtype = _complex_dtype(a.dtype)
+    d0, k0 = dims[0], widths[0]
+    am, _ = reference_matrices(a.shape[d0], k0, dtype=cdtype, device=a.device)
+    stacked = _apply_along(a, torch.cat([am.real, am.imag]), d0)
+    t = torch.complex(stacked.narrow(d0, 0, k0), stacked.narrow(d0, k0, k0))
+    for d, k in zip(dims[1:], widths[1:], strict=True):
+        am, _ = reference_matrices(t.shape[d], k, dtype=cdtype, device=a.device)
+        t = _apply_along(t, am, d)
+    return t
+
+
+def _reference_residual(
+    a: torch.Tensor, small: torch.Tensor, dims: tuple[int, ...]
+) -> torch.Tensor:
+    """``a - Re(V small)`` over every band dim; the last axis is one real ``baddbmm``
+    with ``[Re V, -Im V]`` on ``[Re t; Im t]`` that writes the output once."""
+    cdtype = small.dtype
+    t = small
+    for d in dims[:-1]:
+        _, v = reference_matrices(a.shape[d], t.shape[d], dtype=cdtype, device=a.device)
+        t = _apply_along(t, v, d)
+    d = dims[-1]
+    n, k = a.shape[d], t.shape[d]
+    _, v = reference_matrices(n, k, dtype=cdtype, device=a.device)
+    u = torch.cat([v.real, -v.imag], dim=1)  # (n, 2k)
+    stacked = torch.cat([t.real, t.imag], dim=d)
+    pre = math.prod(a.shape[:d])
+    post = math.prod(a.shape[d + 1 :])
+    if post == 1:
+        out = torch.addmm(a.reshape(pre, n), stacked.reshape(pre, 2 * k), u.t(), alpha=-1.0)
+    else:
+        out = torch.baddbmm(
+            a.reshape(pre, n, post),
+            u.expand(pre, n, 2 * k),
+            stacked.reshape(pre, 2 * k, post),
+            alpha=-1.0,
+        )
+    return out.reshape(a.shape)
+
+
+def split_reference(
+    x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper code's split (unshifted box) with per-axis matmuls, no full-size FFT.
+
+    ``low = Re(A x)``, ``high = x - Re(V A x)`` with the complex per-axis matrices of
+    :func:`~fdseg_core.bands.operators.reference_matrices`; equal to the torch.fft
+    backend's ``layout="reference"`` up to float rounding. Gradients come from
+    autograd through the (real and complex) matmuls.
+
+    Args:
+        x: Real tensor ``(N, C, *spatial)`` (validated by the caller).
+        dims: Band dims, increasing.
+        widths: Box width ``k`` per band dim.
+
+    Returns:
+        ``(low, high)`` with x's dtype; float16/bfloat16 compute in float32.
+    """
+    work = _compute_dtype(x.dtype)
+    a = x.to(work)
+    small = _reference_small(a, dims, widths)
+    high = _reference_residual(a, small, dims)
+    return small.real.to(x.dtype), high.to(x.dtype)
+
+
+def fuse_reference(
+    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+) -> torch.Tensor:
+    """The paper code's fusion (``fftn(low)`` pasted into the unshifted box of
+    ``fftn(high)``, real part) with per-axis matmuls: ``high - Re(V (A high - low))``.
+
+    Args:
+        low: Real tensor, high's shape with each band dim of size ``k``.
+        high: Real tensor ``(N, C, *spatial)``.
+        dims: Band dims, increasing.
+        widths: Box width ``k`` per band dim.
+
+    Returns:
+        Tensor shaped like ``high`` with its dtype.
+    """
+    work = _compute_dtype(high.dtype)
+    a = high.to(work)
+    small = _reference_small(a, dims, widths) - low.to(work)
+    return _reference_residual(a, small, dims).to(high.dtype)

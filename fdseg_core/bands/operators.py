@@ -47,6 +47,8 @@ __all__ = [
     "downsample_matrix",
     "upsample_matrix",
     "adjoint_scale",
+    "reference_box",
+    "reference_matrices",
 ]
 
 
@@ -159,3 +161,70 @@ def adjoint_scale(sizes: tuple[int, ...], widths: tuple[int, ...]) -> float:
     for n, k in zip(sizes, widths, strict=True):
         c *= k / n
     return c
+
+
+def reference_box(n: int, k: int) -> slice:
+    """The paper code's box on one axis: ``[int(n/2 - k/2), int(n/2 + k/2))``.
+
+    Args:
+        n: Axis size.
+        k: Kept width.
+
+    Returns:
+        The slice of the *unshifted* spectrum that the paper's code calls "low".
+    """
+    start = int(n / 2 - k / 2)
+    return slice(start, start + k)
+
+
+@lru_cache(maxsize=128)
+def _reference_complex128(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    box = reference_box(n, k)
+    # A = F_k^-1 S F_n: the box of the unshifted n-point spectrum, inverted on k points
+    a = torch.fft.ifft(torch.fft.fft(torch.eye(n, dtype=torch.complex128), dim=0)[box], dim=0)
+    # V = F_n^-1 S^T F_k: a k-point spectrum pasted into the box, inverted on n points
+    spec = torch.zeros(n, k, dtype=torch.complex128)
+    spec[box] = torch.fft.fft(torch.eye(k, dtype=torch.complex128), dim=0)
+    v = torch.fft.ifft(spec, dim=0)
+    return a, v
+
+
+@lru_cache(maxsize=256)
+def _reference_cached(
+    n: int, k: int, dtype: torch.dtype, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    a, v = _reference_complex128(n, k)
+    return a.to(dtype=dtype, device=device), v.to(dtype=dtype, device=device)
+
+
+def reference_matrices(
+    n: int, k: int, *, dtype: torch.dtype = torch.complex128, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The complex per-axis operators of ``layout="reference"`` (the paper's public code).
+
+    The code cuts the box :func:`reference_box` out of the *unshifted* n-point
+    spectrum. Along one axis its "low" image is ``A x`` with
+    ``A = F_k^-1 S F_n`` (``S`` selects the box, ``F`` are DFT matrices) and the
+    spectrum it zeroes is ``P x`` with ``P = V A``, ``V = F_n^-1 S^T F_k``. Over
+    several band axes both are Kronecker products of these matrices, so the
+    paper's operators are::
+
+        split(x)        = (Re(A x), x - Re(V A x))
+        fuse(low, high) = high - Re(V (A high - low))
+
+    the same structure as the centred operators with complex matrices.
+
+    Args:
+        n: Size of the full axis.
+        k: Kept width, ``1 <= k < n``.
+        dtype: Complex dtype of the results (computed in complex128, then cast).
+        device: Device of the results.
+
+    Returns:
+        ``(A, V)`` of shapes ``(k, n)`` and ``(n, k)``; cached, do not modify them.
+    """
+    if not 1 <= k < n:
+        raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
+    if not dtype.is_complex:
+        raise ValueError(f"reference matrices are complex, got dtype {dtype}")
+    return _reference_cached(n, k, dtype, str(torch.device(device)))

@@ -79,3 +79,24 @@ def test_bench_triton_on_cpu_without_interpreter_is_refused(monkeypatch):
     result = CliRunner().invoke(cli, ["bench", "--backend", "triton", "--device", "cpu"])
     assert result.exit_code == 2
     assert "not available on cpu" in result.output
+
+
+def test_bench_reference_layout_times_torch_and_matmul_rows(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = tmp_path / "bench.json"
+    args = ["bench", "--shape", "1x1x20x20x4", "--op", "split+bwd", "--layout", "reference"]
+    args += ["--repeats", "1", "--warmup", "0", "--no-progress", "--json", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert {r["backend"] for r in rows} == {"torch", "paper", "matmul"}
+    assert all(r["layout"] == "reference" for r in rows)
+    assert "layout: reference" in result.output
+
+
+def test_bench_refuses_triton_for_the_reference_layout(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    args = ["bench", "--backend", "triton", "--device", "cpu", "--layout", "reference"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "for layout 'reference'" in result.output

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fdseg_core.bands import band_fuse, band_split
+from fdseg_core.bands import band_fuse, band_split, resolve_backend
+
+BACKENDS = ["torch", "matmul"]
 
 
 def _paper_split(x: torch.Tensor, beta: float = 0.1):
@@ -38,20 +40,68 @@ def _paper_merge(low: torch.Tensor, high: torch.Tensor, beta: float = 0.1):
     return torch.fft.ifftn(hf, dim=spatial).real
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("shape", "beta"),
     [((2, 1, 40, 40, 16), 0.1), ((1, 3, 33, 33, 5), 0.2), ((1, 1, 30, 30), 0.15)],
     ids=["paper-like", "odd", "2d"],
 )
-def test_reference_layout_matches_paper_code(shape, beta):
+def test_reference_layout_matches_paper_code(shape, beta, backend):
     x = torch.randn(shape, dtype=torch.float64)
-    low, high = band_split(x, beta, layout="reference")
+    low, high = band_split(x, beta, layout="reference", backend=backend)
     plow, phigh = _paper_split(x, beta)
     torch.testing.assert_close(low, plow, atol=1e-10, rtol=0)
     torch.testing.assert_close(high, phigh, atol=1e-10, rtol=0)
     feat_low = torch.randn_like(low)
-    fused = band_fuse(feat_low, high, beta, layout="reference")
+    fused = band_fuse(feat_low, high, beta, layout="reference", backend=backend)
     torch.testing.assert_close(fused, _paper_merge(feat_low, high, beta), atol=1e-10, rtol=0)
+
+
+def _rel(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((got - ref).detach().abs().max() / ref.detach().abs().max())
+
+
+@pytest.mark.parametrize(
+    ("shape", "beta", "dims"),
+    [
+        ((2, 2, 40, 40, 16), 0.1, (2, 3)),
+        ((1, 3, 33, 31, 7), 0.2, (2, 3)),
+        ((1, 2, 20, 18, 9), 0.3, (2, 3, 4)),
+        ((1, 2, 20, 18, 9), 0.3, (3,)),
+        ((1, 1, 30, 29), 0.15, (-1,)),
+    ],
+    ids=["paper-like", "odd", "three-dims", "one-dim", "2d-last"],
+)
+def test_matmul_reference_equals_torch_reference_with_gradients(shape, beta, dims):
+    """The matmul backend's unshifted box: float64, 1e-10 relative to the torch.fft
+    backend, outputs and the gradients of every input."""
+    x = torch.randn(shape, dtype=torch.float64)
+    outs, grads = {}, {}
+    for backend in BACKENDS:
+        xb = x.clone().requires_grad_(True)
+        low, high = band_split(xb, beta, dims=dims, layout="reference", backend=backend)
+        feat = torch.linspace(-1, 1, low.numel(), dtype=torch.float64).reshape(low.shape)
+        feat.requires_grad_(True)
+        fused = band_fuse(feat, high, beta, dims=dims, layout="reference", backend=backend)
+        weights = torch.cos(torch.arange(fused.numel(), dtype=torch.float64)).reshape(fused.shape)
+        loss = (fused * weights).sum() + (low**2).sum()
+        gx, gf = torch.autograd.grad(loss, (xb, feat))
+        outs[backend] = (low, high, fused)
+        grads[backend] = (gx, gf)
+    for got, ref in zip(outs["matmul"], outs["torch"], strict=True):
+        assert _rel(got, ref) < 1e-10
+    for got, ref in zip(grads["matmul"], grads["torch"], strict=True):
+        assert _rel(got, ref) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_matmul_reference_keeps_low_precision_dtypes(dtype):
+    x = torch.randn(1, 2, 40, 40, 4).to(dtype)
+    low, high = band_split(x, 0.1, layout="reference", backend="matmul")
+    ref_low, ref_high = band_split(x.double(), 0.1, layout="reference", backend="torch")
+    assert low.dtype == high.dtype == dtype
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
+    assert _rel(high.double(), ref_high) < tol and _rel(low.double(), ref_low) < tol
 
 
 def test_reference_low_band_holds_the_highest_in_plane_frequencies():
@@ -78,13 +128,24 @@ def test_reference_round_trip_is_not_identity_unlike_centered():
     assert (cen - x).abs().max() < 1e-10
 
 
-def test_reference_layout_is_differentiable():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reference_layout_is_differentiable(backend):
     x = torch.randn(1, 1, 10, 10, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: band_split(t, 0.2, layout="reference"), (x,))
+
+    def split(t):
+        return band_split(t, 0.2, layout="reference", backend=backend)
+
+    def fuse(a, b):
+        return band_fuse(a, b, 0.2, layout="reference", backend=backend)
+
+    assert torch.autograd.gradcheck(split, (x,))
     lo = torch.randn(1, 1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: band_fuse(a, b, 0.2, layout="reference"), (lo, x))
+    assert torch.autograd.gradcheck(fuse, (lo, x))
+    assert torch.autograd.gradgradcheck(fuse, (lo, x))
 
 
-def test_reference_layout_rejects_matmul_backend():
+def test_reference_layout_auto_picks_matmul_and_rejects_triton():
+    assert resolve_backend("auto", "reference", torch.device("cpu")) == "matmul"
+    assert resolve_backend("torch", "reference", torch.device("cpu")) == "torch"
     with pytest.raises(ValueError, match="layout='centered' only"):
-        band_split(torch.randn(1, 1, 20, 20), 0.1, layout="reference", backend="matmul")
+        band_split(torch.randn(1, 1, 20, 20), 0.1, layout="reference", backend="triton")
