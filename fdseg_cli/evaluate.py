@@ -38,8 +38,17 @@ def evaluate(pred, labels, json_path, csv_path, dataset_json):
 
     names = None
     if dataset_json:
-        raw = json.loads(Path(dataset_json).read_text())
-        lab = raw.get("labels", {})
+        try:
+            raw = json.loads(Path(dataset_json).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise click.BadParameter(
+                f"{dataset_json} is not readable JSON: {exc}", param_hint="--dataset-json"
+            ) from None
+        lab = raw.get("labels") if isinstance(raw, dict) else None
+        if not isinstance(lab, dict) or not lab:
+            raise click.BadParameter(
+                f"{dataset_json} has no 'labels' object", param_hint="--dataset-json"
+            )
         if lab and all(str(k).isdigit() for k in lab):  # MSD: index -> name
             names = {str(v): int(k) for k, v in lab.items()}
         else:
@@ -47,21 +56,25 @@ def evaluate(pred, labels, json_path, csv_path, dataset_json):
     report = evaluate_folder(pred, labels, labels=names)
     write_report(report, json_path=json_path, csv_path=csv_path)
 
-    def fmt(stat, scale=1.0, digits=3):
+    def fmt(stat, digits):
         if stat["mean"] is None:
-            return "n/a"
-        return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+            return "n/a (n=0)"
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f} (n={stat['n']})"
 
-    click.echo(
-        f"{'class':20} {'n':>3} {'Dice':>15} {'HD95 (mm)':>15} {'ASSD (mm)':>15} "
-        f"{'pred mL':>15} {'ref mL':>15}"
-    )
+    columns = [("Dice", "dice", 3), ("HD95 mm", "hd95_mm", 2), ("ASSD mm", "assd_mm", 2)]
+    columns += [("pred mL", "pred_ml", 3), ("ref mL", "ref_ml", 3)]
+    click.echo(f"{'class':20} {'cases':>5} " + " ".join(f"{t:>24}" for t, _, _ in columns))
+    absent = []
     for cls, s in report["summary"].items():
-        click.echo(
-            f"{cls:20} {s['dice']['n']:>3} {fmt(s['dice']):>15} "
-            f"{fmt(s['hd95_mm'], digits=2):>15} {fmt(s['assd_mm'], digits=2):>15} "
-            f"{fmt(s['pred_ml'], digits=3):>15} {fmt(s['ref_ml'], digits=3):>15}"
-        )
+        cells = " ".join(f"{fmt(s[key], digits):>24}" for _, key, digits in columns)
+        click.echo(f"{cls:20} {s['n_cases']:>5} {cells}")
+        if s["n_absent"]:
+            absent.append(f"{cls} in {s['n_absent']}")
+    click.echo(
+        "n: cases with the class in the prediction or the reference (Dice, volumes) or "
+        "in both (HD95, ASSD)"
+        + (f"; absent from both and left out: {', '.join(absent)}" if absent else "")
+    )
     for path in (json_path, csv_path):
         if path:
             click.echo(f"wrote {path}")

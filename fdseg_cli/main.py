@@ -9,6 +9,7 @@ line on stderr and exit code 2; ``--debug`` shows the full traceback instead.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import click
@@ -44,6 +45,25 @@ class UserInputError(click.ClickException):
     """A usage or input error: printed as one line, exit code 2."""
 
     exit_code = 2
+
+
+class _EchoHandler(logging.Handler):
+    """Messages of the core's loggers as one line on stderr (``warning:`` prefixed)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"warning: {text}"
+        click.echo(text, err=True)
+
+
+def _route_core_logs() -> None:
+    """Show the INFO messages of ``fdseg_core`` on stderr, once per process."""
+    core = logging.getLogger("fdseg_core")
+    if not any(isinstance(h, _EchoHandler) for h in core.handlers):
+        core.addHandler(_EchoHandler())
+    core.setLevel(logging.INFO)
+    core.propagate = False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -99,6 +119,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    _route_core_logs()
 
 
 def main() -> None:  # pragma: no cover - thin wrapper for ``python -m fdseg_cli``

@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["train", "training_options"]
+__all__ = ["train", "training_options", "FOLD"]
+
+
+class _FoldType(click.ParamType):
+    """A fold index (``0``, ``1``, ...) or ``all`` (nnU-Net's fold of every case)."""
+
+    name = "fold"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text == "all":
+            return "all"
+        if text.isdigit():
+            return int(text)
+        self.fail(f"{value!r} is not a fold index (0, 1, ...) or 'all'", param, ctx)
+
+
+FOLD = _FoldType()
 
 
 def training_options(func):
@@ -84,8 +103,21 @@ def training_options(func):
             default=None,
             help="Validate every K epochs [default: 5; 4 for the phantom].",
         ),
-        click.option("--folds", "n_folds", type=click.IntRange(2), default=5, show_default=True),
-        click.option("--fold", type=click.IntRange(0), default=0, show_default=True),
+        click.option(
+            "--folds",
+            "n_folds",
+            type=click.IntRange(2),
+            default=None,
+            help="Cross-validation folds [default: 5, or one per training case when there "
+            "are fewer; a single case trains and validates on itself].",
+        ),
+        click.option(
+            "--fold",
+            type=FOLD,
+            default=0,
+            show_default=True,
+            help="Validation fold, or 'all' to train and validate on every case.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option(
             "--device",

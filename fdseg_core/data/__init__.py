@@ -15,10 +15,22 @@ from fdseg_core.data.preprocess import (
     normalize,
     resample,
 )
-from fdseg_core.data.splits import load_splits, make_splits, save_splits, select_subset
+from fdseg_core.data.splits import (
+    ALL_FOLD,
+    DEFAULT_FOLDS,
+    FoldPlan,
+    load_splits,
+    make_splits,
+    plan_folds,
+    save_splits,
+    select_subset,
+)
 from fdseg_core.data.synthetic import make_toy_dataset
 
 __all__ = [
+    "ALL_FOLD",
+    "DEFAULT_FOLDS",
+    "FoldPlan",
     "NORMALIZATIONS",
     "Case",
     "DatasetInfo",
@@ -37,6 +49,7 @@ __all__ = [
     "make_splits",
     "make_toy_dataset",
     "normalize",
+    "plan_folds",
     "resample",
     "save_nifti",
     "save_splits",

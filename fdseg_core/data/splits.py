@@ -4,11 +4,122 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_splits", "save_splits", "load_splits", "select_subset"]
+__all__ = [
+    "ALL_FOLD",
+    "DEFAULT_FOLDS",
+    "FoldPlan",
+    "make_splits",
+    "plan_folds",
+    "save_splits",
+    "load_splits",
+    "select_subset",
+]
+
+#: Folds of the cross-validation split when the user does not choose (nnU-Net's 5).
+DEFAULT_FOLDS = 5
+#: nnU-Net's name of the fold that trains (and validates) on every case.
+ALL_FOLD = "all"
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """How a run splits its training cases.
+
+    Attributes:
+        n_folds: Folds of the split (``None`` for the ``"all"`` fold).
+        fold: Validation fold index, or ``"all"`` (train and validate on every case).
+        note: One line for the user when the plan differs from what was asked
+            (folds adapted to a small dataset, or the ``"all"`` fold), else ``None``.
+        optimistic: The validation cases are training cases (the ``"all"`` fold), so
+            the validation Dice overestimates performance on unseen cases.
+    """
+
+    n_folds: int | None
+    fold: int | str
+    note: str | None = None
+    optimistic: bool = False
+
+
+def plan_folds(
+    n_cases: int,
+    n_folds: int | None = None,
+    fold: int | str = 0,
+    *,
+    default: int = DEFAULT_FOLDS,
+) -> FoldPlan:
+    """Decide the cross-validation split of ``n_cases`` training cases.
+
+    * ``n_folds=None`` (not chosen): ``default`` folds, or as many folds as there are
+      cases when there are fewer (at least 2); with a single case, the ``"all"`` fold
+      (train and validate on it, as nnU-Net's ``all``), flagged as optimistic.
+    * An explicit ``n_folds`` that the data cannot honour is an error naming ``--folds``
+      and the largest value that works.
+    * ``fold="all"``: every case trains and validates, whatever ``n_folds``.
+
+    Args:
+        n_cases: Number of labelled training cases.
+        n_folds: Folds asked for (``None``: adapt to the data).
+        fold: Validation fold index, or ``"all"``.
+        default: Folds used when ``n_folds`` is ``None`` and the data allow it.
+
+    Returns:
+        The :class:`FoldPlan`.
+
+    Raises:
+        ValueError: ``n_folds`` larger than ``n_cases`` (or below 2), or ``fold``
+            outside ``[0, n_folds)`` (the messages name ``--folds`` / ``--fold``).
+    """
+    if n_cases < 1:
+        raise ValueError("the dataset holds no training case")
+    if fold == ALL_FOLD:
+        note = (
+            f"fold 'all': training and validating on all {n_cases} training case(s); "
+            "the validation Dice is optimistic (it is measured on training data)"
+        )
+        return FoldPlan(None, ALL_FOLD, note, optimistic=True)
+    if isinstance(fold, bool) or not isinstance(fold, int) or fold < 0:
+        raise ValueError(f"--fold must be a fold index >= 0 or 'all', got {fold!r}")
+    note = None
+    if n_folds is None:
+        if n_cases == 1:
+            if fold != 0:
+                raise ValueError(
+                    f"--fold {fold}: the dataset has 1 training case, so there is no fold "
+                    f"{fold}; leave --fold out (or use --fold all)"
+                )
+            note = (
+                "the dataset has 1 training case: training and validating on it "
+                "(nnU-Net's 'all' fold); the validation Dice is optimistic"
+            )
+            return FoldPlan(None, ALL_FOLD, note, optimistic=True)
+        n_folds = min(default, n_cases)
+        if n_folds < default:
+            note = (
+                f"the dataset has {n_cases} training cases: using {n_folds}-fold "
+                f"cross-validation (one case per validation fold) instead of {default}"
+            )
+    elif isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
+        raise ValueError(f"--folds must be an integer >= 2, got {n_folds!r}")
+    elif n_folds > n_cases:
+        largest = (
+            f"use --folds {n_cases} or fewer, or leave --folds out"
+            if n_cases >= 2
+            else "leave --folds out to train and validate on it (the 'all' fold)"
+        )
+        raise ValueError(
+            f"--folds {n_folds} needs at least {n_folds} training cases but the dataset "
+            f"has {n_cases}: {largest}"
+        )
+    if fold >= n_folds:
+        raise ValueError(
+            f"--fold {fold} does not exist with {n_folds} folds: use --fold 0 to {n_folds - 1}"
+        )
+    return FoldPlan(n_folds, fold, note)
 
 
 def make_splits(case_ids: Sequence[str], *, n_folds: int = 5, seed: int = 0) -> list[dict]:

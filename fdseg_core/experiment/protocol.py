@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,24 @@ from fdseg_core.train.checkpoint import atomic_write_text
 from fdseg_core.train.config import FUSIONS, TrainConfig
 
 __all__ = ["ExperimentConfig", "run_experiment", "evaluate_run", "test_cases"]
+
+logger = logging.getLogger(__name__)
+
+
+class _OncePerMessage(logging.Filter):
+    """Let each distinct message through once (the runs of an experiment share their
+    dataset, so each would repeat the same note about its folds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
 
 
 @dataclass(frozen=True)
@@ -77,11 +96,12 @@ class ExperimentConfig:
 
 def test_cases(info) -> tuple[list, str]:
     """The held-out labelled test cases: ``imagesTs`` + ``labelsTs`` when present, else
-    the validation cases of fold 0 (which then never enter training)."""
+    ``[]`` (:func:`run_experiment` then holds out the validation cases of the runs'
+    fold, which never enter training)."""
     labelled = [c for c in info.test if c.label_path is not None]
     if labelled:
         return labelled, "imagesTs/labelsTs"
-    return [], "fold 0 validation cases"
+    return [], "fold validation cases"
 
 
 def evaluate_run(checkpoint: Path, cases: list, device: torch.device) -> list[dict[str, Any]]:
@@ -126,22 +146,38 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     Returns:
         ``{"results": [...], "table": [...], "markdown": str, "plot": path}``.
     """
-    from tqdm import tqdm
-
     from fdseg_core import data as fdata
     from fdseg_core.experiment.report import write_report
-    from fdseg_core.train import resolve_device, train
+    from fdseg_core.train import resolve_device
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     info = fdata.load_dataset(config.dataset)
     held_out, source = test_cases(info)
-    if not held_out:
-        splits = fdata.make_splits(
-            [c.case_id for c in info.training], n_folds=config.training.get("n_folds", 5), seed=0
+    # the same fold rule as `fdseg train` (folds adapt to small datasets)
+    plan = fdata.plan_folds(
+        len(info.training), config.training.get("n_folds"), config.training.get("fold", 0)
+    )
+    if plan.fold == fdata.ALL_FOLD:
+        pool = [c.case_id for c in info.training]
+        if not held_out:
+            raise ValueError(
+                f"{config.dataset}: the experiment needs held-out test cases, but there is no "
+                "imagesTs/labelsTs and the runs train on every training case (fold 'all')"
+            )
+    else:
+        splits = fdata.make_splits([c.case_id for c in info.training], n_folds=plan.n_folds, seed=0)
+        pool = splits[plan.fold]["train"]
+        if not held_out:
+            by_id = {c.case_id: c for c in info.training}
+            held_out = [by_id[i] for i in splits[plan.fold]["val"]]
+            source = f"fold {plan.fold} validation cases"
+    too_large = [s for s in config.train_sizes if s > len(pool)]
+    if too_large:
+        raise ValueError(
+            f"--train-sizes {','.join(map(str, too_large))}: fold {plan.fold} holds only "
+            f"{len(pool)} training cases"
         )
-        by_id = {c.case_id: c for c in info.training}
-        held_out = [by_id[i] for i in splits[0]["val"]]
+    out.mkdir(parents=True, exist_ok=True)
     largest = max(config.train_sizes)
     atomic_write_text(
         out / "experiment.json",
@@ -160,14 +196,32 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         + "\n",
     )
     device = resolve_device(config.training.get("device", "auto"))
-    plan = [
+    runs = [
         (s, f, seed)
         for s in config.train_sizes
-        for seed in range(config.seeds)
+        for seed in range(config.first_seed, config.first_seed + config.seeds)
         for f in config.fusions
     ]
+    train_logger = logging.getLogger("fdseg_core.train.loop")
+    once = _OncePerMessage()
+    train_logger.addFilter(once)
+    try:
+        results = _run_all(config, runs, held_out, device, largest, progress)
+    finally:
+        train_logger.removeFilter(once)
+    report = write_report(results, out, fusions=config.fusions, n_resamples=config.n_resamples)
+    report["results"] = results
+    return report
+
+
+def _run_all(config, runs, held_out, device, largest, progress) -> list[dict[str, Any]]:
+    """Train and evaluate every run that has no ``result.json`` yet."""
+    from tqdm import tqdm
+
+    from fdseg_core.train import train
+
     results: list[dict[str, Any]] = []
-    bar = tqdm(plan, disable=not progress, desc="experiment", unit="run")
+    bar = tqdm(runs, disable=not progress, desc="experiment", unit="run")
     for size, fusion, seed in bar:
         bar.set_postfix_str(f"n={size} {fusion} seed={seed}")
         run_dir = config.run_dir(size, fusion, seed)
@@ -189,9 +243,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
         results.append(result)
     bar.close()
-    report = write_report(results, out, fusions=config.fusions, n_resamples=config.n_resamples)
-    report["results"] = results
-    return report
+    return results
 
 
 def _as_float(v: Any) -> float:

@@ -14,7 +14,13 @@ __all__ = ["sliding_window_inference", "gaussian_importance", "window_starts"]
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """Start offsets covering ``size`` with windows of ``patch`` overlapping by ``overlap``."""
+    """Start offsets covering ``size`` with windows of ``patch`` overlapping by ``overlap``.
+
+    nnU-Net's placement: the fewest windows whose step is at most
+    ``int(patch * (1 - overlap))``, spread evenly from ``0`` to ``size - patch``. MONAI
+    steps by exactly ``int(patch * (1 - overlap))`` and clamps the last window to the
+    end; both give the same starts when ``size - patch`` is a multiple of that step.
+    """
     if size <= patch:
         return [0]
     step = max(1, int(patch * (1.0 - overlap)))
@@ -33,7 +39,25 @@ def _gaussian(patch: tuple[int, ...], sigma_scale: float) -> torch.Tensor:
 
 
 def gaussian_importance(patch: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
-    """nnU-Net's importance map: a Gaussian of std ``sigma_scale * patch``, max 1, floor 1e-3."""
+    """The importance map: a Gaussian of std ``sigma_scale * patch`` per axis.
+
+    fdseg centres it at ``(p - 1) / 2`` (the exact middle of the patch), evaluates it in
+    closed form, scales it to a maximum of 1 and floors it at 1e-3 so that the corners
+    of a window still count. That is MONAI's ``compute_importance_map`` (centre
+    ``(p - 1) / 2``, floor 1e-3; MONAI does not rescale, which changes its weights only
+    for even sizes, where its maximum lies between voxels). nnU-Net differs: it centres
+    the Gaussian at ``p // 2`` (half a voxel off the middle for even sizes), builds it
+    with ``scipy.ndimage.gaussian_filter`` on a delta (truncated at 4 sigma), scales it
+    to a maximum of 1 and replaces exact zeros by the smallest non-zero value instead of
+    a floor. ``tests/core/infer/test_sliding_window_peers.py`` compares fdseg with MONAI.
+
+    Args:
+        patch: Window size, one per spatial dim.
+        sigma_scale: Standard deviation relative to the window size.
+
+    Returns:
+        float32 tensor shaped ``patch`` (cached; do not modify it in place).
+    """
     return _gaussian(tuple(int(p) for p in patch), float(sigma_scale))
 
 

@@ -15,7 +15,7 @@ from fdseg_core.data.io import load_nifti, voxel_spacing
 from fdseg_core.data.layout import strip_nifti_ending
 from fdseg_core.metrics.surface import case_metrics
 
-__all__ = ["evaluate_folder", "write_report", "METRICS"]
+__all__ = ["evaluate_folder", "summarise", "write_report", "METRICS"]
 
 METRICS = ("dice", "hd95_mm", "assd_mm", "pred_ml", "ref_ml")
 
@@ -45,7 +45,12 @@ def evaluate_folder(
 
     Returns:
         ``{"cases": [{"case", "class", metrics...}], "summary": {class: {metric: {mean,
-        std, n}}}}``.
+        std, n}, "n_cases": int, "n_absent": int}}}``. Each statistic has its own
+        ``n``: a (case, class) enters the Dice and volume statistics when the class is in
+        the prediction or the reference (absent from both, nothing is measured: Dice is
+        undefined and 0 mL against 0 mL would pull the volume means towards 0), and the
+        HD95 / ASSD statistics when it is in both. ``n_absent`` counts the cases left out
+        because the class is in neither; ``docs/metrics.md``.
 
     Raises:
         ValueError: A prediction whose grid (shape, affine) differs from its label's, or
@@ -77,18 +82,44 @@ def evaluate_folder(
         }
         for row in case_metrics(pred, ref, voxel_spacing(rimg.affine), names):
             rows.append({"case": case, **row})
+    return {"cases": rows, "summary": summarise(rows)}
+
+
+def _present(row: dict) -> bool:
+    """Whether the class is in the prediction or the reference of this case."""
+    return row["pred_ml"] > 0 or row["ref_ml"] > 0
+
+
+def summarise(rows: list[dict]) -> dict[str, dict]:
+    """Mean, sample std and ``n`` of every metric per class, each over its own cases.
+
+    Rows whose class is absent from both prediction and reference are left out of
+    every statistic (counted in ``n_absent``); undefined values (NaN: HD95 / ASSD when
+    one side is empty) are left out of their own statistic only.
+
+    Args:
+        rows: Per (case, class) rows of :func:`case_metrics` with a ``"class"`` key.
+
+    Returns:
+        ``{class: {metric: {"mean", "std", "n"}, "n_cases", "n_absent"}}``; ``mean``
+        and ``std`` are ``None`` when ``n == 0``.
+    """
     summary: dict[str, dict] = {}
     for cls in dict.fromkeys(r["class"] for r in rows):
+        mine = [r for r in rows if r["class"] == cls]
+        present = [r for r in mine if _present(r)]
         summary[cls] = {}
         for m in METRICS:
-            vals = np.array([r[m] for r in rows if r["class"] == cls], dtype=np.float64)
+            vals = np.array([r[m] for r in present], dtype=np.float64)
             vals = vals[~np.isnan(vals)]
             summary[cls][m] = {
                 "mean": float(vals.mean()) if vals.size else None,
                 "std": float(vals.std(ddof=1)) if vals.size > 1 else (0.0 if vals.size else None),
                 "n": int(vals.size),
             }
-    return {"cases": rows, "summary": summary}
+        summary[cls]["n_cases"] = len(mine)
+        summary[cls]["n_absent"] = len(mine) - len(present)
+    return summary
 
 
 def _clean(v):

@@ -1,10 +1,14 @@
 """Overlap, surface-distance and volume metrics in physical units.
 
-Conventions: Dice is NaN when both prediction and reference are empty (nothing to
-measure; excluded from means), 0 when exactly one is. HD95 and ASSD are NaN when either
-is empty. Surfaces are the voxels of a mask that a 3x3x3 (full connectivity) erosion
-removes; distances come from ``scipy.ndimage.distance_transform_edt`` with the voxel
-spacing, so they are in millimetres.
+Conventions (``docs/metrics.md`` compares them with MONAI, medpy, DeepMind's
+surface-distance and nnU-Net): Dice is NaN when both prediction and reference are empty
+(nothing to measure; excluded from means), 0 when exactly one is. HD95 and ASSD are NaN
+when either is empty. Surfaces are the voxels of a mask that an erosion removes, by
+default with the full 3x3x3 structure (26-connected neighbourhood; ``connectivity=1``,
+the 6-connected cross, is MONAI's and medpy's choice); distances come from
+``scipy.ndimage.distance_transform_edt`` with the voxel spacing, so they are in
+millimetres. HD95 is the larger of the two directed 95th percentiles (as MONAI and
+DeepMind's surface-distance; medpy and seg-metrics take the percentile of the union).
 """
 
 from __future__ import annotations
@@ -57,37 +61,70 @@ def dice_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -
     return out
 
 
-def _surface(mask: np.ndarray) -> np.ndarray:
-    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
+def _surface(mask: np.ndarray, connectivity: int | None) -> np.ndarray:
+    rank = mask.ndim
+    conn = rank if connectivity is None else connectivity
+    if isinstance(conn, bool) or not isinstance(conn, int) or not 1 <= conn <= rank:
+        raise ValueError(f"connectivity must be an integer in [1, {rank}], got {connectivity!r}")
+    structure = ndimage.generate_binary_structure(rank, conn)
     return mask & ~ndimage.binary_erosion(mask, structure, border_value=0)
 
 
 def surface_distances(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float],
+    *,
+    connectivity: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Distances (mm) from each surface voxel of ``pred`` to ``ref``'s surface, and back."""
+    """Distances (mm) from each surface voxel of ``pred`` to ``ref``'s surface, and back.
+
+    Args:
+        pred: Boolean mask ``(X, Y, Z)`` (or 2D).
+        ref: Boolean mask of the same shape.
+        spacing: Voxel size in mm, one per axis.
+        connectivity: Structure of the erosion that defines the surface, as in
+            ``scipy.ndimage.generate_binary_structure``: ``None`` (default) the full
+            neighbourhood (26-connected in 3D), ``1`` the face neighbours (6-connected
+            in 3D; MONAI's and medpy's surface).
+
+    Returns:
+        ``(pred_to_ref, ref_to_pred)``: one distance per surface voxel of each mask.
+    """
     p, r = pred.astype(bool), ref.astype(bool)
-    sp, sr = _surface(p), _surface(r)
+    sp, sr = _surface(p, connectivity), _surface(r, connectivity)
     to_ref = ndimage.distance_transform_edt(~sr, sampling=spacing)
     to_pred = ndimage.distance_transform_edt(~sp, sampling=spacing)
     return to_ref[sp], to_pred[sr]
 
 
 def hd95(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *, percentile: float = 95.0
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float],
+    *,
+    percentile: float = 95.0,
+    connectivity: int | None = None,
 ) -> float:
-    """Percentile Hausdorff distance (mm): the larger of the two directed percentiles."""
+    """Percentile Hausdorff distance (mm): the larger of the two directed percentiles.
+
+    NaN when either mask is empty. ``connectivity`` as in :func:`surface_distances`.
+    """
     if not pred.any() or not ref.any():
         return float("nan")
-    a, b = surface_distances(pred, ref, spacing)
+    a, b = surface_distances(pred, ref, spacing, connectivity=connectivity)
     return float(max(np.percentile(a, percentile), np.percentile(b, percentile)))
 
 
-def assd(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> float:
-    """Average symmetric surface distance (mm)."""
+def assd(
+    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *, connectivity: int | None = None
+) -> float:
+    """Average symmetric surface distance (mm): the mean of both directions' distances
+    pooled. NaN when either mask is empty; ``connectivity`` as in :func:`surface_distances`.
+    """
     if not pred.any() or not ref.any():
         return float("nan")
-    a, b = surface_distances(pred, ref, spacing)
+    a, b = surface_distances(pred, ref, spacing, connectivity=connectivity)
     return float((a.sum() + b.sum()) / (a.size + b.size))
 
 

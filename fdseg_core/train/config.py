@@ -50,8 +50,10 @@ class TrainConfig:
         grad_clip: Gradient-norm clip (``0`` disables).
         amp: Mixed precision on CUDA (ignored on the CPU).
         val_every: Validate every this many epochs (and after the last).
-        n_folds: Folds of the deterministic split.
-        fold: Fold used for validation.
+        n_folds: Folds of the deterministic split (``None``: 5, or as many as there are
+            training cases when fewer; a single case trains and validates on itself,
+            nnU-Net's ``"all"`` fold). See :func:`fdseg_core.data.plan_folds`.
+        fold: Fold used for validation, or ``"all"`` (train and validate on every case).
         train_cases: Train on the first N cases of the fold's training list (``None``: all).
         seed: Seed of everything random.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -85,8 +87,8 @@ class TrainConfig:
     grad_clip: float = 12.0
     amp: bool = True
     val_every: int = 5
-    n_folds: int = 5
-    fold: int = 0
+    n_folds: int | None = None
+    fold: int | str = 0
     train_cases: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -119,7 +121,6 @@ class TrainConfig:
             "iters_per_epoch",
             "batch_size",
             "val_every",
-            "n_folds",
             "stem_channels",
         ):
             _positive_int(name, getattr(self, name))
@@ -129,8 +130,16 @@ class TrainConfig:
             raise ValueError(f"patch_size must be 3 positive integers, got {self.patch_size!r}")
         if self.train_cases is not None:
             _positive_int("train_cases", self.train_cases)
-        if not 0 <= self.fold < self.n_folds:
-            raise ValueError(f"fold must lie in [0, {self.n_folds}), got {self.fold!r}")
+        if self.n_folds is not None and (
+            isinstance(self.n_folds, bool) or not isinstance(self.n_folds, int) or self.n_folds < 2
+        ):
+            raise ValueError(f"n_folds must be an integer >= 2 or None, got {self.n_folds!r}")
+        if self.fold != "all" and (
+            isinstance(self.fold, bool) or not isinstance(self.fold, int) or self.fold < 0
+        ):
+            raise ValueError(f"fold must be an integer >= 0 or 'all', got {self.fold!r}")
+        # whether fold < n_folds (and n_folds <= cases) is checked against the dataset,
+        # after the dataset and the backbone (fdseg_core.data.plan_folds)
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
@@ -27,7 +28,9 @@ from fdseg_core.train.logs import MetricsLog, plot_curves
 from fdseg_core.train.losses import DiceCELoss
 from fdseg_core.train.schedules import build_scheduler
 
-__all__ = ["train", "resolve_device"]
+__all__ = ["train", "resolve_device", "split_cases"]
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,29 +126,21 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                 f"{out} already holds a training run (last.pt); use --resume to continue it "
                 "or choose another --out"
             )
-        if dist_info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        barrier(dist_info)
 
-        # ---- data: read, check, split ----
+        # ---- options checked in the order a user reads them: dataset, backbone, folds ----
         info = fdata.load_dataset(config.dataset)
         fdata.check_cases(info)
-        split_path = out / "splits_final.json"
-        case_ids = [c.case_id for c in info.training]
-        if split_path.is_file():
-            splits = fdata.load_splits(split_path)
-        else:
-            # the split is a property of the dataset, not of the run: a fixed seed, so that
-            # runs with different seeds (and `fdseg experiment`) share their held-out cases
-            splits = fdata.make_splits(case_ids, n_folds=config.n_folds, seed=0)
-            if dist_info.is_main:
-                fdata.save_splits(splits, split_path)
-        fold = splits[config.fold]
-        train_ids = fdata.select_subset(fold["train"], config.train_cases, seed=config.seed)
-        val_ids = list(fold["val"])
-        by_id = {c.case_id: c for c in info.training}
+        provenance = _backbone_provenance(config.backbone)
+        train_ids, val_ids, plan, new_splits = split_cases(info, config, out)
         if dist_info.is_main:
+            if plan.note:
+                (logger.warning if plan.optimistic else logger.info)(plan.note)
+            out.mkdir(parents=True, exist_ok=True)
+            if new_splits is not None:
+                fdata.save_splits(new_splits, out / "splits_final.json")
             atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
+        barrier(dist_info)
+        by_id = {c.case_id: c for c in info.training}
 
         normalization = config.normalization or fdata.default_normalization(info)
         prep = fdata.Preprocessor(normalization=normalization, target_spacing=config.target_spacing)
@@ -159,7 +154,6 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         _seed_everything(config.seed)
         cfg = config.to_dict()
         model = build_model(cfg, in_channels, num_classes).to(device)
-        provenance = _backbone_provenance(config.backbone)
         if dist_info.enabled:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
@@ -262,9 +256,12 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                 for c in range(1, num_classes):
                     row[f"val_dice_{class_names.get(c, c)}"] = float(dice[c])
                 row["val_dice_mean"] = mean_fg
-                improved = mean_fg > best_dice
+                # a NaN mean (no class present in prediction or reference of any
+                # validation case) still gives the run a best.pt at its first validation
+                score = -1.0 if math.isnan(mean_fg) else mean_fg
+                improved = score > best_dice
                 if improved:
-                    best_dice, best_epoch = mean_fg, epoch + 1
+                    best_dice, best_epoch = score, epoch + 1
             else:
                 improved = False
             if show:
@@ -315,7 +312,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         final = {
             k: v for k, v in (log.rows[-1] if log.rows else {}).items() if k.startswith("val_dice")
         }
-        report = _report(config, final, best_dice, best_epoch, out)
+        report = _report(config, final, best_dice, best_epoch, out, plan)
         return {
             "best_dice": best_dice,
             "best_epoch": best_epoch,
@@ -323,9 +320,54 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             "report": report,
             "is_main": dist_info.is_main,
             "out": str(out),
+            "n_folds": plan.n_folds,
+            "fold": plan.fold,
         }
     finally:
         cleanup(dist_info)
+
+
+def split_cases(
+    info, config: TrainConfig, out: Path
+) -> tuple[list[str], list[str], Any, list[dict] | None]:
+    """The training and validation case ids of a run.
+
+    The k-fold split is a property of the dataset, not of the run: it is made with a
+    fixed seed (so runs with different seeds, and ``fdseg experiment``, share their
+    held-out cases) and kept in ``out/splits_final.json`` (nnU-Net's format), which a
+    resumed run reads back. The ``"all"`` fold uses no split file.
+
+    Returns:
+        ``(train_ids, val_ids, plan, new_splits)``: ``plan`` is the
+        :class:`~fdseg_core.data.FoldPlan`; ``new_splits`` the split to write into
+        ``out/splits_final.json`` (``None`` when it exists or is not needed). Nothing
+        is written here.
+
+    Raises:
+        ValueError: Folds the data cannot honour, a split file with another number of
+            folds, or more ``train_cases`` than the fold holds.
+    """
+    from fdseg_core import data as fdata
+
+    case_ids = [c.case_id for c in info.training]
+    plan = fdata.plan_folds(len(case_ids), config.n_folds, config.fold)
+    new_splits = None
+    if plan.fold == fdata.ALL_FOLD:
+        pool, val_ids = sorted(case_ids), sorted(case_ids)
+    else:
+        split_path = out / "splits_final.json"
+        if split_path.is_file():
+            splits = fdata.load_splits(split_path)
+            if len(splits) != plan.n_folds:
+                raise ValueError(
+                    f"{split_path} holds {len(splits)} folds but this run uses "
+                    f"{plan.n_folds}; use another --out or the same --folds"
+                )
+        else:
+            splits = new_splits = fdata.make_splits(case_ids, n_folds=plan.n_folds, seed=0)
+        pool, val_ids = splits[plan.fold]["train"], list(splits[plan.fold]["val"])
+    train_ids = fdata.select_subset(pool, config.train_cases, seed=config.seed)
+    return train_ids, val_ids, plan, new_splits
 
 
 def _gather_rng(dist_info: DistInfo) -> list[dict[str, Any]]:
@@ -379,11 +421,14 @@ def _tensorboard(config: TrainConfig, out: Path):
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def _report(config, final, best_dice, best_epoch, out) -> str:
+def _report(config, final, best_dice, best_epoch, out, plan) -> str:
+    split = "fold all" if plan.n_folds is None else f"fold {plan.fold} of {plan.n_folds}"
     lines = [
         f"trained {config.backbone} (fusion={config.fusion}, beta={config.beta}) "
-        f"for {config.epochs} epochs -> {out}"
+        f"for {config.epochs} epochs, {split} -> {out}"
     ]
+    if plan.optimistic:
+        lines.append("  (validated on its training cases: the Dice below is optimistic)")
     for key, value in final.items():
         lines.append(f"  validation Dice {key.removeprefix('val_dice_'):>20}: {value:.4f}")
     if best_epoch:

@@ -98,3 +98,50 @@ def test_evaluate_grid_mismatch_names_the_case(tmp_path):
     save_nifti(np.zeros((4, 4, 5), np.uint8), np.eye(4), tmp_path / "l" / "c7.nii.gz")
     r = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "p"), str(tmp_path / "l")])
     assert r.exit_code == 2 and "case 'c7'" in r.output
+
+
+TINY = ["--epochs", "1", "--iters-per-epoch", "1", "--patch-size", "16", "16", "8"]
+TINY += ["--val-every", "1", "--no-progress"]
+
+
+@pytest.mark.parametrize("n_cases", [1, 2, 3, 4])
+def test_train_without_folds_option_reaches_best_pt_on_tiny_datasets(tmp_path, n_cases):
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=n_cases, n_test=0)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), *TINY])
+    assert r.exit_code == 0, r.output
+    assert (run / "best.pt").is_file()
+    if n_cases == 1:
+        assert "warning:" in r.output and "optimistic" in r.output
+        assert "fold all" in r.output and not (run / "splits_final.json").exists()
+    else:
+        assert f"{n_cases}-fold cross-validation" in r.output
+        splits = json.loads((run / "splits_final.json").read_text())
+        assert len(splits) == n_cases and all(len(f["val"]) == 1 for f in splits)
+
+
+def test_explicit_folds_beyond_the_cases_exit_2_naming_folds_and_the_largest_value(tmp_path):
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=4, n_test=0)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), "--folds", "5", *TINY])
+    assert r.exit_code == 2
+    assert "--folds 5" in r.output and "--folds 4 or fewer" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert not run.exists()  # nothing written for a refused run
+
+
+def test_an_unknown_backbone_is_reported_before_an_impossible_fold_count(tmp_path):
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=0)
+    args = ["train", str(ds), "--out", str(tmp_path / "run"), "--folds", "5"]
+    r = CliRunner().invoke(cli, [*args, "--backbone", "nosuchnet", *TINY])
+    assert r.exit_code == 2 and "nosuchnet" in r.output and "--folds" not in r.output
+
+
+def test_fold_all_trains_on_every_case(tmp_path):
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=3, n_test=0)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), "--fold", "all", *TINY])
+    assert r.exit_code == 0, r.output
+    assert "optimistic" in r.output and (run / "best.pt").is_file()
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), "--fold", "x", *TINY])
+    assert r.exit_code == 2 and "not a fold index" in r.output

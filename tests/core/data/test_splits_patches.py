@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fdseg_core.data import (
+    ALL_FOLD,
     PatchDataset,
     Preprocessor,
     crop_or_pad,
@@ -14,6 +15,7 @@ from fdseg_core.data import (
     load_splits,
     make_splits,
     make_toy_dataset,
+    plan_folds,
     save_splits,
     select_subset,
 )
@@ -127,3 +129,40 @@ def test_worker_processes_load_the_same_patches(volumes):
     parallel = list(torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2))
     for (xa, ya), (xb, yb) in zip(serial, parallel, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize(
+    ("n_cases", "expected_folds", "noted"),
+    [(20, 5, False), (5, 5, False), (4, 4, True), (3, 3, True), (2, 2, True)],
+)
+def test_folds_adapt_to_small_datasets_when_not_chosen(n_cases, expected_folds, noted):
+    plan = plan_folds(n_cases)
+    assert plan.n_folds == expected_folds and plan.fold == 0 and not plan.optimistic
+    assert (plan.note is not None) == noted
+    if noted:
+        assert f"{n_cases} training cases" in plan.note and f"{n_cases}-fold" in plan.note
+
+
+def test_a_single_case_trains_and_validates_on_itself_with_a_warning():
+    plan = plan_folds(1)
+    assert plan.fold == ALL_FOLD and plan.n_folds is None and plan.optimistic
+    assert "optimistic" in plan.note
+
+
+def test_explicit_folds_that_cannot_be_honoured_name_the_option_and_the_largest_value():
+    with pytest.raises(ValueError, match=r"--folds 5 .* has 4: use --folds 4 or fewer"):
+        plan_folds(4, 5)
+    with pytest.raises(ValueError, match=r"--folds 2 .* has 1: leave --folds out"):
+        plan_folds(1, 2)
+    assert plan_folds(4, 4).n_folds == 4 and plan_folds(4, 4).note is None
+
+
+def test_fold_index_is_checked_against_the_folds():
+    with pytest.raises(
+        ValueError, match=r"--fold 3 does not exist with 3 folds: use --fold 0 to 2"
+    ):
+        plan_folds(3, None, 3)
+    with pytest.raises(ValueError, match=r"--fold 1: the dataset has 1 training case"):
+        plan_folds(1, None, 1)
+    all_fold = plan_folds(7, 3, "all")
+    assert all_fold.fold == ALL_FOLD and all_fold.optimistic

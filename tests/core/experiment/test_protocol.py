@@ -85,3 +85,22 @@ def test_cli_rejects_bad_lists():
     assert r.exit_code == 2 and "comma-separated list of integers" in r.output
     r = CliRunner().invoke(cli, ["experiment", ".", "--out", "x", "--fusion", "none,mid"])
     assert r.exit_code == 2 and "unknown methods ['mid']" in r.output
+
+
+def test_experiment_adapts_folds_to_a_small_dataset_and_starts_at_the_first_seed(tmp_path):
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=3, n_test=0)
+    out = tmp_path / "exp"
+    fast = [*FAST[:-3], "--no-progress"]  # without --folds 2
+    args = ["experiment", str(ds), "--out", str(out), "--fusion", "none,early"]
+    args += ["--bootstrap", "100"]
+    r = CliRunner().invoke(cli, [*args, "--train-sizes", "3", *fast])
+    assert r.exit_code == 2 and "--train-sizes 3" in r.output and "only 2 training" in r.output
+    assert not out.exists()
+    r = CliRunner().invoke(cli, [*args, "--train-sizes", "2", "--seed", "5", "--seeds", "1", *fast])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("3-fold cross-validation") == 1  # once, not once per run
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["n002-early-s5", "n002-none-s5"]
+    meta = json.loads((out / "experiment.json").read_text())
+    assert meta["test_set"] == "fold 0 validation cases" and len(meta["test_cases"]) == 1
+    split = json.loads((out / "runs" / "n002-none-s5" / "splits_final.json").read_text())
+    assert meta["test_cases"] == split[0]["val"]  # the held-out case never trained

@@ -106,3 +106,59 @@ def test_evaluate_folder_per_case_summary_and_grid_mismatch(tmp_path):
     save_nifti(a, np.diag([1.0, 1.0, 1.0, 1.0]), pred / "c2.nii.gz")
     with pytest.raises(ValueError, match="case 'c2': prediction .* not on the grid"):
         evaluate_folder(pred, ref)
+
+
+def _first_voxels(shape, count):
+    m = np.zeros(int(np.prod(shape)), np.uint8)
+    m[:count] = 1
+    return m.reshape(shape)
+
+
+def test_volume_means_leave_out_cases_where_the_class_is_absent_from_both(tmp_path):
+    """The defect issue 10 measured: class 'b' is in 3 of 20 cases (4.000, 4.406 and
+    4.812 mL); its mean volume is 4.406 mL over n=3, not 0.661 mL over the 20 cases."""
+    from click.testing import CliRunner
+
+    from fdseg_cli.main import cli
+
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    shape, affine = (20, 20, 20), np.eye(4)  # 1 mm voxels: 1000 voxels = 1 mL
+    always = cube(shape, (0, 0, 0), (5, 5, 5)).astype(np.uint8)  # class a: 0.125 mL
+    volumes = {3: 4000, 9: 4406, 15: 4812}
+    for i in range(20):
+        label = always.copy()
+        if i in volumes:
+            label[_first_voxels(shape, volumes[i] + 125).astype(bool) & (always == 0)] = 2
+        save_nifti(label, affine, ref / f"c{i:02d}.nii.gz")
+        save_nifti(label, affine, pred / f"c{i:02d}.nii.gz")
+    (tmp_path / "dataset.json").write_text('{"labels": {"background": 0, "a": 1, "b": 2}}')
+    report = evaluate_folder(pred, ref, labels={"background": 0, "a": 1, "b": 2})
+    b = report["summary"]["b"]
+    assert b["ref_ml"] == {"mean": pytest.approx(4.406), "std": pytest.approx(0.406), "n": 3}
+    assert b["pred_ml"]["n"] == b["dice"]["n"] == b["hd95_mm"]["n"] == 3
+    assert b["n_cases"] == 20 and b["n_absent"] == 17
+    wrong = np.mean([volumes.get(i, 0) / 1000 for i in range(20)])
+    assert wrong == pytest.approx(0.661, abs=1e-3) and b["ref_ml"]["mean"] != pytest.approx(wrong)
+    a = report["summary"]["a"]
+    assert a["ref_ml"]["n"] == 20 and a["n_absent"] == 0
+    r = CliRunner().invoke(
+        cli, ["evaluate", str(pred), str(ref), "--dataset-json", str(tmp_path / "dataset.json")]
+    )
+    assert r.exit_code == 0, r.output
+    row_b = next(line for line in r.output.splitlines() if line.startswith("b "))
+    assert "4.406 ± 0.406 (n=3)" in row_b and "(n=20)" not in row_b
+    assert "absent from both and left out: b in 17" in r.output
+
+
+def test_a_false_negative_keeps_its_zero_predicted_volume_in_the_mean():
+    from fdseg_core.metrics.evaluate import summarise
+
+    rows = [
+        {"class": "x", "dice": 0.0, "hd95_mm": float("nan"), "assd_mm": float("nan"),
+         "pred_ml": 0.0, "ref_ml": 2.0},
+        {"class": "x", "dice": 1.0, "hd95_mm": 0.0, "assd_mm": 0.0, "pred_ml": 4.0,
+         "ref_ml": 4.0},
+    ]  # fmt: skip
+    s = summarise(rows)["x"]
+    assert s["pred_ml"] == {"mean": 2.0, "std": pytest.approx(np.std([0, 4], ddof=1)), "n": 2}
+    assert s["hd95_mm"]["n"] == 1 and s["dice"]["mean"] == 0.5 and s["n_absent"] == 0

@@ -116,7 +116,8 @@ def test_resume_with_different_options_is_refused(ds, tmp_path):
     [
         ({"fusion": "mid"}, "fusion must be one of"),
         ({"patch_size": (16, 16)}, "patch_size"),
-        ({"fold": 3}, r"fold must lie in \[0, 2\)"),
+        ({"fold": -1}, r"fold must be an integer >= 0 or 'all'"),
+        ({"n_folds": 1}, r"n_folds must be an integer >= 2 or None"),
         ({"lr": 0.0}, "lr must be positive"),
         ({"epochs": 0}, "epochs must be a positive integer"),
     ],
