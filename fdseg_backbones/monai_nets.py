@@ -7,6 +7,7 @@ network is built, not when the plugin registers.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 from fdseg_core.plugins.spec import BackboneSpec
@@ -27,10 +28,57 @@ def _unet(cin, cout, dims, *, channels=(16, 32, 64, 128), strides=(2, 2, 2), num
     )
 
 
-def _segresnet(cin, cout, dims, *, init_filters=8):
+@functools.cache
+def _segresnet_class():
+    """MONAI's SegResNet with the "stem" and "decoder" fusion points (same parameters and
+    state-dict keys as SegResNet; built on first use so that MONAI is imported late)."""
     from monai.networks.nets import SegResNet
 
-    return SegResNet(
+    class SegResNetFusionPoints(SegResNet):
+        """SegResNet split at its first convolution (``convInit``) and before its last
+        decoder stage: ``forward_features`` returns the last upsampling's output at full
+        resolution (``init_filters`` channels) and the level-1 skip;
+        ``forward_head`` adds the skip and runs the last up layer and ``conv_final``."""
+
+        @property
+        def stem_channels(self) -> int:
+            return self.init_filters
+
+        @property
+        def decoder_channels(self) -> int:
+            return self.init_filters
+
+        def forward_stem(self, x):
+            return self.convInit(x)
+
+        def forward_body(self, features):
+            return self.forward_head(*self._decode_to_last(features))
+
+        def forward_features(self, x):
+            return self._decode_to_last(self.convInit(x))
+
+        def forward_head(self, features, skip):
+            x = self.up_layers[-1](features + skip)
+            return self.conv_final(x) if self.use_conv_final else x
+
+        def _decode_to_last(self, x):
+            if self.dropout_prob is not None:
+                x = self.dropout(x)
+            down_x = []
+            for down in self.down_layers:
+                x = down(x)
+                down_x.append(x)
+            down_x.reverse()
+            stages = list(zip(self.up_samples, self.up_layers, strict=True))
+            for i, (up, upl) in enumerate(stages[:-1]):
+                x = upl(up(x) + down_x[i + 1])
+            return self.up_samples[-1](x), down_x[-1]
+
+    return SegResNetFusionPoints
+
+
+def _segresnet(cin, cout, dims, *, init_filters=8):
+    return _segresnet_class()(
         spatial_dims=dims, in_channels=cin, out_channels=cout, init_filters=init_filters
     )
 
@@ -84,6 +132,7 @@ def monai_specs() -> list[BackboneSpec]:
             (2, 3),
             8,
             "MONAI SegResNet (Myronenko 2018, no VAE branch)",
+            fusion_points=("stem", "decoder"),
         ),
         BackboneSpec(
             "monai_unetr",

@@ -34,6 +34,10 @@ class PlainUNet(nn.Module):
         base_filters: Filters of the first level, doubled per level.
         levels: Resolution levels (input divisible by ``2 ** (levels - 1)``).
 
+    Fusion points: ``"stem"`` is the first convolution (``base_filters`` channels);
+    ``"decoder"`` the last transposed convolution's output, at full resolution before
+    the level-1 skip is concatenated and the last double convolution runs.
+
     Shapes:
         ``(N, in_channels, *spatial)`` -> ``(N, out_channels, *spatial)``.
     """
@@ -54,6 +58,8 @@ class PlainUNet(nn.Module):
         d = spatial_dims
         self.size_divisor = 2 ** (levels - 1)
         f = [base_filters * 2**i for i in range(levels)]
+        self.stem_channels = f[0]
+        self.decoder_channels = f[0]
         pool = nn.MaxPool3d if d == 3 else nn.MaxPool2d
         upconv = nn.ConvTranspose3d if d == 3 else nn.ConvTranspose2d
         self.enc = nn.ModuleList(
@@ -68,15 +74,38 @@ class PlainUNet(nn.Module):
         )
         self.head = conv(d, f[0], out_channels, 1, bias=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i, block in enumerate(self.enc):
-            x = block(x if i == 0 else self.pool(x))
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The first convolution."""
+        return self.enc[0][0](x)
+
+    def forward_body(self, features: torch.Tensor) -> torch.Tensor:
+        """Everything after the first convolution."""
+        x = features
+        for layer in list(self.enc[0])[1:]:
+            x = layer(x)
+        return self.forward_head(*self._decode(x))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, skip)``: the last upsampling's output and the level-1 skip."""
+        return self._decode(self.enc[0](x))
+
+    def forward_head(self, features: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The last double convolution on ``[features, skip]`` and the 1x1 head."""
+        return self.head(self.dec[-1](torch.cat([features, skip], dim=1)))
+
+    def _decode(self, first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skips = [first]
+        x = first
+        for block in self.enc[1:]:
+            x = block(self.pool(x))
             skips.append(x)
         x = skips.pop()
-        for up, dec in zip(self.ups, self.dec, strict=True):
+        for up, dec in zip(self.ups[:-1], self.dec[:-1], strict=True):
             x = dec(torch.cat([up(x), skips.pop()], dim=1))
-        return self.head(x)
+        return self.ups[-1](x), skips.pop()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(*self.forward_features(x))
 
 
 def build_plainunet(

@@ -75,6 +75,12 @@ class ResidualUNet(nn.Module):
         deep_supervision: Sum 1x1 segmentation outputs of the coarser decoder levels,
             upsampled, into the output (Isensee et al.).
 
+    Fusion points (:data:`fdseg_core.plugins.FUSION_POINTS`): ``"stem"`` is the first
+    convolution (``stem_channels = base_filters``); ``"decoder"`` is the output of the
+    last upsampling module, at full resolution before it is concatenated with the
+    level-1 skip and passed through the last localisation stage
+    (``decoder_channels = base_filters``), where the paper's late model fuses.
+
     Shapes:
         ``(N, in_channels, *spatial)`` -> ``(N, out_channels, *spatial)``.
     """
@@ -103,6 +109,9 @@ class ResidualUNet(nn.Module):
         self.levels = levels
         #: inputs must be multiples of this (overrides the spec's divisor)
         self.size_divisor = 2 ** (levels - 1)
+        #: channels of the features at the "stem" and "decoder" fusion points
+        self.stem_channels = f[0]
+        self.decoder_channels = f[0]
         self.deep_supervision = deep_supervision
         self.stem = conv(d, in_channels, f[0])
         self.down = nn.ModuleList(
@@ -123,29 +132,52 @@ class ResidualUNet(nn.Module):
             else []
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The first convolution: ``(N, in, *spatial)`` -> ``(N, base_filters, *spatial)``."""
+        return self.stem(x)
+
+    def forward_body(self, features: torch.Tensor) -> torch.Tensor:
+        """Everything after the first convolution, to the logits."""
+        return self.forward_head(*self._decode(features))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """Full-resolution decoder features before the last localisation stage.
+
+        Returns:
+            ``(features, context)``: features ``(N, base_filters, *spatial)`` and the
+            context of :meth:`forward_head` (the level-1 skip and the summed
+            deep-supervision outputs).
+        """
+        return self._decode(self.stem(x))
+
+    def forward_head(self, features: torch.Tensor, context: tuple) -> torch.Tensor:
+        """The last stage: concatenate the level-1 skip, conv-norm-lrelu, 1x1 head, plus
+        the upsampled deep-supervision outputs."""
+        skip, ds = context
+        logits = self.head(self.final(torch.cat([features, skip], dim=1)))
+        if ds is not None:
+            logits = logits + F.interpolate(ds, scale_factor=2, mode="nearest")
+        return logits
+
+    def _decode(self, out: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         skips = []
-        out = self.stem(x)
         for i in range(self.levels):
             out = self.context_out[i](self.context[i](self.down[i](out)))
             skips.append(out)
         out = skips[-1]
         ds = None
+        last = len(self.up) - 1
         for j, up in enumerate(self.up):
-            out = torch.cat([up(out), skips[-2 - j]], dim=1)
-            if j < len(self.localize):
-                out = self.localize[j](out)
-                if self.deep_supervision:
-                    seg = self.ds_heads[j](out)
-                    ds = (
-                        seg
-                        if ds is None
-                        else seg + F.interpolate(ds, scale_factor=2, mode="nearest")
-                    )
-        logits = self.head(self.final(out))
-        if ds is not None:
-            logits = logits + F.interpolate(ds, scale_factor=2, mode="nearest")
-        return logits
+            if j == last:
+                return up(out), (skips[0], ds)
+            out = self.localize[j](torch.cat([up(out), skips[-2 - j]], dim=1))
+            if self.deep_supervision:
+                seg = self.ds_heads[j](out)
+                ds = seg if ds is None else seg + F.interpolate(ds, scale_factor=2, mode="nearest")
+        raise AssertionError("unreachable: levels >= 2 gives at least one upsampling")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(*self.forward_features(x))
 
 
 def build_unet3d(

@@ -11,7 +11,9 @@ __all__ = ["backbones"]
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def backbones(as_json: bool) -> None:
     """List the registered backbones: name, providing package and version, description,
-    spatial dims and size divisor. Problems with plugins are reported on stderr."""
+    spatial dims, size divisor and where early and late fusion happen (at the backbone's
+    fusion points, or by generic stems and heads). Problems with plugins are reported
+    on stderr."""
     import json
     import warnings
 
@@ -30,14 +32,23 @@ def backbones(as_json: bool) -> None:
             "description": s.description,
             "spatial_dims": list(s.spatial_dims),
             "size_divisor": s.size_divisor,
+            "fusion_points": list(s.fusion_points),
+            "early_fusion_at": "stem" if "stem" in s.fusion_points else "input stems",
+            "late_fusion_at": "decoder" if "decoder" in s.fusion_points else "output head",
         }
         for s in specs
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'name':18} {'package':24} {'dims':6} {'divisor':>7}  description")
+    click.echo(
+        f"{'name':18} {'package':24} {'dims':6} {'divisor':>7} {'fusion points':14}  description"
+    )
     for r in rows:
         pkg = f"{r['package']} {r['version'] or ''}".strip()
         dims = ",".join(f"{d}d" for d in r["spatial_dims"])
-        click.echo(f"{r['name']:18} {pkg:24} {dims:6} {r['size_divisor']:>7}  {r['description']}")
+        points = ",".join(r["fusion_points"]) or "-"
+        click.echo(
+            f"{r['name']:18} {pkg:24} {dims:6} {r['size_divisor']:>7} {points:14}  "
+            f"{r['description']}"
+        )

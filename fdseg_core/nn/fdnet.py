@@ -10,11 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from fdseg_core.bands import band_fuse, band_split, band_width
-from fdseg_core.plugins import BackboneSpec, get_backbone
+from fdseg_core.plugins import BackboneSpec, check_fusion_point, get_backbone
 
-__all__ = ["FrequencyDisentangledNet", "FUSIONS"]
+__all__ = ["FrequencyDisentangledNet", "FUSIONS", "FUSION_AT", "INPUT_BANDS"]
 
 FUSIONS = ("none", "early", "late")
+#: Where fusion happens: ``"auto"`` at the backbone's fusion points when it declares
+#: them, ``"generic"`` always with the generic stems (early) or head (late).
+FUSION_AT = ("auto", "generic")
+#: Who splits the input: ``"model"`` (inside ``forward``) or ``"volume"`` (the data
+#: pipeline split the whole volume; the input holds ``[U(low), high]`` channels).
+INPUT_BANDS = ("model", "volume")
 
 
 def _conv(spatial_dims: int, cin: int, cout: int, kernel: int = 3, bias: bool = False):
@@ -32,21 +38,22 @@ class FrequencyDisentangledNet(nn.Module):
     replaces the band of the high features' spectrum).
 
     * ``fusion="none"``: the plain backbone (the baseline).
-    * ``fusion="early"``: high stem (conv3x3) on ``high``, low stem (conv3x3) on ``low``
-      at its low resolution, ``band_fuse``, then the backbone with
-      ``in_channels=stem_channels``. The paper's early-fusion model fuses right after
-      its first convolutions (``conv3d_c1_1`` on the high image, ``conv3d_c1_low`` on
-      the low image) and continues with the U-Net.
-    * ``fusion="late"``: the backbone runs on ``high`` and outputs ``stem_channels``
-      feature maps (its last layer is a 1x1 projection, so these are linear maps of its
-      last decoder features); they are fused with the low stem's features by
-      ``band_fuse``, and a head (conv3x3-leaky ReLU, then 1x1 conv) makes the
-      logits. The paper's late-fusion model fuses the full-resolution decoder features
-      before its last localisation stage (conv-norm-lrelu and the 1x1 heads). The head
-      has no instance norm: on the backbone's projected output, one made the late model
-      unable to fit even a single batch (docs/network.md). Using the
-      backbone's output as features needs nothing from a plugin beyond the
-      :class:`~fdseg_core.plugins.BackboneSpec` contract, so every backbone works.
+    * ``fusion="early"``, at the backbone's ``"stem"`` fusion point (when it declares
+      one; ``docs/network.md``): the backbone's own first convolution runs on
+      ``high``, a low stem (conv3x3, no bias) on ``low`` at its low resolution,
+      ``band_fuse``, then the rest of the backbone. This is the paper's early model
+      (``conv3d_c1_1`` on the high image, ``conv3d_c1_low`` on the low image, fused,
+      then the U-Net). Generic (backbones without the point, or
+      ``fusion_at="generic"``): high and low stems of ``stem_channels`` channels, fused,
+      then the whole backbone with ``in_channels=stem_channels``.
+    * ``fusion="late"``, at the backbone's ``"decoder"`` fusion point: the backbone
+      runs on ``high`` up to its last full-resolution decoder features, which are
+      fused with the low stem's features, then its own last stage makes the logits:
+      the paper's late model. Generic: the backbone outputs ``stem_channels`` maps (a
+      1x1 projection of its last decoder features), they are fused with the low
+      stem's, and a head (conv3x3-leaky ReLU, then 1x1 conv) makes the logits. The
+      generic head has no instance norm: on the backbone's projected output, one made
+      the late model unable to fit even a single batch (docs/network.md).
 
     Inputs of any size are padded (edge replication) up to the backbone's size
     divisor before the split, and the logits are cropped back.
@@ -61,15 +68,30 @@ class FrequencyDisentangledNet(nn.Module):
         dims: Band dims of the input tensor; ``None``: the first two spatial dims, ``(2, 3)``.
         layout: ``"centered"`` (the paper's text) or ``"reference"`` (its public code).
         backend: Band operator backend (``"auto"``, ``"torch"``, ``"matmul"``, ``"triton"``).
-        stem_channels: Channels of both stems (the paper: 8, its base filters).
+        stem_channels: Channels of the generic stems and head (the paper: 8, its base
+            filters); at a backbone's fusion point the low stem has the channels of the
+            features fused there instead.
+        fusion_at: ``"auto"`` (the backbone's fusion points when declared) or
+            ``"generic"``.
+        input_bands: ``"model"`` (split inside ``forward``) or ``"volume"``: the data
+            pipeline split the whole volume and the input holds ``2 * in_channels``
+            channels, ``U(low)`` (the low band at full resolution) then ``high``
+            (:func:`fdseg_core.data.volume_bands`); the low stem then gets ``U(low)``
+            averaged onto the band grid of the input (``adaptive_avg_pool``).
         **backbone_options: Passed to the backbone builder.
 
+    Attributes:
+        fused_at: Where the bands are fused: ``None`` (baseline), ``"input stems"``,
+            ``"stem"``, ``"decoder"`` or ``"output head"``.
+
     Shapes:
-        ``(N, in_channels, *spatial)`` -> ``(N, out_channels, *spatial)``.
+        ``(N, in_channels, *spatial)`` (``2 * in_channels`` with
+        ``input_bands="volume"``) -> ``(N, out_channels, *spatial)``.
 
     Raises:
-        ValueError: Bad options, an unknown backbone, or (in ``forward``) an input too
-            small for ``k = int(n * beta) >= 1`` on a band dim.
+        ValueError: Bad options, an unknown backbone, a backbone that declares a fusion
+            point it does not implement, or (in ``forward``) an input too small for
+            ``k = int(n * beta) >= 1`` on a band dim.
     """
 
     def __init__(
@@ -85,6 +107,8 @@ class FrequencyDisentangledNet(nn.Module):
         layout: str = "centered",
         backend: str = "auto",
         stem_channels: int = 8,
+        fusion_at: str = "auto",
+        input_bands: str = "model",
         **backbone_options: Any,
     ) -> None:
         super().__init__()
@@ -102,6 +126,12 @@ class FrequencyDisentangledNet(nn.Module):
             or stem_channels < 1
         ):
             raise ValueError(f"stem_channels must be a positive integer, got {stem_channels!r}")
+        if fusion_at not in FUSION_AT:
+            raise ValueError(f"fusion_at must be one of {list(FUSION_AT)}, got {fusion_at!r}")
+        if input_bands not in INPUT_BANDS:
+            raise ValueError(f"input_bands must be one of {list(INPUT_BANDS)}, got {input_bands!r}")
+        if input_bands == "volume" and fusion == "none":
+            raise ValueError("input_bands='volume' needs a fusion ('early' or 'late'), got 'none'")
         self.spec = get_backbone(backbone)
         self.fusion = fusion
         self.beta = float(beta)
@@ -109,26 +139,47 @@ class FrequencyDisentangledNet(nn.Module):
         self.layout = layout
         self.backend = backend
         self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.input_bands = input_bands
         d = spatial_dims
+        point = {"early": "stem", "late": "decoder"}.get(fusion)
+        native = fusion_at == "auto" and point in self.spec.fusion_points
         if fusion == "none":
             self.backbone = self.spec.build(in_channels, out_channels, d, **backbone_options)
+            self.fused_at = None
+        elif native:
+            self.backbone = self.spec.build(in_channels, out_channels, d, **backbone_options)
+            channels = check_fusion_point(self.backbone, self.spec, point)
+            self.low_stem = _conv(d, in_channels, channels)
+            self.fused_at = point
         elif fusion == "early":
             self.high_stem = _conv(d, in_channels, stem_channels)
             self.low_stem = _conv(d, in_channels, stem_channels)
             self.backbone = self.spec.build(stem_channels, out_channels, d, **backbone_options)
+            self.fused_at = "input stems"
         else:
             self.low_stem = _conv(d, in_channels, stem_channels)
             self.backbone = self.spec.build(in_channels, stem_channels, d, **backbone_options)
             # no instance norm here: after the backbone's 1x1 projection it stalled
-            # training (docs/network.md, "Why the late head has no norm")
+            # training (docs/network.md, "Why the generic late head has no norm")
             self.head = nn.Sequential(
                 _conv(d, stem_channels, stem_channels),
                 nn.LeakyReLU(0.01),
                 _conv(d, stem_channels, out_channels, 1, bias=True),
             )
+            self.fused_at = "output head"
         self.size_divisor = int(getattr(self.backbone, "size_divisor", self.spec.size_divisor))
 
     def _bands(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.input_bands == "volume":
+            c = self.in_channels
+            low_full, high = x[:, :c], x[:, c:]
+            grid = [
+                band_width(n, self.beta) if i + 2 in self.dims else n
+                for i, n in enumerate(x.shape[2:])
+            ]
+            pool = F.adaptive_avg_pool3d if self.spatial_dims == 3 else F.adaptive_avg_pool2d
+            return pool(low_full, grid), high
         return band_split(x, self.beta, dims=self.dims, layout=self.layout, backend=self.backend)
 
     def _fuse(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -142,12 +193,21 @@ class FrequencyDisentangledNet(nn.Module):
             low, high, self.beta, dims=self.dims, layout=self.layout, backend=self.backend
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2:
             raise ValueError(
                 f"expected input (N, C, {'D, H, W' if self.spatial_dims == 3 else 'H, W'})"
                 f", got shape {tuple(x.shape)}"
             )
+        expected = 2 * self.in_channels if self.input_bands == "volume" else None
+        if expected is not None and x.shape[1] != expected:
+            raise ValueError(
+                f"input_bands='volume' expects {expected} channels ([U(low), high] of "
+                f"{self.in_channels} image channels), got {x.shape[1]}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         spatial = x.shape[2:]
         m = self.size_divisor
         pad = [(-s) % m for s in spatial]
@@ -163,12 +223,19 @@ class FrequencyDisentangledNet(nn.Module):
                     )
         if self.fusion == "none":
             out = self.backbone(x)
-        elif self.fusion == "early":
-            low, high = self._bands(x)
-            out = self.backbone(self._fuse(self.low_stem(low), self.high_stem(high)))
         else:
             low, high = self._bands(x)
-            out = self.head(self._fuse(self.low_stem(low), self.backbone(high)))
+            low = self.low_stem(low)
+            if self.fused_at == "stem":
+                fused = self._fuse(low, self.backbone.forward_stem(high))
+                out = self.backbone.forward_body(fused)
+            elif self.fused_at == "decoder":
+                features, context = self.backbone.forward_features(high)
+                out = self.backbone.forward_head(self._fuse(low, features), context)
+            elif self.fused_at == "input stems":
+                out = self.backbone(self._fuse(low, self.high_stem(high)))
+            else:
+                out = self.head(self._fuse(low, self.backbone(high)))
         if any(pad):
             out = out[(slice(None), slice(None), *(slice(0, s) for s in spatial))]
         return out

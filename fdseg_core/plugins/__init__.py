@@ -24,15 +24,22 @@ from fdseg_core.plugins.manager import (
     list_backbones,
     reset_plugin_manager,
 )
-from fdseg_core.plugins.spec import BackboneBuilder, BackboneSpec
+from fdseg_core.plugins.spec import (
+    FUSION_POINTS,
+    BackboneBuilder,
+    BackboneSpec,
+    check_fusion_point,
+)
 
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
     "ENTRY_POINT_GROUP",
+    "FUSION_POINTS",
     "BackboneBuilder",
     "BackboneSpec",
     "FdsegPluginWarning",
     "build_backbone",
+    "check_fusion_point",
     "get_backbone",
     "get_plugin_manager",
     "hookimpl",

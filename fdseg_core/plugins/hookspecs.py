@@ -32,6 +32,12 @@ def fdseg_register_backbones() -> list[BackboneSpec]:
     spatial sizes are multiples of ``size_divisor``. Specs are validated on
     registration; the manager fills in the providing distribution and version.
 
+    A spec may also declare ``fusion_points`` (``"stem"``, ``"decoder"``): places
+    inside the network where frequency-disentangled models fuse the bands (early
+    fusion at the backbone's own first features, late fusion at its last
+    full-resolution decoder features, as the paper's models do). Each point adds
+    methods the module must provide (:data:`fdseg_core.plugins.FUSION_POINTS`).
+
     Returns:
         A list of backbone specifications (an empty list is fine).
     """

@@ -9,10 +9,27 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["BackboneSpec", "BackboneBuilder"]
+__all__ = ["BackboneSpec", "BackboneBuilder", "FUSION_POINTS", "check_fusion_point"]
 
 #: ``builder(in_channels, out_channels, spatial_dims, **options) -> nn.Module``
 BackboneBuilder = Callable[..., nn.Module]
+
+#: Where a backbone lets :class:`~fdseg_core.nn.FrequencyDisentangledNet` fuse the bands,
+#: and what its module must then provide (``forward`` must equal the composition):
+#:
+#: * ``"stem"`` (early fusion at the backbone's own first features): an int attribute
+#:   ``stem_channels``, ``forward_stem(x) -> features`` ``(N, stem_channels, *spatial)``
+#:   and ``forward_body(features) -> logits``;
+#: * ``"decoder"`` (late fusion at the last full-resolution decoder features, before the
+#:   last decoder stage, as the paper's late model): an int attribute
+#:   ``decoder_channels``, ``forward_features(x) -> (features, context)`` with
+#:   ``features`` ``(N, decoder_channels, *spatial)`` at the input's resolution and
+#:   ``context`` anything the last stage needs (skip connections), and
+#:   ``forward_head(features, context) -> logits``.
+FUSION_POINTS: dict[str, tuple[str, ...]] = {
+    "stem": ("stem_channels", "forward_stem", "forward_body"),
+    "decoder": ("decoder_channels", "forward_features", "forward_head"),
+}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
@@ -34,6 +51,10 @@ class BackboneSpec:
         default_options: Keyword options the builder gets unless overridden.
         fixed_size: Whether the module only accepts one input size, given by the
             ``img_size`` option (e.g. transformers with learned position embeddings).
+        fusion_points: Where the module lets the bands be fused, a subset of
+            :data:`FUSION_POINTS` (``"stem"``, ``"decoder"``); each adds methods the
+            module must provide. Backbones without them are fused at their input
+            (early) or output (late) by generic stems and heads.
         package: Providing distribution (filled in by the plugin manager).
         version: Its version (filled in by the plugin manager).
     """
@@ -45,6 +66,7 @@ class BackboneSpec:
     description: str = ""
     default_options: dict[str, Any] = field(default_factory=dict)
     fixed_size: bool = False
+    fusion_points: tuple[str, ...] = ()
     package: str | None = None
     version: str | None = None
 
@@ -89,7 +111,24 @@ class BackboneSpec:
             raise ValueError(f"BackboneSpec {self.name!r}: description must be one line of text")
         if not isinstance(self.default_options, dict):
             raise ValueError(f"BackboneSpec {self.name!r}: default_options must be a dict")
-        return replace(self, spatial_dims=dims) if dims != self.spatial_dims else self
+        points = self.fusion_points
+        if isinstance(points, str) or not isinstance(points, tuple | list):
+            raise ValueError(
+                f"BackboneSpec {self.name!r}: fusion_points must be a tuple of "
+                f"{list(FUSION_POINTS)}, got {points!r}"
+            )
+        bad = [p for p in points if p not in FUSION_POINTS]
+        if bad:
+            raise ValueError(
+                f"BackboneSpec {self.name!r}: unknown fusion_points {bad}; "
+                f"expected a subset of {list(FUSION_POINTS)}"
+            )
+        changes: dict[str, Any] = {}
+        if dims != self.spatial_dims:
+            changes["spatial_dims"] = dims
+        if tuple(points) != self.fusion_points:
+            changes["fusion_points"] = tuple(points)
+        return replace(self, **changes) if changes else self
 
     def build(
         self, in_channels: int, out_channels: int, spatial_dims: int = 3, **options: Any
@@ -115,3 +154,34 @@ class BackboneSpec:
                 f"backbone {self.name!r} builder returned {type(module).__name__}, not an nn.Module"
             )
         return module
+
+
+def check_fusion_point(module: nn.Module, spec: BackboneSpec, point: str) -> int:
+    """Check that a built backbone provides what its ``point`` fusion needs.
+
+    Args:
+        module: The module the spec's builder returned.
+        spec: Its specification (names the backbone in errors).
+        point: ``"stem"`` or ``"decoder"``.
+
+    Returns:
+        The channels of the features fused there (``stem_channels`` or
+        ``decoder_channels``).
+
+    Raises:
+        ValueError: The spec does not declare ``point``, or the module lacks an
+            attribute or method it needs (the message names them).
+    """
+    if point not in spec.fusion_points:
+        raise ValueError(f"backbone {spec.name!r} does not declare the fusion point {point!r}")
+    channels_attr, *methods = FUSION_POINTS[point]
+    missing = [m for m in methods if not callable(getattr(module, m, None))]
+    channels = getattr(module, channels_attr, None)
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        missing.insert(0, f"{channels_attr} (a positive int)")
+    if missing:
+        raise ValueError(
+            f"backbone {spec.name!r} declares fusion point {point!r} but its module "
+            f"{type(module).__name__} lacks {missing}"
+        )
+    return channels

@@ -172,3 +172,63 @@ def test_every_fusion_mode_fits_one_batch_of_two_cubes(fusion):
         losses.append(loss.item())
     # measured: none, early, late 0.00-0.02 of the first loss; late with a norm 0.61
     assert losses[-1] < 0.2 * losses[0]
+
+
+def test_late_fusion_on_unet3d_fuses_decoder_features_then_runs_its_last_stage():
+    """The fused tensor is unet3d's full-resolution decoder output (base_filters channels),
+    and the module after the fusion is the backbone's own last localisation stage."""
+    net = FrequencyDisentangledNet("unet3d", 1, 3, fusion="late", beta=0.25, base_filters=4)
+    assert net.fused_at == "decoder" and not hasattr(net, "head")
+    assert net.low_stem.out_channels == net.backbone.decoder_channels == 4
+    seen = {}
+    real_fuse = net._fuse
+
+    def spy(low, high):
+        seen["low"], seen["high"] = low.shape, high.shape
+        seen["fused"] = real_fuse(low, high)
+        return seen["fused"]
+
+    net._fuse = spy
+    net.backbone.final.register_forward_hook(lambda m, i, o: seen.update(final_in=i[0]))
+    x = torch.randn(2, 1, 16, 16, 8)
+    out = net(x)
+    assert seen["high"] == (2, 4, 16, 16, 8)  # decoder features at full resolution
+    assert seen["low"] == (2, 4, 4, 4, 8)  # low stem on the 4 x 4 low grid
+    assert seen["fused"].shape == (2, 4, 16, 16, 8)
+    # the last stage reads [fused, level-1 skip] and produces the logits
+    torch.testing.assert_close(seen["final_in"][:, :4], seen["fused"])
+    assert seen["final_in"].shape == (2, 8, 16, 16, 8) and out.shape == (2, 3, 16, 16, 8)
+
+
+@pytest.mark.parametrize("backbone", ["unet3d", "paper_unet3d", "plainunet"])
+def test_early_fusion_at_the_stem_replaces_the_backbones_first_convolution(backbone):
+    small = SMALL.get(backbone, {})
+    net = FrequencyDisentangledNet(backbone, 1, 2, fusion="early", beta=0.25, **small)
+    generic = FrequencyDisentangledNet(
+        backbone, 1, 2, fusion="early", beta=0.25, fusion_at="generic", **small
+    )
+    assert net.fused_at == "stem" and generic.fused_at == "input stems"
+    assert not hasattr(net, "high_stem") and hasattr(generic, "high_stem")
+    # the native early model has exactly one convolution more than the baseline
+    base = FrequencyDisentangledNet(backbone, 1, 2, fusion="none", **small)
+    count = sum(p.numel() for p in net.parameters()) - sum(p.numel() for p in base.parameters())
+    assert count == net.low_stem.weight.numel()
+    x = torch.randn(1, 1, 16, 16, 8)
+    assert net(x).shape == generic(x).shape == (1, 2, 16, 16, 8)
+
+
+def test_volume_bands_input_pools_the_low_band_onto_the_band_grid():
+    net = FrequencyDisentangledNet(
+        "unet3d", 1, 2, fusion="early", beta=0.25, input_bands="volume", base_filters=4
+    )
+    seen = {}
+    net.low_stem.register_forward_hook(lambda m, i, o: seen.update(low=i[0]))
+    low_full = torch.randn(1, 1, 16, 16, 8)
+    high = torch.randn(1, 1, 16, 16, 8)
+    assert net(torch.cat([low_full, high], 1)).shape == (1, 2, 16, 16, 8)
+    expected = low_full.reshape(1, 1, 4, 4, 4, 4, 8).mean(dim=(3, 5))  # 4 x 4 cells
+    torch.testing.assert_close(seen["low"], expected)
+    with pytest.raises(ValueError, match="expects 2 channels"):
+        net(high)
+    with pytest.raises(ValueError, match="needs a fusion"):
+        FrequencyDisentangledNet("unet3d", 1, 2, fusion="none", input_bands="volume")

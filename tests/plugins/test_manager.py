@@ -114,8 +114,25 @@ def fdseg_register_backbones():
         ("return [BackboneSpec(name='ok2', builder=len, size_divisor=0)]", "size_divisor"),
         ("return [BackboneSpec(name='ok3', builder=len, spatial_dims=(4,))]", "spatial_dims"),
         ("return [BackboneSpec(name='ok4', builder=3)]", "builder must be callable"),
+        (
+            "return [BackboneSpec(name='ok5', builder=len, fusion_points=('middle',))]",
+            "unknown fusion_points ['middle']",
+        ),
+        (
+            "return [BackboneSpec(name='ok6', builder=len, fusion_points='stem')]",
+            "fusion_points must be a tuple",
+        ),
     ],
-    ids=["not-a-list", "not-a-spec", "bad-name", "bad-divisor", "bad-dims", "bad-builder"],
+    ids=[
+        "not-a-list",
+        "not-a-spec",
+        "bad-name",
+        "bad-divisor",
+        "bad-dims",
+        "bad-builder",
+        "bad-fusion-point",
+        "fusion-points-str",
+    ],
 )
 def test_plugin_returning_invalid_specs_only_warns(install_fake_dist, body, expected):
     source = f"""
@@ -175,6 +192,29 @@ def test_spec_build_validates_dims_and_channels():
         bad.build(1, 1, 3)
 
 
+def test_a_declared_fusion_point_the_module_lacks_is_an_error_naming_what_is_missing():
+    from fdseg_core import FrequencyDisentangledNet
+
+    class HalfDone(torch.nn.Module):
+        decoder_channels = 4
+
+        def forward_features(self, x):
+            return x, None
+
+        def forward(self, x):
+            return x
+
+    spec = BackboneSpec(
+        name="halfdone", builder=lambda i, o, d: HalfDone(), fusion_points=("decoder",)
+    ).validate()
+    with pytest.raises(ValueError, match=r"'halfdone' declares fusion point 'decoder' .* "):
+        FrequencyDisentangledNet(spec, 1, 2, fusion="late")
+    with pytest.raises(ValueError, match=r"lacks \['forward_head'\]"):
+        FrequencyDisentangledNet(spec, 1, 2, fusion="late")
+    # early fusion does not use the decoder point: the generic stems serve
+    assert FrequencyDisentangledNet(spec, 1, 2, fusion="early").fused_at == "input stems"
+
+
 def test_cli_lists_plugins_and_reports_broken_ones_on_stderr(install_fake_dist):
     install_fake_dist(
         "acme-nets", "2.0", {"acme": "acme_cli_ok"}, {"acme_cli_ok": GOOD.format(name="clinet")}
@@ -196,9 +236,18 @@ def test_cli_lists_plugins_and_reports_broken_ones_on_stderr(install_fake_dist):
         "description",
         "spatial_dims",
         "size_divisor",
+        "fusion_points",
+        "early_fusion_at",
+        "late_fusion_at",
     }
     assert by_name["clinet"]["package"] == "acme-nets" and by_name["clinet"]["version"] == "2.0"
     assert by_name["unet3d"]["spatial_dims"] == [2, 3]
+    # where fusion happens: at the backbone's fusion points, or generic stems and heads
+    assert by_name["unet3d"]["late_fusion_at"] == "decoder"
+    assert by_name["paper_unet3d"]["fusion_points"] == ["stem", "decoder"]
+    assert by_name["clinet"]["fusion_points"] == []
+    assert by_name["clinet"]["late_fusion_at"] == "output head"
+    assert by_name["clinet"]["early_fusion_at"] == "input stems"
     assert "broken-cli" in result.stderr and "broken-cli" not in result.stdout
     table = CliRunner().invoke(cli, ["backbones"])
     assert "clinet" in table.stdout and "acme-nets 2.0" in table.stdout

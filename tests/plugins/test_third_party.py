@@ -12,8 +12,11 @@ from fdseg_core import FrequencyDisentangledNet, get_backbone
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fdseg-backbone-example"
 
 
-@pytest.mark.parametrize("fusion", ["none", "early", "late"])
-def test_example_plugin_trains_one_step(install_fake_dist, fusion):
+@pytest.mark.parametrize(
+    ("fusion", "fusion_at"),
+    [("none", "auto"), ("early", "auto"), ("late", "auto"), ("late", "generic")],
+)
+def test_example_plugin_trains_one_step(install_fake_dist, fusion, fusion_at):
     install_fake_dist(
         "fdseg-backbone-example",
         "0.1.0",
@@ -23,7 +26,11 @@ def test_example_plugin_trains_one_step(install_fake_dist, fusion):
     spec = get_backbone("tinynet")
     assert spec.package == "fdseg-backbone-example"
     torch.manual_seed(0)
-    net = FrequencyDisentangledNet("tinynet", 1, 2, fusion=fusion, beta=0.25)
+    net = FrequencyDisentangledNet("tinynet", 1, 2, fusion=fusion, beta=0.25, fusion_at=fusion_at)
+    expected = {"none": None, "early": "input stems"}.get(fusion)
+    if fusion == "late":
+        expected = "decoder" if fusion_at == "auto" else "output head"
+    assert net.fused_at == expected
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     x = torch.randn(2, 1, 12, 13, 7)
     y = (x > 0).long()[:, 0]
@@ -33,9 +40,9 @@ def test_example_plugin_trains_one_step(install_fake_dist, fusion):
     opt.step()
     assert net(x).shape == (2, 2, 12, 13, 7)
     for (name, p), old in zip(net.named_parameters(), before, strict=True):
-        if fusion == "late" and name == "backbone.head.bias":
-            # a per-channel constant lives in the low band, which band_fuse replaces
-            # with the low stem's: the backbone's output bias gets no gradient
+        if net.fused_at == "output head" and name == "backbone.head.bias":
+            # generic late fusion: a per-channel constant lives in the low band, which
+            # band_fuse replaces with the low stem's, so the output bias gets no gradient
             assert torch.equal(p, old), name
         else:
             assert not torch.equal(p, old), f"{name} got no gradient step"
