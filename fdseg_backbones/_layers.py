@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["conv", "norm", "dropout", "check_dims"]
+__all__ = ["conv", "norm", "dropout", "check_dims", "FusionPointsMixin"]
 
 
 def check_dims(spatial_dims: int) -> None:
@@ -28,3 +28,21 @@ def dropout(spatial_dims: int, p: float) -> nn.Module:
     if p <= 0:
         return nn.Identity()
     return (nn.Dropout3d if spatial_dims == 3 else nn.Dropout2d)(p)
+
+
+class FusionPointsMixin:
+    """``forward(x) = forward_head(*_decode(forward_stem(x)))``: a U-Net split at its first
+    convolution (the ``"stem"`` fusion point) and before its last decoder stage (the
+    ``"decoder"`` point). A backbone defines ``forward_stem``, ``_decode(features) ->
+    (decoder_features, context)`` and ``forward_head``; this class composes them."""
+
+    def forward_body(self, features):
+        """Everything after the first convolution, to the logits."""
+        return self.forward_head(*self._decode(features))
+
+    def forward_features(self, x):
+        """``(decoder_features, context)`` of an input (see ``forward_head``)."""
+        return self._decode(self.forward_stem(x))
+
+    def forward(self, x):
+        return self.forward_head(*self.forward_features(x))

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fdseg_backbones._layers import check_dims, conv
+from fdseg_backbones._layers import FusionPointsMixin, check_dims, conv
 
 __all__ = ["PaperUNet3D", "build_paper_unet3d"]
 
@@ -47,7 +47,7 @@ def _lrelu() -> nn.Module:
     return nn.LeakyReLU(0.01)
 
 
-class PaperUNet3D(nn.Module):
+class PaperUNet3D(FusionPointsMixin, nn.Module):
     """``UNet3D_3`` of the paper's public code (three levels, base 8 filters).
 
     Args:
@@ -137,16 +137,6 @@ class PaperUNet3D(nn.Module):
         """``conv3d_c1_1``: ``(N, in, *spatial)`` -> ``(N, base_filters, *spatial)``."""
         return self.conv3d_c1_1(x)
 
-    def forward_body(self, features: torch.Tensor) -> torch.Tensor:
-        """Everything after ``conv3d_c1_1``, to the logits."""
-        return self.forward_head(*self._decode(features))
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(features, context_1)``: the full-resolution decoder features (output of
-        ``norm_lrelu_upscale_conv_norm_lrelu_l3``, ``base_filters`` channels) and the
-        level-1 context the last stage concatenates."""
-        return self._decode(self.conv3d_c1_1(x))
-
     def forward_head(self, features: torch.Tensor, context_1: torch.Tensor) -> torch.Tensor:
         """The last stage: concatenate ``context_1``, ``conv_norm_lrelu_l4``, and the sum
         of the two 1x1 heads."""
@@ -154,6 +144,9 @@ class PaperUNet3D(nn.Module):
         return self.conv3d_l4(out) + self.ds3_1x1_conv3d(out)
 
     def _decode(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, context_1)`` from ``conv3d_c1_1``'s output: the full-resolution
+        decoder features (output of ``norm_lrelu_upscale_conv_norm_lrelu_l3``,
+        ``base_filters`` channels) and the level-1 context the last stage concatenates."""
         # level 1 context: residual around lrelu-conv-dropout-lrelu-conv
         residual_1 = out
         out = self.conv3d_c1_2(self.lrelu(out))
@@ -170,9 +163,6 @@ class PaperUNet3D(nn.Module):
         out = torch.cat([out, context_2], dim=1)
         out = self.conv3d_l3(self.conv_norm_lrelu_l3(out))
         return self.norm_lrelu_upscale_conv_norm_lrelu_l3(out), context_1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(*self.forward_features(x))
 
 
 def build_paper_unet3d(

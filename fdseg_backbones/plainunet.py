@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fdseg_backbones._layers import check_dims, conv, norm
+from fdseg_backbones._layers import FusionPointsMixin, check_dims, conv, norm
 
 __all__ = ["PlainUNet", "build_plainunet"]
 
@@ -24,7 +24,7 @@ class _Double(nn.Sequential):
         )
 
 
-class PlainUNet(nn.Module):
+class PlainUNet(FusionPointsMixin, nn.Module):
     """Plain encoder-decoder U-Net.
 
     Args:
@@ -78,24 +78,16 @@ class PlainUNet(nn.Module):
         """The first convolution."""
         return self.enc[0][0](x)
 
-    def forward_body(self, features: torch.Tensor) -> torch.Tensor:
-        """Everything after the first convolution."""
-        x = features
-        for layer in list(self.enc[0])[1:]:
-            x = layer(x)
-        return self.forward_head(*self._decode(x))
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(features, skip)``: the last upsampling's output and the level-1 skip."""
-        return self._decode(self.enc[0](x))
-
     def forward_head(self, features: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """The last double convolution on ``[features, skip]`` and the 1x1 head."""
         return self.head(self.dec[-1](torch.cat([features, skip], dim=1)))
 
-    def _decode(self, first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        skips = [first]
-        x = first
+    def _decode(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(last upsampling's output, level-1 skip)`` from the first convolution's output."""
+        x = features
+        for layer in list(self.enc[0])[1:]:
+            x = layer(x)
+        skips = [x]
         for block in self.enc[1:]:
             x = block(self.pool(x))
             skips.append(x)
@@ -103,9 +95,6 @@ class PlainUNet(nn.Module):
         for up, dec in zip(self.ups[:-1], self.dec[:-1], strict=True):
             x = dec(torch.cat([up(x), skips.pop()], dim=1))
         return self.ups[-1](x), skips.pop()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(*self.forward_features(x))
 
 
 def build_plainunet(

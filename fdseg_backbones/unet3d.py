@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fdseg_backbones._layers import check_dims, conv, dropout, norm
+from fdseg_backbones._layers import FusionPointsMixin, check_dims, conv, dropout, norm
 
 __all__ = ["ResidualUNet", "build_unet3d"]
 
@@ -62,7 +62,7 @@ class _Localize(nn.Sequential):
         super().__init__(conv(dims, cin, cin), _NormAct(dims, cin), conv(dims, cin, cout, 1))
 
 
-class ResidualUNet(nn.Module):
+class ResidualUNet(FusionPointsMixin, nn.Module):
     """Residual U-Net with deep supervision summed at full resolution.
 
     Args:
@@ -136,20 +136,6 @@ class ResidualUNet(nn.Module):
         """The first convolution: ``(N, in, *spatial)`` -> ``(N, base_filters, *spatial)``."""
         return self.stem(x)
 
-    def forward_body(self, features: torch.Tensor) -> torch.Tensor:
-        """Everything after the first convolution, to the logits."""
-        return self.forward_head(*self._decode(features))
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        """Full-resolution decoder features before the last localisation stage.
-
-        Returns:
-            ``(features, context)``: features ``(N, base_filters, *spatial)`` and the
-            context of :meth:`forward_head` (the level-1 skip and the summed
-            deep-supervision outputs).
-        """
-        return self._decode(self.stem(x))
-
     def forward_head(self, features: torch.Tensor, context: tuple) -> torch.Tensor:
         """The last stage: concatenate the level-1 skip, conv-norm-lrelu, 1x1 head, plus
         the upsampled deep-supervision outputs."""
@@ -160,6 +146,9 @@ class ResidualUNet(nn.Module):
         return logits
 
     def _decode(self, out: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """Full-resolution decoder features before the last localisation stage, from the
+        stem's output: ``(features (N, base_filters, *spatial), (level-1 skip, summed
+        deep-supervision outputs))``."""
         skips = []
         for i in range(self.levels):
             out = self.context_out[i](self.context[i](self.down[i](out)))
@@ -175,9 +164,6 @@ class ResidualUNet(nn.Module):
                 seg = self.ds_heads[j](out)
                 ds = seg if ds is None else seg + F.interpolate(ds, scale_factor=2, mode="nearest")
         raise AssertionError("unreachable: levels >= 2 gives at least one upsampling")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(*self.forward_features(x))
 
 
 def build_unet3d(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from fdseg_cli.options import count_option, device_option, progress_option
+
 __all__ = ["bench"]
 
 _DEFAULT_SHAPES = ("1x1x160x160x128", "2x8x160x160x128")
@@ -53,9 +55,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     default="float32",
     show_default=True,
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_option
 @click.option("--beta", type=float, default=0.1, show_default=True)
 @click.option(
     "--layout",
@@ -65,21 +65,15 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     help="Band layout: the paper's text (centered) or its public code (reference; "
     "no triton kernels).",
 )
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=5,
-    show_default=True,
-    help="Timed runs; the median is reported.",
-)
-@click.option("--warmup", type=click.IntRange(0), default=1, show_default=True)
+@count_option("--repeats", default=5, help="Timed runs; the median is reported.")
+@count_option("--warmup", minimum=0, default=1)
 @click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False),
     help="Also write the rows (and the environment) to this JSON file.",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, json_path, progress):
     """Time band_split and band_fuse (forward, and forward+backward) for every available
     backend and the paper's pipeline; print median ms, effective GB/s and the speed-up

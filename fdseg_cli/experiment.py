@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import click
 
-from fdseg_cli.train import training_options
+from fdseg_cli.options import count_option, int_list, training_options
 
 __all__ = ["experiment"]
-
-
-def _int_list(text: str, name: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a comma-separated list of integers", param_hint=name
-        ) from None
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"{text!r}: expected positive integers", param_hint=name)
-    return values
 
 
 @click.command()
@@ -39,37 +27,63 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     show_default=True,
     help="Comma-separated methods; 'none' is the baseline.",
 )
+@count_option("--seeds", default=3, help="Seeds per (size, method).")
 @click.option(
-    "--seeds",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Seeds per (size, method).",
+    "--layouts",
+    default=None,
+    help="Comma-separated band layouts to compare (centered,reference): each fusion runs "
+    "once per layout [default: the --layout option's].",
 )
 @click.option(
-    "--bootstrap",
-    type=click.IntRange(100),
-    default=10000,
+    "--checkpoint",
+    type=click.Choice(["last", "best"]),
+    default="last",
     show_default=True,
+    help="Evaluate each run's last checkpoint, or its best validation one.",
+)
+@count_option(
+    "--bootstrap",
+    minimum=100,
+    default=10000,
     help="Bootstrap resamples of the confidence intervals.",
 )
 @training_options
-def experiment(dataset, out, train_sizes, fusions, seeds, bootstrap, **opts):
+def experiment(dataset, out, train_sizes, fusions, seeds, layouts, checkpoint, bootstrap, **opts):
     """Train every (training size, method, seed) on DATASET, evaluate each on the same
     held-out test cases, and write a table (CSV, Markdown) and a plot. Finished runs are
     skipped, so an interrupted experiment resumes."""
+    from fdseg_cli.options import explicit_options
+    from fdseg_cli.train import echo_recipe, training_fields
     from fdseg_core.experiment import ExperimentConfig, run_experiment
+    from fdseg_core.train import TrainConfig
 
-    sizes = _int_list(train_sizes, "--train-sizes")
+    sizes = int_list(train_sizes, "--train-sizes")
     methods = tuple(m.strip() for m in fusions.split(",") if m.strip())
     bad = [m for m in methods if m not in ("none", "early", "late")]
     if bad or not methods:
         raise click.BadParameter(
             f"unknown methods {bad}; expected none, early, late", param_hint="--fusion"
         )
+    layout_list = ()
+    if layouts:
+        if "layout" in explicit_options(["layout"]):
+            raise click.UsageError("--layouts and --layout exclude each other")
+        layout_list = tuple(x.strip() for x in layouts.split(",") if x.strip())
+        bad_layouts = [x for x in layout_list if x not in ("centered", "reference")]
+        if bad_layouts or not layout_list:
+            raise click.BadParameter(
+                f"unknown layouts {bad_layouts}; expected centered, reference",
+                param_hint="--layouts",
+            )
     progress = opts.pop("progress")
     first_seed = opts.pop("seed")
-    training = {k: v for k, v in opts.items() if v is not None}
+    training, applied = training_fields(opts)
+    if layout_list:
+        training.pop("layout", None)
+    per_run = {"layout": f"per run, from --layouts {layouts}"} if layout_list else None
+    echo_recipe(
+        TrainConfig(dataset=str(dataset), out=str(out), **training), applied, per_run=per_run
+    )
     config = ExperimentConfig(
         dataset=str(dataset),
         out=str(out),
@@ -79,6 +93,8 @@ def experiment(dataset, out, train_sizes, fusions, seeds, bootstrap, **opts):
         first_seed=first_seed,
         training=training,
         n_resamples=bootstrap,
+        layouts=layout_list,
+        checkpoint=checkpoint,
     )
     report = run_experiment(config, progress=progress)
     click.echo(report["markdown"])

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import click
 
+from fdseg_cli.options import count_option, progress_option
+
 __all__ = ["phantom"]
 
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option(
-    "--cases",
-    type=click.IntRange(1),
-    default=10,
-    show_default=True,
-    help="Training cases (imagesTr/labelsTr).",
-)
-@click.option(
-    "--test-cases",
-    type=click.IntRange(0),
-    default=4,
-    show_default=True,
-    help="Test cases (imagesTs/labelsTs).",
-)
+@count_option("--cases", default=10, help="Training cases (imagesTr/labelsTr).")
+@count_option("--test-cases", minimum=0, default=4, help="Test cases (imagesTs/labelsTs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--shape", type=(int, int, int), default=(160, 160, 128), show_default=True, help="Grid X Y Z."
@@ -57,7 +47,7 @@ __all__ = ["phantom"]
     is_flag=True,
     help="Write into a non-empty folder (replaces only the phantom's own files).",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 def phantom(
     out,
     cases,

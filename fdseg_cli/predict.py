@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from fdseg_cli.options import count_option, device_option, progress_option
+
 __all__ = ["predict"]
 
 
@@ -31,17 +33,9 @@ __all__ = ["predict"]
 )
 @click.option("--save-probabilities", is_flag=True, help="Also write class probability maps.")
 @click.option("--overlay", is_flag=True, help="Also write PNG overlays in OUT/overlays.")
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Windows per forward pass.",
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@device_option
+@count_option("--batch-size", default=1, help="Windows per forward pass.")
+@progress_option
 def predict(
     checkpoint, inputs, out, overlap, tta, save_probabilities, overlay, device, batch_size, progress
 ):

@@ -4,160 +4,79 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["train", "training_options", "FOLD"]
+from fdseg_cli.options import explicit_options, training_options
+
+__all__ = ["train", "build_config", "echo_recipe", "training_fields"]
 
 
-class _FoldType(click.ParamType):
-    """A fold index (``0``, ``1``, ...) or ``all`` (nnU-Net's fold of every case)."""
+def training_fields(opts: dict, *, phantom: bool = False) -> tuple[dict, dict]:
+    """:class:`TrainConfig` fields from the options of :func:`training_options`.
 
-    name = "fold"
+    Precedence: options the user gave, then the recipe's values, then (on the built-in
+    phantom) :data:`~fdseg_core.train.default.PHANTOM_TRAINING`, then the config's
+    defaults. Call it inside a click command (it asks click which options were given).
 
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text == "all":
-            return "all"
-        if text.isdigit():
-            return int(text)
-        self.fail(f"{value!r} is not a fold index (0, 1, ...) or 'all'", param, ctx)
-
-
-FOLD = _FoldType()
-
-
-def training_options(func):
-    """Options shared by ``fdseg train`` and ``fdseg experiment``."""
-    options = [
-        click.option(
-            "--backbone",
-            default="unet3d",
-            show_default=True,
-            help="Registered backbone (see `fdseg backbones`).",
-        ),
-        click.option(
-            "--beta",
-            type=float,
-            default=0.1,
-            show_default=True,
-            help="Relative width of the low band.",
-        ),
-        click.option(
-            "--layout",
-            type=click.Choice(["centered", "reference"]),
-            default="centered",
-            show_default=True,
-            help="Band layout: the paper's text (centered) or its public code.",
-        ),
-        click.option(
-            "--backend",
-            type=click.Choice(["auto", "torch", "matmul", "triton"]),
-            default="auto",
-            show_default=True,
-            help="Band operator backend.",
-        ),
-        click.option("--stem-channels", type=click.IntRange(1), default=8, show_default=True),
-        click.option(
-            "--epochs",
-            type=click.IntRange(1),
-            default=None,
-            help="Epochs [default: 50; 12 for the built-in phantom].",
-        ),
-        click.option(
-            "--iters-per-epoch",
-            type=click.IntRange(1),
-            default=None,
-            help="Optimiser steps per epoch [default: 50; 20 for the phantom].",
-        ),
-        click.option(
-            "--patch-size",
-            type=(int, int, int),
-            default=None,
-            help="Patch D H W [default: 64 64 64; 48 48 32 for the phantom].",
-        ),
-        click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True),
-        click.option("--lr", type=float, default=1e-3, show_default=True),
-        click.option("--weight-decay", type=float, default=1e-5, show_default=True),
-        click.option(
-            "--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True
-        ),
-        click.option(
-            "--schedule",
-            type=click.Choice(["poly", "cosine", "constant"]),
-            default="poly",
-            show_default=True,
-        ),
-        click.option(
-            "--grad-clip",
-            type=float,
-            default=12.0,
-            show_default=True,
-            help="Gradient-norm clip (0 disables).",
-        ),
-        click.option(
-            "--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA."
-        ),
-        click.option(
-            "--val-every",
-            type=click.IntRange(1),
-            default=None,
-            help="Validate every K epochs [default: 5; 4 for the phantom].",
-        ),
-        click.option(
-            "--folds",
-            "n_folds",
-            type=click.IntRange(2),
-            default=None,
-            help="Cross-validation folds [default: 5, or one per training case when there "
-            "are fewer; a single case trains and validates on itself].",
-        ),
-        click.option(
-            "--fold",
-            type=FOLD,
-            default=0,
-            show_default=True,
-            help="Validation fold, or 'all' to train and validate on every case.",
-        ),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option(
-            "--device",
-            type=click.Choice(["auto", "cpu", "cuda"]),
-            default="auto",
-            show_default=True,
-        ),
-        click.option(
-            "--num-workers",
-            type=click.IntRange(0),
-            default=0,
-            show_default=True,
-            help="Data-loading worker processes.",
-        ),
-        click.option(
-            "--target-spacing",
-            type=(float, float, float),
-            default=None,
-            help="Resample cases to this spacing (mm) first.",
-        ),
-        click.option("--tensorboard/--no-tensorboard", default=False, show_default=True),
-        click.option("--progress/--no-progress", default=True, show_default=True),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def build_config(dataset, out, fusion, train_cases, **opts):
-    """A :class:`TrainConfig` from CLI options (``None`` options take the defaults)."""
-    from fdseg_core.train import TrainConfig
+    Returns:
+        ``(fields, applied)``: the fields (``recipe`` included) and the values the
+        recipe set.
+    """
+    from fdseg_core.train import apply_recipe
     from fdseg_core.train.default import PHANTOM_TRAINING
 
-    defaults = dict(PHANTOM_TRAINING) if opts.pop("_phantom", False) else {}
+    opts = dict(opts)
+    explicit = explicit_options(opts)
+    recipe = opts.pop("recipe", "default")
+    if opts.pop("whole_volume", False):
+        if "patch_size" in explicit:
+            raise click.UsageError("--whole-volume and --patch-size exclude each other")
+        opts["patch_size"] = "full"
+        explicit.add("patch_size")
     fields = {k: v for k, v in opts.items() if v is not None}
-    for key, value in defaults.items():
-        fields.setdefault(key, value)
-    return TrainConfig(
+    if fields.get("iters_per_epoch") == "pass":
+        fields["iters_per_epoch"] = None  # one pass over the training cases per epoch
+    fields, applied = apply_recipe(recipe, fields, explicit=explicit)
+    if phantom:
+        for key, value in PHANTOM_TRAINING.items():
+            fields.setdefault(key, value)
+    return fields, applied
+
+
+def build_config(dataset, out, fusion, train_cases, *, phantom: bool = False, **opts):
+    """A :class:`TrainConfig` from CLI options (see :func:`training_fields`).
+
+    Returns:
+        ``(config, applied)``: the config and the values the recipe set.
+    """
+    from fdseg_core.train import TrainConfig
+
+    fields, applied = training_fields(opts, phantom=phantom)
+    config = TrainConfig(
         dataset=str(dataset), out=str(out), fusion=fusion, train_cases=train_cases, **fields
     )
+    return config, applied
+
+
+def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None) -> None:
+    """Print, on stderr, every value a recipe set and the options that overrode it.
+
+    Args:
+        config: The resulting configuration.
+        applied: The values the recipe set (:func:`training_fields`).
+        per_run: Fields an experiment sets per run instead, with the reason.
+    """
+    from fdseg_core.train import RECIPES
+
+    if config.recipe == "default":
+        return
+    per_run = per_run or {}
+    click.echo(f"recipe '{config.recipe}' sets:", err=True)
+    for key in RECIPES[config.recipe]:
+        if key in per_run:
+            click.echo(f"  {key}: {per_run[key]}", err=True)
+            continue
+        value = getattr(config, key)
+        note = "" if key in applied else "   (overridden by your option)"
+        click.echo(f"  {key} = {value!r}{note}", err=True)
 
 
 @click.command()
@@ -201,9 +120,13 @@ def train(dataset, out, fusion, train_cases, resume, **opts):
         click.echo(f"no DATASET given: using the built-in QSM phantom at {dataset}", err=True)
     elif not Path(dataset).is_dir():
         raise click.BadParameter(f"dataset folder {dataset} does not exist", param_hint="DATASET")
+    config, applied = build_config(
+        dataset, out or ".", fusion, train_cases, phantom=phantom, **opts
+    )
     if out is None:
-        out = Path("runs") / f"{Path(dataset).name}-{opts['backbone']}-{fusion}"
-    config = build_config(dataset, out, fusion, train_cases, _phantom=phantom, **opts)
+        out = Path("runs") / f"{Path(dataset).name}-{config.backbone}-{fusion}"
+        config = config.replace(out=str(out))
+    echo_recipe(config, applied)
     summary = run_training(config, resume=resume)
     if summary.get("is_main", True):
         click.echo(summary["report"])

@@ -11,9 +11,11 @@ from fdseg_core.data.preprocess import (
     NORMALIZATIONS,
     Preprocessor,
     Volume,
+    VolumeBands,
     default_normalization,
     normalize,
     resample,
+    volume_bands,
 )
 from fdseg_core.data.splits import (
     ALL_FOLD,
@@ -38,6 +40,7 @@ __all__ = [
     "PatchDataset",
     "Preprocessor",
     "Volume",
+    "VolumeBands",
     "check_cases",
     "crop_or_pad",
     "default_normalization",
@@ -54,5 +57,6 @@ __all__ = [
     "save_nifti",
     "save_splits",
     "select_subset",
+    "volume_bands",
     "voxel_spacing",
 ]

@@ -42,9 +42,13 @@ def sample_params(gen: torch.Generator, *, square_xy: bool) -> AugmentParams:
 
 
 def apply_params(
-    image: torch.Tensor, label: torch.Tensor, p: AugmentParams
+    image: torch.Tensor, label: torch.Tensor, p: AugmentParams, *, intensity: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply parameters to ``image`` ``(C, X, Y, Z)`` and ``label`` ``(X, Y, Z)``."""
+    """Apply parameters to ``image`` ``(C, X, Y, Z)`` and ``label`` ``(X, Y, Z)``.
+
+    With ``intensity=False`` only the flips and rotations apply (they commute with the
+    centred band split, so channels that hold pipeline bands stay bands).
+    """
     dims = [i for i, f in enumerate(p.flips) if f]
     if dims:
         image = image.flip([d + 1 for d in dims])
@@ -52,6 +56,8 @@ def apply_params(
     if p.rot90:
         image = torch.rot90(image, p.rot90, dims=(1, 2))
         label = torch.rot90(label, p.rot90, dims=(0, 1))
+    if not intensity:
+        return image.contiguous(), label.contiguous()
     image = image * p.scale + p.shift
     if p.gamma != 1.0:
         lo, hi = image.amin(), image.amax()

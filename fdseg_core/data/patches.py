@@ -42,6 +42,11 @@ class PatchDataset(torch.utils.data.Dataset):
             foreground voxel of a random class present in the volume.
         augment: Apply the augmentation of :mod:`fdseg_core.data.augment`.
         seed: Seed of everything random here.
+        whole_volumes: Every sample is a whole volume, centred and zero-padded (or
+            cropped) to ``patch_size``; each epoch visits the volumes in a seeded
+            random order (sample ``i`` is volume ``order[i % len(volumes)]``).
+        intensity_augment: Include the intensity changes in the augmentation (off
+            when the channels are pipeline bands, which a gamma or noise would mix).
     """
 
     def __init__(
@@ -53,6 +58,8 @@ class PatchDataset(torch.utils.data.Dataset):
         foreground_oversample: float = 0.33,
         augment: bool = True,
         seed: int = 0,
+        whole_volumes: bool = False,
+        intensity_augment: bool = True,
     ) -> None:
         if not volumes:
             raise ValueError("PatchDataset needs at least one volume")
@@ -64,6 +71,8 @@ class PatchDataset(torch.utils.data.Dataset):
         self.foreground_oversample = float(foreground_oversample)
         self.augment = augment
         self.seed = int(seed)
+        self.whole_volumes = bool(whole_volumes)
+        self.intensity_augment = bool(intensity_augment)
         self.epoch = 0
         rng = np.random.default_rng(seed)
         # per volume, per class: up to 20,000 voxel coordinates to centre patches on
@@ -89,13 +98,21 @@ class PatchDataset(torch.utils.data.Dataset):
         mixed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
         return torch.Generator().manual_seed(int(mixed))
 
+    def _epoch_order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch, 7]).permutation(len(self.volumes))
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         gen = self._generator(index)
-        vi = int(torch.randint(0, len(self.volumes), (), generator=gen))
+        if self.whole_volumes:
+            vi = int(self._epoch_order()[index % len(self.volumes)])
+        else:
+            vi = int(torch.randint(0, len(self.volumes), (), generator=gen))
         vol, fg = self.volumes[vi], self.fg[vi]
         spatial = vol.image.shape[1:]
         p = self.patch_size
-        if fg and float(torch.rand((), generator=gen)) < self.foreground_oversample:
+        if self.whole_volumes:
+            start = [(n - s) // 2 for n, s in zip(spatial, p, strict=True)]
+        elif fg and float(torch.rand((), generator=gen)) < self.foreground_oversample:
             cls = list(fg)[int(torch.randint(0, len(fg), (), generator=gen))]
             coords = fg[cls]
             centre = coords[int(torch.randint(0, len(coords), (), generator=gen))]
@@ -114,5 +131,5 @@ class PatchDataset(torch.utils.data.Dataset):
         label = torch.from_numpy(crop_or_pad(vol.label, start, p))
         if self.augment:
             params = sample_params(gen, square_xy=p[0] == p[1])
-            image, label = apply_params(image, label, params)
+            image, label = apply_params(image, label, params, intensity=self.intensity_augment)
         return image.float(), label.long()

@@ -13,11 +13,13 @@ from fdseg_core.data.layout import Case, DatasetInfo
 
 __all__ = [
     "NORMALIZATIONS",
+    "VolumeBands",
     "Volume",
     "Preprocessor",
     "default_normalization",
     "normalize",
     "resample",
+    "volume_bands",
 ]
 
 NORMALIZATIONS = ("qsm", "ct", "zscore", "none")
@@ -106,6 +108,55 @@ def resample(
     return out[..., : shape[0], : shape[1], : shape[2]]
 
 
+@dataclass(frozen=True)
+class VolumeBands:
+    """A band split done once per whole volume in the data pipeline.
+
+    Attributes:
+        beta: Relative width of the low band.
+        dims: Band dims of the model's ``(N, C, *spatial)`` input (``(2, 3)``: X and Y).
+    """
+
+    beta: float
+    dims: tuple[int, ...] = (2, 3)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.beta) < 1.0:
+            raise ValueError(f"band beta must lie in (0, 1), got {self.beta!r}")
+        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+
+    def as_dict(self) -> dict:
+        return {"beta": float(self.beta), "dims": list(self.dims)}
+
+
+def volume_bands(image: np.ndarray, bands: VolumeBands) -> np.ndarray:
+    """The centred band split of a whole volume, as channels ``[U(low), high]``.
+
+    ``U(low) = x - high`` is the low band brought back to the full grid (the
+    band-limited part of the volume); cropping it and ``high`` at the same window keeps
+    both bands of the *volume* in every patch. The model averages ``U(low)`` onto the
+    patch's band grid (``FrequencyDisentangledNet(input_bands="volume")``).
+
+    Args:
+        image: ``(C, X, Y, Z)`` float32.
+        bands: The split's ``beta`` and dims.
+
+    Returns:
+        ``(2C, X, Y, Z)`` float32: the C low-band channels, then the C high-band ones.
+
+    Raises:
+        ValueError: A band dim too small for ``k = int(n * beta) >= 1``.
+    """
+    import torch
+
+    from fdseg_core.bands import band_split
+
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].double()
+    _, high = band_split(x, bands.beta, dims=bands.dims)
+    out = torch.cat([x - high, high], dim=1)[0]
+    return out.float().numpy()
+
+
 @dataclass
 class Volume:
     """A preprocessed case: ``image`` ``(C, X, Y, Z)`` float32, ``label`` ``(X, Y, Z)`` int64."""
@@ -118,16 +169,31 @@ class Volume:
 
 @dataclass(frozen=True)
 class Preprocessor:
-    """Load, normalise and (optionally) resample a case; one object serves training,
-    validation and prediction so that all three see identical inputs.
+    """Load, normalise and (optionally) resample a case, and (optionally) split the whole
+    volume into its bands; one object serves training, validation and prediction so
+    that all three see identical inputs.
 
     Args:
         normalization: One scheme per channel (see :func:`normalize`).
         target_spacing: Resample to this voxel size in mm (``None``: keep the grid).
+        bands: Split every whole volume into ``[U(low), high]`` channels
+            (:func:`volume_bands`); ``None``: the model splits its inputs itself.
     """
 
     normalization: Sequence[str]
     target_spacing: Sequence[float] | None = None
+    bands: VolumeBands | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Preprocessor:
+        """The preprocessor a trained model expects, from the ``data`` section of its
+        checkpoint (``normalization``, ``target_spacing``, optional ``bands``)."""
+        bands = meta.get("bands")
+        return cls(
+            normalization=tuple(meta["normalization"]),
+            target_spacing=meta.get("target_spacing"),
+            bands=VolumeBands(bands["beta"], tuple(bands["dims"])) if bands else None,
+        )
 
     def __post_init__(self) -> None:
         bad = [s for s in self.normalization if s not in NORMALIZATIONS]
@@ -155,4 +221,6 @@ class Preprocessor:
                 label = resample(
                     label, loaded.spacing, self.target_spacing, order=0, shape=image.shape[1:]
                 )
+        if self.bands is not None:
+            image = volume_bands(image, self.bands)
         return Volume(loaded.case_id, np.ascontiguousarray(image, dtype=np.float32), label, loaded)

@@ -37,18 +37,23 @@ class _OncePerMessage(logging.Filter):
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """An experiment: every (training size, fusion, seed) is one training run.
+    """An experiment: every (training size, method, seed) is one training run.
 
     Attributes:
         dataset: Dataset root (nnU-Net v2 or MSD layout).
         out: Output folder: ``runs/`` (one folder per run), ``results.jsonl``,
             ``table.csv``, ``table.md``, ``dice_vs_size.png``.
         train_sizes: Training-set sizes.
-        fusions: Methods (``"none"`` is the baseline every other is compared with).
+        fusions: Fusions (``"none"`` is the baseline every other is compared with).
+        layouts: Band layouts to compare (``()``: the training options' one). With two
+            or more, every fusion other than ``"none"`` runs once per layout, as the
+            method ``"<fusion>-<layout>"`` (the baseline has no bands).
         seeds: Number of seeds per (size, method): ``first_seed .. first_seed + seeds - 1``.
         first_seed: The first seed.
         training: Other :class:`TrainConfig` fields shared by every run.
         n_resamples: Bootstrap resamples of the confidence intervals.
+        checkpoint: Which checkpoint of each run is evaluated: ``"last"``, or ``"best"``
+            (the best validation Dice; the one early stopping selects).
     """
 
     dataset: str
@@ -59,10 +64,23 @@ class ExperimentConfig:
     first_seed: int = 0
     training: dict[str, Any] = field(default_factory=dict)
     n_resamples: int = 10000
+    layouts: tuple[str, ...] = ()
+    checkpoint: str = "last"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
         object.__setattr__(self, "fusions", tuple(self.fusions))
+        object.__setattr__(self, "layouts", tuple(self.layouts))
+        bad_layouts = [x for x in self.layouts if x not in ("centered", "reference")]
+        if bad_layouts or len(set(self.layouts)) != len(self.layouts):
+            raise ValueError(
+                f"layouts must be distinct values of ['centered', 'reference'], "
+                f"got {list(self.layouts)!r}"
+            )
+        if self.layouts and "layout" in self.training:
+            raise ValueError("give the layout either in layouts or in the training options")
+        if self.checkpoint not in ("last", "best"):
+            raise ValueError(f"checkpoint must be 'last' or 'best', got {self.checkpoint!r}")
         if not self.train_sizes or any(
             isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.train_sizes
         ):
@@ -80,16 +98,34 @@ class ExperimentConfig:
         if reserved:
             raise ValueError(f"training options {sorted(reserved)} are set by the experiment")
 
-    def run_dir(self, size: int, fusion: str, seed: int) -> Path:
-        return Path(self.out) / "runs" / f"n{size:03d}-{fusion}-s{seed}"
+    @property
+    def methods(self) -> list[tuple[str, str, str | None]]:
+        """``(label, fusion, layout)`` of every method; ``layout`` ``None``: the
+        training options' (or the default)."""
+        out: list[tuple[str, str, str | None]] = []
+        for fusion in self.fusions:
+            if fusion == "none" or len(self.layouts) < 2:
+                out.append((fusion, fusion, self.layouts[0] if self.layouts else None))
+            else:
+                out.extend((f"{fusion}-{layout}", fusion, layout) for layout in self.layouts)
+        return out
 
-    def run_config(self, size: int, fusion: str, seed: int) -> TrainConfig:
+    def run_dir(self, size: int, method: str, seed: int) -> Path:
+        return Path(self.out) / "runs" / f"n{size:03d}-{method}-s{seed}"
+
+    def run_config(self, size: int, method: str, seed: int) -> TrainConfig:
+        by_label = {label: (fusion, layout) for label, fusion, layout in self.methods}
+        if method not in by_label:
+            raise ValueError(f"unknown method {method!r}; expected one of {list(by_label)}")
+        fusion, layout = by_label[method]
+        extra = {"layout": layout} if layout is not None else {}
         return TrainConfig(
             dataset=self.dataset,
-            out=str(self.run_dir(size, fusion, seed)),
+            out=str(self.run_dir(size, method, seed)),
             fusion=fusion,
             train_cases=size,
             seed=seed,
+            **extra,
             **self.training,
         )
 
@@ -116,9 +152,7 @@ def evaluate_run(checkpoint: Path, cases: list, device: torch.device) -> list[di
     from fdseg_core.train.checkpoint import load_model
 
     model, meta = load_model(checkpoint, map_location=device)
-    prep = fdata.Preprocessor(
-        normalization=meta["normalization"], target_spacing=meta["target_spacing"]
-    )
+    prep = fdata.Preprocessor.from_meta(meta)
     names = {v: k for k, v in meta["labels"].items()}
     rows = []
     with torch.no_grad():
@@ -186,7 +220,10 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
                 "dataset": config.dataset,
                 "train_sizes": list(config.train_sizes),
                 "fusions": list(config.fusions),
-                "seeds": config.seeds,
+                "layouts": list(config.layouts),
+                "methods": [label for label, _, _ in config.methods],
+                "seeds": list(range(config.first_seed, config.first_seed + config.seeds)),
+                "checkpoint": config.checkpoint,
                 "training": config.training,
                 "test_set": source,
                 "test_cases": [c.case_id for c in held_out],
@@ -197,10 +234,10 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     )
     device = resolve_device(config.training.get("device", "auto"))
     runs = [
-        (s, f, seed)
+        (s, label, seed)
         for s in config.train_sizes
         for seed in range(config.first_seed, config.first_seed + config.seeds)
-        for f in config.fusions
+        for label, _, _ in config.methods
     ]
     train_logger = logging.getLogger("fdseg_core.train.loop")
     once = _OncePerMessage()
@@ -209,7 +246,8 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         results = _run_all(config, runs, held_out, device, largest, progress)
     finally:
         train_logger.removeFilter(once)
-    report = write_report(results, out, fusions=config.fusions, n_resamples=config.n_resamples)
+    methods = [label for label, _, _ in config.methods]
+    report = write_report(results, out, fusions=methods, n_resamples=config.n_resamples)
     report["results"] = results
     return report
 
@@ -222,23 +260,28 @@ def _run_all(config, runs, held_out, device, largest, progress) -> list[dict[str
 
     results: list[dict[str, Any]] = []
     bar = tqdm(runs, disable=not progress, desc="experiment", unit="run")
-    for size, fusion, seed in bar:
-        bar.set_postfix_str(f"n={size} {fusion} seed={seed}")
-        run_dir = config.run_dir(size, fusion, seed)
+    for size, method, seed in bar:
+        bar.set_postfix_str(f"n={size} {method} seed={seed}")
+        run_dir = config.run_dir(size, method, seed)
         result_path = run_dir / "result.json"
         if result_path.is_file():
             results.append(json.loads(result_path.read_text()))
             continue
-        run_cfg = config.run_config(size, fusion, seed).replace(progress=False)
+        run_cfg = config.run_config(size, method, seed).replace(progress=False)
         resume = (run_dir / "last.pt").is_file()
-        train(run_cfg, resume=resume)
-        rows = evaluate_run(run_dir / "last.pt", held_out, device)
+        summary = train(run_cfg, resume=resume)
+        rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
         result = {
             "train_size": size,
-            "fusion": fusion,
+            "fusion": method,
+            "layout": run_cfg.layout,
             "seed": seed,
             "cases": rows,
             "largest_size": largest,
+            "checkpoint": config.checkpoint,
+            "best_epoch": summary["best_epoch"],
+            "epochs_run": summary["epochs_run"],
+            "stopped_early": summary["stopped_early"],
         }
         atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
         results.append(result)

@@ -93,9 +93,7 @@ def predict_cases(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = {p.resolve() for c in cases for p in c.image_paths}
-    prep = Preprocessor(
-        normalization=meta["normalization"], target_spacing=meta.get("target_spacing")
-    )
+    prep = Preprocessor.from_meta(meta)
     device = torch.device(device)
     model = model.to(device).eval()
     written = []

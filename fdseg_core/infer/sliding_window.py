@@ -81,11 +81,13 @@ def sliding_window_inference(
 ) -> torch.Tensor:
     """Class probabilities of a whole volume, predicted patch by patch.
 
-    The volume is zero-padded where smaller than the patch; windows overlap by
-    ``overlap``; each window's softmax probabilities are weighted by a Gaussian
-    importance map (or uniformly) and the weighted sum is normalised. With
-    ``tta_flips`` every combination of axis flips (8 in 3D) is predicted and the
-    probabilities averaged (flipped back).
+    The volume is zero-padded (centred) where smaller than the patch; windows overlap
+    by ``overlap``; each window's softmax probabilities are weighted by a Gaussian
+    importance map (or uniformly) and the weighted sum is normalised. When the padded
+    volume is a single window (a model trained on whole volumes, ``patch_size`` its
+    training shape) there is no tiling: the volume is predicted in one pass, at the
+    shape the model was trained on. With ``tta_flips`` every combination of axis flips
+    (8 in 3D) is predicted and the probabilities averaged (flipped back).
 
     Args:
         volume: ``(N, C, *spatial)``, 2 or 3 spatial dims.
@@ -118,15 +120,21 @@ def sliding_window_inference(
         flat = [v for extra in reversed(pad) for v in (extra // 2, extra - extra // 2)]
         volume = F.pad(volume, flat)
     padded = volume.shape[2:]
-    weight = gaussian_importance(patch, sigma_scale) if gaussian else torch.ones(patch)
-    weight = weight.to(volume.device)
     starts = list(
         itertools.product(
             *[window_starts(s, p, overlap) for s, p in zip(padded, patch, strict=True)]
         )
     )
-    acc = norm = None
     flips = _flip_sets(nd) if tta_flips else [()]
+    crop = tuple(slice(e // 2, e // 2 + s) for e, s in zip(pad, spatial, strict=True))
+    if len(starts) == 1:  # one window holds the whole volume: no tiling, no weights
+        whole = torch.cat(
+            [_window_probs(volume[n : n + 1], predictor, flips, device) for n in range(len(volume))]
+        ).to(volume.device)
+        return whole[(slice(None), slice(None), *crop)]
+    weight = gaussian_importance(patch, sigma_scale) if gaussian else torch.ones(patch)
+    weight = weight.to(volume.device)
+    acc = norm = None
     from tqdm import tqdm
 
     for n in range(volume.shape[0]):
@@ -144,14 +152,8 @@ def sliding_window_inference(
                     ]
                     for st in chunk
                 ]
-            ).to(device)
-            probs = 0
-            for axes in flips:
-                x = windows.flip(axes) if axes else windows
-                logits = predictor(x).float()
-                p = logits.softmax(1)
-                probs = probs + (p.flip(axes) if axes else p)
-            probs = (probs / len(flips)).to(volume.device)
+            )
+            probs = _window_probs(windows, predictor, flips, device).to(volume.device)
             if acc is None:
                 k = probs.shape[1]
                 acc = volume.new_zeros((volume.shape[0], k, *padded), dtype=torch.float32)
@@ -162,5 +164,20 @@ def sliding_window_inference(
                 if n == 0:
                     norm[region] += weight
     out = acc / norm
-    crop = tuple(slice(e // 2, e // 2 + s) for e, s in zip(pad, spatial, strict=True))
     return out[(slice(None), slice(None), *crop)]
+
+
+def _window_probs(
+    windows: torch.Tensor,
+    predictor: Callable[[torch.Tensor], torch.Tensor],
+    flips: list[tuple[int, ...]],
+    device: torch.device,
+) -> torch.Tensor:
+    """Softmax probabilities of a batch of windows, averaged over the flips (float32)."""
+    windows = windows.to(device)
+    probs = 0
+    for axes in flips:
+        x = windows.flip(axes) if axes else windows
+        p = predictor(x).float().softmax(1)
+        probs = probs + (p.flip(axes) if axes else p)
+    return probs / len(flips)

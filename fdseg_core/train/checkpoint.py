@@ -10,9 +10,19 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["atomic_save", "atomic_write_text", "load_checkpoint", "load_model", "build_model"]
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_save",
+    "atomic_write_text",
+    "load_checkpoint",
+    "load_model",
+    "build_model",
+]
 
-FORMAT_VERSION = 1
+#: 2: fusion at the backbone's fusion points (``fusion_at``), whole-volume training and
+#: pipeline bands (``data.patch_size``, ``data.bands``). A version-1 checkpoint was
+#: trained with the generic stems and head, and is read as ``fusion_at="generic"``.
+FORMAT_VERSION = 2
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -62,6 +72,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"checkpoint {path} could not be read: {exc}") from exc
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not an fdseg checkpoint (no 'config'/'model' entries)")
+    if int(ckpt.get("format_version", 1)) < 2:
+        ckpt["config"].setdefault("fusion_at", "generic")
     return ckpt
 
 
@@ -80,6 +92,8 @@ def build_model(config: dict, in_channels: int, num_classes: int) -> nn.Module:
         layout=config["layout"],
         backend=config["backend"],
         stem_channels=config["stem_channels"],
+        fusion_at=config.get("fusion_at", "auto"),
+        input_bands=config.get("bands", "model"),
         **config.get("backbone_options", {}),
     )
 
@@ -97,7 +111,8 @@ def load_model(
         ``(model, info)``: the model in eval mode, and a dict with ``config`` (the
         training configuration) and the data description needed at inference
         (``in_channels``, ``num_classes``, ``labels``, ``channel_names``,
-        ``normalization``, ``patch_size``, ``target_spacing``), at top level.
+        ``normalization``, ``patch_size``, ``target_spacing``, ``bands``), at top level;
+        :meth:`fdseg_core.data.Preprocessor.from_meta` rebuilds the input pipeline.
     """
     ckpt = load_checkpoint(path, map_location)
     data = ckpt["data"]
@@ -106,6 +121,8 @@ def load_model(
     model.to(map_location).eval()
     info = dict(data)
     info["config"] = ckpt["config"]
-    info["patch_size"] = list(ckpt["config"]["patch_size"])
+    # the shape the model was trained on (a whole-volume run: its padded volume shape)
+    info["patch_size"] = list(data.get("patch_size") or ckpt["config"]["patch_size"])
+    info.setdefault("bands", None)
     info["backbone_package"] = ckpt.get("backbone_package")
     return model, info

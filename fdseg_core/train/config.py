@@ -8,12 +8,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "FUSIONS", "OPTIMIZERS", "SCHEDULES"]
+__all__ = [
+    "TrainConfig",
+    "BANDS",
+    "FULL",
+    "FUSIONS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+]
 
 FUSIONS = ("none", "early", "late")
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
+LOSSES = ("dice_ce", "sigmoid_dice")
 DEVICES = ("auto", "cpu", "cuda")
+FUSION_AT = ("auto", "generic")
+#: Where the band split is computed: in the model on each input (patch or whole
+#: volume), or once per whole volume in the data pipeline (bands cropped with the patch).
+BANDS = ("model", "volume")
+#: ``patch_size`` value that trains on whole volumes (padded to a common shape).
+FULL = "full"
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -37,19 +52,35 @@ class TrainConfig:
         dims: Band dims of the ``(N, C, D, H, W)`` input; ``None``: the first two spatial dims.
         layout: ``"centered"`` or ``"reference"`` (the paper's code).
         backend: Band operator backend (``"auto"``, ``"torch"``, ``"matmul"``, ``"triton"``).
-        stem_channels: Channels of the frequency stems.
+        stem_channels: Channels of the generic frequency stems and head.
+        fusion_at: ``"auto"``: fuse at the backbone's fusion points when it declares
+            them (the paper's models); ``"generic"``: always generic stems and head.
         backbone_options: Extra keyword arguments of the backbone builder.
-        epochs: Number of epochs.
-        iters_per_epoch: Optimiser steps per epoch (per process).
-        patch_size: Training patch ``(D, H, W)``.
+        recipe: Name of the recipe the values came from (``"default"``, ``"paper"``;
+            :mod:`fdseg_core.train.recipes`); informative, every value is a field.
+        loss: ``"dice_ce"`` (soft Dice + cross-entropy, as nnU-Net) or ``"sigmoid_dice"``
+            (the paper code's V-Net Dice on per-channel sigmoids).
+        epochs: Number of epochs (an upper bound with early stopping).
+        iters_per_epoch: Optimiser steps per epoch (per process); ``None``: one pass over
+            the training cases, ``ceil(cases / (batch_size * processes))`` (the paper's).
+        patch_size: Training patch ``(D, H, W)``, or ``"full"``: whole volumes, padded
+            to a common shape that the backbone's size divisor divides (the paper's).
+        bands: ``"model"``: the model splits each input (patch or whole volume);
+            ``"volume"``: the pipeline splits each whole volume once and the patches
+            carry both bands (``docs/network.md``).
+        augment: Random flips, rotations and intensity changes of the training samples.
         batch_size: Patches per step (per process).
         lr: Peak learning rate.
         weight_decay: Weight decay.
-        optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, momentum 0.99 as nnU-Net).
+        optimizer: ``"adamw"``, ``"adam"`` or ``"sgd"`` (Nesterov, momentum 0.99 as nnU-Net).
         schedule: ``"poly"`` (exponent 0.9), ``"cosine"`` or ``"constant"``.
         grad_clip: Gradient-norm clip (``0`` disables).
         amp: Mixed precision on CUDA (ignored on the CPU).
         val_every: Validate every this many epochs (and after the last).
+        early_stop_patience: Stop when this many validations in a row did not improve
+            the best mean validation Dice by more than ``early_stop_min_delta``
+            (``None``: never stop early).
+        early_stop_min_delta: Smallest improvement that counts.
         n_folds: Folds of the deterministic split (``None``: 5, or as many as there are
             training cases when fewer; a single case trains and validates on itself,
             nnU-Net's ``"all"`` fold). See :func:`fdseg_core.data.plan_folds`.
@@ -75,10 +106,15 @@ class TrainConfig:
     layout: str = "centered"
     backend: str = "auto"
     stem_channels: int = 8
+    fusion_at: str = "auto"
     backbone_options: dict[str, Any] = field(default_factory=dict)
+    recipe: str = "default"
+    loss: str = "dice_ce"
     epochs: int = 50
-    iters_per_epoch: int = 50
-    patch_size: tuple[int, int, int] = (64, 64, 64)
+    iters_per_epoch: int | None = 50
+    patch_size: tuple[int, int, int] | str = (64, 64, 64)
+    bands: str = "model"
+    augment: bool = True
     batch_size: int = 2
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -87,6 +123,8 @@ class TrainConfig:
     grad_clip: float = 12.0
     amp: bool = True
     val_every: int = 5
+    early_stop_patience: int | None = None
+    early_stop_min_delta: float = 0.0
     n_folds: int | None = None
     fold: int | str = 0
     train_cases: int | None = None
@@ -104,7 +142,7 @@ class TrainConfig:
         # normalise sequences coming from JSON / click into tuples
         for name in ("patch_size", "dims", "normalization", "target_spacing"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, tuple):
+            if value is not None and not isinstance(value, tuple | str):
                 object.__setattr__(self, name, tuple(value))
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {self.fusion!r}")
@@ -112,22 +150,46 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if self.fusion_at not in FUSION_AT:
+            raise ValueError(f"fusion_at must be one of {list(FUSION_AT)}, got {self.fusion_at!r}")
+        if self.bands not in BANDS:
+            raise ValueError(f"bands must be one of {list(BANDS)}, got {self.bands!r}")
+        if self.bands == "volume" and self.fusion == "none":
+            raise ValueError("bands='volume' splits for a fusion model; the baseline has none")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         if not 0.0 < float(self.beta) < 1.0:
             raise ValueError(f"beta must lie in (0, 1), got {self.beta!r}")
         for name in (
             "epochs",
-            "iters_per_epoch",
             "batch_size",
             "val_every",
             "stem_channels",
         ):
             _positive_int(name, getattr(self, name))
-        if len(self.patch_size) != 3 or any(
+        if isinstance(self.patch_size, str):
+            if self.patch_size != FULL:
+                raise ValueError(
+                    f"patch_size must be 3 positive integers or 'full', got {self.patch_size!r}"
+                )
+        elif len(self.patch_size) != 3 or any(
             isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in self.patch_size
         ):
-            raise ValueError(f"patch_size must be 3 positive integers, got {self.patch_size!r}")
+            raise ValueError(
+                f"patch_size must be 3 positive integers or 'full', got {self.patch_size!r}"
+            )
+        if self.iters_per_epoch is not None:
+            _positive_int("iters_per_epoch", self.iters_per_epoch)
+        if self.early_stop_patience is not None:
+            _positive_int("early_stop_patience", self.early_stop_patience)
+        if not self.early_stop_min_delta >= 0:
+            raise ValueError(
+                f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta!r}"
+            )
+        if not isinstance(self.recipe, str) or not self.recipe:
+            raise ValueError(f"recipe must be a name, got {self.recipe!r}")
         if self.train_cases is not None:
             _positive_int("train_cases", self.train_cases)
         if self.n_folds is not None and (
@@ -176,3 +238,8 @@ class TrainConfig:
     @property
     def out_dir(self) -> Path:
         return Path(self.out)
+
+    @property
+    def whole_volumes(self) -> bool:
+        """Whether training samples are whole volumes (``patch_size == "full"``)."""
+        return self.patch_size == FULL

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DiceCELoss", "soft_dice_per_class"]
+__all__ = ["DiceCELoss", "SigmoidDiceLoss", "build_loss", "soft_dice_per_class"]
 
 
 def soft_dice_per_class(
@@ -67,3 +67,53 @@ class DiceCELoss(nn.Module):
         if not self.include_background and dice.numel() > 1:
             dice = dice[1:]
         return self.ce_weight * ce + self.dice_weight * (1.0 - dice.mean())
+
+
+class SigmoidDiceLoss(nn.Module):
+    """The Dice loss of the paper's public code (``lib/losses3D``, after wolny's
+    pytorch-3dunet): a sigmoid on every channel of the logits (not a softmax), the
+    V-Net Dice of each channel over the whole batch with a squared denominator,
+    ``2 sum(p t) / max(sum(p^2) + sum(t^2), eps)``, and ``1 -`` its mean over the
+    foreground channels.
+
+    Args:
+        eps: Lower clamp of the denominator (the code: 1e-6).
+
+    Raises:
+        ValueError: ``eps`` not positive.
+    """
+
+    def __init__(self, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        self.eps = eps
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``, ``K >= 2``."""
+        if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
+            raise ValueError(
+                f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match"
+            )
+        if logits.shape[1] < 2:
+            raise ValueError(f"need a background and a foreground channel, got {logits.shape[1]}")
+        k = logits.shape[1]
+        probs = torch.sigmoid(logits.float()).movedim(1, 0).reshape(k, -1)
+        onehot = F.one_hot(target.long(), k).movedim(-1, 0).reshape(k, -1).to(probs.dtype)
+        inter = (probs * onehot).sum(-1)
+        denom = (probs * probs).sum(-1) + (onehot * onehot).sum(-1)
+        dice = 2 * inter / denom.clamp(min=self.eps)
+        return 1.0 - dice[1:].mean()
+
+
+def build_loss(name: str) -> nn.Module:
+    """The loss a config names: ``"dice_ce"`` or ``"sigmoid_dice"``.
+
+    Raises:
+        ValueError: Unknown name.
+    """
+    if name == "dice_ce":
+        return DiceCELoss()
+    if name == "sigmoid_dice":
+        return SigmoidDiceLoss()
+    raise ValueError(f"unknown loss {name!r}; expected 'dice_ce' or 'sigmoid_dice'")

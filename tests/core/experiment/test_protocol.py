@@ -104,3 +104,27 @@ def test_experiment_adapts_folds_to_a_small_dataset_and_starts_at_the_first_seed
     assert meta["test_set"] == "fold 0 validation cases" and len(meta["test_cases"]) == 1
     split = json.loads((out / "runs" / "n002-none-s5" / "splits_final.json").read_text())
     assert meta["test_cases"] == split[0]["val"]  # the held-out case never trained
+
+
+def test_layouts_make_one_method_per_fusion_and_layout_and_best_checkpoints_are_evaluated(
+    tmp_path,
+):
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=4, n_test=1)
+    out = tmp_path / "exp"
+    args = ["experiment", str(ds), "--out", str(out), "--fusion", "none,early"]
+    args += ["--layouts", "centered,reference", "--checkpoint", "best", "--train-sizes", "1"]
+    args += ["--seeds", "1", "--bootstrap", "100", *FAST]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["n001-early-centered-s0", "n001-early-reference-s0", "n001-none-s0"]
+    result = json.loads((out / "runs" / "n001-early-reference-s0" / "result.json").read_text())
+    assert result["layout"] == "reference" and result["checkpoint"] == "best"
+    config = json.loads((out / "runs" / "n001-early-reference-s0" / "config.json").read_text())
+    assert config["layout"] == "reference" and config["fusion"] == "early"
+    table = (out / "table.md").read_text()
+    assert "| early-centered |" in table and "| early-reference |" in table
+    meta = json.loads((out / "experiment.json").read_text())
+    assert meta["methods"] == ["none", "early-centered", "early-reference"]
+    r = CliRunner().invoke(cli, [*args[: -len(FAST)], *FAST, "--layout", "centered"])
+    assert r.exit_code == 2 and "exclude each other" in r.output

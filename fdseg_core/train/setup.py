@@ -1,0 +1,304 @@
+"""The stages of a run before its first step, each callable and testable on its own:
+the data (dataset, backbone and fold checks, preprocessing), the input shape, the
+model's optimisation (loss, optimiser, schedule, AMP scaler) and the loader."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fdseg_core.train.config import TrainConfig
+from fdseg_core.train.distributed import DistInfo
+from fdseg_core.train.losses import build_loss
+from fdseg_core.train.schedules import build_scheduler
+
+__all__ = [
+    "Optimisation",
+    "TrainingData",
+    "build_optimisation",
+    "build_optimizer",
+    "input_shape",
+    "make_loader",
+    "prepare_data",
+    "preprocessor_for",
+    "split_cases",
+    "steps_per_epoch",
+]
+
+
+@dataclass
+class TrainingData:
+    """What a run trains and validates on.
+
+    Attributes:
+        info: The dataset (:class:`~fdseg_core.data.DatasetInfo`).
+        train_ids: Training case ids of this run.
+        val_ids: Validation case ids.
+        plan: The :class:`~fdseg_core.data.FoldPlan` that chose them.
+        new_splits: A split to write as ``splits_final.json`` (``None``: exists or unused).
+        preprocessor: The :class:`~fdseg_core.data.Preprocessor` of every input.
+        train_vols: Preprocessed training volumes.
+        val_vols: Preprocessed validation volumes.
+        provenance: The backbone's name, providing package and version.
+    """
+
+    info: Any
+    train_ids: list[str]
+    val_ids: list[str]
+    plan: Any
+    new_splits: list[dict] | None
+    preprocessor: Any
+    train_vols: list
+    val_vols: list
+    provenance: dict[str, str | None]
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.info.labels.values()) + 1
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels (the model gets twice as many with pipeline bands)."""
+        return len(self.info.channel_names)
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return {v: k for k, v in self.info.labels.items()}
+
+    def meta(self, config: TrainConfig, shape: tuple[int, ...]) -> dict[str, Any]:
+        """The ``data`` section of a checkpoint: what inference needs to rebuild inputs."""
+        bands = self.preprocessor.bands
+        return {
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+            "labels": dict(self.info.labels),
+            "channel_names": list(self.info.channel_names),
+            "normalization": list(self.preprocessor.normalization),
+            "target_spacing": list(config.target_spacing) if config.target_spacing else None,
+            "patch_size": list(shape),
+            "bands": bands.as_dict() if bands is not None else None,
+        }
+
+
+def _backbone_provenance(name: str) -> dict[str, str | None]:
+    from fdseg_core.plugins import get_backbone
+
+    spec = get_backbone(name)
+    return {"name": spec.name, "package": spec.package, "version": spec.version}
+
+
+def split_cases(
+    info, config: TrainConfig, out: Path
+) -> tuple[list[str], list[str], Any, list[dict] | None]:
+    """The training and validation case ids of a run.
+
+    The k-fold split is a property of the dataset, not of the run: it is made with a
+    fixed seed (so runs with different seeds, and ``fdseg experiment``, share their
+    held-out cases) and kept in ``out/splits_final.json`` (nnU-Net's format), which a
+    resumed run reads back. The ``"all"`` fold uses no split file.
+
+    Returns:
+        ``(train_ids, val_ids, plan, new_splits)``: ``plan`` is the
+        :class:`~fdseg_core.data.FoldPlan`; ``new_splits`` the split to write into
+        ``out/splits_final.json`` (``None`` when it exists or is not needed). Nothing
+        is written here.
+
+    Raises:
+        ValueError: Folds the data cannot honour, a split file with another number of
+            folds, or more ``train_cases`` than the fold holds.
+    """
+    from fdseg_core import data as fdata
+
+    case_ids = [c.case_id for c in info.training]
+    plan = fdata.plan_folds(len(case_ids), config.n_folds, config.fold)
+    new_splits = None
+    if plan.fold == fdata.ALL_FOLD:
+        pool, val_ids = sorted(case_ids), sorted(case_ids)
+    else:
+        split_path = Path(out) / "splits_final.json"
+        if split_path.is_file():
+            splits = fdata.load_splits(split_path)
+            if len(splits) != plan.n_folds:
+                raise ValueError(
+                    f"{split_path} holds {len(splits)} folds but this run uses "
+                    f"{plan.n_folds}; use another --out or the same --folds"
+                )
+        else:
+            splits = new_splits = fdata.make_splits(case_ids, n_folds=plan.n_folds, seed=0)
+        pool, val_ids = splits[plan.fold]["train"], list(splits[plan.fold]["val"])
+    train_ids = fdata.select_subset(pool, config.train_cases, seed=config.seed)
+    return train_ids, val_ids, plan, new_splits
+
+
+def preprocessor_for(config: TrainConfig, info) -> Any:
+    """The :class:`~fdseg_core.data.Preprocessor` a config asks for on a dataset."""
+    from fdseg_core import data as fdata
+
+    bands = None
+    if config.bands == "volume":
+        if config.layout != "centered":
+            raise ValueError(
+                "--bands volume needs --layout centered: the pipeline's low band is averaged "
+                "onto each patch's band grid, which only the centred (low-frequency) band allows"
+            )
+        bands = fdata.VolumeBands(config.beta, tuple(config.dims or (2, 3)))
+    return fdata.Preprocessor(
+        normalization=config.normalization or fdata.default_normalization(info),
+        target_spacing=config.target_spacing,
+        bands=bands,
+    )
+
+
+def prepare_data(config: TrainConfig, out: Path) -> TrainingData:
+    """Read and check the dataset, check the backbone, plan the folds, preprocess.
+
+    The checks run in the order a user reads the options: the dataset (every case,
+    named in errors), the backbone, then the folds.
+
+    Raises:
+        FileNotFoundError: Missing dataset files.
+        ValueError: Bad dataset, unknown backbone, folds the data cannot honour.
+    """
+    from fdseg_core import data as fdata
+
+    info = fdata.load_dataset(config.dataset)
+    fdata.check_cases(info)
+    provenance = _backbone_provenance(config.backbone)
+    train_ids, val_ids, plan, new_splits = split_cases(info, config, out)
+    prep = preprocessor_for(config, info)
+    by_id = {c.case_id: c for c in info.training}
+    return TrainingData(
+        info=info,
+        train_ids=train_ids,
+        val_ids=val_ids,
+        plan=plan,
+        new_splits=new_splits,
+        preprocessor=prep,
+        train_vols=[prep(by_id[i]) for i in train_ids],
+        val_vols=[prep(by_id[i]) for i in val_ids],
+        provenance=provenance,
+    )
+
+
+def input_shape(config: TrainConfig, volumes: list, divisor: int) -> tuple[int, int, int]:
+    """The spatial shape of a training sample.
+
+    A patch size as given, or with ``patch_size="full"`` the largest extent of the
+    training volumes on each axis, rounded up to a multiple of ``divisor`` (the
+    backbone's size divisor), so that whole volumes batch together and need no
+    padding inside the model.
+    """
+    if not config.whole_volumes:
+        return tuple(config.patch_size)  # type: ignore[return-value]
+    biggest = np.max([v.image.shape[1:] for v in volumes], axis=0)
+    return tuple(int(math.ceil(s / divisor) * divisor) for s in biggest)  # type: ignore[return-value]
+
+
+def steps_per_epoch(config: TrainConfig, n_train: int, world_size: int) -> int:
+    """Optimiser steps per epoch: ``iters_per_epoch``, or one pass over the cases."""
+    if config.iters_per_epoch is not None:
+        return config.iters_per_epoch
+    return max(1, math.ceil(n_train / (config.batch_size * world_size)))
+
+
+def build_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """AdamW, Adam, or SGD (Nesterov, momentum 0.99 as nnU-Net), from the config."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=0.99, nesterov=True, weight_decay=config.weight_decay
+    )
+
+
+@dataclass
+class Optimisation:
+    """Everything that updates the weights (and is saved in checkpoints)."""
+
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    use_amp: bool
+    grad_clip: float
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+def build_optimisation(
+    config: TrainConfig, model: nn.Module, total_steps: int, device: torch.device
+) -> Optimisation:
+    """Loss, optimiser, schedule over ``total_steps`` and the AMP scaler of a config."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(config, params)
+    use_amp = config.amp and device.type == "cuda"
+    return Optimisation(
+        params=params,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, config.schedule, total_steps),
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
+        loss_fn=build_loss(config.loss),
+        use_amp=use_amp,
+        grad_clip=config.grad_clip,
+    )
+
+
+def make_loader(
+    config: TrainConfig,
+    volumes: list,
+    shape: tuple[int, int, int],
+    steps: int,
+    dist_info: DistInfo,
+    device: torch.device,
+) -> tuple[Any, torch.utils.data.DataLoader]:
+    """The epoch's samples (:class:`~fdseg_core.data.PatchDataset`) and their loader.
+
+    Returns:
+        ``(dataset, loader)``; call ``dataset.set_epoch(e)`` before each epoch.
+    """
+    from fdseg_core import data as fdata
+
+    dataset = fdata.PatchDataset(
+        volumes,
+        patch_size=shape,
+        samples_per_epoch=steps * config.batch_size * dist_info.world_size,
+        foreground_oversample=config.foreground_oversample,
+        augment=config.augment,
+        seed=config.seed,
+        whole_volumes=config.whole_volumes,
+        intensity_augment=config.bands == "model",
+    )
+    sampler = None
+    if dist_info.enabled:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            dataset, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=False
+        )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=config.num_workers,
+        drop_last=True,
+        persistent_workers=False,
+        pin_memory=device.type == "cuda",
+    )
+    return dataset, loader

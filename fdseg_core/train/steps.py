@@ -1,0 +1,120 @@
+"""One optimiser step, one epoch, one validation: the stages a run repeats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from fdseg_core.train.distributed import DistInfo, all_reduce_sum
+from fdseg_core.train.setup import Optimisation
+
+__all__ = ["train_step", "train_epoch", "validate", "unwrap"]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def train_step(
+    model: nn.Module, opt: Optimisation, image: torch.Tensor, label: torch.Tensor
+) -> torch.Tensor:
+    """Forward, loss, backward (AMP-scaled on CUDA), clip, optimiser and schedule step.
+
+    Args:
+        model: The network in training mode.
+        opt: Its :class:`~fdseg_core.train.setup.Optimisation`.
+        image: Batch ``(B, C, *spatial)`` on the model's device.
+        label: Labels ``(B, *spatial)`` on the same device.
+
+    Returns:
+        The loss, detached (a 0-dim tensor on the device: no host sync here).
+    """
+    opt.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(image.device.type, dtype=torch.float16, enabled=opt.use_amp):
+        logits = model(image)
+        loss = opt.loss_fn(logits, label)
+    opt.scaler.scale(loss).backward()
+    if opt.grad_clip > 0:
+        opt.scaler.unscale_(opt.optimizer)
+        nn.utils.clip_grad_norm_(opt.params, opt.grad_clip)
+    opt.scaler.step(opt.optimizer)
+    opt.scaler.update()
+    opt.scheduler.step()
+    return loss.detach()
+
+
+def train_epoch(
+    model: nn.Module,
+    opt: Optimisation,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    *,
+    steps: int,
+    progress: bool = False,
+    desc: str = "",
+) -> torch.Tensor:
+    """Run the steps of one epoch.
+
+    Returns:
+        The mean loss of this process's steps (a 0-dim tensor on ``device``).
+    """
+    from tqdm import tqdm
+
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    bar = tqdm(batches, total=steps, disable=not progress, leave=False, desc=desc)
+    for image, label in bar:
+        loss = train_step(
+            model,
+            opt,
+            image.to(device, non_blocking=True),
+            label.to(device, non_blocking=True),
+        )
+        loss_sum += loss
+        if progress:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    return loss_sum / max(steps, 1)
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    volumes: Sequence,
+    num_classes: int,
+    patch_size: Sequence[int],
+    *,
+    overlap: float,
+    device: torch.device,
+    dist_info: DistInfo,
+) -> np.ndarray:
+    """Mean Dice per class over the validation volumes (whole volumes; sliding window,
+    or one pass when a volume fits ``patch_size``). Each process takes every
+    ``world_size``-th volume; the sums are reduced over processes.
+
+    Returns:
+        ``(num_classes,)`` float64; NaN for a class absent from every prediction and
+        reference.
+    """
+    from fdseg_core.infer import sliding_window_inference
+    from fdseg_core.metrics import dice_per_class
+
+    net = unwrap(model)
+    net.eval()
+    sums = torch.zeros(num_classes, dtype=torch.float64, device=device)
+    counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
+    for vol in volumes[dist_info.rank :: dist_info.world_size]:
+        image = torch.as_tensor(vol.image)[None].to(device)
+        probs = sliding_window_inference(image, net, patch_size, overlap=overlap, device=device)
+        pred = probs.argmax(1)[0].cpu()
+        dice = dice_per_class(pred, torch.as_tensor(vol.label), num_classes)
+        valid = ~torch.isnan(dice)
+        sums += torch.where(valid, dice, torch.zeros_like(dice)).to(device, torch.float64)
+        counts += valid.to(device, torch.float64)
+    sums = all_reduce_sum(sums, dist_info)
+    counts = all_reduce_sum(counts, dist_info)
+    model.train()
+    return (sums / counts.clamp(min=1)).where(counts > 0, torch.nan).cpu().numpy()
