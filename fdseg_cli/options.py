@@ -211,6 +211,12 @@ def training_options(func):
         click.option(
             "--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA."
         ),
+        click.option(
+            "--channels-last/--no-channels-last",
+            default=False,
+            show_default=True,
+            help="Channels-last 3D weights and batches (about 20 % faster on the CPU).",
+        ),
         count_option(
             "--val-every",
             default=None,
@@ -220,6 +226,12 @@ def training_options(func):
             "--early-stop-patience",
             default=None,
             help="Stop after this many validations without improvement [default: never].",
+        ),
+        count_option(
+            "--early-stop-min-epochs",
+            minimum=0,
+            default=0,
+            help="Never stop early before this many epochs.",
         ),
         click.option(
             "--early-stop-min-delta",

@@ -128,6 +128,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         _seed_everything(config.seed)
         cfg = config.to_dict()
         net = build_model(cfg, data.in_channels, data.num_classes).to(device)
+        if config.channels_last:
+            net = net.to(memory_format=torch.channels_last_3d)
         shape = input_shape(config, data.train_vols, net.size_divisor)
         model: nn.Module = net
         if dist_info.enabled:
@@ -166,6 +168,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                 steps=steps,
                 progress=show,
                 desc=f"epoch {epoch + 1}/{config.epochs}",
+                channels_last=config.channels_last,
             )
             epoch += 1
             row: dict[str, Any] = {
@@ -283,12 +286,14 @@ class _Tracker:
     A validation counts as an improvement when its mean foreground Dice beats the best
     by more than ``early_stop_min_delta`` (the first validation always does; a NaN mean
     counts as -1, so a run still gets a ``best.pt``). After ``early_stop_patience``
-    validations in a row without one, the run stops.
+    validations in a row without one, and not before ``early_stop_min_epochs``, the
+    run stops.
     """
 
     def __init__(self, config: TrainConfig) -> None:
         self.patience = config.early_stop_patience
         self.min_delta = config.early_stop_min_delta
+        self.min_epochs = config.early_stop_min_epochs
         self.best = -math.inf
         self.best_epoch = 0
         self.stale = 0
@@ -300,7 +305,7 @@ class _Tracker:
             self.best, self.best_epoch, self.stale = score, epoch, 0
             return True
         self.stale += 1
-        if self.patience is not None and self.stale >= self.patience:
+        if self.patience is not None and self.stale >= self.patience and epoch >= self.min_epochs:
             self.stopped = True
         return False
 

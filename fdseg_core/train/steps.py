@@ -20,7 +20,12 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def train_step(
-    model: nn.Module, opt: Optimisation, image: torch.Tensor, label: torch.Tensor
+    model: nn.Module,
+    opt: Optimisation,
+    image: torch.Tensor,
+    label: torch.Tensor,
+    *,
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """Forward, loss, backward (AMP-scaled on CUDA), clip, optimiser and schedule step.
 
@@ -29,10 +34,13 @@ def train_step(
         opt: Its :class:`~fdseg_core.train.setup.Optimisation`.
         image: Batch ``(B, C, *spatial)`` on the model's device.
         label: Labels ``(B, *spatial)`` on the same device.
+        channels_last: Give a 3D batch to the model in the channels-last format.
 
     Returns:
         The loss, detached (a 0-dim tensor on the device: no host sync here).
     """
+    if channels_last and image.ndim == 5:
+        image = image.contiguous(memory_format=torch.channels_last_3d)
     opt.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(image.device.type, dtype=torch.float16, enabled=opt.use_amp):
         logits = model(image)
@@ -56,8 +64,9 @@ def train_epoch(
     steps: int,
     progress: bool = False,
     desc: str = "",
+    channels_last: bool = False,
 ) -> torch.Tensor:
-    """Run the steps of one epoch.
+    """Run the steps of one epoch (``channels_last`` as in :func:`train_step`).
 
     Returns:
         The mean loss of this process's steps (a 0-dim tensor on ``device``).
@@ -73,6 +82,7 @@ def train_epoch(
             opt,
             image.to(device, non_blocking=True),
             label.to(device, non_blocking=True),
+            channels_last=channels_last,
         )
         loss_sum += loss
         if progress:

@@ -256,6 +256,18 @@ def test_early_stopping_on_a_plateau_keeps_its_state_across_resume(ds, tmp_path,
     assert again["epochs_run"] == 2  # a stopped run stays stopped
 
 
+def test_early_stopping_waits_for_the_minimum_epochs(ds, tmp_path, monkeypatch):
+    import fdseg_core.train.loop as loop
+
+    means = iter([0.5, 0.3, 0.3, 0.3, 0.9, 0.9])  # sags, then takes off at epoch 5
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: np.array([np.nan, (m := next(means)), m]))
+    config = cfg(ds, tmp_path / "run", epochs=7, early_stop_patience=2, early_stop_min_epochs=5)
+    result = train(config)
+    # without the minimum it would stop at epoch 3; with it, epoch 5 improves
+    assert result["best_epoch"] == 5 and result["epochs_run"] == 7
+    assert not result["stopped_early"]
+
+
 def test_version_1_checkpoints_load_with_the_generic_fusion(ds, tmp_path):
     run = tmp_path / "run"
     train(cfg(ds, run, fusion="late", fusion_at="generic"))
@@ -265,3 +277,21 @@ def test_version_1_checkpoints_load_with_the_generic_fusion(ds, tmp_path):
     torch.save(ckpt, run / "old.pt")
     model, _ = load_model(run / "old.pt")
     assert model.fused_at == "output head"
+
+
+def test_channels_last_steps_match_the_contiguous_ones(ds, tmp_path):
+    config = cfg(ds, tmp_path, optimizer="sgd", fusion="early", backbone="paper_unet3d")
+    config = config.replace(backbone_options={})
+    x, y = torch.randn(2, 1, 16, 16, 8), torch.randint(0, 3, (2, 16, 16, 8))
+    losses, weights = [], []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = build_model(config.to_dict(), 1, 3).eval()  # eval: no dropout
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)
+        opt = build_optimisation(config, model, total_steps=2, device=torch.device("cpu"))
+        losses.append([float(train_step(model, opt, x, y, channels_last=channels_last))
+                       for _ in range(2)])  # fmt: skip
+        weights.append(model.backbone.conv3d_c1_1.weight.detach().contiguous())
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    torch.testing.assert_close(weights[0], weights[1], atol=1e-5, rtol=1e-4)
