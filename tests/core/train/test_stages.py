@@ -261,10 +261,10 @@ def test_early_stopping_waits_for_the_minimum_epochs(ds, tmp_path, monkeypatch):
 
     means = iter([0.5, 0.3, 0.3, 0.3, 0.9, 0.9])  # sags, then takes off at epoch 5
     monkeypatch.setattr(loop, "validate", lambda *a, **k: np.array([np.nan, (m := next(means)), m]))
-    config = cfg(ds, tmp_path / "run", epochs=7, early_stop_patience=2, early_stop_min_epochs=5)
+    config = cfg(ds, tmp_path / "run", epochs=6, early_stop_patience=2, early_stop_min_epochs=5)
     result = train(config)
     # without the minimum it would stop at epoch 3; with it, epoch 5 improves
-    assert result["best_epoch"] == 5 and result["epochs_run"] == 7
+    assert result["best_epoch"] == 5 and result["epochs_run"] == 6
     assert not result["stopped_early"]
 
 
