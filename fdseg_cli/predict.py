@@ -10,8 +10,15 @@ __all__ = ["predict"]
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.argument("args", nargs=-1, required=True, metavar="[CHECKPOINT] INPUTS...")
+@click.option(
+    "--onnx",
+    "onnx_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Predict with this ONNX file (from `fdseg export`) in ONNX Runtime instead of a "
+    "checkpoint; then every argument is an input.",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -37,16 +44,32 @@ __all__ = ["predict"]
 @count_option("--batch-size", default=1, help="Windows per forward pass.")
 @progress_option
 def predict(
-    checkpoint, inputs, out, overlap, tta, save_probabilities, overlay, device, batch_size, progress
+    args, onnx_path, out, overlap, tta, save_probabilities, overlay, device, batch_size, progress
 ):
     """Segment INPUTS (NIfTI files, folders, or a dataset root: its imagesTs) with
-    CHECKPOINT (best.pt or last.pt of `fdseg train`). Label maps are written as
-    OUT/{case}.nii.gz on each input's grid, with its affine and header."""
+    CHECKPOINT (best.pt or last.pt of `fdseg train`), or with the ONNX file of
+    `--onnx` (then no CHECKPOINT). Label maps are written as OUT/{case}.nii.gz on each
+    input's grid, with its affine and header; the same pipeline serves both."""
     from fdseg_core.infer import gather_inputs, predict_cases
     from fdseg_core.train import load_model, resolve_device
 
-    dev = resolve_device(device)
-    model, meta = load_model(checkpoint, map_location=dev)
+    if onnx_path is not None:
+        from fdseg_core.export import OnnxModel
+
+        if device == "cuda":
+            raise click.BadParameter(
+                "ONNX models run on the CPU provider here", param_hint="--device"
+            )
+        model = OnnxModel(onnx_path)
+        meta = model.info()
+        dev = resolve_device("cpu")
+        inputs = args
+    else:
+        if len(args) < 2:
+            raise click.UsageError("expected CHECKPOINT INPUTS... (or --onnx MODEL INPUTS...)")
+        dev = resolve_device(device)
+        model, meta = load_model(args[0], map_location=dev)
+        inputs = args[1:]
     cases = gather_inputs(inputs, meta["in_channels"])
     written = predict_cases(
         model,

@@ -14,11 +14,14 @@ themselves differentiable (double backward works).
 
 The paper code's unshifted box (``layout="reference"``) is just as separable and
 low rank; its per-axis operators are complex ``(k, n)`` / ``(n, k)`` matrices
-(:func:`~fdseg_core.bands.operators.reference_matrices`). The first down-sampling
-is one real matmul with the real and imaginary rows stacked, the steps on the small
-tensor are complex matmuls, and the last up-sampling is again one real ``baddbmm``
-(``[Re V, -Im V]`` on ``[Re t; Im t]``) that writes the output once. Gradients come
-from autograd.
+(:func:`~fdseg_core.bands.operators.reference_matrices`), applied as real and
+imaginary parts. The first down-sampling is one real matmul with the real and
+imaginary rows stacked, the steps on the small tensor are pairs of real matmuls, and
+the last up-sampling is again one real ``baddbmm`` (``[Re V, -Im V]`` on
+``[Re t; Im t]``) that writes the output once. Gradients come from autograd.
+
+The matrices are cached per size; under a trace with symbolic sizes (``torch.export``
+with dynamic shapes, ONNX export) they are built from tensor ops inside the graph.
 """
 
 from __future__ import annotations
@@ -170,46 +173,53 @@ def fuse(
 
 
 # ---- layout="reference": the paper's unshifted box, with complex per-axis matrices ----
+# Complex tensors are carried as (real, imaginary) pairs of real tensors, so that the
+# path runs on every backend that runs real matmuls (ONNX export included).
 
 
-def _complex_dtype(work: torch.dtype) -> torch.dtype:
-    return torch.complex128 if work == torch.float64 else torch.complex64
+def _complex_along(
+    re: torch.Tensor, im: torch.Tensor, m_re: torch.Tensor, m_im: torch.Tensor, dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(M_re + i M_im)(re + i im)`` along ``dim``, as two real tensors."""
+    return (
+        _apply_along(re, m_re, dim) - _apply_along(im, m_im, dim),
+        _apply_along(im, m_re, dim) + _apply_along(re, m_im, dim),
+    )
 
 
 def _reference_small(
     a: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
-) -> torch.Tensor:
-    """``A a`` over every band dim (complex), ``a`` real.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A a`` over every band dim, ``a`` real, as ``(Re, Im)``.
 
     The first axis is one real matmul with ``[Re A; Im A]`` stacked (``2k`` rows), so
     the full-size input is read once and no complex copy of it is made.
     """
-    cdtype = _complex_dtype(a.dtype)
     d0, k0 = dims[0], widths[0]
-    am, _ = reference_matrices(a.shape[d0], k0, dtype=cdtype, device=a.device)
-    stacked = _apply_along(a, torch.cat([am.real, am.imag]), d0)
-    t = torch.complex(stacked.narrow(d0, 0, k0), stacked.narrow(d0, k0, k0))
+    a_re, a_im, _, _ = reference_matrices(a.shape[d0], k0, dtype=a.dtype, device=a.device)
+    stacked = _apply_along(a, torch.cat([a_re, a_im]), d0)
+    re, im = stacked.narrow(d0, 0, k0), stacked.narrow(d0, k0, k0)
     for d, k in zip(dims[1:], widths[1:], strict=True):
-        am, _ = reference_matrices(t.shape[d], k, dtype=cdtype, device=a.device)
-        t = _apply_along(t, am, d)
-    return t
+        m_re, m_im, _, _ = reference_matrices(re.shape[d], k, dtype=a.dtype, device=a.device)
+        re, im = _complex_along(re, im, m_re, m_im, d)
+    return re, im
 
 
 def _reference_residual(
-    a: torch.Tensor, small: torch.Tensor, dims: tuple[int, ...]
+    a: torch.Tensor, re: torch.Tensor, im: torch.Tensor, dims: tuple[int, ...]
 ) -> torch.Tensor:
-    """``a - Re(V small)`` over every band dim; the last axis is one real ``baddbmm``
-    with ``[Re V, -Im V]`` on ``[Re t; Im t]`` that writes the output once."""
-    cdtype = small.dtype
-    t = small
+    """``a - Re(V (re + i im))`` over every band dim; the last axis is one real
+    ``baddbmm`` with ``[Re V, -Im V]`` on ``[re; im]`` that writes the output once."""
     for d in dims[:-1]:
-        _, v = reference_matrices(a.shape[d], t.shape[d], dtype=cdtype, device=a.device)
-        t = _apply_along(t, v, d)
+        _, _, v_re, v_im = reference_matrices(
+            a.shape[d], re.shape[d], dtype=a.dtype, device=a.device
+        )
+        re, im = _complex_along(re, im, v_re, v_im, d)
     d = dims[-1]
-    n, k = a.shape[d], t.shape[d]
-    _, v = reference_matrices(n, k, dtype=cdtype, device=a.device)
-    u = torch.cat([v.real, -v.imag], dim=1)  # (n, 2k)
-    stacked = torch.cat([t.real, t.imag], dim=d)
+    n, k = a.shape[d], re.shape[d]
+    _, _, v_re, v_im = reference_matrices(n, k, dtype=a.dtype, device=a.device)
+    u = torch.cat([v_re, -v_im], dim=1)  # (n, 2k)
+    stacked = torch.cat([re, im], dim=d)
     pre = math.prod(a.shape[:d])
     post = math.prod(a.shape[d + 1 :])
     if post == 1:
@@ -230,9 +240,9 @@ def split_reference(
     """The paper code's split (unshifted box) with per-axis matmuls, no full-size FFT.
 
     ``low = Re(A x)``, ``high = x - Re(V A x)`` with the complex per-axis matrices of
-    :func:`~fdseg_core.bands.operators.reference_matrices`; equal to the torch.fft
-    backend's ``layout="reference"`` up to float rounding. Gradients come from
-    autograd through the (real and complex) matmuls.
+    :func:`~fdseg_core.bands.operators.reference_matrices`, carried as real and
+    imaginary parts; equal to the torch.fft backend's ``layout="reference"`` up to
+    float rounding. Gradients come from autograd through the real matmuls.
 
     Args:
         x: Real tensor ``(N, C, *spatial)`` (validated by the caller).
@@ -244,9 +254,9 @@ def split_reference(
     """
     work = _compute_dtype(x.dtype)
     a = x.to(work)
-    small = _reference_small(a, dims, widths)
-    high = _reference_residual(a, small, dims)
-    return small.real.to(x.dtype), high.to(x.dtype)
+    re, im = _reference_small(a, dims, widths)
+    high = _reference_residual(a, re, im, dims)
+    return re.to(x.dtype), high.to(x.dtype)
 
 
 def fuse_reference(
@@ -266,5 +276,5 @@ def fuse_reference(
     """
     work = _compute_dtype(high.dtype)
     a = high.to(work)
-    small = _reference_small(a, dims, widths) - low.to(work)
-    return _reference_residual(a, small, dims).to(high.dtype)
+    re, im = _reference_small(a, dims, widths)
+    return _reference_residual(a, re - low.to(work), im, dims).to(high.dtype)

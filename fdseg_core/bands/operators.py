@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
 import torch
 
@@ -61,9 +62,45 @@ def band_width(n: int, beta: float) -> int:
 
     Returns:
         The number of low-band samples ``k`` (may be 0 when ``n * beta < 1``;
-        callers validate that).
+        callers validate that). ``floor`` rather than ``int``: equal for the
+        positive sizes here, and it keeps a symbolic size (``torch.SymInt``, under
+        ``torch.export`` with dynamic shapes) symbolic.
     """
-    return int(n * beta)
+    return math.floor(n * beta)
+
+
+def _symbolic(*sizes: Any) -> bool:
+    """Whether any size is a ``torch.SymInt`` (tracing with dynamic shapes)."""
+    return any(isinstance(v, torch.SymInt) for v in sizes)
+
+
+def _dirichlet(phi: torch.Tensor, count: Any) -> torch.Tensor:
+    """``sum_{j=0}^{count-1} exp(2 pi i j phi)`` up to its phase: ``sin(pi c phi) / sin(pi phi)``,
+    with its limit ``count`` where ``phi`` is an integer (here only ``phi = 0``)."""
+    den = torch.sin(math.pi * phi)
+    small = den.abs() < 1e-12
+    ratio = torch.sin(math.pi * count * phi) / torch.where(small, torch.ones_like(den), den)
+    return torch.where(small, torch.full_like(den, 1.0) * count, ratio)
+
+
+def _phase(n: Any, k: Any, device: Any) -> torch.Tensor:
+    """``phi[s, t] = s / k - t / n`` in float64, shape ``(k, n)``."""
+    s = torch.arange(k, dtype=torch.float64, device=device).unsqueeze(1) / k
+    t = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(0) / n
+    return s - t
+
+
+def _traced_downsample(n: Any, k: Any, dtype: torch.dtype, device: Any) -> torch.Tensor:
+    """``D`` in closed form from tensor ops on the sizes, so that a trace with symbolic
+    sizes (``torch.export``, ONNX export with dynamic shapes) builds it inside the graph:
+    the sum over ``|f| <= (k-1)/2`` is a Dirichlet kernel, and for even ``k`` the
+    ``+-k/2`` pair adds ``sqrt(2) cos(pi k phi)`` (module docstring)."""
+    phi = _phase(n, k, device)
+    width = 2 * ((k - 1) // 2) + 1  # bins |f| <= (k-1)/2
+    out = _dirichlet(phi, width)
+    even = 1 - k % 2
+    out = out + even * math.sqrt(2.0) * torch.cos(math.pi * k * phi)
+    return (out / n).to(dtype)
 
 
 def band_indices(n: int, k: int) -> tuple[list[int], list[int], int | None]:
@@ -125,6 +162,8 @@ def downsample_matrix(
     """
     if not 1 <= k < n:
         raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
+    if _symbolic(n, k):
+        return _traced_downsample(n, k, dtype, device)
     return _cached(n, k, dtype, str(torch.device(device)), False)
 
 
@@ -144,6 +183,8 @@ def upsample_matrix(
     """
     if not 1 <= k < n:
         raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
+    if _symbolic(n, k):
+        return (_traced_downsample(n, k, torch.float64, device).t() * (n / k)).to(dtype)
     return _cached(n, k, dtype, str(torch.device(device)), True)
 
 
@@ -192,15 +233,34 @@ def _reference_complex128(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 @lru_cache(maxsize=256)
 def _reference_cached(
     n: int, k: int, dtype: torch.dtype, device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     a, v = _reference_complex128(n, k)
-    return a.to(dtype=dtype, device=device), v.to(dtype=dtype, device=device)
+    parts = (a.real, a.imag, v.real, v.imag)
+    return tuple(p.to(dtype=dtype, device=device).contiguous() for p in parts)  # type: ignore[return-value]
+
+
+def _traced_reference(
+    n: Any, k: Any, dtype: torch.dtype, device: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The reference matrices in closed form (see :func:`_traced_downsample`):
+    ``A[s, t] = 1/k sum_{j<k} exp(2 pi i (j phi - b t / n))`` with ``phi = s/k - t/n`` and
+    ``b`` the box start, a geometric sum ``exp(i pi (k-1) phi) sin(pi k phi) / sin(pi phi)``;
+    ``V[t, s] = (k/n) conj(A[s, t])``."""
+    start = (n - k) // 2  # int(n/2 - k/2) for n > k
+    phi = _phase(n, k, device)
+    t = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(0)
+    angle = math.pi * (k - 1) * phi - 2.0 * math.pi * start * t / n
+    magnitude = _dirichlet(phi, k) / k
+    a_re, a_im = magnitude * torch.cos(angle), magnitude * torch.sin(angle)
+    v_re, v_im = a_re.t() * (k / n), -a_im.t() * (k / n)
+    return tuple(p.to(dtype) for p in (a_re, a_im, v_re, v_im))  # type: ignore[return-value]
 
 
 def reference_matrices(
-    n: int, k: int, *, dtype: torch.dtype = torch.complex128, device: torch.device | str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The complex per-axis operators of ``layout="reference"`` (the paper's public code).
+    n: int, k: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The per-axis operators of ``layout="reference"`` (the paper's public code), as
+    real and imaginary parts.
 
     The code cuts the box :func:`reference_box` out of the *unshifted* n-point
     spectrum. Along one axis its "low" image is ``A x`` with
@@ -217,14 +277,17 @@ def reference_matrices(
     Args:
         n: Size of the full axis.
         k: Kept width, ``1 <= k < n``.
-        dtype: Complex dtype of the results (computed in complex128, then cast).
+        dtype: Real dtype of the results (computed in float64, then cast).
         device: Device of the results.
 
     Returns:
-        ``(A, V)`` of shapes ``(k, n)`` and ``(n, k)``; cached, do not modify them.
+        ``(Re A, Im A, Re V, Im V)``, shapes ``(k, n)`` and ``(n, k)``; cached for
+        concrete sizes (do not modify them), built from tensor ops for symbolic ones.
     """
     if not 1 <= k < n:
         raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
-    if not dtype.is_complex:
-        raise ValueError(f"reference matrices are complex, got dtype {dtype}")
+    if dtype.is_complex:
+        raise ValueError(f"reference matrices come as real parts, got dtype {dtype}")
+    if _symbolic(n, k):
+        return _traced_reference(n, k, dtype, device)
     return _reference_cached(n, k, dtype, str(torch.device(device)))

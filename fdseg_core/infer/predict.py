@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +64,7 @@ def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
 
 
 def predict_cases(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     meta: dict,
     cases: Sequence[Case],
     out_dir: str | Path,
@@ -78,6 +78,9 @@ def predict_cases(
     progress: bool = True,
 ) -> list[Path]:
     """Segment cases and write ``{case}.nii.gz`` label maps on each input's grid.
+
+    ``model`` is a PyTorch model (moved to ``device``) or any callable from a batch of
+    windows to logits, such as :class:`~fdseg_core.export.OnnxModel`.
 
     The image is normalised (and resampled) exactly as during training (``meta``:
     ``normalization``, ``target_spacing``, ``patch_size``, ``labels``), predicted with
@@ -95,7 +98,8 @@ def predict_cases(
     inputs = {p.resolve() for c in cases for p in c.image_paths}
     prep = Preprocessor.from_meta(meta)
     device = torch.device(device)
-    model = model.to(device).eval()
+    if isinstance(model, nn.Module):
+        model = model.to(device).eval()
     written = []
     for case in tqdm(cases, disable=not progress, desc="predict", unit="case"):
         target = out_dir / f"{case.case_id}.nii.gz"

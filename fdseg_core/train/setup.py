@@ -74,6 +74,7 @@ class TrainingData:
     def meta(self, config: TrainConfig, shape: tuple[int, ...]) -> dict[str, Any]:
         """The ``data`` section of a checkpoint: what inference needs to rebuild inputs."""
         bands = self.preprocessor.bands
+        spacings = [v.loaded.spacing for v in self.train_vols]
         return {
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
@@ -81,6 +82,10 @@ class TrainingData:
             "channel_names": list(self.info.channel_names),
             "normalization": list(self.preprocessor.normalization),
             "target_spacing": list(config.target_spacing) if config.target_spacing else None,
+            # the voxel size the model saw: the target, or the training cases' median
+            "spacing": list(config.target_spacing)
+            if config.target_spacing
+            else [float(s) for s in np.median(np.asarray(spacings), axis=0)],
             "patch_size": list(shape),
             "bands": bands.as_dict() if bands is not None else None,
         }

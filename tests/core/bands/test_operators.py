@@ -77,3 +77,27 @@ def test_random_shapes_round_trip_and_backends_agree(sizes, beta, batch, data):
     torch.testing.assert_close(
         band_fuse(low_m, high_m, beta, dims=dims, backend="matmul"), x, atol=1e-11, rtol=0
     )
+
+
+@pytest.mark.parametrize(("n", "k"), [(40, 4), (33, 6), (20, 3), (160, 16), (9, 1)])
+def test_matrices_built_in_a_trace_equal_the_cached_ones(n, k):
+    """Under torch.export with dynamic shapes the sizes are symbolic and the matrices are
+    built from tensor ops inside the graph; they must be the cached matrices."""
+    from fdseg_core.bands import operators as ops
+
+    torch.testing.assert_close(
+        ops._traced_downsample(n, k, torch.float64, "cpu"),
+        ops.downsample_matrix(n, k),
+        atol=1e-12,
+        rtol=0,
+    )
+    traced = ops._traced_reference(n, k, torch.float64, "cpu")
+    for got, want in zip(traced, ops.reference_matrices(n, k), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+def test_band_width_is_the_floor_for_concrete_and_symbolic_sizes():
+    from fdseg_core.bands.operators import band_width
+
+    assert [band_width(n, 0.1) for n in (9, 10, 160, 161)] == [0, 1, 16, 16]
+    assert band_width(100, 0.29) == int(100 * 0.29) == 28  # float rounding, as int()

@@ -1,0 +1,61 @@
+"""``fdseg export``: a trained checkpoint as one ONNX file, band operators included."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["export"]
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The .onnx file to write.",
+)
+@click.option(
+    "--dynamic/--static",
+    default=True,
+    show_default=True,
+    help="Dynamic spatial sizes (multiples of the backbone's divisor, band matrices "
+    "built in the graph), or fixed at --shape.",
+)
+@click.option(
+    "--shape",
+    type=(int, int, int),
+    default=None,
+    help="Spatial size to trace with [default: the checkpoint's patch size].",
+)
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Run the file with ONNX Runtime and report its largest difference to PyTorch.",
+)
+def export(checkpoint, out, dynamic, shape, check):
+    """Export the model of CHECKPOINT (best.pt or last.pt of `fdseg train`) to ONNX, with
+    its classes, normalisation, spacing, patch size and band parameters as metadata.
+    Run it with `fdseg predict --onnx OUT ...` or any ONNX runtime."""
+    from pathlib import Path
+
+    from fdseg_core.export import export_checkpoint
+
+    if not out.endswith(".onnx"):
+        raise click.BadParameter(f"{out}: expected a file name ending in .onnx", param_hint="--out")
+    if not Path(out).resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder of {out} does not exist", param_hint="--out")
+    result = export_checkpoint(checkpoint, out, dynamic_spatial=dynamic, spatial=shape, check=check)
+    if result.note:
+        click.echo(f"note: {result.note}", err=True)
+    sizes = (
+        f"spatial sizes: any multiple of {result.size_divisor}"
+        if result.dynamic_spatial
+        else f"spatial size: {'x'.join(map(str, result.example_shape[2:]))} only"
+    )
+    click.echo(f"wrote {result.path} (batch: dynamic; {sizes})")
+    if result.max_abs_error is not None:
+        click.echo(
+            f"onnxruntime vs PyTorch on a random input: max |difference| {result.max_abs_error:.2e}"
+        )

@@ -1,0 +1,310 @@
+"""ONNX export of (frequency-disentangled) segmentation models.
+
+The band operators go into the graph as the matmul backend's per-axis matrix
+products (``docs/export.md``), whatever backend the model runs on in PyTorch: the
+torch.fft backend would become ONNX ``DFT`` nodes on complex pairs, and the Triton
+kernels cannot leave PyTorch at all. With dynamic spatial sizes the band matrices
+are built inside the graph from ``Range``, ``Cos`` and ``Sin`` of the input's shape
+(``k = floor(n * beta)`` at run time), so one file serves any input whose spatial
+sizes are multiples of the backbone's size divisor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ExportResult",
+    "METADATA_KEY",
+    "checkpoint_metadata",
+    "export_checkpoint",
+    "export_onnx",
+    "onnx_available",
+]
+
+#: Metadata key holding the JSON of everything inference needs (``meta`` of a checkpoint).
+METADATA_KEY = "fdseg.meta"
+#: Largest spatial size the dynamic dims allow (ONNX Runtime needs no bound; export does).
+_MAX_SPATIAL = 4096
+
+
+def onnx_available() -> str | None:
+    """``None`` when ONNX export can run here, else what is missing."""
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (
+            f"ONNX export needs {' and '.join(missing)}: pip install 'fdseg[onnx]' "
+            "(onnx, onnxscript, onnxruntime)"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_onnx` wrote.
+
+    Attributes:
+        path: The ``.onnx`` file.
+        dynamic_spatial: Whether the spatial sizes are dynamic (multiples of
+            ``size_divisor``), or fixed at ``example_shape``.
+        size_divisor: Spatial sizes the file accepts are multiples of this.
+        example_shape: The input shape traced.
+        note: Why the spatial size is fixed, when it is (``None`` otherwise).
+        max_abs_error: ``max |onnxruntime - torch|`` on the example input, when checked.
+    """
+
+    path: Path
+    dynamic_spatial: bool
+    size_divisor: int
+    example_shape: tuple[int, ...]
+    note: str | None = None
+    max_abs_error: float | None = None
+
+
+@contextlib.contextmanager
+def _matmul_bands(model: nn.Module) -> Iterator[None]:
+    """Run every FrequencyDisentangledNet inside ``model`` on the matmul backend."""
+    from fdseg_core.nn import FrequencyDisentangledNet
+
+    nets = [m for m in model.modules() if isinstance(m, FrequencyDisentangledNet)]
+    saved = [n.backend for n in nets]
+    try:
+        for n in nets:
+            n.backend = "matmul"
+        yield
+    finally:
+        for n, b in zip(nets, saved, strict=True):
+            n.backend = b
+
+
+def _layer_of(error: BaseException, program: Any) -> str | None:
+    """The layer (module path and class) of the graph node an ONNX error names."""
+    text = "\n".join(str(e) for e in (error, error.__cause__, error.__context__) if e is not None)
+    node_name = re.search(r"translating node %(\S+)", text)
+    target = re.search(r"target=torch\.ops\.(\S+?)\]?\(", text) or re.search(
+        r"OpOverload\(op='([^']+)'", text
+    )
+    op = target.group(1) if target else None
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        if (node_name and node.name == node_name.group(1)) or (
+            op and str(node.target).startswith(op)
+        ):
+            stack = node.meta.get("nn_module_stack") or {}
+            path, cls = list(stack.values())[-1] if stack else ("", type(program).__name__)
+            return f"layer {path or '<root>'!r} ({cls.rsplit('.', 1)[-1]}) uses {node.target}"
+    return None
+
+
+def _dynamic_shapes(
+    example: torch.Tensor, divisor: int, min_size: int, dynamic_spatial: bool
+) -> dict[str, dict[int, Any]]:
+    from torch.export import Dim
+
+    shapes: dict[int, Any] = {0: Dim("batch", min=1, max=1024)}
+    if dynamic_spatial:
+        lo = max(1, math.ceil(min_size / divisor))
+        for i in range(2, example.ndim):
+            shapes[i] = divisor * Dim(f"spatial{i - 2}", min=lo, max=_MAX_SPATIAL // divisor)
+    return {"x": shapes}
+
+
+def _trace(model: nn.Module, example: torch.Tensor, divisor: int, min_size: int, dynamic: bool):
+    return torch.export.export(
+        model,
+        (example,),
+        dynamic_shapes=_dynamic_shapes(example, divisor, min_size, dynamic),
+        strict=False,
+    )
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    example_shape: Sequence[int],
+    dynamic_spatial: bool = True,
+    metadata: Mapping[str, Any] | None = None,
+    check: bool = True,
+    opset: int | None = None,
+) -> ExportResult:
+    """Export a segmentation model to one ONNX file, band operators included.
+
+    Args:
+        model: A model mapping ``(N, C, *spatial)`` to logits, typically a
+            :class:`~fdseg_core.nn.FrequencyDisentangledNet` (any backend: the band
+            operators are exported as matmuls).
+        path: The ``.onnx`` file to write (atomically: a temp file, then a rename).
+        example_shape: ``(N, C, *spatial)`` to trace with; spatial sizes must be
+            multiples of the model's ``size_divisor``. The batch is always dynamic.
+        dynamic_spatial: Make the spatial sizes dynamic (multiples of the size
+            divisor, band matrices built in the graph). When the model cannot be
+            traced with dynamic sizes (a fixed-size backbone), the sizes are fixed at
+            ``example_shape`` and :attr:`ExportResult.note` says why.
+        metadata: Written into the file: ``fdseg.meta`` holds it as JSON, and each
+            entry also as a key of its own.
+        check: Run the file with ONNX Runtime on the example input and record the
+            largest difference to PyTorch.
+        opset: ONNX opset (``None``: the exporter's default).
+
+    Returns:
+        An :class:`ExportResult`.
+
+    Raises:
+        ValueError: A missing ``onnx`` extra, a bad example shape, or a layer with no
+            ONNX translation (the message names the layer, its class and the op).
+    """
+    reason = onnx_available()
+    if reason is not None:
+        raise ValueError(reason)
+    shape = tuple(int(s) for s in example_shape)
+    if len(shape) not in (4, 5) or min(shape) < 1:
+        raise ValueError(
+            f"example_shape must be (N, C, *spatial) with 2 or 3 spatial dims, got {shape}"
+        )
+    divisor = int(getattr(model, "size_divisor", 1))
+    bad = [s for s in shape[2:] if s % divisor]
+    if bad:
+        raise ValueError(
+            f"example_shape {shape}: spatial sizes must be multiples of the model's size "
+            f"divisor {divisor}"
+        )
+    beta = float(getattr(model, "beta", 0.5))
+    fusion = getattr(model, "fusion", "none")
+    min_size = divisor if fusion == "none" else max(divisor, math.ceil(1.0 / beta))
+    # batch 2: a traced batch of 1 is specialised to 1 by torch.export
+    example = torch.randn(
+        (max(2, shape[0]), *shape[1:]), generator=torch.Generator().manual_seed(0)
+    )
+    model = model.eval()
+    note = None
+    with _matmul_bands(model), torch.no_grad():
+        try:
+            program = _trace(model, example, divisor, min_size, dynamic_spatial)
+        except Exception as exc:  # the sizes could not stay symbolic
+            if not dynamic_spatial:
+                raise ValueError(f"the model cannot be traced for export: {exc}") from exc
+            first = str(exc).strip().splitlines()[0][:200]
+            note = (
+                f"spatial size fixed at {'x'.join(map(str, shape[2:]))}: the model could not "
+                f"be traced with dynamic sizes ({first})"
+            )
+            dynamic_spatial = False
+            program = _trace(model, example, divisor, min_size, False)
+        try:
+            onnx_program = torch.onnx.export(
+                program,
+                (example,),
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
+        except Exception as exc:
+            layer = _layer_of(exc, program)
+            what = layer or str(exc).strip().splitlines()[0]
+            raise ValueError(
+                f"cannot export to ONNX: {what}, which has no ONNX translation"
+            ) from exc
+    meta = dict(metadata or {})
+    meta.update(size_divisor=divisor, dynamic_spatial=dynamic_spatial, example_shape=list(shape))
+    props = onnx_program.model.metadata_props
+    props[METADATA_KEY] = json.dumps(meta, default=str)
+    for key, value in meta.items():
+        props[str(key)] = value if isinstance(value, str) else json.dumps(value, default=str)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx_program.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    error = None
+    if check:
+        from fdseg_core.export.runtime import OnnxModel
+
+        with _matmul_bands(model), torch.no_grad():
+            want = model(example)
+        got = OnnxModel(path)(example)
+        error = float((got - want).abs().max())
+    return ExportResult(path, dynamic_spatial, divisor, shape, note, error)
+
+
+def checkpoint_metadata(info: Mapping[str, Any]) -> dict[str, Any]:
+    """What an exported file records about its model, from ``load_model``'s info: the
+    classes, the input pipeline (normalisation, spacing, patch size, pipeline bands),
+    the band parameters and the fdseg version."""
+    from fdseg_core import __version__
+
+    config = info["config"]
+    keys = (
+        "in_channels",
+        "num_classes",
+        "labels",
+        "channel_names",
+        "normalization",
+        "target_spacing",
+        "spacing",
+        "patch_size",
+        "bands",
+    )
+    meta = {k: info.get(k) for k in keys}
+    meta["classes"] = dict(info["labels"])
+    for key in ("backbone", "fusion", "beta", "layout", "dims", "fusion_at"):
+        meta[key] = config.get(key)
+    meta["fdseg_version"] = __version__
+    return meta
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    dynamic_spatial: bool = True,
+    spatial: Sequence[int] | None = None,
+    check: bool = True,
+) -> ExportResult:
+    """Export the model of a training checkpoint (``best.pt`` / ``last.pt``) to ONNX.
+
+    Args:
+        checkpoint: The checkpoint.
+        path: The ``.onnx`` file to write.
+        dynamic_spatial: See :func:`export_onnx`.
+        spatial: Spatial size to trace with (default: the checkpoint's patch size, the
+            whole-volume shape for a whole-volume run); with ``dynamic_spatial=False``
+            the file accepts only this size.
+        check: See :func:`export_onnx`.
+
+    Returns:
+        An :class:`ExportResult`.
+    """
+    from fdseg_core.train.checkpoint import load_model
+
+    model, info = load_model(checkpoint)
+    size = tuple(int(s) for s in (spatial or info["patch_size"]))
+    channels = info["in_channels"] * (2 if info.get("bands") else 1)
+    return export_onnx(
+        model,
+        path,
+        example_shape=(1, channels, *size),
+        dynamic_spatial=dynamic_spatial,
+        metadata=checkpoint_metadata(info),
+        check=check,
+    )

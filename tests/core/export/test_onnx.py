@@ -1,0 +1,161 @@
+"""ONNX export: the file matches PyTorch on inputs of several sizes, carries its metadata,
+predicts the same label maps through ONNX Runtime, and names the layer it cannot export."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+pytest.importorskip("onnx", reason="ONNX export is the onnx extra (pip install 'fdseg[onnx]')")
+pytest.importorskip("onnxscript", reason="ONNX export is the onnx extra")
+ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime is the onnx extra")
+
+from fdseg_cli.main import cli  # noqa: E402
+from fdseg_core import BackboneSpec, FrequencyDisentangledNet  # noqa: E402
+from fdseg_core.export import METADATA_KEY, OnnxModel, export_onnx  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+
+SMALL = {"base_filters": 4, "levels": 3}
+
+
+@pytest.mark.parametrize(
+    ("backbone", "layout", "options"),
+    [("unet3d", "centered", SMALL), ("paper_unet3d", "reference", {"base_filters": 4})],
+    ids=["unet3d-centered", "paper-reference"],
+)
+@pytest.mark.parametrize("fusion", ["none", "early", "late"])
+def test_exported_model_matches_pytorch_on_two_sizes(tmp_path, backbone, layout, options, fusion):
+    torch.manual_seed(0)
+    net = FrequencyDisentangledNet(
+        backbone, 1, 3, fusion=fusion, beta=0.25, layout=layout, backend="torch", **options
+    ).eval()
+    result = export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 16, 16, 8))
+    assert result.dynamic_spatial and result.note is None
+    assert result.max_abs_error is not None and result.max_abs_error < 1e-4
+    assert net.backend == "torch"  # exported as matmuls, the model itself untouched
+    model = OnnxModel(result.path)
+    for shape in [(1, 1, 16, 16, 8), (3, 1, 24, 32, 16)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            want = net(x)
+        got = model(x)
+        assert got.shape == want.shape
+        assert float((got - want).abs().max()) < 1e-4, shape
+
+
+def test_band_operators_are_matmuls_in_the_graph(tmp_path):
+    import onnx
+
+    net = FrequencyDisentangledNet("unet3d", 1, 2, fusion="early", beta=0.25, **SMALL).eval()
+    export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 16, 16, 8), check=False)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "DFT" not in ops and not any("fft" in o.lower() for o in ops)
+    assert {"MatMul", "Cos", "Range"} <= ops  # band matrices built from the input's shape
+
+
+def test_static_export_takes_only_its_size_and_says_so(tmp_path):
+    net = FrequencyDisentangledNet("unet3d", 1, 2, fusion="late", beta=0.25, **SMALL).eval()
+    result = export_onnx(
+        net, tmp_path / "m.onnx", example_shape=(2, 1, 16, 16, 8), dynamic_spatial=False
+    )
+    assert not result.dynamic_spatial
+    model = OnnxModel(result.path)
+    assert model(torch.randn(5, 1, 16, 16, 8)).shape == (5, 2, 16, 16, 8)  # batch stays dynamic
+    with pytest.raises(ValueError, match=r"spatial size \(16, 16, 8\) \(fixed at export\)"):
+        model(torch.randn(1, 1, 24, 16, 8))
+
+
+def test_inputs_off_the_divisor_are_padded_like_the_model_does(tmp_path):
+    net = FrequencyDisentangledNet("unet3d", 1, 2, fusion="early", beta=0.25, **SMALL).eval()
+    export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 16, 16, 8), check=False)
+    x = torch.randn(1, 1, 19, 21, 9)
+    with torch.no_grad():
+        want = net(x)
+    torch.testing.assert_close(OnnxModel(tmp_path / "m.onnx")(x), want, atol=1e-4, rtol=0)
+
+
+def test_a_layer_without_onnx_translation_is_named(tmp_path):
+    class Sorter(torch.nn.Module):
+        def forward(self, x):
+            return torch.cummax(x, dim=2).values
+
+    class Net(torch.nn.Module):
+        def __init__(self, cin, cout, dims):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(cin, cout, 3, padding=1)
+            self.odd = Sorter()
+
+        def forward(self, x):
+            return self.odd(self.conv(x))
+
+    spec = BackboneSpec(name="sorter", builder=lambda i, o, d: Net(i, o, d)).validate()
+    net = FrequencyDisentangledNet(spec, 1, 2, fusion="none")
+    with pytest.raises(ValueError, match=r"layer 'backbone.odd' \(Sorter\) uses aten.cummax"):
+        export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 8, 8, 8))
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_cli_export_then_predict_with_onnx_gives_the_checkpoints_label_maps(tmp_path):
+    from fdseg_core.phantom import PhantomConfig, write_phantom_dataset
+
+    ds = write_phantom_dataset(
+        tmp_path / "ds",
+        n_train=3,
+        n_test=1,
+        seed=0,
+        config=PhantomConfig(shape=(40, 40, 32), spacing=4.0),
+        progress=False,
+    )
+    run = tmp_path / "run"
+    args = ["train", str(ds), "--out", str(run), "--fusion", "late", "--epochs", "2"]
+    args += ["--iters-per-epoch", "2", "--patch-size", "32", "32", "16", "--no-progress"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    model_path = tmp_path / "model.onnx"
+    r = CliRunner().invoke(cli, ["export", str(run / "best.pt"), "--out", str(model_path)])
+    assert r.exit_code == 0, r.output
+    assert "max |difference|" in r.output and "any multiple of 8" in r.output
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    meta = json.loads(sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    assert meta["classes"] == {"background": 0, "red_nucleus": 1, "dentate_nucleus": 2}
+    assert meta["patch_size"] == [32, 32, 16] and meta["spacing"] == [4.0, 4.0, 4.0]
+    assert meta["normalization"] == ["qsm"] and meta["beta"] == 0.1
+    assert meta["layout"] == "centered" and meta["fusion"] == "late"
+    from fdseg_core import __version__
+
+    assert meta["fdseg_version"] == __version__
+    outputs = {}
+    for name, extra in [("torch", [str(run / "best.pt")]), ("onnx", ["--onnx", str(model_path)])]:
+        out = tmp_path / f"pred-{name}"
+        r = CliRunner().invoke(
+            cli, ["predict", *extra, str(ds / "imagesTs"), "--out", str(out), "--no-progress"]
+        )
+        assert r.exit_code == 0, r.output
+        (path,) = sorted(out.glob("*.nii.gz"))
+        outputs[name] = nib.load(path)
+    a, b = (np.asarray(outputs[k].dataobj) for k in ("torch", "onnx"))
+    assert np.array_equal(a, b) and a.any()
+    np.testing.assert_allclose(outputs["torch"].affine, outputs["onnx"].affine)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "nothere.pt", "--out", "m.onnx"], "nothere.pt does not exist"),
+        (["export", "x.pt", "--out", "m.txt"], "expected a file name ending in .onnx"),
+        (["predict", "--onnx", "nothere.onnx", "img.nii.gz", "--out", "p"], "does not exist"),
+        (["predict", "only_one_arg", "--out", "p"], "expected CHECKPOINT INPUTS"),
+    ],
+    ids=["missing-checkpoint", "bad-suffix", "missing-onnx", "no-inputs"],
+)
+def test_export_and_predict_input_errors_exit_2_with_one_line(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
