@@ -212,6 +212,18 @@ def training_options(func):
             "--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA."
         ),
         click.option(
+            "--compile/--no-compile",
+            default=False,
+            show_default=True,
+            help="Train through torch.compile (one graph; CUDA graphs with "
+            "--compile-mode reduce-overhead on a GPU).",
+        ),
+        choice_option(
+            "--compile-mode",
+            choices=["default", "reduce-overhead", "max-autotune"],
+            default="default",
+        ),
+        click.option(
             "--channels-last/--no-channels-last",
             default=False,
             show_default=True,

@@ -66,7 +66,7 @@ def triton_runs_on(device: torch.device | str) -> bool:
 
 
 def band_split_triton(
-    x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...], *, impl: str = "per_axis"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Centred band split ``(low, high) = (D x, x - U D x)`` with the Triton kernels.
 
@@ -77,6 +77,8 @@ def band_split_triton(
             float32/float64) on CUDA, or any device under ``TRITON_INTERPRET=1``.
         dims: Band dims (1 to 3 distinct spatial dims).
         widths: Kept width ``k`` per band dim, ``1 <= k < n``.
+        impl: ``"per_axis"`` (default), ``"fused"`` (two-pass kernels where two
+            adjacent band dims allow them) or ``"auto"``.
 
     Returns:
         ``(low, high)`` in x's dtype: ``low`` with ``k`` on each band dim, ``high``
@@ -86,13 +88,18 @@ def band_split_triton(
         TypeError: Not a tensor, or an unsupported dtype.
         ValueError: Bad rank, dims or widths, or a device the kernels cannot run on.
     """
-    from fdseg_kernels.band_split import band_split_triton as impl
+    from fdseg_kernels.band_split import band_split_triton as run
 
-    return impl(x, dims, widths)
+    return run(x, dims, widths, impl=impl)
 
 
 def band_fuse_triton(
-    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    low: torch.Tensor,
+    high: torch.Tensor,
+    dims: tuple[int, ...],
+    widths: tuple[int, ...],
+    *,
+    impl: str = "per_axis",
 ) -> torch.Tensor:
     """Centred band fusion ``high - U (D high - low)`` with the Triton kernels.
 
@@ -103,6 +110,7 @@ def band_fuse_triton(
         high: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``.
         dims: Band dims (1 to 3 distinct spatial dims).
         widths: Kept width ``k`` per band dim, ``1 <= k < n``.
+        impl: Kernel design, as in :func:`band_split_triton`.
 
     Returns:
         Tensor shaped like ``high`` in its dtype, differentiable in both inputs.
@@ -111,6 +119,6 @@ def band_fuse_triton(
         TypeError: Non-tensor inputs, unsupported or mismatched dtypes.
         ValueError: Bad rank, dims, widths or shapes, or a device the kernels cannot run on.
     """
-    from fdseg_kernels.band_fuse import band_fuse_triton as impl
+    from fdseg_kernels.band_fuse import band_fuse_triton as run
 
-    return impl(low, high, dims, widths)
+    return run(low, high, dims, widths, impl=impl)

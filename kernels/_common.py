@@ -34,6 +34,8 @@ from fdseg_core.bands.operators import downsample_matrix, upsample_matrix
 from fdseg_kernels import interpreter_enabled, triton_runs_on
 
 __all__ = [
+    "IMPLS",
+    "project",
     "EPILOGUE_NONE",
     "EPILOGUE_MINUS",
     "EPILOGUE_RESIDUAL",
@@ -375,6 +377,35 @@ def band_project(
         with torch.cuda.device(a.device):
             return _band_project(a, dims, widths, b, b_scale)
     return _band_project(a, dims, widths, b, b_scale)
+
+
+#: Kernel designs: the per-axis kernels (one launch per axis and direction) or the
+#: two-pass kernels of ``band_fused`` (both band axes per launch), or "auto".
+IMPLS = ("per_axis", "fused", "auto")
+
+
+def project(
+    a: torch.Tensor,
+    dims: tuple[int, ...],
+    widths: tuple[int, ...],
+    *,
+    b: torch.Tensor | None = None,
+    b_scale: float = 1.0,
+    impl: str = "per_axis",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`band_project` with the kernel design chosen per call.
+
+    ``"fused"`` and ``"auto"`` run the two-pass kernels where they apply (two adjacent
+    band dims, a trailing extent of at least 16) and the per-axis ones elsewhere.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
+    if impl != "per_axis":
+        from fdseg_kernels.band_fused import fused_applicable, fused_band_project
+
+        if fused_applicable(tuple(a.shape), dims):
+            return fused_band_project(a, dims, widths, b=b, b_scale=b_scale)
+    return band_project(a, dims, widths, b=b, b_scale=b_scale)
 
 
 def _band_project(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from fdseg_core.bands.operators import adjoint_scale
-from fdseg_kernels._common import band_project, check_band_args
+from fdseg_kernels._common import check_band_args, project
 
 __all__ = ["BandFuseFunction", "band_fuse_forward", "band_fuse_triton"]
 
@@ -23,6 +23,8 @@ def band_fuse_forward(
     dims: tuple[int, ...],
     widths: tuple[int, ...],
     low_scale: float = 1.0,
+    *,
+    impl: str = "per_axis",
 ) -> torch.Tensor:
     """Launch the kernels of a fusion, ``high - U (D high - s * low)`` (no autograd).
 
@@ -37,11 +39,14 @@ def band_fuse_forward(
         dims: Band dims, increasing.
         widths: Kept width ``k`` per band dim.
         low_scale: ``s`` (the split's backward passes ``c = prod k / n``).
+        impl: ``"per_axis"``, ``"fused"`` or ``"auto"`` (see ``band_split_forward``).
 
     Returns:
         Tensor shaped like ``high`` in its dtype.
     """
-    _, out = band_project(high.contiguous(), dims, widths, b=low.contiguous(), b_scale=low_scale)
+    _, out = project(
+        high.contiguous(), dims, widths, b=low.contiguous(), b_scale=low_scale, impl=impl
+    )
     return out
 
 
@@ -49,18 +54,18 @@ class BandFuseFunction(torch.autograd.Function):
     """Differentiable fusion; the backward runs the split's kernels (and is differentiable)."""
 
     @staticmethod
-    def forward(ctx, low, high, dims, widths, low_scale=1.0):  # type: ignore[override]
-        ctx.dims, ctx.widths, ctx.low_scale = dims, widths, low_scale
+    def forward(ctx, low, high, dims, widths, low_scale=1.0, impl="per_axis"):  # type: ignore[override]
+        ctx.dims, ctx.widths, ctx.low_scale, ctx.impl = dims, widths, low_scale, impl
         ctx.sizes = tuple(high.shape[d] for d in dims)
-        return band_fuse_forward(low, high, dims, widths, low_scale)
+        return band_fuse_forward(low, high, dims, widths, low_scale, impl=impl)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         from fdseg_kernels.band_split import BandSplitFunction
 
         c = adjoint_scale(ctx.sizes, ctx.widths)
-        g_small, g_high = BandSplitFunction.apply(g, ctx.dims, ctx.widths)
-        return g_small * (ctx.low_scale / c), g_high, None, None, None
+        g_small, g_high = BandSplitFunction.apply(g, ctx.dims, ctx.widths, ctx.impl)
+        return g_small * (ctx.low_scale / c), g_high, None, None, None, None
 
 
 def _check_low(low: object, high: torch.Tensor, dims, widths) -> torch.Tensor:
@@ -73,7 +78,12 @@ def _check_low(low: object, high: torch.Tensor, dims, widths) -> torch.Tensor:
 
 
 def band_fuse_triton(
-    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    low: torch.Tensor,
+    high: torch.Tensor,
+    dims: tuple[int, ...],
+    widths: tuple[int, ...],
+    *,
+    impl: str = "per_axis",
 ) -> torch.Tensor:
     """Fuse bands (layout ``"centered"``): ``low``'s spectrum replaces ``high``'s band.
 
@@ -89,6 +99,7 @@ def band_fuse_triton(
             float32 or float64, on a CUDA device (or any device under ``TRITON_INTERPRET=1``).
         dims: Band dims (1 to 3 distinct spatial dims; negative allowed).
         widths: Kept width ``k`` per band dim, ``1 <= k < n``.
+        impl: Kernel design, as in ``band_split_triton``.
 
     Returns:
         Tensor shaped like ``high`` in its dtype, differentiable in both inputs.
@@ -99,4 +110,4 @@ def band_fuse_triton(
     """
     dims, widths = check_band_args("high", high, dims, widths)
     low = _check_low(low, high, dims, widths)
-    return BandFuseFunction.apply(low, high, dims, widths)
+    return BandFuseFunction.apply(low, high, dims, widths, 1.0, impl)

@@ -8,7 +8,6 @@ from typing import Literal
 
 import torch
 
-from fdseg_core.bands import fft as _fft
 from fdseg_core.bands import matmul as _matmul
 from fdseg_core.bands.operators import band_width
 
@@ -104,9 +103,18 @@ def resolve_backend(backend: str, layout: str, device: torch.device) -> str:
     return backend
 
 
-def _fft_dtype(t: torch.Tensor) -> torch.Tensor:
-    """torch.fft has no float16/bfloat16 kernels on most devices: compute those in float32."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+def _check_names(layout: object, backend: object) -> None:
+    """Layout and backend names; whether the backend can run here is decided per call,
+    where the op runs (:func:`resolve_backend`)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected 'auto' or one of {list(BACKENDS)}")
+    if layout == "reference" and backend == "triton":
+        raise ValueError(
+            "backend 'triton' implements layout='centered' only; "
+            "use backend='matmul', 'torch' or 'auto' for layout='reference'"
+        )
 
 
 def _check_tensor(name: str, t: object) -> torch.Tensor:
@@ -264,17 +272,13 @@ def band_split(
         (torch.Size([1, 1, 4, 4, 16]), torch.Size([1, 1, 40, 40, 16]))
     """
     band_dims, widths = validate_split(x, beta, dims)
-    chosen = resolve_backend(backend, layout, x.device)
-    if chosen == "torch":
-        fn = _fft.split_reference if layout == "reference" else _fft.split_centered
-        low, high = fn(_fft_dtype(x), band_dims, widths)
-        return low.to(x.dtype), high.to(x.dtype)
-    if chosen == "matmul":
+    _check_names(layout, backend)
+    if torch.compiler.is_exporting():  # torch.export / ONNX: plain matmuls in the graph
         fn = _matmul.split_reference if layout == "reference" else _matmul.split
         return fn(x, band_dims, widths)
-    import fdseg_kernels
+    from fdseg_core.bands.ops import band_split_op
 
-    return fdseg_kernels.band_split_triton(x, band_dims, widths)
+    return band_split_op(x, list(band_dims), list(widths), layout, backend, False)
 
 
 def band_fuse(
@@ -311,13 +315,10 @@ def band_fuse(
             bad beta, dims, layout or backend.
     """
     band_dims, widths = validate_fuse(low, high, beta, dims)
-    chosen = resolve_backend(backend, layout, high.device)
-    if chosen == "torch":
-        fn = _fft.fuse_reference if layout == "reference" else _fft.fuse_centered
-        return fn(_fft_dtype(low), _fft_dtype(high), band_dims, widths).to(high.dtype)
-    if chosen == "matmul":
+    _check_names(layout, backend)
+    if torch.compiler.is_exporting():  # torch.export / ONNX: plain matmuls in the graph
         fn = _matmul.fuse_reference if layout == "reference" else _matmul.fuse
         return fn(low, high, band_dims, widths)
-    import fdseg_kernels
+    from fdseg_core.bands.ops import band_fuse_op
 
-    return fdseg_kernels.band_fuse_triton(low, high, band_dims, widths)
+    return band_fuse_op(low, high, list(band_dims), list(widths), layout, backend, False)

@@ -136,7 +136,7 @@ def _outside_box(
 
 
 def split_reference(
-    x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...], *, transposed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's public code: a box cut from the middle of the unshifted spectrum.
 
@@ -147,21 +147,29 @@ def split_reference(
         x: Real tensor ``(N, C, *spatial)``.
         dims: Band dims.
         widths: Box width ``k`` per band dim.
+        transposed: The transposed operators (``fftn`` and ``ifftn`` swap roles: the
+            DFT matrices are symmetric), the fusion's vector-Jacobian product.
 
     Returns:
         ``(low, high)`` as the paper's training loop computes them.
     """
+    forward, inverse = _transforms(transposed)
     sizes = tuple(x.shape[d] for d in dims)
-    spec = torch.fft.fftn(x, dim=dims)
+    spec = forward(x, dim=dims)
     box = _box_index(x.ndim, dims, sizes, widths)
-    low = torch.fft.ifftn(spec[box], dim=dims).real
+    low = inverse(spec[box], dim=dims).real
     mask = _outside_box(x.ndim, dims, sizes, widths, x.dtype, x.device)
-    high = torch.fft.ifftn(spec * mask, dim=dims).real
+    high = inverse(spec * mask, dim=dims).real
     return low, high
 
 
 def fuse_reference(
-    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    low: torch.Tensor,
+    high: torch.Tensor,
+    dims: tuple[int, ...],
+    widths: tuple[int, ...],
+    *,
+    transposed: bool = False,
 ) -> torch.Tensor:
     """The paper's public code: paste the raw spectrum of ``low`` into the unshifted box.
 
@@ -170,15 +178,25 @@ def fuse_reference(
         high: Real tensor ``(N, C, *spatial)``.
         dims: Band dims.
         widths: Box width ``k`` per band dim.
+        transposed: The transposed operators (``fftn`` and ``ifftn`` swapped), the
+            split's vector-Jacobian product.
 
     Returns:
         The real part of the inverse FFT of the merged spectrum.
     """
+    forward, inverse = _transforms(transposed)
     sizes = tuple(high.shape[d] for d in dims)
-    spec = torch.fft.fftn(high, dim=dims)
+    spec = forward(high, dim=dims)
     box = _box_index(high.ndim, dims, sizes, widths)
     # out-of-place paste so that autograd sees both inputs
     pasted = torch.zeros_like(spec)
-    pasted[box] = torch.fft.fftn(low, dim=dims)
+    pasted[box] = forward(low, dim=dims)
     keep = _outside_box(high.ndim, dims, sizes, widths, high.dtype, high.device)
-    return torch.fft.ifftn(spec * keep + pasted, dim=dims).real
+    return inverse(spec * keep + pasted, dim=dims).real
+
+
+def _transforms(transposed: bool):
+    """``(fftn, ifftn)``, swapped for the transposed operators."""
+    if transposed:
+        return torch.fft.ifftn, torch.fft.fftn
+    return torch.fft.fftn, torch.fft.ifftn

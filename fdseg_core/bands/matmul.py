@@ -7,10 +7,10 @@ down-/up-sampling operators are *real* ``(k, n)`` / ``(n, k)`` matrices
 avoids every full-size complex FFT and every complex copy of the volume: the only
 full-size tensor written is the output.
 
-Both ops share one core, ``small = D(a) - b`` then ``out = a - U(small)``, and
-their vector-Jacobian products are each other (see ``operators``), so the
-autograd functions save nothing but shapes and their backward passes are
-themselves differentiable (double backward works).
+Both ops share one core, ``small = D(a) - b`` then ``out = a - U(small)``. Their
+vector-Jacobian products are each other (see ``operators``); the autograd formula
+lives with the custom ops (:mod:`fdseg_core.bands.ops`), which call the plain
+functions here.
 
 The paper code's unshifted box (``layout="reference"``) is just as separable and
 low rank; its per-axis operators are complex ``(k, n)`` / ``(n, k)`` matrices
@@ -31,7 +31,6 @@ import math
 import torch
 
 from fdseg_core.bands.operators import (
-    adjoint_scale,
     downsample_matrix,
     reference_matrices,
     upsample_matrix,
@@ -99,46 +98,11 @@ def _fuse_forward(
     return _subtract_up(high, _down(high, dims, widths) - low, dims)
 
 
-class _Split(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, dims, widths):  # type: ignore[override]
-        ctx.dims, ctx.widths = dims, widths
-        ctx.sizes = tuple(x.shape[d] for d in dims)
-        ctx.shape = x.shape
-        return _split_forward(x, dims, widths)
-
-    @staticmethod
-    def backward(ctx, g_low, g_high):  # type: ignore[override]
-        c = adjoint_scale(ctx.sizes, ctx.widths)
-        if g_high is None:
-            ref = g_low
-            g_high = ref.new_zeros(ctx.shape)
-        if g_low is None:
-            low_shape = list(ctx.shape)
-            for d, k in zip(ctx.dims, ctx.widths, strict=True):
-                low_shape[d] = k
-            g_low = g_high.new_zeros(low_shape)
-        return _Fuse.apply(g_low * c, g_high.contiguous(), ctx.dims, ctx.widths), None, None
-
-
-class _Fuse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, low, high, dims, widths):  # type: ignore[override]
-        ctx.dims, ctx.widths = dims, widths
-        ctx.sizes = tuple(high.shape[d] for d in dims)
-        return _fuse_forward(low, high, dims, widths)
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        c = adjoint_scale(ctx.sizes, ctx.widths)
-        g_low, g_high = _Split.apply(g.contiguous(), ctx.dims, ctx.widths)
-        return g_low / c, g_high, None, None
-
-
 def split(
     x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centred band split with per-axis real matmuls.
+    """Centred band split with per-axis real matmuls (no autograd here: the custom op
+    :func:`fdseg_core.bands.ops.band_split_op` registers it).
 
     Args:
         x: Real tensor ``(N, C, *spatial)`` (validated by the caller).
@@ -149,12 +113,17 @@ def split(
         ``(low, high)`` with x's dtype; float16/bfloat16 compute in float32.
     """
     work = _compute_dtype(x.dtype)
-    low, high = _Split.apply(x.to(work).contiguous(), dims, widths)
+    low, high = _split_forward(x.to(work).contiguous(), dims, widths)
     return low.to(x.dtype), high.to(x.dtype)
 
 
 def fuse(
-    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    low: torch.Tensor,
+    high: torch.Tensor,
+    dims: tuple[int, ...],
+    widths: tuple[int, ...],
+    *,
+    low_scale: float = 1.0,
 ) -> torch.Tensor:
     """Centred band fusion with per-axis real matmuls.
 
@@ -163,13 +132,17 @@ def fuse(
         high: Real tensor ``(N, C, *spatial)``.
         dims: Band dims, increasing.
         widths: Kept width ``k`` per band dim.
+        low_scale: ``s`` in ``high - U (D high - s low)`` (the transposed fusion
+            uses ``c = prod k / n``).
 
     Returns:
-        ``high - U (D high - low)`` with high's dtype.
+        ``high - U (D high - s low)`` with high's dtype.
     """
     work = _compute_dtype(high.dtype)
-    out = _Fuse.apply(low.to(work).contiguous(), high.to(work).contiguous(), dims, widths)
-    return out.to(high.dtype)
+    lo = low.to(work)
+    if low_scale != 1.0:
+        lo = lo * low_scale
+    return _fuse_forward(lo.contiguous(), high.to(work).contiguous(), dims, widths).to(high.dtype)
 
 
 # ---- layout="reference": the paper's unshifted box, with complex per-axis matrices ----
@@ -187,8 +160,17 @@ def _complex_along(
     )
 
 
+def _matrices(n, k, dtype, device, transposed: bool):
+    """``(Re A, Im A, Re V, Im V)``, or with ``transposed`` those of the transposed
+    operators, ``(A, V) -> (V^T, A^T)``."""
+    a_re, a_im, v_re, v_im = reference_matrices(n, k, dtype=dtype, device=device)
+    if transposed:
+        return v_re.t(), v_im.t(), a_re.t(), a_im.t()
+    return a_re, a_im, v_re, v_im
+
+
 def _reference_small(
-    a: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    a: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...], transposed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``A a`` over every band dim, ``a`` real, as ``(Re, Im)``.
 
@@ -196,28 +178,30 @@ def _reference_small(
     the full-size input is read once and no complex copy of it is made.
     """
     d0, k0 = dims[0], widths[0]
-    a_re, a_im, _, _ = reference_matrices(a.shape[d0], k0, dtype=a.dtype, device=a.device)
+    a_re, a_im, _, _ = _matrices(a.shape[d0], k0, a.dtype, a.device, transposed)
     stacked = _apply_along(a, torch.cat([a_re, a_im]), d0)
     re, im = stacked.narrow(d0, 0, k0), stacked.narrow(d0, k0, k0)
     for d, k in zip(dims[1:], widths[1:], strict=True):
-        m_re, m_im, _, _ = reference_matrices(re.shape[d], k, dtype=a.dtype, device=a.device)
+        m_re, m_im, _, _ = _matrices(re.shape[d], k, a.dtype, a.device, transposed)
         re, im = _complex_along(re, im, m_re, m_im, d)
     return re, im
 
 
 def _reference_residual(
-    a: torch.Tensor, re: torch.Tensor, im: torch.Tensor, dims: tuple[int, ...]
+    a: torch.Tensor,
+    re: torch.Tensor,
+    im: torch.Tensor,
+    dims: tuple[int, ...],
+    transposed: bool = False,
 ) -> torch.Tensor:
     """``a - Re(V (re + i im))`` over every band dim; the last axis is one real
     ``baddbmm`` with ``[Re V, -Im V]`` on ``[re; im]`` that writes the output once."""
     for d in dims[:-1]:
-        _, _, v_re, v_im = reference_matrices(
-            a.shape[d], re.shape[d], dtype=a.dtype, device=a.device
-        )
+        _, _, v_re, v_im = _matrices(a.shape[d], re.shape[d], a.dtype, a.device, transposed)
         re, im = _complex_along(re, im, v_re, v_im, d)
     d = dims[-1]
     n, k = a.shape[d], re.shape[d]
-    _, _, v_re, v_im = reference_matrices(n, k, dtype=a.dtype, device=a.device)
+    _, _, v_re, v_im = _matrices(n, k, a.dtype, a.device, transposed)
     u = torch.cat([v_re, -v_im], dim=1)  # (n, 2k)
     stacked = torch.cat([re, im], dim=d)
     pre = math.prod(a.shape[:d])
@@ -235,7 +219,7 @@ def _reference_residual(
 
 
 def split_reference(
-    x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...], *, transposed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper code's split (unshifted box) with per-axis matmuls, no full-size FFT.
 
@@ -248,19 +232,26 @@ def split_reference(
         x: Real tensor ``(N, C, *spatial)`` (validated by the caller).
         dims: Band dims, increasing.
         widths: Box width ``k`` per band dim.
+        transposed: The transposed operators, ``(A, V) -> (V^T, A^T)`` (the fusion's
+            vector-Jacobian product).
 
     Returns:
         ``(low, high)`` with x's dtype; float16/bfloat16 compute in float32.
     """
     work = _compute_dtype(x.dtype)
     a = x.to(work)
-    re, im = _reference_small(a, dims, widths)
-    high = _reference_residual(a, re, im, dims)
+    re, im = _reference_small(a, dims, widths, transposed)
+    high = _reference_residual(a, re, im, dims, transposed)
     return re.to(x.dtype), high.to(x.dtype)
 
 
 def fuse_reference(
-    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
+    low: torch.Tensor,
+    high: torch.Tensor,
+    dims: tuple[int, ...],
+    widths: tuple[int, ...],
+    *,
+    transposed: bool = False,
 ) -> torch.Tensor:
     """The paper code's fusion (``fftn(low)`` pasted into the unshifted box of
     ``fftn(high)``, real part) with per-axis matmuls: ``high - Re(V (A high - low))``.
@@ -270,11 +261,12 @@ def fuse_reference(
         high: Real tensor ``(N, C, *spatial)``.
         dims: Band dims, increasing.
         widths: Box width ``k`` per band dim.
+        transposed: The transposed operators (the split's vector-Jacobian product).
 
     Returns:
         Tensor shaped like ``high`` with its dtype.
     """
     work = _compute_dtype(high.dtype)
     a = high.to(work)
-    re, im = _reference_small(a, dims, widths)
-    return _reference_residual(a, re - low.to(work), im, dims).to(high.dtype)
+    re, im = _reference_small(a, dims, widths, transposed)
+    return _reference_residual(a, re - low.to(work), im, dims, transposed).to(high.dtype)

@@ -24,6 +24,7 @@ SCHEDULES = ("poly", "cosine", "constant")
 LOSSES = ("dice_ce", "sigmoid_dice")
 DEVICES = ("auto", "cpu", "cuda")
 FUSION_AT = ("auto", "generic")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 #: Where the band split is computed: in the model on each input (patch or whole
 #: volume), or once per whole volume in the data pipeline (bands cropped with the patch).
 BANDS = ("model", "volume")
@@ -78,6 +79,10 @@ class TrainConfig:
         amp: Mixed precision on CUDA (ignored on the CPU).
         channels_last: Keep 3D weights and batches in the channels-last memory format
             (about 20 % faster 3D convolutions on the CPU; ``benchmarks/README.md``).
+        compile: Train the model through ``torch.compile`` (one graph: the band
+            operators are custom ops); validation runs eagerly.
+        compile_mode: ``torch.compile`` mode: ``"default"``, ``"reduce-overhead"`` (CUDA
+            graphs on a GPU) or ``"max-autotune"``.
         val_every: Validate every this many epochs (and after the last).
         early_stop_patience: Stop when this many validations in a row did not improve
             the best mean validation Dice by more than ``early_stop_min_delta``
@@ -128,6 +133,8 @@ class TrainConfig:
     grad_clip: float = 12.0
     amp: bool = True
     channels_last: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
     val_every: int = 5
     early_stop_patience: int | None = None
     early_stop_min_delta: float = 0.0
@@ -161,6 +168,10 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if self.fusion_at not in FUSION_AT:
             raise ValueError(f"fusion_at must be one of {list(FUSION_AT)}, got {self.fusion_at!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(
+                f"compile_mode must be one of {list(COMPILE_MODES)}, got {self.compile_mode!r}"
+            )
         if self.bands not in BANDS:
             raise ValueError(f"bands must be one of {list(BANDS)}, got {self.bands!r}")
         if self.bands == "volume" and self.fusion == "none":

@@ -136,6 +136,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             model = nn.parallel.DistributedDataParallel(
                 net, device_ids=[device.index] if device.type == "cuda" else None
             )
+        if config.compile:
+            model = torch.compile(model, mode=config.compile_mode)
         steps = steps_per_epoch(config, len(data.train_vols), dist_info.world_size)
         opt = build_optimisation(config, model, config.epochs * steps, device)
         tracker = _Tracker(config)
@@ -181,7 +183,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             improved = False
             if epoch % config.val_every == 0 or epoch == config.epochs:
                 dice = validate(
-                    model,
+                    net,
                     data.val_vols,
                     data.num_classes,
                     shape,
