@@ -65,6 +65,23 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     help="Band layout: the paper's text (centered) or its public code (reference; "
     "no triton kernels).",
 )
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(["eager", "compiled", "cuda-graph"]),
+    help="Also time the ops compiled (torch.compile) or replayed from a CUDA graph "
+    "(repeatable; eager is always timed).",
+)
+@click.option(
+    "--train-step",
+    "step_sizes",
+    multiple=True,
+    type=click.IntRange(8),
+    help="Also time a training step (unet3d, batch 2, AdamW) of fusion none / early / late "
+    "at this cubic patch size (repeatable, e.g. --train-step 64 --train-step 128): the "
+    "overhead table, with GPU busy time on CUDA.",
+)
 @count_option("--repeats", default=5, help="Timed runs; the median is reported.")
 @count_option("--warmup", minimum=0, default=1)
 @click.option(
@@ -74,7 +91,21 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     help="Also write the rows (and the environment) to this JSON file.",
 )
 @progress_option
-def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, json_path, progress):
+def bench(
+    shapes,
+    backends,
+    ops,
+    dtype,
+    device,
+    beta,
+    layout,
+    modes,
+    step_sizes,
+    repeats,
+    warmup,
+    json_path,
+    progress,
+):
     """Time band_split and band_fuse (forward, and forward+backward) for every available
     backend and the paper's pipeline; print median ms, effective GB/s and the speed-up
     over the torch.fft backend measured in the same run; on CUDA also the GPU busy time
@@ -87,7 +118,7 @@ def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, j
     from tqdm import tqdm
 
     from fdseg_core.bands import BACKENDS, available_backends
-    from fdseg_core.benchmark import OPS, PAPER, run_benchmarks
+    from fdseg_core.benchmark import OPS, PAPER, run_benchmarks, run_step_benchmarks
     from fdseg_core.train.checkpoint import atomic_write_text
 
     parsed = [_parse_shape(s) for s in shapes]
@@ -95,6 +126,9 @@ def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, j
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("no CUDA device is available here", param_hint="--device")
+    if "cuda-graph" in modes and device != "cuda":
+        raise click.BadParameter("cuda-graph needs --device cuda", param_hint="--mode")
+    modes = ("eager", *[m for m in modes if m != "eager"])
     usable = available_backends(device)
     if layout == "reference":
         usable = [b for b in usable if b != "triton"]
@@ -122,7 +156,9 @@ def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, j
                     f"no sample at beta={beta}",
                     param_hint="--shape",
                 )
-    total = len(parsed) * len(chosen_ops) * len(dict.fromkeys(["torch", *names]))
+    backends_timed = len(dict.fromkeys(["torch", *names]))
+    total = len(parsed) * len(chosen_ops) * backends_timed * len(modes)
+    total += len(step_sizes) * 3 * len(modes)
     bar = tqdm(total=total, disable=not progress, desc="bench", unit="case", leave=False)
 
     def step(label: str) -> None:
@@ -140,7 +176,12 @@ def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, j
         repeats=repeats,
         progress=step,
         layout=layout,
+        modes=modes,
     )
+    steps = run_step_benchmarks(
+        step_sizes, device=device, modes=modes, repeats=repeats, warmup=max(warmup, 2),
+        progress=step,
+    )  # fmt: skip
     bar.close()
     device_name = (
         torch.cuda.get_device_name()
@@ -148,8 +189,8 @@ def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, j
         else (platform.processor() or platform.machine())
     )
     header = (
-        f"{'backend':8} {'op':9} {'shape':18} {'dtype':8} {'median ms':>10} {'GB/s':>8} "
-        f"{'vs torch':>9}"
+        f"{'backend':8} {'mode':10} {'op':9} {'shape':18} {'dtype':8} {'median ms':>10} "
+        f"{'GB/s':>8} {'vs torch':>9}"
         + (f" {'% copy bw':>10} {'GPU ms':>8} {'% bw GPU':>9}" if device == "cuda" else "")
     )
     click.echo(
@@ -159,7 +200,7 @@ def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, j
     click.echo(header)
     for r in rows:
         line = (
-            f"{r.backend:8} {r.op:9} {'x'.join(map(str, r.shape)):18} {r.dtype:8} "
+            f"{r.backend:8} {r.mode:10} {r.op:9} {'x'.join(map(str, r.shape)):18} {r.dtype:8} "
             f"{r.median_ms:10.2f} {r.gbps:8.2f} {r.speedup:8.2f}x"
         )
         if r.pct_copy_bw is not None:
@@ -167,6 +208,20 @@ def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, j
         if r.device_ms is not None:
             line += f" {r.device_ms:8.3f} {r.pct_copy_bw_device:8.1f}%"
         click.echo(line)
+    if steps:
+        click.echo("training step (unet3d, batch 2, AdamW, Dice+CE), overhead vs fusion none:")
+        gpu = device == "cuda"
+        click.echo(
+            f"{'fusion':7} {'patch':>6} {'mode':10} {'step ms':>9} {'overhead':>9}"
+            + (f" {'GPU ms':>9} {'GPU overhead':>13}" if gpu else "")
+        )
+        for r in steps:
+            over = "—" if r.overhead is None else f"{100 * r.overhead:+.1f} %"
+            line = f"{r.fusion:7} {r.patch:>5}³ {r.mode:10} {r.median_ms:9.1f} {over:>9}"
+            if gpu and r.device_ms is not None:
+                dover = "—" if r.device_overhead is None else f"{100 * r.device_overhead:+.1f} %"
+                line += f" {r.device_ms:9.1f} {dover:>13}"
+            click.echo(line)
     if json_path:
         try:
             import triton
@@ -183,5 +238,6 @@ def bench(shapes, backends, ops, dtype, device, beta, layout, repeats, warmup, j
             "beta": beta,
         }
         payload = [dict(r.as_dict(), **env) for r in rows]
+        payload += [dict(r.as_dict(), kind="train_step", **env) for r in steps]
         atomic_write_text(Path(json_path), json.dumps(payload, indent=1) + "\n")
         click.echo(f"wrote {json_path}")

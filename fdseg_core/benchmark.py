@@ -23,9 +23,13 @@ import torch
 from fdseg_core.bands import band_fuse, band_split, band_width, paper_band_fuse, paper_band_split
 
 __all__ = [
+    "MODES",
     "OPS",
     "PAPER",
     "BenchRow",
+    "StepRow",
+    "make_step_call",
+    "run_step_benchmarks",
     "make_call",
     "moved_bytes",
     "time_call",
@@ -38,6 +42,9 @@ __all__ = [
 OPS: tuple[str, ...] = ("split", "split+bwd", "fuse", "fuse+bwd")
 #: Name of the paper's pipeline in result tables.
 PAPER = "paper"
+#: How a measured call runs: as written; through ``torch.compile`` (one graph, the band
+#: ops opaque custom ops); or replayed from a CUDA graph (no host work per call: CUDA).
+MODES: tuple[str, ...] = ("eager", "compiled", "cuda-graph")
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class BenchRow:
     pct_copy_bw_device: float | None = None
     #: Band layout of the backends (the paper's pipeline row is always its text's).
     layout: str = "centered"
+    #: How the call ran (:data:`MODES`).
+    mode: str = "eager"
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -103,6 +112,7 @@ def make_call(
     dims: Sequence[int] = (2, 3),
     seed: int = 0,
     layout: str = "centered",
+    mode: str = "eager",
 ) -> Callable[[], None]:
     """A zero-argument callable that runs one measured operation.
 
@@ -117,12 +127,19 @@ def make_call(
         seed: Seed of the random inputs.
         layout: Band layout of the backends (``"centered"`` or ``"reference"``); the
             paper's pipeline is always the shifted one of its text.
+        mode: One of :data:`MODES`. ``"compiled"`` compiles the op's function with
+            ``torch.compile(fullgraph=True)``; ``"cuda-graph"`` captures the whole call
+            (forward, and backward for ``+bwd``) once after a warm-up and replays it.
 
     Returns:
         The callable (inputs are allocated once, outside of it).
     """
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}; expected one of {list(OPS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+    if mode == "cuda-graph" and not str(device).startswith("cuda"):
+        raise ValueError("mode 'cuda-graph' needs a CUDA device")
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(tuple(shape), generator=gen).to(device=device, dtype=dtype)
     low = torch.randn(_low_shape(shape, beta, dims), generator=gen).to(device=device, dtype=dtype)
@@ -142,6 +159,9 @@ def make_call(
         def fuse_fn(lo, hi):
             return band_fuse(lo, hi, beta, dims=dims, layout=layout, backend=backend)
 
+    if mode == "compiled":
+        split_fn = torch.compile(split_fn, fullgraph=True, dynamic=False)
+        fuse_fn = torch.compile(fuse_fn, fullgraph=True, dynamic=False)
     backward = op.endswith("+bwd")
     if backward:
         x.requires_grad_(True)
@@ -163,7 +183,24 @@ def make_call(
                 x.grad = None
                 low.grad = None
 
+    if mode == "cuda-graph":
+        return _graphed(call)
     return call
+
+
+def _graphed(call: Callable[[], None], warmup: int = 3) -> Callable[[], None]:
+    """``call`` captured in a CUDA graph (after a warm-up on a side stream, which runs
+    the autotuner and fills the caches); the returned callable replays it."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    return graph.replay
 
 
 def time_call(
@@ -283,6 +320,7 @@ def run_benchmarks(
     repeats: int = 5,
     progress: Callable[[str], None] | None = None,
     layout: str = "centered",
+    modes: Sequence[str] = ("eager",),
 ) -> list[BenchRow]:
     """Time every (shape, op, backend) and express it against the torch.fft backend.
 
@@ -298,27 +336,31 @@ def run_benchmarks(
         repeats: Timed runs (the median is reported).
         progress: Called with a label before each measurement.
         layout: Band layout of the backends (``"reference"``: the paper's public code).
+        modes: Execution modes (:data:`MODES`); the paper's pipeline runs eagerly only.
 
     Returns:
-        One :class:`BenchRow` per measurement.
+        One :class:`BenchRow` per measurement; the speed-up is over the eager
+        torch.fft backend of the same shape and op.
     """
     names = list(dict.fromkeys(["torch", *backends]))
     copy_bw = cuda_copy_bandwidth() if device.startswith("cuda") else None
     rows: list[BenchRow] = []
+    plan = [(b, "eager") for b in names]
+    plan += [(b, m) for m in modes if m != "eager" for b in names if b != PAPER]
     for shape in shapes:
         shape = tuple(int(s) for s in shape)
         for op in ops:
             ref_ms = None
-            for backend in names:
+            for backend, mode in plan:
                 if progress is not None:
-                    progress(f"{backend} {op} {'x'.join(map(str, shape))}")
-                call = make_call(op, backend, shape, dtype, device, beta, layout=layout)
+                    progress(f"{backend} {mode} {op} {'x'.join(map(str, shape))}")
+                call = make_call(op, backend, shape, dtype, device, beta, layout=layout, mode=mode)
                 ms = time_call(call, device=device, warmup=warmup, repeats=repeats)
                 device_ms = (
                     device_time_call(call, repeats=repeats) if device.startswith("cuda") else None
                 )
                 del call
-                if backend == "torch":
+                if backend == "torch" and mode == "eager":
                     ref_ms = ms
                 nbytes = moved_bytes(op, shape, dtype, beta)
                 gbps = nbytes / (ms * 1e-3) / 1e9
@@ -339,6 +381,124 @@ def run_benchmarks(
                             else None
                         ),
                         layout=layout,
+                        mode=mode,
+                    )
+                )
+    return rows
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One measured training step (forward, loss, backward, optimiser step)."""
+
+    backbone: str
+    fusion: str
+    patch: int
+    batch: int
+    mode: str
+    median_ms: float
+    overhead: float | None  # vs fusion "none" of the same size and mode, measured in the run
+    device_ms: float | None = None  # CUDA: GPU busy time per step (the regression metric)
+    device_overhead: float | None = None  # the same ratio on device_ms
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_step_call(
+    fusion: str,
+    patch: int,
+    *,
+    backbone: str = "unet3d",
+    batch: int = 2,
+    device: str = "cpu",
+    backend: str = "auto",
+    mode: str = "eager",
+    seed: int = 0,
+) -> Callable[[], None]:
+    """One AdamW step of Dice + cross-entropy on a ``batch x 1 x patch^3`` batch.
+
+    Args:
+        fusion: ``"none"``, ``"early"`` or ``"late"``.
+        patch: Cubic patch size.
+        backbone: Registered backbone.
+        batch: Batch size.
+        device: ``"cpu"`` or ``"cuda"``.
+        backend: Band backend.
+        mode: One of :data:`MODES` (``"compiled"``: ``torch.compile`` of the model;
+            ``"cuda-graph"``: ``torch.compile(mode="reduce-overhead")``, which captures
+            CUDA graphs).
+        seed: Seed of the weights and the batch.
+    """
+    from fdseg_core.nn import FrequencyDisentangledNet
+    from fdseg_core.train.losses import DiceCELoss
+
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+    torch.manual_seed(seed)
+    net = FrequencyDisentangledNet(backbone, 1, 3, fusion=fusion, backend=backend).to(device)
+    model = net
+    if mode == "compiled":
+        model = torch.compile(net)
+    elif mode == "cuda-graph":
+        model = torch.compile(net, mode="reduce-overhead")
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    loss_fn = DiceCELoss()
+    x = torch.randn(batch, 1, patch, patch, patch, device=device)
+    y = torch.randint(0, 3, (batch, patch, patch, patch), device=device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def run_step_benchmarks(
+    patches: Iterable[int],
+    *,
+    fusions: Sequence[str] = ("none", "early", "late"),
+    backbone: str = "unet3d",
+    batch: int = 2,
+    device: str = "cpu",
+    backend: str = "auto",
+    modes: Sequence[str] = ("eager",),
+    warmup: int = 2,
+    repeats: int = 5,
+    progress: Callable[[str], None] | None = None,
+) -> list[StepRow]:
+    """The training-step overhead table: every fusion against ``"none"``, per patch size
+    and mode, measured in one run; on CUDA also the GPU busy time per step."""
+    rows: list[StepRow] = []
+    for patch in patches:
+        for mode in modes:
+            base_ms = base_dev = None
+            for fusion in dict.fromkeys(["none", *fusions]):
+                if progress is not None:
+                    progress(f"step {fusion} {mode} {patch}^3")
+                call = make_step_call(
+                    fusion, patch, backbone=backbone, batch=batch, device=device,
+                    backend=backend, mode=mode,
+                )  # fmt: skip
+                ms = time_call(call, device=device, warmup=warmup, repeats=repeats)
+                dev = device_time_call(call, repeats=repeats) if device.startswith("cuda") else None
+                del call
+                if fusion == "none":
+                    base_ms, base_dev = ms, dev
+                rows.append(
+                    StepRow(
+                        backbone=backbone,
+                        fusion=fusion,
+                        patch=patch,
+                        batch=batch,
+                        mode=mode,
+                        median_ms=ms,
+                        overhead=(ms / base_ms - 1) if base_ms and fusion != "none" else None,
+                        device_ms=dev,
+                        device_overhead=(dev / base_dev - 1)
+                        if base_dev and dev and fusion != "none"
+                        else None,
                     )
                 )
     return rows

@@ -108,8 +108,14 @@ def band_split_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(low, high)`` of ``x`` (arguments validated by the caller). See the module doc."""
     low, high = _split_impl(x, tuple(dims), tuple(widths), layout, backend, transposed)
-    # custom ops must not return views of their inputs
-    return low.clone() if low is x else low, high.clone() if high is x else high
+    # contiguous, as the fake implementation promises (torch.fft's real parts are strided
+    # views of complex tensors), and never a view of the input
+    return _fresh(low, x), _fresh(high, x)
+
+
+def _fresh(out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+    out = out.contiguous()
+    return out.clone() if any(out is t for t in inputs) else out
 
 
 @band_split_op.register_fake
@@ -129,7 +135,7 @@ def band_fuse_op(
 ) -> torch.Tensor:
     """``high - V (A high - low)`` (arguments validated by the caller)."""
     out = _fuse_impl(low, high, tuple(dims), tuple(widths), layout, backend, transposed)
-    return out.clone() if out is high else out
+    return _fresh(out, low, high)
 
 
 @band_fuse_op.register_fake

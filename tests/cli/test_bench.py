@@ -100,3 +100,28 @@ def test_bench_refuses_triton_for_the_reference_layout(monkeypatch):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert "for layout 'reference'" in result.output
+
+
+def test_bench_compiled_rows_and_the_training_step_overhead_table(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = tmp_path / "bench.json"
+    args = ["bench", "--shape", "1x1x20x20x4", "--op", "split", "--backend", "matmul"]
+    args += ["--repeats", "1", "--warmup", "0", "--no-progress", "--json", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--mode", "compiled"])
+    assert result.exit_code == 0, result.output
+    ops = json.loads(out.read_text())
+    assert {(r["backend"], r["mode"]) for r in ops} == {
+        ("torch", "eager"), ("matmul", "eager"), ("torch", "compiled"), ("matmul", "compiled")
+    }  # fmt: skip
+    result = CliRunner().invoke(cli, [*args, "--train-step", "16"])
+    assert result.exit_code == 0, result.output
+    steps = [r for r in json.loads(out.read_text()) if r.get("kind") == "train_step"]
+    assert [(r["fusion"], r["patch"]) for r in steps] == [("none", 16), ("early", 16), ("late", 16)]
+    assert steps[0]["overhead"] is None and all(r["median_ms"] > 0 for r in steps)
+    assert steps[1]["overhead"] == pytest.approx(steps[1]["median_ms"] / steps[0]["median_ms"] - 1)
+    assert "overhead vs fusion none" in result.output
+
+
+def test_bench_cuda_graph_mode_needs_a_gpu():
+    result = CliRunner().invoke(cli, ["bench", "--device", "cpu", "--mode", "cuda-graph"])
+    assert result.exit_code == 2 and "cuda-graph needs --device cuda" in result.output

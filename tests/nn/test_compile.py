@@ -60,12 +60,16 @@ def test_inductor_compiled_model_matches_eager(fusion):
 
 
 def test_custom_ops_have_fake_implementations_and_pass_opcheck():
+    import fdseg_core.bands.ops  # noqa: F401  (registers torch.ops.fdseg.*)
+
     x = torch.randn(1, 2, 20, 20, 4, dtype=torch.float64)
     low = torch.randn(1, 2, 4, 4, 4, dtype=torch.float64)
     for layout in ("centered", "reference"):
-        args = ([2, 3], [4, 4], layout, "matmul", False)
-        torch.library.opcheck(torch.ops.fdseg.band_split.default, (x, *args))
-        torch.library.opcheck(torch.ops.fdseg.band_fuse.default, (low, x, *args))
+        for backend in ("matmul", "torch"):
+            for transposed in (False, True):
+                args = ([2, 3], [4, 4], layout, backend, transposed)
+                torch.library.opcheck(torch.ops.fdseg.band_split.default, (x, *args))
+                torch.library.opcheck(torch.ops.fdseg.band_fuse.default, (low, x, *args))
     with torch._subclasses.fake_tensor.FakeTensorMode():
         fake = torch.empty(3, 1, 40, 30, 5)
         lo, hi = band_split(fake, 0.1)

@@ -295,3 +295,13 @@ def test_channels_last_steps_match_the_contiguous_ones(ds, tmp_path):
         weights.append(model.backbone.conv3d_c1_1.weight.detach().contiguous())
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     torch.testing.assert_close(weights[0], weights[1], atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_training_runs_and_writes_an_eager_loadable_checkpoint(ds, tmp_path):
+    run = tmp_path / "run"
+    result = train(cfg(ds, run, compile=True, fusion="late", epochs=1, iters_per_epoch=2))
+    assert result["best_epoch"] == 1
+    model, _ = load_model(run / "best.pt")  # plain module keys, no compile wrapper
+    assert model(torch.randn(1, 1, 16, 16, 8)).shape == (1, 3, 16, 16, 8)
+    with pytest.raises(ValueError, match="compile_mode must be one of"):
+        cfg(ds, tmp_path, compile=True, compile_mode="fastest")
