@@ -132,6 +132,56 @@ def _trace(model: nn.Module, example: torch.Tensor, divisor: int, min_size: int,
     )
 
 
+def _to_onnx(program: Any, example: torch.Tensor, opset: int | None) -> Any:
+    """The ``torch.onnx`` program of an exported program; untranslatable layers named."""
+    try:
+        return torch.onnx.export(
+            program,
+            (example,),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    except Exception as exc:
+        layer = _layer_of(exc, program)
+        what = layer or str(exc).strip().splitlines()[0]
+        raise ValueError(f"cannot export to ONNX: {what}, which has no ONNX translation") from exc
+
+
+def _probe_other_size(
+    model: nn.Module, onnx_program: Any, example: torch.Tensor, divisor: int
+) -> str | None:
+    """Run a dynamic graph at a second spatial size (one divisor larger on every axis)
+    in ONNX Runtime; ``None`` when it matches PyTorch, else why not (one line)."""
+    import onnxruntime as ort
+
+    probe = torch.randn(
+        (1, *example.shape[1:2], *(s + divisor for s in example.shape[2:])),
+        generator=torch.Generator().manual_seed(1),
+    )
+    size = "x".join(map(str, probe.shape[2:]))
+    with tempfile.TemporaryDirectory(prefix="fdseg-probe-") as tmp:
+        file = Path(tmp) / "probe.onnx"
+        onnx_program.save(file)
+        try:
+            session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+            got = session.run(None, {"image": probe.numpy()})[0]
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:160]
+            return f"{size}: {first}"
+    want = model(probe)
+    got = torch.from_numpy(got)
+    if got.shape != want.shape:
+        return f"{size}: output shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+    scale = float(want.abs().max()) or 1.0
+    error = float((got - want).abs().max()) / scale
+    if not error <= 1e-3:
+        return f"{size}: relative difference {error:.2g} to PyTorch"
+    return None
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -152,9 +202,12 @@ def export_onnx(
         example_shape: ``(N, C, *spatial)`` to trace with; spatial sizes must be
             multiples of the model's ``size_divisor``. The batch is always dynamic.
         dynamic_spatial: Make the spatial sizes dynamic (multiples of the size
-            divisor, band matrices built in the graph). When the model cannot be
-            traced with dynamic sizes (a fixed-size backbone), the sizes are fixed at
-            ``example_shape`` and :attr:`ExportResult.note` says why.
+            divisor, band matrices built in the graph). The dynamic graph is run in
+            ONNX Runtime at a second size (one divisor larger on every axis) and
+            compared with PyTorch. When the model cannot be traced with dynamic sizes,
+            or the dynamic graph fails that check (a size baked in, as in a windowed
+            transformer), the sizes are fixed at ``example_shape`` and
+            :attr:`ExportResult.note` says why.
         metadata: Written into the file: ``fdseg.meta`` holds it as JSON, and each
             entry also as a key of its own.
         check: Run the file with ONNX Runtime on the example input and record the
@@ -194,7 +247,15 @@ def export_onnx(
     note = None
     with _matmul_bands(model), torch.no_grad():
         try:
-            program = _trace(model, example, divisor, min_size, dynamic_spatial)
+            # a dynamic size traced at 1 x divisor would be specialised (torch.export
+            # fixes sizes of 1), so the dynamic trace uses at least 2 x divisor
+            traced = example
+            if dynamic_spatial and min(shape[2:]) < 2 * divisor:
+                traced = torch.randn(
+                    (example.shape[0], shape[1], *(max(s, 2 * divisor) for s in shape[2:])),
+                    generator=torch.Generator().manual_seed(0),
+                )
+            program = _trace(model, traced, divisor, min_size, dynamic_spatial)
         except Exception as exc:  # the sizes could not stay symbolic
             if not dynamic_spatial:
                 raise ValueError(f"the model cannot be traced for export: {exc}") from exc
@@ -205,22 +266,19 @@ def export_onnx(
             )
             dynamic_spatial = False
             program = _trace(model, example, divisor, min_size, False)
-        try:
-            onnx_program = torch.onnx.export(
-                program,
-                (example,),
-                input_names=["image"],
-                output_names=["logits"],
-                opset_version=opset,
-                dynamo=True,
-                verbose=False,
-            )
-        except Exception as exc:
-            layer = _layer_of(exc, program)
-            what = layer or str(exc).strip().splitlines()[0]
-            raise ValueError(
-                f"cannot export to ONNX: {what}, which has no ONNX translation"
-            ) from exc
+        onnx_program = _to_onnx(program, traced if dynamic_spatial else example, opset)
+        if dynamic_spatial:
+            failure = _probe_other_size(model, onnx_program, traced, divisor)
+            if failure is not None:
+                # a size baked into the graph (e.g. a transformer's window count) that
+                # torch.export did not flag: fix the size rather than ship a broken file
+                note = (
+                    f"spatial size fixed at {'x'.join(map(str, shape[2:]))}: the dynamic "
+                    f"graph failed at another size ({failure})"
+                )
+                dynamic_spatial = False
+                program = _trace(model, example, divisor, min_size, False)
+                onnx_program = _to_onnx(program, example, opset)
     meta = dict(metadata or {})
     meta.update(size_divisor=divisor, dynamic_spatial=dynamic_spatial, example_shape=list(shape))
     props = onnx_program.model.metadata_props

@@ -59,6 +59,22 @@ def test_band_operators_are_matmuls_in_the_graph(tmp_path):
     assert {"MatMul", "Cos", "Range"} <= ops  # band matrices built from the input's shape
 
 
+def test_an_example_at_the_size_divisor_still_exports_dynamic_sizes(tmp_path):
+    def build(cin, cout, dims):
+        return torch.nn.Sequential(
+            torch.nn.Conv3d(cin, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, cout, 1)
+        )
+
+    spec = BackboneSpec(name="convs", builder=build, size_divisor=8).validate()
+    net = FrequencyDisentangledNet(spec, 1, 2, fusion="none").eval()
+    result = export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 8, 8, 8))
+    assert result.dynamic_spatial and result.note is None  # a size of 1 x divisor is not fixed
+    x = torch.randn(2, 1, 24, 16, 8)
+    with torch.no_grad():
+        want = net(x)
+    torch.testing.assert_close(OnnxModel(result.path)(x), want, atol=1e-4, rtol=0)
+
+
 def test_static_export_takes_only_its_size_and_says_so(tmp_path):
     net = FrequencyDisentangledNet("unet3d", 1, 2, fusion="late", beta=0.25, **SMALL).eval()
     result = export_onnx(
@@ -69,6 +85,36 @@ def test_static_export_takes_only_its_size_and_says_so(tmp_path):
     assert model(torch.randn(5, 1, 16, 16, 8)).shape == (5, 2, 16, 16, 8)  # batch stays dynamic
     with pytest.raises(ValueError, match=r"spatial size \(16, 16, 8\) \(fixed at export\)"):
         model(torch.randn(1, 1, 24, 16, 8))
+
+
+def test_a_size_baked_into_the_dynamic_graph_falls_back_to_a_fixed_size(tmp_path):
+    class Baked(torch.nn.Module):
+        """Divides by the last spatial size; under export the traced size is baked in as a
+        constant without torch.export noticing, as a windowed transformer's window count
+        is (MONAI's SwinUNETR)."""
+
+        def forward(self, x):
+            return x / (16 if torch.compiler.is_exporting() else x.shape[-1])
+
+    class Net(torch.nn.Module):
+        def __init__(self, cin, cout, dims):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(cin, cout, 3, padding=1)
+            self.baked = Baked()
+
+        def forward(self, x):
+            return self.baked(self.conv(x))
+
+    spec = BackboneSpec(name="baked", builder=lambda i, o, d: Net(i, o, d), size_divisor=8)
+    net = FrequencyDisentangledNet(spec.validate(), 1, 2, fusion="none").eval()
+    result = export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 16, 16, 16))
+    assert not result.dynamic_spatial
+    assert "size fixed at 16x16x16: the dynamic graph failed at another size" in result.note
+    assert "24x24x24: relative difference" in result.note
+    assert result.max_abs_error < 1e-5
+    assert OnnxModel(result.path).meta["dynamic_spatial"] is False
+    with pytest.raises(ValueError, match="fixed at export"):
+        OnnxModel(result.path)(torch.randn(1, 1, 24, 24, 24))
 
 
 def test_inputs_off_the_divisor_are_padded_like_the_model_does(tmp_path):
