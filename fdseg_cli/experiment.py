@@ -98,4 +98,5 @@ def experiment(dataset, out, train_sizes, fusions, seeds, layouts, checkpoint, b
     )
     report = run_experiment(config, progress=progress)
     click.echo(report["markdown"])
-    click.echo(f"wrote {out}/table.csv, {out}/table.md and {report['plot']}")
+    curves = f", {report['curves']}" if report.get("curves") else ""
+    click.echo(f"wrote {out}/table.csv, {out}/table.md, {report['plot']}{curves}")

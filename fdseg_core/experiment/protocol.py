@@ -178,11 +178,14 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     experiment continues where it stopped.
 
     Returns:
-        ``{"results": [...], "table": [...], "markdown": str, "plot": path}``.
+        ``{"results": [...], "table": [...], "markdown": str, "plot": path,
+        "curves": path}`` (``curves``: ``training_curves.png``, the training loss and
+        validation Dice of every run).
     """
     from fdseg_core import data as fdata
     from fdseg_core.experiment.report import write_report
     from fdseg_core.train import resolve_device
+    from fdseg_core.train.logs import MetricsLog
 
     out = Path(config.out)
     info = fdata.load_dataset(config.dataset)
@@ -247,7 +250,14 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     finally:
         train_logger.removeFilter(once)
     methods = [label for label, _, _ in config.methods]
-    report = write_report(results, out, fusions=methods, n_resamples=config.n_resamples)
+    curves = {}
+    for size, method, seed in runs:
+        log = MetricsLog.load(config.run_dir(size, method, seed))
+        if log.rows:
+            curves[(size, method, seed)] = log.rows
+    report = write_report(
+        results, out, fusions=methods, n_resamples=config.n_resamples, curves=curves
+    )
     report["results"] = results
     return report
 

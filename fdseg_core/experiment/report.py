@@ -1,4 +1,5 @@
-"""Tables (CSV, Markdown) and the Dice-against-training-size plot of an experiment."""
+"""Tables (CSV, Markdown), the Dice-against-training-size plot and the training curves of
+an experiment."""
 
 from __future__ import annotations
 
@@ -126,10 +127,68 @@ def _plot(table: list[dict], path: Path, fusions) -> None:
     tmp.replace(path)
 
 
+def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, fusions) -> None:
+    """One row per training size: training loss and validation mean Dice against epochs,
+    a thin line per seed and a thick one for the mean over seeds (up to the epoch where
+    the first seed stopped), per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({size for size, _, _ in curves})
+    fig, axes = plt.subplots(len(sizes), 2, figsize=(11, 3.6 * len(sizes)), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, size in zip(axes, sizes, strict=True):
+        for i, fusion in enumerate(fusions):
+            runs = [rows for (s, f, _), rows in sorted(curves.items()) if s == size and f == fusion]
+            if not runs:
+                continue
+            colour = colours[i % len(colours)]
+            label = "baseline" if fusion == "none" else fusion
+            for ax, key in zip(row, ("train_loss", "val_dice_mean"), strict=True):
+                series = [
+                    {r["epoch"]: r[key] for r in rows if r.get(key) is not None} for rows in runs
+                ]
+                for points in series:
+                    ax.plot(list(points), list(points.values()), color=colour, lw=0.6, alpha=0.35)
+                # the mean where every seed still runs (runs stop early at different epochs)
+                epochs = sorted(set(series[0]).intersection(*series[1:]))
+                mean = [sum(p[e] for p in series) / len(series) for e in epochs]
+                ax.plot(epochs, mean, color=colour, lw=2, label=f"{label} ({len(runs)} seeds)")
+        row[0].set_ylabel(f"training loss, n={size}")
+        row[1].set_ylabel(f"validation mean Dice, n={size}")
+        row[1].set_ylim(0, 1)
+        for ax in row:
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        row[1].legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def write_report(
-    results: list[dict], out: str | Path, *, fusions, n_resamples: int = 10000
+    results: list[dict],
+    out: str | Path,
+    *,
+    fusions,
+    n_resamples: int = 10000,
+    curves: dict[tuple, list[dict]] | None = None,
 ) -> dict[str, Any]:
-    """Write ``table.csv``, ``table.md`` and ``dice_vs_size.png`` into ``out``."""
+    """Write ``table.csv``, ``table.md`` and ``dice_vs_size.png`` into ``out``, and
+    ``training_curves.png`` when ``curves`` are given.
+
+    Args:
+        results: One ``result.json`` per run.
+        out: The experiment's folder.
+        fusions: The methods, in table order.
+        n_resamples: Bootstrap resamples of the paired confidence intervals.
+        curves: ``{(train_size, method, seed): metrics rows}`` of each run's
+            ``metrics.jsonl`` (training loss and validation Dice per epoch).
+    """
     out = Path(out)
     table = summarise(results, fusions=fusions, n_resamples=n_resamples)
     buf = io.StringIO()
@@ -142,4 +201,8 @@ def write_report(
     plot = out / "dice_vs_size.png"
     if table:
         _plot(table, plot, fusions)
-    return {"table": table, "markdown": markdown, "plot": str(plot)}
+    report: dict[str, Any] = {"table": table, "markdown": markdown, "plot": str(plot)}
+    if curves:
+        report["curves"] = str(out / "training_curves.png")
+        _plot_training_curves(curves, out / "training_curves.png", fusions)
+    return report

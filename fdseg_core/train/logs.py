@@ -54,8 +54,21 @@ class MetricsLog:
         atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
 
 
-def plot_curves(rows: list[dict], path: str | Path, *, title: str = "") -> None:
-    """Training loss and validation Dice per class against epochs, as a PNG."""
+#: Axis label of each training loss (``TrainConfig.loss``).
+LOSS_LABELS = {"dice_ce": "Dice + CE loss", "sigmoid_dice": "sigmoid Dice loss"}
+
+
+def plot_curves(
+    rows: list[dict], path: str | Path, *, title: str = "", loss: str = "dice_ce"
+) -> None:
+    """Training loss and validation Dice per class against epochs, as a PNG.
+
+    Args:
+        rows: Metrics rows with ``epoch``, ``train_loss`` and ``val_dice_*`` keys.
+        path: The PNG to write (atomically).
+        title: Figure title.
+        loss: The training loss's name (``TrainConfig.loss``), for the axis label.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +79,7 @@ def plot_curves(rows: list[dict], path: str | Path, *, title: str = "") -> None:
     epochs = [r["epoch"] for r in rows]
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o", ms=3, label="train loss")
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("Dice + CE loss")
+    ax_loss.set_ylabel(LOSS_LABELS.get(loss, f"{loss} loss"))
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()
     dice_keys = sorted({k for r in rows for k in r if k.startswith("val_dice_")})

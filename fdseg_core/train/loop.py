@@ -210,6 +210,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                     log.rows,
                     out / "curves.png",
                     title=f"{config.backbone} fusion={config.fusion} beta={config.beta}",
+                    loss=config.loss,
                 )
                 state = {
                     "format_version": FORMAT_VERSION,

@@ -54,6 +54,8 @@ def test_tiny_experiment_writes_table_and_plot_and_resumes(tmp_path):
     csv_rows = (out / "table.csv").read_text().splitlines()
     assert len(csv_rows) == 1 + 3 * 2  # (blob, ball, mean) x (none, early)
     assert (out / "dice_vs_size.png").stat().st_size > 10000
+    assert (out / "training_curves.png").stat().st_size > 10000
+    assert "training_curves.png" in r.output
     result = json.loads((out / "runs" / "n001-early-s0" / "result.json").read_text())
     assert [c["case"] for c in result["cases"]] == ["toy_004", "toy_005"]  # the test cases
     meta = json.loads((out / "experiment.json").read_text())

@@ -305,3 +305,25 @@ def test_compiled_training_runs_and_writes_an_eager_loadable_checkpoint(ds, tmp_
     assert model(torch.randn(1, 1, 16, 16, 8)).shape == (1, 3, 16, 16, 8)
     with pytest.raises(ValueError, match="compile_mode must be one of"):
         cfg(ds, tmp_path, compile=True, compile_mode="fastest")
+
+
+@pytest.mark.parametrize(
+    ("loss", "label"), [("dice_ce", "Dice + CE loss"), ("sigmoid_dice", "sigmoid Dice loss")]
+)
+def test_curves_name_the_loss_that_was_trained(tmp_path, monkeypatch, loss, label):
+    import matplotlib.figure
+
+    from fdseg_core.train.logs import plot_curves
+
+    seen = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        seen["ylabels"] = [ax.get_ylabel() for ax in fig.axes]
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "val_dice_a": 0.1 * e} for e in (1, 2, 3)]
+    plot_curves(rows, tmp_path / "curves.png", loss=loss)
+    assert seen["ylabels"] == [label, "validation Dice"]
+    assert (tmp_path / "curves.png").stat().st_size > 0
