@@ -50,7 +50,8 @@ __all__ = ["experiment"]
 @training_options
 def experiment(dataset, out, train_sizes, fusions, seeds, layouts, checkpoint, bootstrap, **opts):
     """Train every (training size, method, seed) on DATASET, evaluate each on the same
-    held-out test cases, and write a table (CSV, Markdown) and a plot. Finished runs are
+    held-out test cases, and write a table (CSV, Markdown), a plot of Dice against training
+    size and the training curves of every run. Finished runs are
     skipped, so an interrupted experiment resumes."""
     from fdseg_cli.options import explicit_options
     from fdseg_cli.train import echo_recipe, training_fields

@@ -42,7 +42,7 @@ class ExperimentConfig:
     Attributes:
         dataset: Dataset root (nnU-Net v2 or MSD layout).
         out: Output folder: ``runs/`` (one folder per run), ``results.jsonl``,
-            ``table.csv``, ``table.md``, ``dice_vs_size.png``.
+            ``table.csv``, ``table.md``, ``dice_vs_size.png``, ``training_curves.png``.
         train_sizes: Training-set sizes.
         fusions: Fusions (``"none"`` is the baseline every other is compared with).
         layouts: Band layouts to compare (``()``: the training options' one). With two
