@@ -123,8 +123,20 @@ def band_indices(n: int, k: int) -> tuple[list[int], list[int], int | None]:
     return full, coarse, (k // 2 if k % 2 == 0 else None)
 
 
-@lru_cache(maxsize=256)
-def _downsample_float64(n: int, k: int) -> torch.Tensor:
+def _tracing() -> bool:
+    """Whether tensors made now are a tracer's (fake) tensors: under ``torch.export``,
+    ``torch.compile`` or an active fake mode. Such tensors must never enter the caches,
+    or later eager calls would get a fake matrix."""
+    from torch._guards import detect_fake_mode
+
+    return (
+        torch.compiler.is_exporting()
+        or torch.compiler.is_compiling()
+        or detect_fake_mode() is not None
+    )
+
+
+def _downsample_float64_uncached(n: int, k: int) -> torch.Tensor:
     s = torch.arange(k, dtype=torch.float64).unsqueeze(1)
     t = torch.arange(n, dtype=torch.float64).unsqueeze(0)
     phase = s / k - t / n  # (k, n)
@@ -138,11 +150,25 @@ def _downsample_float64(n: int, k: int) -> torch.Tensor:
     return out
 
 
-@lru_cache(maxsize=256)
-def _cached(n: int, k: int, dtype: torch.dtype, device: str, up: bool) -> torch.Tensor:
-    d = _downsample_float64(n, k)
+_downsample_float64 = lru_cache(maxsize=256)(_downsample_float64_uncached)
+
+
+def _build(n: int, k: int, dtype: torch.dtype, device: str, up: bool, cached: bool):
+    d = (_downsample_float64 if cached else _downsample_float64_uncached)(n, k)
     m = (d.t() * (n / k)) if up else d
     return m.to(dtype=dtype, device=device).contiguous()
+
+
+@lru_cache(maxsize=256)
+def _cached_matrix(n: int, k: int, dtype: torch.dtype, device: str, up: bool) -> torch.Tensor:
+    return _build(n, k, dtype, device, up, True)
+
+
+def _cached(n: int, k: int, dtype: torch.dtype, device: str, up: bool) -> torch.Tensor:
+    """The matrix from the cache, or built afresh (and not cached) under a tracer."""
+    if _tracing():
+        return _build(n, k, dtype, device, up, False)
+    return _cached_matrix(n, k, dtype, device, up)
 
 
 def downsample_matrix(
@@ -230,13 +256,24 @@ def _reference_complex128(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return a, v
 
 
-@lru_cache(maxsize=256)
+def _reference_build(
+    n: int, k: int, dtype: torch.dtype, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    a, v = _reference_complex128.__wrapped__(n, k) if _tracing() else _reference_complex128(n, k)
+    parts = (a.real, a.imag, v.real, v.imag)
+    return tuple(p.to(dtype=dtype, device=device).contiguous() for p in parts)  # type: ignore[return-value]
+
+
+_reference_matrix_cache = lru_cache(maxsize=256)(_reference_build)
+
+
 def _reference_cached(
     n: int, k: int, dtype: torch.dtype, device: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    a, v = _reference_complex128(n, k)
-    parts = (a.real, a.imag, v.real, v.imag)
-    return tuple(p.to(dtype=dtype, device=device).contiguous() for p in parts)  # type: ignore[return-value]
+    """The reference matrices from the cache, or built afresh (not cached) under a tracer."""
+    if _tracing():
+        return _reference_build(n, k, dtype, device)
+    return _reference_matrix_cache(n, k, dtype, device)
 
 
 def _traced_reference(

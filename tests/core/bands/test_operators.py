@@ -101,3 +101,25 @@ def test_band_width_is_the_floor_for_concrete_and_symbolic_sizes():
 
     assert [band_width(n, 0.1) for n in (9, 10, 160, 161)] == [0, 1, 16, 16]
     assert band_width(100, 0.29) == int(100 * 0.29) == 28  # float rounding, as int()
+
+
+@pytest.mark.parametrize("layout", ["centered", "reference"])
+def test_matrices_built_under_a_tracer_never_enter_the_cache(layout):
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    from fdseg_core.bands.operators import reference_matrices
+
+    n, k = 37, 5  # a size no other test uses, so the first build happens under the tracer
+
+    def build():
+        if layout == "centered":
+            return (downsample_matrix(n, k, dtype=torch.float32),)
+        return reference_matrices(n, k, dtype=torch.float32)
+
+    with FakeTensorMode():
+        traced = build()
+    assert all(isinstance(m, FakeTensor) for m in traced)
+    eager = build()  # must be real tensors, not the tracer's
+    assert not any(isinstance(m, FakeTensor) for m in eager)
+    assert all(m.shape == t.shape for m, t in zip(eager, traced, strict=True))
+    assert float(eager[0].abs().sum()) > 0
