@@ -372,11 +372,16 @@ def band_project(
         float64 input) with each band dim of size ``k``; ``out`` shaped like ``a``
         in ``a``'s dtype.
     """
+    return on_device_of(a, _band_project, a, dims, widths, b, b_scale)
+
+
+def on_device_of(a: torch.Tensor, fn, *args):
+    """``fn(*args)`` with ``a``'s CUDA device current: Triton launches on the current
+    device, which need not be the tensors' one."""
     if a.is_cuda:
-        # Triton launches on the current CUDA device: make it the tensors' device
         with torch.cuda.device(a.device):
-            return _band_project(a, dims, widths, b, b_scale)
-    return _band_project(a, dims, widths, b, b_scale)
+            return fn(*args)
+    return fn(*args)
 
 
 #: Kernel designs: the per-axis kernels (one launch per axis and direction) or the

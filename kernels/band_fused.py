@@ -35,7 +35,7 @@ import triton.language as tl
 
 from fdseg_core.bands.operators import downsample_matrix, upsample_matrix
 from fdseg_kernels import interpreter_enabled
-from fdseg_kernels._common import _scalar, compute_dtype, dot_precision
+from fdseg_kernels._common import _scalar, compute_dtype, dot_precision, on_device_of
 
 __all__ = ["fused_applicable", "fused_band_project", "MIN_POST"]
 
@@ -217,10 +217,7 @@ def fused_band_project(
     Returns:
         ``(small, out)``: ``small`` in the compute dtype, ``out`` like ``a``.
     """
-    if a.is_cuda:
-        with torch.cuda.device(a.device):
-            return _fused(a, dims, widths, b, b_scale)
-    return _fused(a, dims, widths, b, b_scale)
+    return on_device_of(a, _fused, a, dims, widths, b, b_scale)
 
 
 def _fused(a, dims, widths, b, b_scale):

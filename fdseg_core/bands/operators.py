@@ -41,6 +41,7 @@ from functools import lru_cache
 from typing import Any
 
 import torch
+from torch._guards import detect_fake_mode
 
 __all__ = [
     "band_width",
@@ -127,8 +128,6 @@ def _tracing() -> bool:
     """Whether tensors made now are a tracer's (fake) tensors: under ``torch.export``,
     ``torch.compile`` or an active fake mode. Such tensors must never enter the caches,
     or later eager calls would get a fake matrix."""
-    from torch._guards import detect_fake_mode
-
     return (
         torch.compiler.is_exporting()
         or torch.compiler.is_compiling()
@@ -136,7 +135,8 @@ def _tracing() -> bool:
     )
 
 
-def _downsample_float64_uncached(n: int, k: int) -> torch.Tensor:
+@lru_cache(maxsize=256)
+def _downsample_float64(n: int, k: int) -> torch.Tensor:
     s = torch.arange(k, dtype=torch.float64).unsqueeze(1)
     t = torch.arange(n, dtype=torch.float64).unsqueeze(0)
     phase = s / k - t / n  # (k, n)
@@ -150,11 +150,8 @@ def _downsample_float64_uncached(n: int, k: int) -> torch.Tensor:
     return out
 
 
-_downsample_float64 = lru_cache(maxsize=256)(_downsample_float64_uncached)
-
-
 def _build(n: int, k: int, dtype: torch.dtype, device: str, up: bool, cached: bool):
-    d = (_downsample_float64 if cached else _downsample_float64_uncached)(n, k)
+    d = (_downsample_float64 if cached else _downsample_float64.__wrapped__)(n, k)
     m = (d.t() * (n / k)) if up else d
     return m.to(dtype=dtype, device=device).contiguous()
 
@@ -257,14 +254,18 @@ def _reference_complex128(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _reference_build(
-    n: int, k: int, dtype: torch.dtype, device: str
+    n: int, k: int, dtype: torch.dtype, device: str, cached: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    a, v = _reference_complex128.__wrapped__(n, k) if _tracing() else _reference_complex128(n, k)
+    a, v = (_reference_complex128 if cached else _reference_complex128.__wrapped__)(n, k)
     parts = (a.real, a.imag, v.real, v.imag)
     return tuple(p.to(dtype=dtype, device=device).contiguous() for p in parts)  # type: ignore[return-value]
 
 
-_reference_matrix_cache = lru_cache(maxsize=256)(_reference_build)
+@lru_cache(maxsize=256)
+def _reference_matrix_cache(
+    n: int, k: int, dtype: torch.dtype, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _reference_build(n, k, dtype, device, True)
 
 
 def _reference_cached(
@@ -272,7 +273,7 @@ def _reference_cached(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The reference matrices from the cache, or built afresh (not cached) under a tracer."""
     if _tracing():
-        return _reference_build(n, k, dtype, device)
+        return _reference_build(n, k, dtype, device, False)
     return _reference_matrix_cache(n, k, dtype, device)
 
 

@@ -24,6 +24,22 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWa
 SMALL = {"base_filters": 4, "levels": 3}
 
 
+def _conv_then(layer: type[torch.nn.Module], *, attr: str, size_divisor: int = 1) -> BackboneSpec:
+    """A backbone spec: a 3x3x3 convolution, then ``layer()`` stored as ``attr``."""
+
+    class Net(torch.nn.Module):
+        def __init__(self, cin, cout, dims):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(cin, cout, 3, padding=1)
+            setattr(self, attr, layer())
+
+        def forward(self, x):
+            return getattr(self, attr)(self.conv(x))
+
+    builder = lambda i, o, d: Net(i, o, d)  # noqa: E731
+    return BackboneSpec(name=attr, builder=builder, size_divisor=size_divisor).validate()
+
+
 @pytest.mark.parametrize(
     ("backbone", "layout", "options"),
     [("unet3d", "centered", SMALL), ("paper_unet3d", "reference", {"base_filters": 4})],
@@ -97,19 +113,10 @@ def test_a_size_baked_into_the_dynamic_graph_falls_back_to_a_fixed_size(tmp_path
         def forward(self, x):
             return x / (16 if torch.compiler.is_exporting() else x.shape[-1])
 
-    class Net(torch.nn.Module):
-        def __init__(self, cin, cout, dims):
-            super().__init__()
-            self.conv = torch.nn.Conv3d(cin, cout, 3, padding=1)
-            self.baked = Baked()
-
-        def forward(self, x):
-            return self.baked(self.conv(x))
-
-    spec = BackboneSpec(name="baked", builder=lambda i, o, d: Net(i, o, d), size_divisor=8)
+    spec = _conv_then(Baked, attr="baked", size_divisor=8)
     # early fusion: the static re-export builds band matrices under the tracer, and the
     # final check then runs the model eagerly (a fake matrix left in a cache would fail it)
-    net = FrequencyDisentangledNet(spec.validate(), 1, 2, fusion=fusion, beta=0.25).eval()
+    net = FrequencyDisentangledNet(spec, 1, 2, fusion=fusion, beta=0.25).eval()
     result = export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 16, 16, 16))
     assert not result.dynamic_spatial
     assert "size fixed at 16x16x16: the dynamic graph failed at another size" in result.note
@@ -134,16 +141,7 @@ def test_a_layer_without_onnx_translation_is_named(tmp_path):
         def forward(self, x):
             return torch.cummax(x, dim=2).values
 
-    class Net(torch.nn.Module):
-        def __init__(self, cin, cout, dims):
-            super().__init__()
-            self.conv = torch.nn.Conv3d(cin, cout, 3, padding=1)
-            self.odd = Sorter()
-
-        def forward(self, x):
-            return self.odd(self.conv(x))
-
-    spec = BackboneSpec(name="sorter", builder=lambda i, o, d: Net(i, o, d)).validate()
+    spec = _conv_then(Sorter, attr="odd")
     net = FrequencyDisentangledNet(spec, 1, 2, fusion="none")
     with pytest.raises(ValueError, match=r"layer 'backbone.odd' \(Sorter\) uses aten.cummax"):
         export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 8, 8, 8))
