@@ -141,13 +141,14 @@ def test_cases(info) -> tuple[list, str]:
 
 
 def evaluate_run(checkpoint: Path, cases: list, device: torch.device) -> list[dict[str, Any]]:
-    """Dice per class of one trained run on the test cases (full volumes).
+    """Dice per class of one trained run on the test cases (full volumes), with labels
+    by the rule of the run's loss (softmax argmax, or the sigmoid rule).
 
     Returns:
         One dict per case: ``case`` and ``dice_<class name>`` for every foreground class.
     """
     from fdseg_core import data as fdata
-    from fdseg_core.infer import sliding_window_inference
+    from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
     from fdseg_core.metrics import dice_per_class
     from fdseg_core.train.checkpoint import load_model
 
@@ -160,9 +161,14 @@ def evaluate_run(checkpoint: Path, cases: list, device: torch.device) -> list[di
             vol = prep(case)
             image = torch.as_tensor(vol.image)[None].to(device)
             probs = sliding_window_inference(
-                image, model, meta["patch_size"], overlap=0.5, device=device
+                image,
+                model,
+                meta["patch_size"],
+                overlap=0.5,
+                device=device,
+                activation=meta["activation"],
             )
-            pred = probs.argmax(1)[0].cpu()
+            pred = labels_from_probabilities(probs, meta["activation"])[0].cpu()
             dice = dice_per_class(pred, torch.as_tensor(vol.label), meta["num_classes"])
             row = {"case": case.case_id}
             for c in range(1, meta["num_classes"]):

@@ -307,6 +307,7 @@ def export_onnx(
 def checkpoint_metadata(info: Mapping[str, Any]) -> dict[str, Any]:
     """What an exported file records about its model, from ``load_model``'s info: the
     classes, the input pipeline (normalisation, spacing, patch size, pipeline bands),
+    the activation (how its logits become labels) and the loss it was trained with,
     the band parameters and the fdseg version."""
     from fdseg_core import __version__
 
@@ -321,10 +322,11 @@ def checkpoint_metadata(info: Mapping[str, Any]) -> dict[str, Any]:
         "spacing",
         "patch_size",
         "bands",
+        "activation",
     )
     meta = {k: info.get(k) for k in keys}
     meta["classes"] = dict(info["labels"])
-    for key in ("backbone", "fusion", "beta", "layout", "dims", "fusion_at"):
+    for key in ("backbone", "fusion", "beta", "layout", "dims", "fusion_at", "loss"):
         meta[key] = config.get(key)
     meta["fdseg_version"] = __version__
     return meta

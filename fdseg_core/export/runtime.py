@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fdseg_core.choices import LOSS_ACTIVATION
+
 __all__ = ["OnnxModel", "onnxruntime_available"]
 
 
@@ -104,4 +106,8 @@ class OnnxModel:
             raise ValueError(
                 f"{self.path} lacks fdseg metadata {missing}: export it with `fdseg export`"
             )
-        return dict(self.meta)
+        info = dict(self.meta)
+        if "activation" not in info:
+            # exported before the activation was recorded: from the loss when known
+            info["activation"] = LOSS_ACTIVATION.get(info.get("loss") or "dice_ce", "softmax")
+        return info

@@ -3,6 +3,11 @@ overlays."""
 
 from __future__ import annotations
 
+from fdseg_core.infer.activation import (
+    SIGMOID_THRESHOLD,
+    labels_from_probabilities,
+    probabilities,
+)
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.infer.predict import gather_inputs, predict_cases
 from fdseg_core.infer.sliding_window import (
@@ -12,6 +17,9 @@ from fdseg_core.infer.sliding_window import (
 )
 
 __all__ = [
+    "SIGMOID_THRESHOLD",
+    "labels_from_probabilities",
+    "probabilities",
     "gather_inputs",
     "gaussian_importance",
     "predict_cases",

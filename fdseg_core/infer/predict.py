@@ -12,6 +12,7 @@ from torch import nn
 from fdseg_core.data.io import load_case, save_nifti
 from fdseg_core.data.layout import Case, group_channel_files, load_dataset, strip_nifti_ending
 from fdseg_core.data.preprocess import Preprocessor, resample
+from fdseg_core.infer.activation import labels_from_probabilities
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.infer.sliding_window import sliding_window_inference
 
@@ -85,7 +86,9 @@ def predict_cases(
     The image is normalised (and resampled) exactly as during training (``meta``:
     ``normalization``, ``target_spacing``, ``patch_size``, ``labels``), predicted with
     :func:`sliding_window_inference`, brought back to the input grid, and written with
-    the input's affine and header. Optionally ``{case}_probabilities.nii.gz`` (4D,
+    the input's affine and header. Probabilities and labels follow ``meta["activation"]``
+    (``"softmax"``, the default, or ``"sigmoid"`` for a sigmoid-trained model:
+    :mod:`fdseg_core.infer.activation`). Optionally ``{case}_probabilities.nii.gz`` (4D,
     classes last) and ``overlays/{case}.png``.
 
     Raises:
@@ -97,6 +100,7 @@ def predict_cases(
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = {p.resolve() for c in cases for p in c.image_paths}
     prep = Preprocessor.from_meta(meta)
+    activation = meta.get("activation", "softmax")
     device = torch.device(device)
     if isinstance(model, nn.Module):
         model = model.to(device).eval()
@@ -118,12 +122,13 @@ def predict_cases(
             tta_flips=tta,
             device=device,
             batch_size=batch_size,
+            activation=activation,
         )[0].numpy()
         if meta.get("target_spacing"):
             probs = resample(
                 probs, meta["target_spacing"], loaded.spacing, order=1, shape=loaded.image.shape[1:]
             )
-        seg = probs.argmax(0).astype(np.uint8)
+        seg = labels_from_probabilities(probs, activation, dim=0).astype(np.uint8)
         save_nifti(seg, loaded.affine, target, header=loaded.header, dtype=np.uint8)
         written.append(target)
         if save_probabilities:

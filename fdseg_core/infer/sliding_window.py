@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fdseg_core.infer.activation import check_activation, probabilities
+
 __all__ = ["sliding_window_inference", "gaussian_importance", "window_starts"]
 
 
@@ -78,11 +80,14 @@ def sliding_window_inference(
     tta_flips: bool = False,
     device: torch.device | str | None = None,
     progress: bool = False,
+    activation: str = "softmax",
 ) -> torch.Tensor:
     """Class probabilities of a whole volume, predicted patch by patch.
 
     The volume is zero-padded (centred) where smaller than the patch; windows overlap
-    by ``overlap``; each window's softmax probabilities are weighted by a Gaussian
+    by ``overlap``; each window's probabilities (``activation``: a softmax, or the
+    sigmoid rule of a sigmoid-trained model, :func:`~fdseg_core.infer.activation.probabilities`)
+    are weighted by a Gaussian
     importance map (or uniformly) and the weighted sum is normalised. When the padded
     volume is a single window (a model trained on whole volumes, ``patch_size`` its
     training shape) there is no tiling: the volume is predicted in one pass, at the
@@ -101,10 +106,15 @@ def sliding_window_inference(
         device: Where the predictor runs (default: the volume's device); results are
             accumulated on the volume's device.
         progress: Show a progress bar over windows.
+        activation: ``"softmax"`` or ``"sigmoid"``, as the model was trained
+            (:data:`fdseg_core.choices.LOSS_ACTIVATION`); the labels then follow from
+            :func:`~fdseg_core.infer.activation.labels_from_probabilities` with the
+            same activation.
 
     Returns:
         Probabilities ``(N, K, *spatial)`` (float32).
     """
+    check_activation(activation)
     if volume.ndim not in (4, 5):
         raise ValueError(f"volume must be (N, C, *spatial), got shape {tuple(volume.shape)}")
     nd = volume.ndim - 2
@@ -129,7 +139,10 @@ def sliding_window_inference(
     crop = tuple(slice(e // 2, e // 2 + s) for e, s in zip(pad, spatial, strict=True))
     if len(starts) == 1:  # one window holds the whole volume: no tiling, no weights
         whole = torch.cat(
-            [_window_probs(volume[n : n + 1], predictor, flips, device) for n in range(len(volume))]
+            [
+                _window_probs(volume[n : n + 1], predictor, flips, device, activation)
+                for n in range(len(volume))
+            ]
         ).to(volume.device)
         return whole[(slice(None), slice(None), *crop)]
     weight = gaussian_importance(patch, sigma_scale) if gaussian else torch.ones(patch)
@@ -153,7 +166,7 @@ def sliding_window_inference(
                     for st in chunk
                 ]
             )
-            probs = _window_probs(windows, predictor, flips, device).to(volume.device)
+            probs = _window_probs(windows, predictor, flips, device, activation).to(volume.device)
             if acc is None:
                 k = probs.shape[1]
                 acc = volume.new_zeros((volume.shape[0], k, *padded), dtype=torch.float32)
@@ -172,12 +185,13 @@ def _window_probs(
     predictor: Callable[[torch.Tensor], torch.Tensor],
     flips: list[tuple[int, ...]],
     device: torch.device,
+    activation: str,
 ) -> torch.Tensor:
-    """Softmax probabilities of a batch of windows, averaged over the flips (float32)."""
+    """Probabilities of a batch of windows, averaged over the flips (float32)."""
     windows = windows.to(device)
     probs = 0
     for axes in flips:
         x = windows.flip(axes) if axes else windows
-        p = predictor(x).float().softmax(1)
+        p = probabilities(predictor(x), activation)
         probs = probs + (p.flip(axes) if axes else p)
     return probs / len(flips)

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from fdseg_core.choices import activation_of_loss
+
 __all__ = [
     "FORMAT_VERSION",
     "atomic_save",
@@ -111,7 +113,10 @@ def load_model(
         ``(model, info)``: the model in eval mode, and a dict with ``config`` (the
         training configuration) and the data description needed at inference
         (``in_channels``, ``num_classes``, ``labels``, ``channel_names``,
-        ``normalization``, ``patch_size``, ``target_spacing``, ``bands``), at top level;
+        ``normalization``, ``patch_size``, ``target_spacing``, ``bands``, and
+        ``activation``: how logits become labels, the rule of the loss it was trained
+        with; a checkpoint written before it was recorded takes it from its config's
+        loss), at top level;
         :meth:`fdseg_core.data.Preprocessor.from_meta` rebuilds the input pipeline.
     """
     ckpt = load_checkpoint(path, map_location)
@@ -124,5 +129,6 @@ def load_model(
     # the shape the model was trained on (a whole-volume run: its padded volume shape)
     info["patch_size"] = list(data.get("patch_size") or ckpt["config"]["patch_size"])
     info.setdefault("bands", None)
+    info.setdefault("activation", activation_of_loss(ckpt["config"].get("loss", "dice_ce")))
     info["backbone_package"] = ckpt.get("backbone_package")
     return model, info

@@ -190,6 +190,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                     overlap=config.overlap,
                     device=device,
                     dist_info=dist_info,
+                    activation=meta["activation"],
                 )
                 for c in range(1, data.num_classes):
                     row[f"val_dice_{data.class_names.get(c, c)}"] = float(dice[c])

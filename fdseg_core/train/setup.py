@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fdseg_core.choices import activation_of_loss
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.distributed import DistInfo
 from fdseg_core.train.losses import build_loss
@@ -88,6 +89,8 @@ class TrainingData:
             else [float(s) for s in np.median(np.asarray(spacings), axis=0)],
             "patch_size": list(shape),
             "bands": bands.as_dict() if bands is not None else None,
+            # how logits become labels: the rule of the loss the model was trained with
+            "activation": activation_of_loss(config.loss),
         }
 
 

@@ -100,16 +100,18 @@ def validate(
     overlap: float,
     device: torch.device,
     dist_info: DistInfo,
+    activation: str = "softmax",
 ) -> np.ndarray:
     """Mean Dice per class over the validation volumes (whole volumes; sliding window,
     or one pass when a volume fits ``patch_size``). Each process takes every
-    ``world_size``-th volume; the sums are reduced over processes.
+    ``world_size``-th volume; the sums are reduced over processes. Labels follow
+    ``activation``, the rule of the run's loss (:mod:`fdseg_core.infer.activation`).
 
     Returns:
         ``(num_classes,)`` float64; NaN for a class absent from every prediction and
         reference.
     """
-    from fdseg_core.infer import sliding_window_inference
+    from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
     from fdseg_core.metrics import dice_per_class
 
     net = unwrap(model)
@@ -118,8 +120,10 @@ def validate(
     counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
     for vol in volumes[dist_info.rank :: dist_info.world_size]:
         image = torch.as_tensor(vol.image)[None].to(device)
-        probs = sliding_window_inference(image, net, patch_size, overlap=overlap, device=device)
-        pred = probs.argmax(1)[0].cpu()
+        probs = sliding_window_inference(
+            image, net, patch_size, overlap=overlap, device=device, activation=activation
+        )
+        pred = labels_from_probabilities(probs, activation)[0].cpu()
         dice = dice_per_class(pred, torch.as_tensor(vol.label), num_classes)
         valid = ~torch.isnan(dice)
         sums += torch.where(valid, dice, torch.zeros_like(dice)).to(device, torch.float64)

@@ -1,0 +1,66 @@
+"""The names every layer agrees on, defined once.
+
+This module imports nothing from fdseg: the band operators, the network, the
+configuration, inference and the CLI all read their choices from here, so that a
+new fusion, layout, loss or activation is added in one place.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACTIVATIONS",
+    "BACKENDS",
+    "BANDS",
+    "COMPILE_MODES",
+    "DEVICES",
+    "FULL",
+    "FUSIONS",
+    "FUSION_AT",
+    "FUSION_POINTS",
+    "LAYOUTS",
+    "LOSSES",
+    "LOSS_ACTIVATION",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "activation_of_loss",
+]
+
+#: ``"none"`` is the baseline (no band split); early fuses after the first stem, late
+#: before the last decoder stage.
+FUSIONS: tuple[str, ...] = ("none", "early", "late")
+#: Where fusion happens: at the backbone's own fusion points when it declares them
+#: (``"auto"``), or always through the generic stems and head.
+FUSION_AT: tuple[str, ...] = ("auto", "generic")
+#: The fusion points a backbone may declare (early fusion at ``"stem"``, late at
+#: ``"decoder"``).
+FUSION_POINTS: tuple[str, ...] = ("stem", "decoder")
+#: Band layouts: the paper's text (a centred box) and its public code (unshifted).
+LAYOUTS: tuple[str, ...] = ("centered", "reference")
+#: Band-operator backends (``"auto"`` picks one per call).
+BACKENDS: tuple[str, ...] = ("torch", "matmul", "triton")
+#: Where the band split is computed: in the model on each input, or once per whole
+#: volume in the data pipeline.
+BANDS: tuple[str, ...] = ("model", "volume")
+#: ``patch_size`` value that trains on whole volumes.
+FULL = "full"
+#: Training losses.
+LOSSES: tuple[str, ...] = ("dice_ce", "sigmoid_dice")
+#: How logits become probabilities and labels (:mod:`fdseg_core.infer.activation`).
+ACTIVATIONS: tuple[str, ...] = ("softmax", "sigmoid")
+#: The activation each loss trains: inference must follow it.
+LOSS_ACTIVATION: dict[str, str] = {"dice_ce": "softmax", "sigmoid_dice": "sigmoid"}
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
+SCHEDULES: tuple[str, ...] = ("poly", "cosine", "constant")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune")
+
+
+def activation_of_loss(loss: str) -> str:
+    """The activation a loss trains (``"softmax"`` or ``"sigmoid"``).
+
+    Raises:
+        ValueError: Unknown loss.
+    """
+    if loss not in LOSS_ACTIVATION:
+        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+    return LOSS_ACTIVATION[loss]
