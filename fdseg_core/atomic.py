@@ -1,0 +1,123 @@
+"""Atomic writes: every file fdseg writes goes through a temp file and a rename.
+
+A write that fails or is interrupted (an exception, a full disk, a kill) never leaves a
+half-written file and never destroys the previous good one: the data goes to a hidden
+temp file in the target's folder (same file system), is flushed to disk, and only then
+replaces the target with :func:`os.replace`. On failure the temp file is removed.
+
+This module imports nothing from fdseg; every layer may use it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "DiskFullError",
+    "atomic_path",
+    "atomic_save_figure",
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+]
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of space; the target (and its previous content) is intact.
+
+    The message names the file and the cause, on one line.
+    """
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _translate(exc: OSError, path: Path) -> OSError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(
+            exc.errno, f"could not write {path}: no space left on the device (nothing was replaced)"
+        )
+    return exc
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """A temp path to write to; on success it replaces ``path``.
+
+    Use it for writers that take a file name (nibabel, matplotlib, ONNX)::
+
+        with atomic_path(out / "seg.nii.gz") as tmp:
+            nib.save(image, tmp)
+
+    Args:
+        path: The file to write.
+        suffix: Ending of the temp file (writers that infer the format from the name
+            need it; default: ``path``'s own suffixes).
+
+    Raises:
+        DiskFullError: The disk filled up while writing (``path`` is untouched).
+    """
+    path = Path(path)
+    ending = suffix if suffix is not None else "".join(path.suffixes) or ".tmp"
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{ending}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        translated = _translate(exc, path)
+        if translated is exc:
+            raise
+        raise translated from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(fh)`` on a binary file handle, then replace ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes atomically."""
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` atomically: an interrupted save never leaves a half-written
+    checkpoint nor destroys the previous one."""
+    import torch  # the writer of this one format; everything else here is stdlib
+
+    atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:
+    """Save a matplotlib figure atomically (the format from ``path``'s suffix).
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig)
+    return path
