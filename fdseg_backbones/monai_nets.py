@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 
+from fdseg_core.choices import FUSION_POINTS
 from fdseg_core.plugins.spec import BackboneSpec
 
 __all__ = ["monai_specs"]
 
 
 def _unet(cin, cout, dims, *, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2):
-    from monai.networks.nets import UNet
+    from monai.networks.nets import UNet  # the monai extra: imported when built
 
     return UNet(
         spatial_dims=dims,
@@ -32,7 +33,7 @@ def _unet(cin, cout, dims, *, channels=(16, 32, 64, 128), strides=(2, 2, 2), num
 def _segresnet_class():
     """MONAI's SegResNet with the "stem" and "decoder" fusion points (same parameters and
     state-dict keys as SegResNet; built on first use so that MONAI is imported late)."""
-    from monai.networks.nets import SegResNet
+    from monai.networks.nets import SegResNet  # the monai extra: imported when built
 
     class SegResNetFusionPoints(SegResNet):
         """SegResNet split at its first convolution (``convInit``) and before its last
@@ -94,7 +95,7 @@ def _unetr(
     mlp_dim=768,
     num_heads=6,
 ):
-    from monai.networks.nets import UNETR
+    from monai.networks.nets import UNETR  # the monai extra: imported when built
 
     return UNETR(
         in_channels=cin,
@@ -109,7 +110,7 @@ def _unetr(
 
 
 def _swinunetr(cin, cout, dims, *, feature_size=12, depths=(2, 2, 2, 2)):
-    from monai.networks.nets import SwinUNETR
+    from monai.networks.nets import SwinUNETR  # the monai extra: imported when built
 
     return SwinUNETR(
         in_channels=cin,
@@ -132,7 +133,7 @@ def monai_specs() -> list[BackboneSpec]:
             (2, 3),
             8,
             "MONAI SegResNet (Myronenko 2018, no VAE branch)",
-            fusion_points=("stem", "decoder"),
+            fusion_points=FUSION_POINTS,
         ),
         BackboneSpec(
             "monai_unetr",

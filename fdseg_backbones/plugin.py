@@ -4,9 +4,11 @@ exactly like a third-party plugin (``[project.entry-points.fdseg]`` in pyproject
 from __future__ import annotations
 
 from fdseg_backbones.monai_nets import monai_specs
+from fdseg_backbones.nnunet_nets import nnunet_specs
 from fdseg_backbones.paper_unet3d import build_paper_unet3d
 from fdseg_backbones.plainunet import build_plainunet
 from fdseg_backbones.unet3d import build_unet3d
+from fdseg_core.choices import FUSION_POINTS
 from fdseg_core.plugins import BackboneSpec, hookimpl
 
 __all__ = ["fdseg_register_backbones"]
@@ -25,7 +27,7 @@ def fdseg_register_backbones() -> list[BackboneSpec]:
             description="Residual U-Net of Isensee et al. 2017, the paper's backbone family "
             "(4 levels, 8 base filters, deep supervision)",
             default_options={"levels": 4, "base_filters": 8},
-            fusion_points=("stem", "decoder"),
+            fusion_points=FUSION_POINTS,
         ),
         BackboneSpec(
             name="paper_unet3d",
@@ -35,7 +37,7 @@ def fdseg_register_backbones() -> list[BackboneSpec]:
             description="The paper's public-code network, layer for layer (UNet3D_3: "
             "3 levels, 8 base filters, dropout 0.6)",
             default_options={"base_filters": 8, "dropout": 0.6},
-            fusion_points=("stem", "decoder"),
+            fusion_points=FUSION_POINTS,
         ),
         BackboneSpec(
             name="plainunet",
@@ -44,7 +46,8 @@ def fdseg_register_backbones() -> list[BackboneSpec]:
             size_divisor=8,
             description="Plain U-Net of Cicek et al. 2016 (4 levels, 16 base filters)",
             default_options={"levels": 4, "base_filters": 16},
-            fusion_points=("stem", "decoder"),
+            fusion_points=FUSION_POINTS,
         ),
         *monai_specs(),
+        *nnunet_specs(),
     ]

@@ -12,7 +12,7 @@ __all__ = ["cli"]
 
 def __getattr__(name: str):
     if name == "cli":
-        from fdseg_cli.main import cli
+        from fdseg_cli.main import cli  # lazy: `import fdseg_cli` stays free of click
 
         return cli
     raise AttributeError(name)

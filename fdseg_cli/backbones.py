@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import warnings
+
 import click
 
 __all__ = ["backbones"]
@@ -14,9 +17,7 @@ def backbones(as_json: bool) -> None:
     spatial dims, size divisor and where early and late fusion happen (at the backbone's
     fusion points, or by generic stems and heads). Problems with plugins are reported
     on stderr."""
-    import json
-    import warnings
-
+    # lazy: listing the backbones loads the plugins (and torch); `--help` stays instant
     from fdseg_core.plugins import list_backbones
 
     with warnings.catch_warnings(record=True) as caught:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import platform
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import click
+from tqdm import tqdm
 
 from fdseg_cli.options import count_option, device_option, progress_option
+from fdseg_core.atomic import atomic_write_text
+from fdseg_core.choices import DEFAULT_BETA, LAYOUTS
 
 __all__ = ["bench"]
 
 _DEFAULT_SHAPES = ("1x1x160x160x128", "2x8x160x160x128")
+_STEP_FUSIONS = 3  # run_step_benchmarks times fusion none, early and late
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -24,6 +36,212 @@ def _parse_shape(text: str) -> tuple[int, ...]:
             param_hint="--shape",
         )
     return shape
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to time, from the checked options."""
+
+    shapes: list[tuple[int, ...]]
+    device: str
+    modes: tuple[str, ...]
+    backends: list[str]
+    ops: list[str]
+
+    def cases(self, step_sizes: Sequence[int]) -> int:
+        """How many timings (progress bar ticks) the plan and the training steps take."""
+        backends_timed = len(dict.fromkeys(["torch", *self.backends]))
+        total = len(self.shapes) * len(self.ops) * backends_timed * len(self.modes)
+        return total + len(step_sizes) * _STEP_FUSIONS * len(self.modes)
+
+
+def _resolve_device(device: str, modes: Sequence[str]) -> str:
+    import torch  # lazy: torch is heavy, `fdseg bench --help` stays fast
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("no CUDA device is available here", param_hint="--device")
+    if "cuda-graph" in modes and device != "cuda":
+        raise click.BadParameter("cuda-graph needs --device cuda", param_hint="--mode")
+    return device
+
+
+def _plan(shapes, backends, ops, device, beta, layout, modes) -> _Plan:
+    """The options checked (click.BadParameter naming the option otherwise)."""
+    # lazy: the band operators import torch (heavy), `fdseg bench --help` stays fast
+    from fdseg_core.bands import BACKENDS, available_backends, band_width
+    from fdseg_core.benchmark import OPS, PAPER
+
+    parsed = [_parse_shape(s) for s in shapes]
+    device = _resolve_device(device, modes)
+    modes = ("eager", *[m for m in modes if m != "eager"])
+    usable = available_backends(device)
+    if layout == "reference":
+        usable = [b for b in usable if b != "triton"]
+    names = list(backends) or [PAPER, *usable]
+    for name in names:
+        if name != PAPER and name not in BACKENDS:
+            raise click.BadParameter(
+                f"unknown backend {name!r}; expected 'paper' or one of {list(BACKENDS)}",
+                param_hint="--backend",
+            )
+        if name != PAPER and name not in usable:
+            raise click.BadParameter(
+                f"backend {name!r} is not available on {device} for layout {layout!r} here "
+                f"(available: {usable})",
+                param_hint="--backend",
+            )
+    chosen_ops = list(ops) or list(OPS)
+    for shape in parsed:
+        for d in (2, 3):
+            if band_width(shape[d], beta) < 1:
+                raise click.BadParameter(
+                    f"shape {'x'.join(map(str, shape))}: dim {d} of size {shape[d]} keeps "
+                    f"no sample at beta={beta}",
+                    param_hint="--shape",
+                )
+    return _Plan(parsed, device, modes, names, chosen_ops)
+
+
+@contextmanager
+def _progress_bar(total: int, progress: bool) -> Iterator[Callable[[str], None]]:
+    """A ``step(label)`` callback that advances a progress bar of ``total`` cases."""
+    bar = tqdm(total=total, disable=not progress, desc="bench", unit="case", leave=False)
+
+    def step(label: str) -> None:
+        bar.set_postfix_str(label)
+        bar.update(1)
+
+    try:
+        yield step
+    finally:
+        bar.close()
+
+
+def _run(
+    plan: _Plan,
+    step_sizes: Sequence[int],
+    *,
+    dtype: str,
+    beta: float,
+    layout: str,
+    warmup: int,
+    repeats: int,
+    progress: bool,
+) -> tuple[list[Any], list[Any]]:
+    """Time the band operators, then the training steps: ``(rows, steps)``."""
+    import torch  # lazy: torch and the benchmarks are heavy, `fdseg bench --help` stays fast
+
+    from fdseg_core.benchmark import run_benchmarks, run_step_benchmarks
+
+    with _progress_bar(plan.cases(step_sizes), progress) as step:
+        rows = run_benchmarks(
+            plan.shapes,
+            plan.backends,
+            ops=plan.ops,
+            dtype=getattr(torch, dtype),
+            device=plan.device,
+            beta=beta,
+            warmup=warmup,
+            repeats=repeats,
+            progress=step,
+            layout=layout,
+            modes=plan.modes,
+        )
+        steps = run_step_benchmarks(
+            step_sizes,
+            device=plan.device,
+            modes=plan.modes,
+            repeats=repeats,
+            warmup=max(warmup, 2),
+            progress=step,
+        )
+    return rows, steps
+
+
+def _environment(device: str) -> dict[str, Any]:
+    """Where the timings ran: device, its name, torch version, threads."""
+    import torch  # lazy: torch is heavy, `fdseg bench --help` stays fast
+
+    device_name = (
+        torch.cuda.get_device_name()
+        if device == "cuda"
+        else (platform.processor() or platform.machine())
+    )
+    return {
+        "device": device,
+        "device_name": device_name,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _echo_op_table(rows: Sequence[Any], env: dict[str, Any], layout: str) -> None:
+    cuda = env["device"] == "cuda"
+    click.echo(
+        f"device: {env['device']} ({env['device_name']}), threads: {env['threads']}, "
+        f"torch {env['torch']}, layout: {layout}"
+    )
+    click.echo(
+        f"{'backend':8} {'mode':10} {'op':9} {'shape':18} {'dtype':8} {'median ms':>10} "
+        f"{'GB/s':>8} {'vs torch':>9}"
+        + (f" {'% copy bw':>10} {'GPU ms':>8} {'% bw GPU':>9}" if cuda else "")
+    )
+    for r in rows:
+        line = (
+            f"{r.backend:8} {r.mode:10} {r.op:9} {'x'.join(map(str, r.shape)):18} {r.dtype:8} "
+            f"{r.median_ms:10.2f} {r.gbps:8.2f} {r.speedup:8.2f}x"
+        )
+        if r.pct_copy_bw is not None:
+            line += f" {r.pct_copy_bw:9.1f}%"
+        if r.device_ms is not None:
+            line += f" {r.device_ms:8.3f} {r.pct_copy_bw_device:8.1f}%"
+        click.echo(line)
+
+
+def _echo_step_table(steps: Sequence[Any], device: str) -> None:
+    if not steps:
+        return
+    gpu = device == "cuda"
+    click.echo("training step (unet3d, batch 2, AdamW, Dice+CE), overhead vs fusion none:")
+    click.echo(
+        f"{'fusion':7} {'patch':>6} {'mode':10} {'step ms':>9} {'overhead':>9}"
+        + (f" {'GPU ms':>9} {'GPU overhead':>13}" if gpu else "")
+    )
+    for r in steps:
+        over = "—" if r.overhead is None else f"{100 * r.overhead:+.1f} %"
+        line = f"{r.fusion:7} {r.patch:>5}³ {r.mode:10} {r.median_ms:9.1f} {over:>9}"
+        if gpu and r.device_ms is not None:
+            dover = "—" if r.device_overhead is None else f"{100 * r.device_overhead:+.1f} %"
+            line += f" {r.device_ms:9.1f} {dover:>13}"
+        click.echo(line)
+
+
+def _triton_version() -> str | None:
+    try:
+        import triton  # lazy: optional (the triton extra), only its version is read
+    except ImportError:
+        return None
+    return triton.__version__
+
+
+def _write_json(
+    json_path: str, rows: Sequence[Any], steps: Sequence[Any], env: dict[str, Any], beta: float
+) -> None:
+    """The rows and training steps, each with the environment, as a JSON list."""
+    env = {
+        "device": env["device"],
+        "device_name": env["device_name"],
+        "torch": env["torch"],
+        "triton": _triton_version(),
+        "threads": env["threads"],
+        "beta": beta,
+    }
+    payload = [dict(r.as_dict(), **env) for r in rows]
+    payload += [dict(r.as_dict(), kind="train_step", **env) for r in steps]
+    atomic_write_text(Path(json_path), json.dumps(payload, indent=1) + "\n")
+    click.echo(f"wrote {json_path}")
 
 
 @click.command()
@@ -56,10 +274,10 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     show_default=True,
 )
 @device_option
-@click.option("--beta", type=float, default=0.1, show_default=True)
+@click.option("--beta", type=float, default=DEFAULT_BETA, show_default=True)
 @click.option(
     "--layout",
-    type=click.Choice(["centered", "reference"]),
+    type=click.Choice(list(LAYOUTS)),
     default="centered",
     show_default=True,
     help="Band layout: the paper's text (centered) or its public code (reference; "
@@ -110,134 +328,19 @@ def bench(
     backend and the paper's pipeline; print median ms, effective GB/s and the speed-up
     over the torch.fft backend measured in the same run; on CUDA also the GPU busy time
     (profiler) beside the wall time, and both as a percentage of the copy bandwidth."""
-    import json
-    import platform
-    from pathlib import Path
-
-    import torch
-    from tqdm import tqdm
-
-    from fdseg_core.bands import BACKENDS, available_backends
-    from fdseg_core.benchmark import OPS, PAPER, run_benchmarks, run_step_benchmarks
-    from fdseg_core.train.checkpoint import atomic_write_text
-
-    parsed = [_parse_shape(s) for s in shapes]
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("no CUDA device is available here", param_hint="--device")
-    if "cuda-graph" in modes and device != "cuda":
-        raise click.BadParameter("cuda-graph needs --device cuda", param_hint="--mode")
-    modes = ("eager", *[m for m in modes if m != "eager"])
-    usable = available_backends(device)
-    if layout == "reference":
-        usable = [b for b in usable if b != "triton"]
-    names = list(backends) or [PAPER, *usable]
-    for name in names:
-        if name != PAPER and name not in BACKENDS:
-            raise click.BadParameter(
-                f"unknown backend {name!r}; expected 'paper' or one of {list(BACKENDS)}",
-                param_hint="--backend",
-            )
-        if name != PAPER and name not in usable:
-            raise click.BadParameter(
-                f"backend {name!r} is not available on {device} for layout {layout!r} here "
-                f"(available: {usable})",
-                param_hint="--backend",
-            )
-    chosen_ops = list(ops) or list(OPS)
-    from fdseg_core.bands import band_width
-
-    for shape in parsed:
-        for d in (2, 3):
-            if band_width(shape[d], beta) < 1:
-                raise click.BadParameter(
-                    f"shape {'x'.join(map(str, shape))}: dim {d} of size {shape[d]} keeps "
-                    f"no sample at beta={beta}",
-                    param_hint="--shape",
-                )
-    backends_timed = len(dict.fromkeys(["torch", *names]))
-    total = len(parsed) * len(chosen_ops) * backends_timed * len(modes)
-    total += len(step_sizes) * 3 * len(modes)
-    bar = tqdm(total=total, disable=not progress, desc="bench", unit="case", leave=False)
-
-    def step(label: str) -> None:
-        bar.set_postfix_str(label)
-        bar.update(1)
-
-    rows = run_benchmarks(
-        parsed,
-        names,
-        ops=chosen_ops,
-        dtype=getattr(torch, dtype),
-        device=device,
+    plan = _plan(shapes, backends, ops, device, beta, layout, modes)
+    rows, steps = _run(
+        plan,
+        step_sizes,
+        dtype=dtype,
         beta=beta,
+        layout=layout,
         warmup=warmup,
         repeats=repeats,
-        progress=step,
-        layout=layout,
-        modes=modes,
+        progress=progress,
     )
-    steps = run_step_benchmarks(
-        step_sizes, device=device, modes=modes, repeats=repeats, warmup=max(warmup, 2),
-        progress=step,
-    )  # fmt: skip
-    bar.close()
-    device_name = (
-        torch.cuda.get_device_name()
-        if device == "cuda"
-        else (platform.processor() or platform.machine())
-    )
-    header = (
-        f"{'backend':8} {'mode':10} {'op':9} {'shape':18} {'dtype':8} {'median ms':>10} "
-        f"{'GB/s':>8} {'vs torch':>9}"
-        + (f" {'% copy bw':>10} {'GPU ms':>8} {'% bw GPU':>9}" if device == "cuda" else "")
-    )
-    click.echo(
-        f"device: {device} ({device_name}), threads: {torch.get_num_threads()}, "
-        f"torch {torch.__version__}, layout: {layout}"
-    )
-    click.echo(header)
-    for r in rows:
-        line = (
-            f"{r.backend:8} {r.mode:10} {r.op:9} {'x'.join(map(str, r.shape)):18} {r.dtype:8} "
-            f"{r.median_ms:10.2f} {r.gbps:8.2f} {r.speedup:8.2f}x"
-        )
-        if r.pct_copy_bw is not None:
-            line += f" {r.pct_copy_bw:9.1f}%"
-        if r.device_ms is not None:
-            line += f" {r.device_ms:8.3f} {r.pct_copy_bw_device:8.1f}%"
-        click.echo(line)
-    if steps:
-        click.echo("training step (unet3d, batch 2, AdamW, Dice+CE), overhead vs fusion none:")
-        gpu = device == "cuda"
-        click.echo(
-            f"{'fusion':7} {'patch':>6} {'mode':10} {'step ms':>9} {'overhead':>9}"
-            + (f" {'GPU ms':>9} {'GPU overhead':>13}" if gpu else "")
-        )
-        for r in steps:
-            over = "—" if r.overhead is None else f"{100 * r.overhead:+.1f} %"
-            line = f"{r.fusion:7} {r.patch:>5}³ {r.mode:10} {r.median_ms:9.1f} {over:>9}"
-            if gpu and r.device_ms is not None:
-                dover = "—" if r.device_overhead is None else f"{100 * r.device_overhead:+.1f} %"
-                line += f" {r.device_ms:9.1f} {dover:>13}"
-            click.echo(line)
+    env = _environment(plan.device)
+    _echo_op_table(rows, env, layout)
+    _echo_step_table(steps, plan.device)
     if json_path:
-        try:
-            import triton
-
-            triton_version = triton.__version__
-        except ImportError:
-            triton_version = None
-        env = {
-            "device": device,
-            "device_name": device_name,
-            "torch": torch.__version__,
-            "triton": triton_version,
-            "threads": torch.get_num_threads(),
-            "beta": beta,
-        }
-        payload = [dict(r.as_dict(), **env) for r in rows]
-        payload += [dict(r.as_dict(), kind="train_step", **env) for r in steps]
-        atomic_write_text(Path(json_path), json.dumps(payload, indent=1) + "\n")
-        click.echo(f"wrote {json_path}")
+        _write_json(json_path, rows, steps, env, beta)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import click
+
+from fdseg_core.choices import DEFAULT_BETA
 
 __all__ = ["demo"]
 
 
 @click.command()
-@click.option("--beta", type=float, default=0.1, show_default=True, help="Relative band width.")
+@click.option(
+    "--beta", type=float, default=DEFAULT_BETA, show_default=True, help="Relative band width."
+)
 @click.option(
     "--shape",
     type=(int, int, int),
@@ -18,8 +24,7 @@ __all__ = ["demo"]
 )
 def demo(beta: float, shape: tuple[int, int, int]) -> None:
     """Split and fuse a built-in volume with every backend and print what it did."""
-    import time
-
+    # lazy: the band operators import torch; `--help` stays instant
     from fdseg_core.bands import available_backends, band_fuse, band_split, paper_band_split
     from fdseg_core.bands.demo import demo_volume
 

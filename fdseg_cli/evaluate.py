@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
 __all__ = ["evaluate"]
@@ -31,9 +34,7 @@ def evaluate(pred, labels, json_path, csv_path, dataset_json):
     """Compare the label maps in PRED with those in LABELS (matched by file name):
     per case and class Dice, 95% Hausdorff distance and average symmetric surface
     distance in mm, and volumes in mL; means and standard deviations."""
-    import json
-    from pathlib import Path
-
+    # lazy: the metrics import scipy and nibabel; `--help` stays instant
     from fdseg_core.metrics import evaluate_folder, write_report
 
     names = None

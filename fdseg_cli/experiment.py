@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import click
 
-from fdseg_cli.options import count_option, int_list, training_options
+from fdseg_cli.options import (
+    count_option,
+    explicit_options,
+    int_list,
+    out_option,
+    training_options,
+)
+from fdseg_cli.train import echo_recipe, training_fields
+from fdseg_core.choices import FUSIONS, LAYOUTS
+from fdseg_core.train.config import TrainConfig
 
 __all__ = ["experiment"]
 
 
 @click.command()
 @click.argument("dataset", type=click.Path(file_okay=False, exists=True))
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="Experiment folder (runs, tables, plot).",
-)
+@out_option("Experiment folder (runs, tables, plot).")
 @click.option(
     "--train-sizes", default="2,4,8", show_default=True, help="Comma-separated training-set sizes."
 )
 @click.option(
     "--fusion",
     "fusions",
-    default="none,early,late",
+    default=",".join(FUSIONS),
     show_default=True,
     help="Comma-separated methods; 'none' is the baseline.",
 )
@@ -31,7 +35,7 @@ __all__ = ["experiment"]
 @click.option(
     "--layouts",
     default=None,
-    help="Comma-separated band layouts to compare (centered,reference): each fusion runs "
+    help=f"Comma-separated band layouts to compare ({','.join(LAYOUTS)}): each fusion runs "
     "once per layout [default: the --layout option's].",
 )
 @click.option(
@@ -53,38 +57,34 @@ def experiment(dataset, out, train_sizes, fusions, seeds, layouts, checkpoint, b
     held-out test cases, and write a table (CSV, Markdown), a plot of Dice against training
     size and the training curves of every run. Finished runs are
     skipped, so an interrupted experiment resumes."""
-    from fdseg_cli.options import explicit_options
-    from fdseg_cli.train import echo_recipe, training_fields
+    # the experiment imports torch: only when the command runs, so --help is instant
     from fdseg_core.experiment import ExperimentConfig, run_experiment
-    from fdseg_core.train import TrainConfig
 
     sizes = int_list(train_sizes, "--train-sizes")
     methods = tuple(m.strip() for m in fusions.split(",") if m.strip())
-    bad = [m for m in methods if m not in ("none", "early", "late")]
+    bad = [m for m in methods if m not in FUSIONS]
     if bad or not methods:
         raise click.BadParameter(
-            f"unknown methods {bad}; expected none, early, late", param_hint="--fusion"
+            f"unknown methods {bad}; expected {', '.join(FUSIONS)}", param_hint="--fusion"
         )
     layout_list = ()
     if layouts:
         if "layout" in explicit_options(["layout"]):
             raise click.UsageError("--layouts and --layout exclude each other")
         layout_list = tuple(x.strip() for x in layouts.split(",") if x.strip())
-        bad_layouts = [x for x in layout_list if x not in ("centered", "reference")]
+        bad_layouts = [x for x in layout_list if x not in LAYOUTS]
         if bad_layouts or not layout_list:
             raise click.BadParameter(
-                f"unknown layouts {bad_layouts}; expected centered, reference",
+                f"unknown layouts {bad_layouts}; expected {', '.join(LAYOUTS)}",
                 param_hint="--layouts",
             )
-    progress = opts.pop("progress")
-    first_seed = opts.pop("seed")
-    training, applied = training_fields(opts)
+    fields, applied = training_fields(opts)
+    first_seed = fields.pop("seed", 0)
     if layout_list:
-        training.pop("layout", None)
+        fields.pop("layout", None)  # the recipe's layout: each run takes one of --layouts
+    template = TrainConfig(dataset=str(dataset), out=str(out), **fields)
     per_run = {"layout": f"per run, from --layouts {layouts}"} if layout_list else None
-    echo_recipe(
-        TrainConfig(dataset=str(dataset), out=str(out), **training), applied, per_run=per_run
-    )
+    echo_recipe(template, applied, per_run=per_run)
     config = ExperimentConfig(
         dataset=str(dataset),
         out=str(out),
@@ -92,12 +92,12 @@ def experiment(dataset, out, train_sizes, fusions, seeds, layouts, checkpoint, b
         fusions=methods,
         seeds=seeds,
         first_seed=first_seed,
-        training=training,
+        training=template,
         n_resamples=bootstrap,
         layouts=layout_list,
         checkpoint=checkpoint,
     )
-    report = run_experiment(config, progress=progress)
+    report = run_experiment(config, progress=template.progress)
     click.echo(report["markdown"])
     curves = f", {report['curves']}" if report.get("curves") else ""
     click.echo(f"wrote {out}/table.csv, {out}/table.md, {report['plot']}{curves}")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from fdseg_cli.options import out_option
 
 __all__ = ["export"]
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="The .onnx file to write.",
-)
+@out_option("The .onnx file to write.", folder=False)
 @click.option(
     "--dynamic/--static",
     default=True,
@@ -38,9 +37,7 @@ def export(checkpoint, out, dynamic, shape, check):
     """Export the model of CHECKPOINT (best.pt or last.pt of `fdseg train`) to ONNX, with
     its classes, normalisation, spacing, patch size and band parameters as metadata.
     Run it with `fdseg predict --onnx OUT ...` or any ONNX runtime."""
-    from pathlib import Path
-
-    from fdseg_core.export import export_checkpoint
+    from fdseg_core.export import export_checkpoint  # lazy: torch; `--help` stays fast
 
     if not out.endswith(".onnx"):
         raise click.BadParameter(f"{out}: expected a file name ending in .onnx", param_hint="--out")

@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from fdseg_core.errors import OptionError
+
 __all__ = ["cli", "COMMANDS", "UserInputError"]
 
 #: name -> ("module:attribute", one-line help) of every subcommand, imported lazily;
@@ -26,8 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("fdseg_cli.export:export", "Export a checkpoint to ONNX (band operators included)."),
     "evaluate": ("fdseg_cli.evaluate:evaluate", "Dice, HD95, ASSD and volumes of predictions."),
     "phantom": ("fdseg_cli.phantom:phantom", "Write a synthetic QSM midbrain dataset."),
+    "plan": ("fdseg_cli.plan:plan", "Plan spacing, patch and batch size from a dataset."),
     "experiment": ("fdseg_cli.experiment:experiment", "Training size x method x seed protocol."),
     "bench": ("fdseg_cli.bench:bench", "Time the band operators on every backend."),
+    "nnunet": ("fdseg_cli.nnunet:nnunet", "Trainers for nnU-Net v2's own commands (path, check)."),
 }
 
 #: Exceptions that mean "the user gave us something wrong": exit code 2, one line.
@@ -68,7 +72,14 @@ def _route_core_logs() -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = str(exc)
+    if isinstance(exc, OptionError):  # the core names fields; here we name the flags
+        # options.py builds options from TrainConfig: imported on this error path only,
+        # so that `fdseg --help` stays light
+        from fdseg_cli.options import flag_of
+
+        text = exc.render(flag_of)
+    text = " ".join(text.split())
     return text or type(exc).__name__
 
 

@@ -14,15 +14,23 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from fdseg_core.choices import DEVICES
+from fdseg_core.train.config import option_spec
+from fdseg_core.train.default import PHANTOM_TRAINING
+
 __all__ = [
     "FOLD",
     "ITERS",
+    "TRAINING_FIELDS",
     "choice_option",
+    "config_option",
     "count_option",
     "device_option",
     "explicit_options",
+    "flag_of",
     "int_list",
     "options",
+    "out_option",
     "progress_option",
     "training_options",
 ]
@@ -53,10 +61,21 @@ def choice_option(*decls: str, choices: Iterable[str], default: str, help: str |
     )
 
 
+def out_option(help: str, *, folder: bool = True, required: bool = True) -> Decorator:
+    """``--out``: the folder (or, with ``folder=False``, the file) a command writes."""
+    return click.option(
+        "--out",
+        type=click.Path(file_okay=not folder, dir_okay=folder),
+        required=required,
+        default=None,
+        help=help,
+    )
+
+
 progress_option = click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show progress bars."
 )
-device_option = choice_option("--device", choices=["auto", "cpu", "cuda"], default="auto")
+device_option = choice_option("--device", choices=list(DEVICES), default="auto")
 
 
 class _FoldType(click.ParamType):
@@ -110,175 +129,122 @@ def int_list(text: str, name: str) -> tuple[int, ...]:
     return values
 
 
+#: Flags whose spelling differs from their config field's name.
+_FLAGS = {"n_folds": "--folds"}
+#: Click types of fields that are not plain numbers, strings or choices.
+_TYPES: dict[str, Any] = {
+    "iters_per_epoch": ITERS,
+    "fold": FOLD,
+    "patch_size": (int, int, int),
+    "target_spacing": (float, float, float),
+}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a config field (``n_folds`` -> ``--folds``)."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
+
+
+def config_option(name: str, **overrides: Any) -> Decorator:
+    """The option of a :class:`~fdseg_core.train.TrainConfig` field, built from the
+    field itself: its default, choices or range, and help text. Nothing is restated
+    here; change a default in ``TrainConfig`` and ``--help`` follows.
+
+    Where the built-in phantom's job (``fdseg train`` without DATASET) uses another
+    default, the help text says so.
+    """
+    spec = option_spec(name)
+    default, flag = spec["default"], flag_of(name)
+    help_text = spec["help"]
+    if name in PHANTOM_TRAINING:
+        help_text += f" [{_shown(PHANTOM_TRAINING[name])} for the built-in phantom]"
+    kwargs: dict[str, Any] = {
+        "default": default,
+        "help": help_text,
+        "show_default": default is not None,
+    }
+    decls = [flag] + ([name] if flag != "--" + name.replace("_", "-") else [])
+    if isinstance(default, bool):
+        decls = [f"{flag}/--no-{flag[2:]}"]
+    elif spec["choices"] is not None:
+        kwargs["type"] = click.Choice(list(spec["choices"]))
+    elif name in _TYPES:
+        kwargs["type"] = _TYPES[name]
+    elif spec["integer"]:
+        kwargs["type"] = (
+            click.IntRange(spec["low"], spec["high"]) if spec["low"] is not None else int
+        )
+    elif spec["low"] is not None or spec["high"] is not None:
+        kwargs["type"] = click.FloatRange(
+            spec["low"], spec["high"], min_open=spec["open_low"], max_open=spec["open_high"]
+        )
+    kwargs.update(overrides)
+    return click.option(*decls, **kwargs)
+
+
+#: The training-run options of ``fdseg train`` and ``fdseg experiment``, in ``--help``
+#: order; each is a :class:`~fdseg_core.train.TrainConfig` field.
+TRAINING_FIELDS: tuple[str, ...] = (
+    "recipe",
+    "backbone",
+    "beta",
+    "layout",
+    "backend",
+    "fusion_at",
+    "stem_channels",
+    "bands",
+    "loss",
+    "epochs",
+    "iters_per_epoch",
+    "patch_size",
+    "augment",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "schedule",
+    "grad_clip",
+    "amp",
+    "compile",
+    "compile_mode",
+    "channels_last",
+    "val_every",
+    "early_stop_patience",
+    "early_stop_min_epochs",
+    "early_stop_min_delta",
+    "n_folds",
+    "fold",
+    "seed",
+    "device",
+    "num_workers",
+    "target_spacing",
+    "tensorboard",
+    "progress",
+)
+
+
 def training_options(func):
     """The options of one training run, shared by ``fdseg train`` and ``fdseg experiment``.
 
-    Options whose default is ``None`` take the recipe's value, then the built-in
-    phantom's (when training on it), then :class:`~fdseg_core.train.TrainConfig`'s.
+    Every option is a ``TrainConfig`` field (:func:`config_option`), plus
+    ``--whole-volume`` (``patch_size="full"``). Only the options the user types are
+    passed on (:func:`explicit_options`); the rest take the recipe's value or the
+    default, by :func:`fdseg_core.train.recipes.resolve_fields`.
     """
-    return options(
-        choice_option(
-            "--recipe",
-            choices=["default", "paper"],
-            default="default",
-            help="A set of option values: fdseg's nnU-Net-like default, or the paper's "
-            "(its network, loss, optimiser, whole volumes, layout; printed when used). "
-            "Options you give override it.",
-        ),
-        click.option(
-            "--backbone",
-            default="unet3d",
-            show_default=True,
-            help="Registered backbone (see `fdseg backbones`).",
-        ),
-        click.option(
-            "--beta", type=float, default=0.1, show_default=True, help="Relative band width."
-        ),
-        choice_option(
-            "--layout",
-            choices=["centered", "reference"],
-            default="centered",
-            help="Band layout: the paper's text (centered) or its public code.",
-        ),
-        choice_option(
-            "--backend",
-            choices=["auto", "torch", "matmul", "triton"],
-            default="auto",
-            help="Band operator backend.",
-        ),
-        choice_option(
-            "--fusion-at",
-            choices=["auto", "generic"],
-            default="auto",
-            help="Fuse at the backbone's fusion points when it has them (auto), or "
-            "always with generic stems and head.",
-        ),
-        count_option("--stem-channels", default=8, help="Channels of the generic stems and head."),
-        choice_option(
-            "--bands",
-            choices=["model", "volume"],
-            default="model",
-            help="Where the band split happens: in the model on each input, or once per "
-            "whole volume in the data pipeline (patches carry both bands).",
-        ),
-        choice_option(
-            "--loss",
-            choices=["dice_ce", "sigmoid_dice"],
-            default="dice_ce",
-            help="Dice + cross-entropy, or the paper code's sigmoid Dice.",
-        ),
-        count_option(
-            "--epochs", default=None, help="Epochs [default: 50; 12 for the built-in phantom]."
-        ),
-        click.option(
-            "--iters-per-epoch",
-            type=ITERS,
-            default=None,
-            help="Optimiser steps per epoch, or 'pass' for one pass over the training "
-            "cases [default: 50; 20 for the phantom].",
-        ),
-        click.option(
-            "--patch-size",
-            type=(int, int, int),
-            default=None,
-            help="Patch D H W [default: 64 64 64; 48 48 32 for the phantom].",
-        ),
-        click.option(
-            "--whole-volume",
-            is_flag=True,
-            default=None,
-            help="Train on whole volumes padded to a common shape instead of patches "
-            "(the paper's input); inference then predicts each volume in one pass.",
-        ),
-        click.option(
-            "--augment/--no-augment",
-            default=True,
-            show_default=True,
-            help="Random flips, rotations and intensity changes.",
-        ),
-        count_option("--batch-size", default=2),
-        click.option("--lr", type=float, default=1e-3, show_default=True),
-        click.option("--weight-decay", type=float, default=1e-5, show_default=True),
-        choice_option("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw"),
-        choice_option("--schedule", choices=["poly", "cosine", "constant"], default="poly"),
-        click.option(
-            "--grad-clip",
-            type=float,
-            default=12.0,
-            show_default=True,
-            help="Gradient-norm clip (0 disables).",
-        ),
-        click.option(
-            "--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA."
-        ),
-        click.option(
-            "--compile/--no-compile",
-            default=False,
-            show_default=True,
-            help="Train through torch.compile (one graph; CUDA graphs with "
-            "--compile-mode reduce-overhead on a GPU).",
-        ),
-        choice_option(
-            "--compile-mode",
-            choices=["default", "reduce-overhead", "max-autotune"],
-            default="default",
-        ),
-        click.option(
-            "--channels-last/--no-channels-last",
-            default=False,
-            show_default=True,
-            help="Channels-last 3D weights and batches (about 20 % faster on the CPU).",
-        ),
-        count_option(
-            "--val-every",
-            default=None,
-            help="Validate every K epochs [default: 5; 4 for the phantom].",
-        ),
-        count_option(
-            "--early-stop-patience",
-            default=None,
-            help="Stop after this many validations without improvement [default: never].",
-        ),
-        count_option(
-            "--early-stop-min-epochs",
-            minimum=0,
-            default=0,
-            help="Never stop early before this many epochs.",
-        ),
-        click.option(
-            "--early-stop-min-delta",
-            type=click.FloatRange(0.0),
-            default=0.0,
-            show_default=True,
-            help="Smallest mean-Dice gain that counts as an improvement.",
-        ),
-        count_option(
-            "--folds",
-            "n_folds",
-            minimum=2,
-            default=None,
-            help="Cross-validation folds [default: 5, or one per training case when there "
-            "are fewer; a single case trains and validates on itself].",
-        ),
-        click.option(
-            "--fold",
-            type=FOLD,
-            default=0,
-            show_default=True,
-            help="Validation fold, or 'all' to train and validate on every case.",
-        ),
-        click.option("--seed", type=int, default=0, show_default=True),
-        device_option,
-        count_option("--num-workers", minimum=0, default=0, help="Data-loading worker processes."),
-        click.option(
-            "--target-spacing",
-            type=(float, float, float),
-            default=None,
-            help="Resample cases to this spacing (mm) first.",
-        ),
-        click.option("--tensorboard/--no-tensorboard", default=False, show_default=True),
-        progress_option,
-    )(func)
+    decorators = [config_option(name) for name in TRAINING_FIELDS]
+    whole = click.option(
+        "--whole-volume",
+        is_flag=True,
+        default=False,
+        help="Train on whole volumes padded to a common shape instead of patches "
+        "(the paper's input); inference then predicts each volume in one pass.",
+    )
+    at = TRAINING_FIELDS.index("patch_size") + 1
+    return options(*decorators[:at], whole, *decorators[at:])(func)
 
 
 def explicit_options(names: Iterable[str]) -> set[str]:

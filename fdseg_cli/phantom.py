@@ -66,6 +66,7 @@ def phantom(
     """Write a synthetic QSM dataset of the brain to OUT: head and brain outline, CSF and
     ventricles, grey and white matter, the deep nuclei at literature susceptibilities
     (ppm), per-case anatomical variation, texture, noise and dipole streaking."""
+    # lazy: numpy, scipy, nibabel and torch (through data and infer); `--help` stays fast
     from fdseg_core.phantom import (
         PhantomConfig,
         generate_case,

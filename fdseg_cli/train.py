@@ -2,58 +2,54 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
-from fdseg_cli.options import explicit_options, training_options
+from fdseg_cli.options import config_option, explicit_options, out_option, training_options
+from fdseg_core.choices import DEFAULT_MEMORY_GB
+from fdseg_core.train import default as default_job
+from fdseg_core.train.config import TrainConfig, option_spec
+from fdseg_core.train.default import PHANTOM_TRAINING
+from fdseg_core.train.recipes import RECIPES, resolve_fields
 
-__all__ = ["train", "build_config", "echo_recipe", "training_fields"]
+__all__ = ["train", "echo_recipe", "training_fields"]
 
 
-def training_fields(opts: dict, *, phantom: bool = False) -> tuple[dict, dict]:
+def training_fields(
+    opts: dict, *, phantom: bool = False, plan: dict | None = None
+) -> tuple[dict, dict]:
     """:class:`TrainConfig` fields from the options of :func:`training_options`.
 
-    Precedence: options the user gave, then the recipe's values, then (on the built-in
-    phantom) :data:`~fdseg_core.train.default.PHANTOM_TRAINING`, then the config's
-    defaults. Call it inside a click command (it asks click which options were given).
+    Only the options the user typed are passed on; the one precedence rule
+    (:func:`fdseg_core.train.recipes.resolve_fields`: your option, then the recipe's
+    value, then the default) fills in the rest. The default is the built-in phantom's
+    own sizes on the phantom, and a dataset's plan (``plan``: target spacing, patch and
+    batch size) when one was made. Call it inside a click command (it asks click which
+    options were given).
 
     Returns:
         ``(fields, applied)``: the fields (``recipe`` included) and the values the
         recipe set.
     """
-    from fdseg_core.train import apply_recipe
-    from fdseg_core.train.default import PHANTOM_TRAINING
+    given = _given(opts)
+    recipe = given.pop("recipe", "default")
+    defaults = PHANTOM_TRAINING if phantom else plan
+    return resolve_fields(given, recipe=recipe, defaults=defaults)
 
-    opts = dict(opts)
+
+def _given(opts: dict) -> dict:
+    """The training options the user typed, as config fields."""
     explicit = explicit_options(opts)
-    recipe = opts.pop("recipe", "default")
-    if opts.pop("whole_volume", False):
-        if "patch_size" in explicit:
+    given = {k: v for k, v in opts.items() if k in explicit}
+    if given.pop("whole_volume", False):
+        if "patch_size" in given:
             raise click.UsageError("--whole-volume and --patch-size exclude each other")
-        opts["patch_size"] = "full"
-        explicit.add("patch_size")
-    fields = {k: v for k, v in opts.items() if v is not None}
-    if fields.get("iters_per_epoch") == "pass":
-        fields["iters_per_epoch"] = None  # one pass over the training cases per epoch
-    fields, applied = apply_recipe(recipe, fields, explicit=explicit)
-    if phantom:
-        for key, value in PHANTOM_TRAINING.items():
-            fields.setdefault(key, value)
-    return fields, applied
-
-
-def build_config(dataset, out, fusion, train_cases, *, phantom: bool = False, **opts):
-    """A :class:`TrainConfig` from CLI options (see :func:`training_fields`).
-
-    Returns:
-        ``(config, applied)``: the config and the values the recipe set.
-    """
-    from fdseg_core.train import TrainConfig
-
-    fields, applied = training_fields(opts, phantom=phantom)
-    config = TrainConfig(
-        dataset=str(dataset), out=str(out), fusion=fusion, train_cases=train_cases, **fields
-    )
-    return config, applied
+        given["patch_size"] = "full"
+    if given.get("iters_per_epoch") == "pass":
+        given["iters_per_epoch"] = None  # one pass over the training cases per epoch
+    return given
 
 
 def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None) -> None:
@@ -64,8 +60,6 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
         applied: The values the recipe set (:func:`training_fields`).
         per_run: Fields an experiment sets per run instead, with the reason.
     """
-    from fdseg_core.train import RECIPES
-
     if config.recipe == "default":
         return
     per_run = per_run or {}
@@ -79,54 +73,131 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
         click.echo(f"  {key} = {value!r}{note}", err=True)
 
 
+#: The options that decide sizes: giving one turns planning off (`fdseg train`).
+SIZE_OPTIONS = ("patch_size", "target_spacing", "whole_volume")
+
+
 @click.command()
 @click.argument("dataset", required=False, type=click.Path(file_okay=False, path_type=str))
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Output folder [default: runs/<dataset>-<backbone>-<fusion>].",
-)
-@click.option(
-    "--fusion",
-    type=click.Choice(["none", "early", "late"]),
-    default="early",
-    show_default=True,
-    help="Baseline (none) or where the bands are fused.",
-)
-@click.option(
-    "--train-cases",
-    type=click.IntRange(1),
-    default=None,
-    help="Train on this many cases of the fold (the paper varies it).",
-)
+@out_option("Output folder [default: runs/<dataset>-<backbone>-<fusion>].", required=False)
+@config_option("fusion")
+@config_option("train_cases")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt where it stopped.")
+@click.option(
+    "--folds-all",
+    is_flag=True,
+    help="Train every fold of the cross-validation into OUT/fold_k, then pool their "
+    "validation predictions (OUT/cv_summary.json) and decide the keep-largest "
+    "post-processing per class (OUT/postprocessing.json). With --resume, fold by fold.",
+)
+@click.option(
+    "--plan/--no-plan",
+    "planning",
+    default=True,
+    show_default=True,
+    help="Plan target spacing, patch and batch size from the dataset's fingerprint when "
+    "you give no --patch-size, --target-spacing or --whole-volume (not on the built-in "
+    "phantom, whose job pins its own); written to OUT/plans.json.",
+)
+@click.option(
+    "--memory-gb",
+    type=click.FloatRange(0.0, min_open=True),
+    default=DEFAULT_MEMORY_GB,
+    show_default=True,
+    help="Memory budget of one training step when planning (GiB).",
+)
 @training_options
-def train(dataset, out, fusion, train_cases, resume, **opts):
+def train(dataset, out, resume, folds_all, planning, memory_gb, **opts):
     """Train on DATASET (nnU-Net v2 or MSD layout).
 
     Without DATASET, a small synthetic QSM midbrain dataset is generated once (cached
     in the user's cache folder) and a frequency-disentangled unet3d is trained on it.
-    Use `torchrun --nproc-per-node N --no-python fdseg train ...` for several processes.
+    With DATASET and no size options, target spacing, patch and batch size are planned
+    from the dataset (`fdseg plan` prints the same plan). Use `torchrun
+    --nproc-per-node N --no-python fdseg train ...` for several processes. `--resume`
+    accepts other runtime options (--device, --num-workers, --tensorboard, --progress)
+    and another --epochs (a larger value extends the run, a smaller one ends it
+    earlier).
     """
-    from pathlib import Path
-
+    # the training loop imports torch: only when the command runs, so --help is instant
     from fdseg_core.train import train as run_training
-    from fdseg_core.train.default import ensure_default_dataset
 
     phantom = dataset is None
     if phantom:
-        dataset = ensure_default_dataset(progress=opts["progress"])
+        dataset = default_job.ensure_default_dataset(progress=opts["progress"])
         click.echo(f"no DATASET given: using the built-in QSM phantom at {dataset}", err=True)
     elif not Path(dataset).is_dir():
         raise click.BadParameter(f"dataset folder {dataset} does not exist", param_hint="DATASET")
-    config, applied = build_config(
-        dataset, out or ".", fusion, train_cases, phantom=phantom, **opts
-    )
+    fields, applied = training_fields(opts, phantom=phantom)
     if out is None:
-        out = Path("runs") / f"{Path(dataset).name}-{config.backbone}-{fusion}"
-        config = config.replace(out=str(out))
+        name = {k: fields.get(k, option_spec(k)["default"]) for k in ("backbone", "fusion")}
+        out = Path("runs") / f"{Path(dataset).name}-{name['backbone']}-{name['fusion']}"
+    sized = any(k in explicit_options(opts) for k in SIZE_OPTIONS)
+    planned = None
+    if planning and not phantom and not sized:
+        planned = _plan_for(dataset, out, fields, resume, memory_gb, opts["progress"])
+        fields, applied = training_fields(opts, plan=planned.fields())
+    config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
     echo_recipe(config, applied)
-    summary = run_training(config, resume=resume)
-    if summary.get("is_main", True):
-        click.echo(summary["report"])
+    try:
+        if folds_all:
+            from fdseg_core.crossval import cross_validate  # lazy: torch, on use
+
+            summary = cross_validate(config, resume=resume, progress=config.progress)
+            click.echo(_cv_report(summary, Path(out)))
+            return
+        summary = run_training(config, resume=resume)
+        if summary.get("is_main", True):
+            click.echo(summary["report"])
+    finally:
+        started = any(Path(out).glob("config.json")) or any(Path(out).glob("fold_*/config.json"))
+        if planned is not None and started:  # with the run it planned, not for a refused one
+            planned.save(Path(out) / "plans.json")
+
+
+class _Planned:
+    """A plan to record next to its run: made now, or read back from ``plans.json``."""
+
+    def __init__(self, fields: dict, plan=None, fp=None, saved: dict | None = None) -> None:
+        self._fields, self.plan, self.fp, self.saved = fields, plan, fp, saved
+
+    def fields(self) -> dict:
+        return dict(self._fields)
+
+    def save(self, path: Path) -> None:
+        if self.plan is not None:
+            from fdseg_core.planning import save_plan  # lazy: torch, on use
+
+            save_plan(self.plan, self.fp, path)
+
+
+def _plan_for(dataset, out, fields: dict, resume: bool, memory_gb: float, progress: bool):
+    """The plan of a run: read from OUT/plans.json when resuming, else planned from the
+    dataset (its reasons printed on stderr; :func:`train` writes it to OUT/plans.json
+    once the run has started)."""
+    from fdseg_core.planning import plan_run  # lazy: torch, on use
+
+    path = Path(out) / "plans.json"
+    if resume and path.is_file():
+        saved = json.loads(path.read_text())
+        click.echo(f"plan: read from {path}", err=True)
+        keep = ("target_spacing", "patch_size", "batch_size")
+        return _Planned(
+            {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in keep},
+            saved=saved,
+        )
+    probe = TrainConfig(dataset=str(dataset), out=str(out), **fields)
+    plan, fp = plan_run(probe, memory_gb=memory_gb, progress=progress)
+    for line in plan.report().splitlines():
+        click.echo(f"plan: {line}", err=True)
+    return _Planned(plan.fields(), plan, fp)
+
+
+def _cv_report(summary: dict, out: Path) -> str:
+    lines = [f"cross-validation of {summary['n_folds']} folds -> {out}"]
+    for name, dice in summary["pooled_dice"].items():
+        after = summary["postprocessed_dice"].get(name)
+        mode = "" if name == "mean" else f" (keep largest: {summary['keep_largest_by_name'][name]})"
+        lines.append(f"  pooled validation Dice {name:>20}: {dice:.4f} -> {after:.4f}{mode}")
+    lines.append(f"  written: {out / 'cv_summary.json'}, {out / 'postprocessing.json'}")
+    return "\n".join(lines)

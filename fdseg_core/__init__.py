@@ -13,8 +13,9 @@ is chosen until a function is called.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fdseg_core._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -50,14 +51,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from fdseg_core.plugins import BackboneSpec, get_backbone, hookimpl, list_backbones
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fdseg_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

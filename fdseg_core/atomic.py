@@ -11,8 +11,10 @@ This module imports nothing from fdseg; every layer may use it.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,19 @@ class DiskFullError(OSError):
 
     The message names the file and the cause, on one line.
     """
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file (``0o666`` less the umask): temp files
+    from :func:`tempfile.mkstemp` are ``0o600``, which outputs must not keep."""
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _fsync(path: Path) -> None:
@@ -74,6 +89,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     try:
         yield tmp
         _fsync(tmp)
+        # a replaced file keeps its mode; a new one gets the mode open() would give it
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else _new_file_mode())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -20,7 +20,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from fdseg_core.bands import band_fuse, band_split, band_width, paper_band_fuse, paper_band_split
+from fdseg_core.bands import (
+    band_fuse,
+    band_split,
+    low_band_shape_at,
+    paper_band_fuse,
+    paper_band_split,
+)
+from fdseg_core.choices import DEFAULT_BETA, FUSIONS
+from fdseg_core.nn import FrequencyDisentangledNet
+from fdseg_core.train.losses import DiceCELoss
 
 __all__ = [
     "MODES",
@@ -75,10 +84,6 @@ class BenchRow:
         return d
 
 
-def _low_shape(shape: Sequence[int], beta: float, dims: Sequence[int]) -> tuple[int, ...]:
-    return tuple(band_width(s, beta) if i in dims else s for i, s in enumerate(shape))
-
-
 def moved_bytes(
     op: str, shape: Sequence[int], dtype: torch.dtype, beta: float, dims: Sequence[int] = (2, 3)
 ) -> int:
@@ -96,7 +101,7 @@ def moved_bytes(
     """
     item = torch.empty((), dtype=dtype).element_size()
     full = math.prod(shape)
-    low = math.prod(_low_shape(shape, beta, dims))
+    low = math.prod(low_band_shape_at(shape, dims, beta))
     # split: x -> (low, high); fuse: (low, high) -> y
     fwd = full + low + full
     return item * (2 * fwd if op.endswith("+bwd") else fwd)
@@ -108,7 +113,7 @@ def make_call(
     shape: Sequence[int],
     dtype: torch.dtype,
     device: str,
-    beta: float = 0.1,
+    beta: float = DEFAULT_BETA,
     dims: Sequence[int] = (2, 3),
     seed: int = 0,
     layout: str = "centered",
@@ -142,7 +147,9 @@ def make_call(
         raise ValueError("mode 'cuda-graph' needs a CUDA device")
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(tuple(shape), generator=gen).to(device=device, dtype=dtype)
-    low = torch.randn(_low_shape(shape, beta, dims), generator=gen).to(device=device, dtype=dtype)
+    low = torch.randn(low_band_shape_at(shape, dims, beta), generator=gen).to(
+        device=device, dtype=dtype
+    )
     dims = tuple(dims)
     if backend == PAPER:
 
@@ -239,7 +246,7 @@ def device_time_call(call: Callable[[], None], *, repeats: int = 5) -> float:
     warm-up). Unlike :func:`time_call` it leaves out the time the GPU waits for the
     host to launch the next kernel, so it measures the kernels themselves.
     """
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile  # CUDA timing only: loaded on use
 
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -315,7 +322,7 @@ def run_benchmarks(
     ops: Sequence[str] = OPS,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",
-    beta: float = 0.1,
+    beta: float = DEFAULT_BETA,
     warmup: int = 1,
     repeats: int = 5,
     progress: Callable[[str], None] | None = None,
@@ -430,9 +437,6 @@ def make_step_call(
             CUDA graphs).
         seed: Seed of the weights and the batch.
     """
-    from fdseg_core.nn import FrequencyDisentangledNet
-    from fdseg_core.train.losses import DiceCELoss
-
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
     torch.manual_seed(seed)
@@ -458,7 +462,7 @@ def make_step_call(
 def run_step_benchmarks(
     patches: Iterable[int],
     *,
-    fusions: Sequence[str] = ("none", "early", "late"),
+    fusions: Sequence[str] = FUSIONS,
     backbone: str = "unet3d",
     batch: int = 2,
     device: str = "cpu",

@@ -11,6 +11,8 @@ __all__ = [
     "ACTIVATIONS",
     "BACKENDS",
     "BANDS",
+    "DEFAULT_BETA",
+    "DEFAULT_MEMORY_GB",
     "COMPILE_MODES",
     "DEVICES",
     "FULL",
@@ -43,6 +45,10 @@ BACKENDS: tuple[str, ...] = ("torch", "matmul", "triton")
 BANDS: tuple[str, ...] = ("model", "volume")
 #: ``patch_size`` value that trains on whole volumes.
 FULL = "full"
+#: The relative width of the low band when none is given (the paper's).
+DEFAULT_BETA = 0.1
+#: The memory budget of one training step when planning from a dataset, in GiB.
+DEFAULT_MEMORY_GB = 8.0
 #: Training losses.
 LOSSES: tuple[str, ...] = ("dice_ce", "sigmoid_dice")
 #: How logits become probabilities and labels (:mod:`fdseg_core.infer.activation`).

@@ -1,19 +1,33 @@
 """fdseg_kernels: Triton kernels for the band operators (folder ``kernels/``).
 
 Importing this package imports neither Triton nor the kernel modules: the public
-functions below load :mod:`fdseg_kernels.band_split` / :mod:`fdseg_kernels.band_fuse`
-(and with them ``triton``) on their first call. Whether the kernels can run is
-decided per call from the tensors' device and the ``TRITON_INTERPRET``
-environment variable as it is at that moment.
+functions below load :mod:`fdseg_kernels.autograd` (and with it ``triton``) on their
+first call. Whether the kernels can run is decided per call from the tensors' device
+and the ``TRITON_INTERPRET`` environment variable as it is at that moment.
 
-See ``kernels/README.md`` for the design note.
+Modules, top to bottom (a module imports only modules below it):
+
+* this package: :func:`band_split_triton` / :func:`band_fuse_triton` (loading
+  :mod:`~fdseg_kernels.autograd` on first use) and the checks of :mod:`~fdseg_kernels._env`;
+* :mod:`~fdseg_kernels.autograd`: the validated public launchers and the two
+  ``torch.autograd.Function`` s, each one's backward the other op;
+* :mod:`~fdseg_kernels.band_split`, :mod:`~fdseg_kernels.band_fuse`: the forward
+  launchers (no autograd);
+* :mod:`~fdseg_kernels._common`: the per-axis kernel, the choice of kernel design per
+  call (``impl=``) and the argument checks;
+* :mod:`~fdseg_kernels.band_fused`: the two-pass kernels;
+* :mod:`~fdseg_kernels._launch`: compute dtype, dot precision, device context;
+* :mod:`~fdseg_kernels._env`: Triton's presence, the interpreter switch, the device.
+
+Outside the package they import only :mod:`fdseg_core.bands.operators` and
+:mod:`fdseg_core.bands.checks`. See ``kernels/README.md`` for the design note.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from typing import TYPE_CHECKING
+
+from fdseg_kernels._env import interpreter_enabled, triton_available, triton_runs_on
 
 if TYPE_CHECKING:
     import torch
@@ -26,51 +40,13 @@ __all__ = [
     "triton_runs_on",
 ]
 
-_TRUE = frozenset({"1", "true", "on", "yes"})
-
-
-def triton_available() -> bool:
-    """Whether the ``triton`` package can be imported (checked without importing it)."""
-    try:
-        return importlib.util.find_spec("triton") is not None
-    except (ImportError, ValueError):  # a broken install, or sys.modules["triton"] = None
-        return False
-
-
-def interpreter_enabled() -> bool:
-    """Whether ``TRITON_INTERPRET`` is set to a true value (``1``/``true``/``on``/``yes``) now.
-
-    Read at every call, never cached: Triton's own parsing of the variable is the same.
-    """
-    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in _TRUE
-
-
-def triton_runs_on(device: torch.device | str) -> bool:
-    """Whether the kernels can run on ``device``.
-
-    Args:
-        device: The device of the tensors.
-
-    Returns:
-        ``True`` for a CUDA device when Triton is installed, and for any device
-        when Triton is installed and ``TRITON_INTERPRET=1`` is set (Triton's
-        interpreter runs the kernels with numpy on the CPU).
-    """
-    import torch
-
-    if not triton_available():
-        return False
-    if interpreter_enabled():
-        return True
-    return torch.device(device).type == "cuda"
-
 
 def band_split_triton(
     x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...], *, impl: str = "per_axis"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Centred band split ``(low, high) = (D x, x - U D x)`` with the Triton kernels.
 
-    Loads :mod:`fdseg_kernels.band_split` (and ``triton``) on first use.
+    Loads :mod:`fdseg_kernels.autograd` (and ``triton``) on first use.
 
     Args:
         x: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)`` (float16/bfloat16/
@@ -88,7 +64,8 @@ def band_split_triton(
         TypeError: Not a tensor, or an unsupported dtype.
         ValueError: Bad rank, dims or widths, or a device the kernels cannot run on.
     """
-    from fdseg_kernels.band_split import band_split_triton as run
+    # lazy: the kernel modules import triton, an optional extra
+    from fdseg_kernels.autograd import band_split_triton as run
 
     return run(x, dims, widths, impl=impl)
 
@@ -103,7 +80,7 @@ def band_fuse_triton(
 ) -> torch.Tensor:
     """Centred band fusion ``high - U (D high - low)`` with the Triton kernels.
 
-    Loads :mod:`fdseg_kernels.band_fuse` (and ``triton``) on first use.
+    Loads :mod:`fdseg_kernels.autograd` (and ``triton``) on first use.
 
     Args:
         low: Tensor shaped like ``high`` with ``k`` on each band dim, same dtype and device.
@@ -119,6 +96,7 @@ def band_fuse_triton(
         TypeError: Non-tensor inputs, unsupported or mismatched dtypes.
         ValueError: Bad rank, dims, widths or shapes, or a device the kernels cannot run on.
     """
-    from fdseg_kernels.band_fuse import band_fuse_triton as run
+    # lazy: the kernel modules import triton, an optional extra
+    from fdseg_kernels.autograd import band_fuse_triton as run
 
     return run(low, high, dims, widths, impl=impl)

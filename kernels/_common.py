@@ -17,8 +17,11 @@ the output dtype in the last up-sampling). When the axis is the last in memory
 with the row stride ``n``, so that its tiles stay 2D and coalesced.
 
 Layers: the ``@triton.jit`` kernel; :func:`apply_along` (host launcher: strides,
-blocks, grid, autotuning); :func:`band_project` (the sequence of steps);
-:func:`check_band_args` (validation shared by the public launchers).
+blocks, grid, autotuning); :func:`band_project` (the sequence of steps); :func:`project`
+(the kernel design chosen per call: these per-axis kernels or the two-pass ones of
+:mod:`fdseg_kernels.band_fused`, imported here); :func:`check_band_args` (validation
+shared by the public launchers). Dtypes, dot precision and the device context come from
+:mod:`fdseg_kernels._launch` (re-exported here).
 """
 
 from __future__ import annotations
@@ -31,9 +34,18 @@ import triton
 import triton.language as tl
 
 from fdseg_core.bands.operators import downsample_matrix, upsample_matrix
-from fdseg_kernels import interpreter_enabled, triton_runs_on
+from fdseg_kernels._env import interpreter_enabled, triton_runs_on
+from fdseg_kernels._launch import (
+    GPU_FLOAT32_PRECISION,
+    _scalar,
+    compute_dtype,
+    dot_precision,
+    on_device_of,
+)
+from fdseg_kernels.band_fused import fused_applicable, fused_band_project
 
 __all__ = [
+    "GPU_FLOAT32_PRECISION",
     "IMPLS",
     "project",
     "EPILOGUE_NONE",
@@ -45,6 +57,7 @@ __all__ = [
     "compute_dtype",
     "dot_precision",
     "launch_config",
+    "on_device_of",
 ]
 
 #: Epilogue of one per-axis step (the ``EPILOGUE`` constexpr of the kernel).
@@ -182,6 +195,8 @@ def _kernel(interpret: bool):
     is wrapped in ``triton.autotune`` keyed on the problem sizes; under the
     interpreter a single configuration is used (autotuning needs a GPU timer).
     """
+    # lazy: only the interpreter needs it, and it loads numpy and Triton's interpreter
+    # (~0.1 s) that compiled GPU runs never use; Triton imports it lazily too
     from triton.runtime.interpreter import InterpretedFunction
 
     base = _band_apply_kernel
@@ -214,30 +229,6 @@ def launch_config(m_rows: int, n_cols: int, n_post: int) -> dict[str, int]:
         "BLOCK_K": min(128, _pow2_at_least_16(n_cols)),
         "BLOCK_Q": min(256, _pow2_at_least_16(n_post)),
     }
-
-
-#: ``tl.dot`` input precision of float32 work on the GPU. ``"tf32x3"`` splits each float32
-#: operand into a TF32 head and tail and sums three tensor-core products (head*head,
-#: head*tail, tail*head): relative error ~1e-6, float32-like, at tensor-core speed. On an
-#: H100 it timed like exact ``"ieee"`` FMA dots (these kernels are memory- and launch-bound);
-#: it keeps compute headroom for wide bands, whose FLOPs grow with k (kernels/README.md).
-GPU_FLOAT32_PRECISION = "tf32x3"
-
-
-def dot_precision(compute: torch.dtype, interpret: bool) -> str:
-    """``input_precision`` of the kernel's ``tl.dot`` for a compute dtype and mode.
-
-    float64 and the interpreter (numpy, exact whatever it is told) use ``"ieee"``;
-    float32 on the GPU uses :data:`GPU_FLOAT32_PRECISION`.
-    """
-    if interpret or compute == torch.float64:
-        return "ieee"
-    return GPU_FLOAT32_PRECISION
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulation dtype: float64 for float64 inputs, float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def apply_along(
@@ -340,12 +331,6 @@ def _launch_kwargs(config: triton.Config) -> dict:
     return kwargs
 
 
-@functools.lru_cache(maxsize=64)
-def _scalar(value: float, dtype: torch.dtype, device: str) -> torch.Tensor:
-    """A cached one-element tensor (the epilogue scale ``s``); never modified."""
-    return torch.full((1,), value, dtype=dtype, device=device)
-
-
 def band_project(
     a: torch.Tensor,
     dims: tuple[int, ...],
@@ -375,15 +360,6 @@ def band_project(
     return on_device_of(a, _band_project, a, dims, widths, b, b_scale)
 
 
-def on_device_of(a: torch.Tensor, fn, *args):
-    """``fn(*args)`` with ``a``'s CUDA device current: Triton launches on the current
-    device, which need not be the tensors' one."""
-    if a.is_cuda:
-        with torch.cuda.device(a.device):
-            return fn(*args)
-    return fn(*args)
-
-
 #: Kernel designs: the per-axis kernels (one launch per axis and direction) or the
 #: two-pass kernels of ``band_fused`` (both band axes per launch), or "auto".
 IMPLS = ("per_axis", "fused", "auto")
@@ -405,11 +381,8 @@ def project(
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
-    if impl != "per_axis":
-        from fdseg_kernels.band_fused import fused_applicable, fused_band_project
-
-        if fused_applicable(tuple(a.shape), dims):
-            return fused_band_project(a, dims, widths, b=b, b_scale=b_scale)
+    if impl != "per_axis" and fused_applicable(tuple(a.shape), dims):
+        return fused_band_project(a, dims, widths, b=b, b_scale=b_scale)
     return band_project(a, dims, widths, b=b, b_scale=b_scale)
 
 

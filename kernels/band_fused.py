@@ -22,7 +22,8 @@ dims that are not two adjacent ones, and trailing extents below 16 (2D images, w
 
 Same numerics as the per-axis kernels: matrices in the compute dtype (float32, or
 float64 for float64), loads converted in registers, ``tl.dot`` with the precision of
-:func:`fdseg_kernels._common.dot_precision`, outputs rounded once.
+:func:`fdseg_kernels._launch.dot_precision`, outputs rounded once. The per-axis module
+chooses between the two designs (``_common.project``) and so imports this one.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ import torch
 import triton
 import triton.language as tl
 
-from fdseg_core.bands.operators import downsample_matrix, upsample_matrix
-from fdseg_kernels import interpreter_enabled
-from fdseg_kernels._common import _scalar, compute_dtype, dot_precision, on_device_of
+from fdseg_core.bands.operators import downsample_matrix, low_band_shape, upsample_matrix
+from fdseg_kernels._env import interpreter_enabled
+from fdseg_kernels._launch import _scalar, compute_dtype, dot_precision, on_device_of
 
 __all__ = ["fused_applicable", "fused_band_project", "MIN_POST"]
 
@@ -181,6 +182,7 @@ def _pow2(n: int, floor: int = 16) -> int:
 
 def _kernels(interpret: bool):
     """The launchable kernels for the current mode (see ``_common._kernel``)."""
+    # lazy: only the interpreter needs it (see ``_common._kernel``)
     from triton.runtime.interpreter import InterpretedFunction
 
     if interpret:
@@ -227,8 +229,7 @@ def _fused(a, dims, widths, b, b_scale):
     n1, n2 = a.shape[d1], a.shape[d2]
     pre = math.prod(a.shape[:d1])
     post = math.prod(a.shape[d2 + 1 :])
-    small_shape = (*a.shape[:d1], k1, k2, *a.shape[d2 + 1 :])
-    small = torch.empty(small_shape, dtype=work, device=a.device)
+    small = torch.empty(low_band_shape(a.shape, dims, widths), dtype=work, device=a.device)
     out = torch.empty_like(a)
     interpret = interpreter_enabled()
     precision = dot_precision(work, interpret)

@@ -8,6 +8,14 @@ Backends (chosen per call with ``backend=``):
   public code, with complex per-axis matrices);
 * ``"triton"``: fused GPU kernels from ``fdseg_kernels`` (CUDA, or the CPU under
   ``TRITON_INTERPRET=1``), ``layout="centered"`` only.
+
+Modules, top to bottom (a module imports only modules of lower layers, function-level
+imports included): this package, :mod:`~.paper` and :mod:`~.api` (validation, the call
+into the custom ops; the paper's pipeline reuses api's validation); :mod:`~.ops` (the
+``torch.library`` custom ops and their autograd); :mod:`~.dispatch` (backend names and
+their per-call resolution); ``fdseg_kernels``; the backends :mod:`~.matmul` and
+:mod:`~.fft`; :mod:`~.checks` (the shape checks the kernels share); :mod:`~.operators`
+(the per-axis matrices and the low band's shape).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from fdseg_core.bands.api import (
     band_split,
     resolve_backend,
 )
-from fdseg_core.bands.operators import band_width
+from fdseg_core.bands.operators import band_width, low_band_shape, low_band_shape_at
 from fdseg_core.bands.paper import paper_band_fuse, paper_band_split
 
 __all__ = [
@@ -30,6 +38,8 @@ __all__ = [
     "band_fuse",
     "band_split",
     "band_width",
+    "low_band_shape",
+    "low_band_shape_at",
     "paper_band_fuse",
     "paper_band_split",
     "resolve_backend",

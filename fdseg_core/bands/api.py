@@ -1,4 +1,10 @@
-"""Public band operators: validation and per-call backend dispatch."""
+"""Public band operators: validation, then the call into the custom ops.
+
+The backend names and their per-call resolution live in :mod:`fdseg_core.bands.dispatch`,
+the custom ops and their autograd in :mod:`fdseg_core.bands.ops`; ``BACKENDS`` and
+``LAYOUTS`` come from :mod:`fdseg_core.choices` (re-exported here and by
+:mod:`fdseg_core.bands`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,11 @@ from typing import Literal
 import torch
 
 from fdseg_core.bands import matmul as _matmul
+from fdseg_core.bands.checks import check_low_matches
+from fdseg_core.bands.dispatch import available_backends, check_names, resolve_backend
 from fdseg_core.bands.operators import band_width
+from fdseg_core.bands.ops import band_fuse_op, band_split_op
+from fdseg_core.choices import BACKENDS, DEFAULT_BETA, LAYOUTS
 
 __all__ = [
     "BACKENDS",
@@ -27,94 +37,6 @@ __all__ = [
 
 Layout = Literal["centered", "reference"]
 Backend = Literal["auto", "torch", "matmul", "triton"]
-
-#: Concrete backends, in order of preference on the CPU (fastest last is *not* implied).
-BACKENDS: tuple[str, ...] = ("torch", "matmul", "triton")
-LAYOUTS: tuple[str, ...] = ("centered", "reference")
-
-
-def _triton_status(device: torch.device) -> str | None:
-    """``None`` when the Triton kernels can run on ``device``, else the reason they cannot."""
-    import fdseg_kernels
-
-    if not fdseg_kernels.triton_available():
-        return "the 'triton' package is not installed (pip install 'fdseg[triton]')"
-    if not fdseg_kernels.triton_runs_on(device):
-        return (
-            f"Triton kernels need a CUDA tensor, got a tensor on '{device}' "
-            "(set TRITON_INTERPRET=1 to run them on the CPU through Triton's interpreter)"
-        )
-    return None
-
-
-def available_backends(device: torch.device | str | None = None) -> list[str]:
-    """Backends that can run on this machine.
-
-    Args:
-        device: Restrict to backends that run on this device. ``None`` means any
-            device of this machine (CUDA when present).
-
-    Returns:
-        Backend names usable as ``backend=`` (``"auto"`` is always accepted too).
-    """
-    names = ["torch", "matmul"]
-    if device is None:
-        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    if _triton_status(torch.device(device)) is None:
-        names.append("triton")
-    return names
-
-
-def resolve_backend(backend: str, layout: str, device: torch.device) -> str:
-    """The concrete backend a call with these arguments runs on (decided per call).
-
-    ``"auto"`` picks the Triton kernels for CUDA tensors when Triton imports,
-    else the matmul backend; for ``layout="reference"`` (which the Triton kernels do
-    not implement) it picks the matmul backend on every device.
-
-    Args:
-        backend: ``"auto"`` or one of :data:`BACKENDS`.
-        layout: One of :data:`LAYOUTS`.
-        device: Device of the tensors.
-
-    Returns:
-        The backend name.
-
-    Raises:
-        ValueError: Unknown names, or a backend that cannot serve this call.
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
-    if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected 'auto' or one of {list(BACKENDS)}")
-    if layout == "reference":
-        if backend == "triton":
-            raise ValueError(
-                "backend 'triton' implements layout='centered' only; "
-                "use backend='matmul', 'torch' or 'auto' for layout='reference'"
-            )
-        return "matmul" if backend == "auto" else backend
-    if backend == "auto":
-        return "triton" if device.type == "cuda" and _triton_status(device) is None else "matmul"
-    if backend == "triton":
-        reason = _triton_status(device)
-        if reason is not None:
-            raise ValueError(f"backend 'triton' is unavailable: {reason}")
-    return backend
-
-
-def _check_names(layout: object, backend: object) -> None:
-    """Layout and backend names; whether the backend can run here is decided per call,
-    where the op runs (:func:`resolve_backend`)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
-    if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected 'auto' or one of {list(BACKENDS)}")
-    if layout == "reference" and backend == "triton":
-        raise ValueError(
-            "backend 'triton' implements layout='centered' only; "
-            "use backend='matmul', 'torch' or 'auto' for layout='reference'"
-        )
 
 
 def _check_tensor(name: str, t: object) -> torch.Tensor:
@@ -199,32 +121,9 @@ def validate_fuse(
     return band_dims, widths
 
 
-def check_low_matches(
-    low: torch.Tensor, high: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]
-) -> None:
-    """``low`` must be ``high``'s shape with ``widths`` on ``dims``, same device and dtype.
-
-    Raises:
-        ValueError: Shape or device mismatch (the message gives both shapes).
-        TypeError: Dtype mismatch.
-    """
-    expected = list(high.shape)
-    for d, k in zip(dims, widths, strict=True):
-        expected[d] = k
-    if tuple(low.shape) != tuple(expected):
-        raise ValueError(
-            f"low has shape {tuple(low.shape)}, expected {tuple(expected)} "
-            f"(high's shape {tuple(high.shape)} with k={list(widths)} on dims {list(dims)})"
-        )
-    if low.device != high.device:
-        raise ValueError(f"low is on {low.device} but high is on {high.device}")
-    if low.dtype != high.dtype:
-        raise TypeError(f"low has dtype {low.dtype} but high has dtype {high.dtype}")
-
-
 def band_split(
     x: torch.Tensor,
-    beta: float = 0.1,
+    beta: float = DEFAULT_BETA,
     *,
     dims: Sequence[int] = (2, 3),
     layout: Layout = "centered",
@@ -272,19 +171,17 @@ def band_split(
         (torch.Size([1, 1, 4, 4, 16]), torch.Size([1, 1, 40, 40, 16]))
     """
     band_dims, widths = validate_split(x, beta, dims)
-    _check_names(layout, backend)
+    check_names(layout, backend)
     if torch.compiler.is_exporting():  # torch.export / ONNX: plain matmuls in the graph
         fn = _matmul.split_reference if layout == "reference" else _matmul.split
         return fn(x, band_dims, widths)
-    from fdseg_core.bands.ops import band_split_op
-
     return band_split_op(x, list(band_dims), list(widths), layout, backend, False)
 
 
 def band_fuse(
     low: torch.Tensor,
     high: torch.Tensor,
-    beta: float = 0.1,
+    beta: float = DEFAULT_BETA,
     *,
     dims: Sequence[int] = (2, 3),
     layout: Layout = "centered",
@@ -315,10 +212,8 @@ def band_fuse(
             bad beta, dims, layout or backend.
     """
     band_dims, widths = validate_fuse(low, high, beta, dims)
-    _check_names(layout, backend)
+    check_names(layout, backend)
     if torch.compiler.is_exporting():  # torch.export / ONNX: plain matmuls in the graph
         fn = _matmul.fuse_reference if layout == "reference" else _matmul.fuse
         return fn(low, high, band_dims, widths)
-    from fdseg_core.bands.ops import band_fuse_op
-
     return band_fuse_op(low, high, list(band_dims), list(widths), layout, backend, False)

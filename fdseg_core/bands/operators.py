@@ -37,6 +37,7 @@ The two public operators and their adjoints follow (``c = prod_a k_a / n_a``)::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -45,6 +46,8 @@ from torch._guards import detect_fake_mode
 
 __all__ = [
     "band_width",
+    "low_band_shape",
+    "low_band_shape_at",
     "band_indices",
     "downsample_matrix",
     "upsample_matrix",
@@ -68,6 +71,30 @@ def band_width(n: int, beta: float) -> int:
         ``torch.export`` with dynamic shapes) symbolic.
     """
     return math.floor(n * beta)
+
+
+def low_band_shape(
+    shape: Sequence[Any], dims: Sequence[int], widths: Sequence[Any]
+) -> tuple[Any, ...]:
+    """The shape of the low band: ``shape`` with the kept width ``k`` on each band dim.
+
+    Args:
+        shape: Shape of the full-size tensor ``(N, C, *spatial)``.
+        dims: Band dims (indices into ``shape``).
+        widths: Kept width ``k`` per band dim, in the order of ``dims``.
+
+    Returns:
+        The low band's shape (sizes may be symbolic, as given).
+    """
+    out = list(shape)
+    for d, k in zip(dims, widths, strict=True):
+        out[d] = k
+    return tuple(out)
+
+
+def low_band_shape_at(shape: Sequence[Any], dims: Sequence[int], beta: float) -> tuple[Any, ...]:
+    """:func:`low_band_shape` with ``k = band_width(n, beta)`` on each band dim of size ``n``."""
+    return low_band_shape(shape, dims, [band_width(shape[d], beta) for d in dims])
 
 
 def _symbolic(*sizes: Any) -> bool:

@@ -28,19 +28,12 @@ import torch
 
 from fdseg_core.bands import fft as _fft
 from fdseg_core.bands import matmul as _matmul
-from fdseg_core.bands.operators import adjoint_scale
+from fdseg_core.bands.dispatch import resolve_backend
+from fdseg_core.bands.operators import adjoint_scale, low_band_shape
 
-__all__ = ["band_split_op", "band_fuse_op", "low_shape"]
+__all__ = ["band_split_op", "band_fuse_op"]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def low_shape(shape: torch.Size | tuple, dims: list[int], widths: list[int]) -> list:
-    """``shape`` with ``widths`` on ``dims``."""
-    out = list(shape)
-    for d, k in zip(dims, widths, strict=True):
-        out[d] = k
-    return out
 
 
 def _fft_dtype(t: torch.Tensor) -> torch.Tensor:
@@ -53,8 +46,6 @@ def _scale(dims, widths, shape) -> float:
 
 
 def _split_impl(x, dims, widths, layout, backend, transposed):
-    from fdseg_core.bands.api import resolve_backend
-
     chosen = resolve_backend(backend, layout, x.device)
     if layout == "reference":
         if chosen == "torch":
@@ -67,6 +58,7 @@ def _split_impl(x, dims, widths, layout, backend, transposed):
     elif chosen == "matmul":
         low, high = _matmul.split(x, dims, widths)
     else:
+        # lazy: the kernel modules import triton, an optional extra
         from fdseg_kernels.band_split import band_split_forward
 
         low, high = band_split_forward(x, dims, widths)
@@ -76,8 +68,6 @@ def _split_impl(x, dims, widths, layout, backend, transposed):
 
 
 def _fuse_impl(low, high, dims, widths, layout, backend, transposed):
-    from fdseg_core.bands.api import resolve_backend
-
     chosen = resolve_backend(backend, layout, high.device)
     if layout == "reference":
         if chosen == "torch":
@@ -92,6 +82,7 @@ def _fuse_impl(low, high, dims, widths, layout, backend, transposed):
         return out.to(high.dtype)
     if chosen == "matmul":
         return _matmul.fuse(low, high, dims, widths, low_scale=scale)
+    # lazy: the kernel modules import triton, an optional extra
     from fdseg_kernels.band_fuse import band_fuse_forward
 
     return band_fuse_forward(low.contiguous(), high.contiguous(), dims, widths, scale)
@@ -120,7 +111,7 @@ def _fresh(out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
 
 @band_split_op.register_fake
 def _(x, dims, widths, layout, backend, transposed):
-    return x.new_empty(low_shape(x.shape, dims, widths)), torch.empty_like(x)
+    return x.new_empty(low_band_shape(x.shape, dims, widths)), torch.empty_like(x)
 
 
 @torch.library.custom_op("fdseg::band_fuse", mutates_args=())
@@ -154,7 +145,7 @@ def _split_backward(ctx, g_low, g_high):
     if g_high is None:
         g_high = g_low.new_zeros(ctx.shape)
     if g_low is None:
-        g_low = g_high.new_zeros(low_shape(ctx.shape, dims, widths))
+        g_low = g_high.new_zeros(low_band_shape(ctx.shape, dims, widths))
     g = band_fuse_op(
         g_low.contiguous(), g_high.contiguous(), dims, widths, layout, backend, not transposed
     )

@@ -14,6 +14,7 @@ import torch
 
 from fdseg_core.bands.api import validate_fuse, validate_split
 from fdseg_core.bands.operators import band_width
+from fdseg_core.choices import DEFAULT_BETA
 
 __all__ = ["paper_band_split", "paper_band_fuse"]
 
@@ -29,7 +30,7 @@ def _box(x_ndim: int, sizes: tuple[int, ...], dims: tuple[int, ...], beta: float
 
 
 def paper_band_split(
-    x: torch.Tensor, beta: float = 0.1, *, dims: tuple[int, ...] = (2, 3)
+    x: torch.Tensor, beta: float = DEFAULT_BETA, *, dims: tuple[int, ...] = (2, 3)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paper-style split: ``fftn`` + ``fftshift``, box copy, mask, two ``ifftn``.
 
@@ -55,7 +56,11 @@ def paper_band_split(
 
 
 def paper_band_fuse(
-    low: torch.Tensor, high: torch.Tensor, beta: float = 0.1, *, dims: tuple[int, ...] = (2, 3)
+    low: torch.Tensor,
+    high: torch.Tensor,
+    beta: float = DEFAULT_BETA,
+    *,
+    dims: tuple[int, ...] = (2, 3),
 ) -> torch.Tensor:
     """Paper-style fusion: paste the shifted spectrum of ``low`` into the centre of ``high``'s.
 

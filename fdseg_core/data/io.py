@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from fdseg_core.atomic import atomic_path
 from fdseg_core.data.layout import Case
 
 __all__ = ["LoadedCase", "load_nifti", "load_case", "save_nifti", "voxel_spacing"]
@@ -89,7 +88,7 @@ def save_nifti(
     header: nib.Nifti1Header | None = None,
     dtype: np.dtype | None = None,
 ) -> Path:
-    """Write a NIfTI file atomically (temp file in the same folder, then ``os.replace``).
+    """Write a NIfTI file atomically (:func:`fdseg_core.atomic.atomic_path`).
 
     The affine is written to both the qform and the sform; other header fields are
     copied from ``header`` (data type and scaling follow ``array``).
@@ -104,12 +103,6 @@ def save_nifti(
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     ending = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=ending, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=ending) as tmp:  # nibabel picks the format by name
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from scipy import ndimage
 
+from fdseg_core.bands import band_split
 from fdseg_core.data.io import LoadedCase, load_case
 from fdseg_core.data.layout import Case, DatasetInfo
 
@@ -88,8 +91,6 @@ def resample(
         order: Spline order (3 for images, 1 for probabilities, 0 for labels).
         shape: Exact output shape of the spatial axes (for the inverse resampling).
     """
-    from scipy import ndimage
-
     spatial = array.shape[-3:]
     if shape is None:
         shape = tuple(
@@ -147,10 +148,6 @@ def volume_bands(image: np.ndarray, bands: VolumeBands) -> np.ndarray:
     Raises:
         ValueError: A band dim too small for ``k = int(n * beta) >= 1``.
     """
-    import torch
-
-    from fdseg_core.bands import band_split
-
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].double()
     _, high = band_split(x, bands.beta, dims=bands.dims)
     out = torch.cat([x - high, high], dim=1)[0]

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fdseg_core.atomic import atomic_write_text
+from fdseg_core.errors import OptionError
+
 __all__ = [
     "ALL_FOLD",
     "DEFAULT_FOLDS",
     "FoldPlan",
+    "fold_cases",
     "make_splits",
     "plan_folds",
     "save_splits",
@@ -57,8 +61,8 @@ def plan_folds(
     * ``n_folds=None`` (not chosen): ``default`` folds, or as many folds as there are
       cases when there are fewer (at least 2); with a single case, the ``"all"`` fold
       (train and validate on it, as nnU-Net's ``all``), flagged as optimistic.
-    * An explicit ``n_folds`` that the data cannot honour is an error naming ``--folds``
-      and the largest value that works.
+    * An explicit ``n_folds`` that the data cannot honour is an error naming ``n_folds``
+      (``--folds`` on the command line) and the largest value that works.
     * ``fold="all"``: every case trains and validates, whatever ``n_folds``.
 
     Args:
@@ -71,8 +75,8 @@ def plan_folds(
         The :class:`FoldPlan`.
 
     Raises:
-        ValueError: ``n_folds`` larger than ``n_cases`` (or below 2), or ``fold``
-            outside ``[0, n_folds)`` (the messages name ``--folds`` / ``--fold``).
+        OptionError: ``n_folds`` larger than ``n_cases`` (or below 2), or ``fold``
+            outside ``[0, n_folds)`` (a :class:`ValueError` naming the option).
     """
     if n_cases < 1:
         raise ValueError("the dataset holds no training case")
@@ -83,14 +87,15 @@ def plan_folds(
         )
         return FoldPlan(None, ALL_FOLD, note, optimistic=True)
     if isinstance(fold, bool) or not isinstance(fold, int) or fold < 0:
-        raise ValueError(f"--fold must be a fold index >= 0 or 'all', got {fold!r}")
+        raise OptionError(f"{{fold}} must be a fold index >= 0 or 'all', got {fold!r}", "fold")
     note = None
     if n_folds is None:
         if n_cases == 1:
             if fold != 0:
-                raise ValueError(
-                    f"--fold {fold}: the dataset has 1 training case, so there is no fold "
-                    f"{fold}; leave --fold out (or use --fold all)"
+                raise OptionError(
+                    f"{{fold}} {fold}: the dataset has 1 training case, so there is no fold "
+                    f"{fold}; leave {{fold}} out (or use {{fold}} all)",
+                    "fold",
                 )
             note = (
                 "the dataset has 1 training case: training and validating on it "
@@ -104,20 +109,22 @@ def plan_folds(
                 f"cross-validation (one case per validation fold) instead of {default}"
             )
     elif isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
-        raise ValueError(f"--folds must be an integer >= 2, got {n_folds!r}")
+        raise OptionError(f"{{n_folds}} must be an integer >= 2, got {n_folds!r}", "n_folds")
     elif n_folds > n_cases:
         largest = (
-            f"use --folds {n_cases} or fewer, or leave --folds out"
+            f"use {{n_folds}} {n_cases} or fewer, or leave {{n_folds}} out"
             if n_cases >= 2
-            else "leave --folds out to train and validate on it (the 'all' fold)"
+            else "leave {n_folds} out to train and validate on it (the 'all' fold)"
         )
-        raise ValueError(
-            f"--folds {n_folds} needs at least {n_folds} training cases but the dataset "
-            f"has {n_cases}: {largest}"
+        raise OptionError(
+            f"{{n_folds}} {n_folds} needs at least {n_folds} training cases but the dataset "
+            f"has {n_cases}: {largest}",
+            "n_folds",
         )
     if fold >= n_folds:
-        raise ValueError(
-            f"--fold {fold} does not exist with {n_folds} folds: use --fold 0 to {n_folds - 1}"
+        raise OptionError(
+            f"{{fold}} {fold} does not exist with {n_folds} folds: use {{fold}} 0 to {n_folds - 1}",
+            "fold",
         )
     return FoldPlan(n_folds, fold, note)
 
@@ -150,8 +157,6 @@ def make_splits(case_ids: Sequence[str], *, n_folds: int = 5, seed: int = 0) -> 
 
 def save_splits(splits: list[dict], path: str | Path) -> None:
     """Write splits as JSON atomically."""
-    from fdseg_core.train.checkpoint import atomic_write_text
-
     atomic_write_text(Path(path), json.dumps(splits, indent=1) + "\n")
 
 
@@ -179,6 +184,49 @@ def select_subset(train_ids: Sequence[str], n: int | None, *, seed: int = 0) -> 
     if n is None:
         return ids
     if n > len(ids):
-        raise ValueError(f"--train-cases {n} exceeds the {len(ids)} training cases of this fold")
+        raise OptionError(
+            f"{{train_cases}} {n} exceeds the {len(ids)} training cases of this fold", "train_cases"
+        )
     order = np.random.default_rng(seed + 1000).permutation(len(ids))
     return sorted(ids[i] for i in order[:n])
+
+
+def fold_cases(
+    case_ids: Sequence[str], plan: FoldPlan, *, split_file: str | Path | None = None
+) -> tuple[list[str], list[str], list[dict] | None]:
+    """The training pool and the held-out (validation) cases of a fold.
+
+    The one split rule of fdseg: training runs and ``fdseg experiment`` both call it,
+    so that an experiment's held-out cases are exactly the ones its runs never train
+    on. The k-fold split is a property of the dataset, made with a fixed seed (0); a
+    run keeps it in ``splits_final.json`` (nnU-Net's format) and reads it back.
+
+    Args:
+        case_ids: The dataset's training case ids.
+        plan: The fold plan (:func:`plan_folds`).
+        split_file: A ``splits_final.json`` to read when it exists (it must have
+            ``plan.n_folds`` folds); ``None``: always make the split.
+
+    Returns:
+        ``(pool, val_ids, new_splits)``: the fold's training cases, its validation
+        cases (both sorted; every case twice for the ``"all"`` fold) and the split to
+        write into ``split_file`` (``None`` when it was read, or for the ``"all"`` fold).
+
+    Raises:
+        OptionError: ``split_file`` holds another number of folds.
+    """
+    if plan.fold == ALL_FOLD:
+        return sorted(case_ids), sorted(case_ids), None
+    new_splits = None
+    if split_file is not None and Path(split_file).is_file():
+        splits = load_splits(split_file)
+        if len(splits) != plan.n_folds:
+            raise OptionError(
+                f"{split_file} holds {len(splits)} folds but this run uses {plan.n_folds}; "
+                "use another {out} or the same {n_folds}",
+                "out",
+                "n_folds",
+            )
+    else:
+        splits = new_splits = make_splits(case_ids, n_folds=plan.n_folds, seed=0)
+    return list(splits[plan.fold]["train"]), list(splits[plan.fold]["val"]), new_splits

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
 import torch
+from tqdm import tqdm
 
-from fdseg_core.train.checkpoint import atomic_write_text
-from fdseg_core.train.config import FUSIONS, TrainConfig
+from fdseg_core.atomic import atomic_write_text
+from fdseg_core.choices import FUSIONS, LAYOUTS
+from fdseg_core.data import ALL_FOLD, Preprocessor, fold_cases, load_dataset, plan_folds
+from fdseg_core.errors import OptionError
+from fdseg_core.experiment.report import write_report
+from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
+from fdseg_core.metrics import dice_per_class
+from fdseg_core.runlock import RunLock
+from fdseg_core.train.checkpoint import load_model
+from fdseg_core.train.config import TrainConfig
+from fdseg_core.train.logs import MetricsLog
+from fdseg_core.train.loop import resolve_device, train
 
-__all__ = ["ExperimentConfig", "run_experiment", "evaluate_run", "test_cases"]
+__all__ = ["ExperimentConfig", "evaluate_run", "held_out_cases", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +55,16 @@ class ExperimentConfig:
             ``table.csv``, ``table.md``, ``dice_vs_size.png``, ``training_curves.png``.
         train_sizes: Training-set sizes.
         fusions: Fusions (``"none"`` is the baseline every other is compared with).
-        layouts: Band layouts to compare (``()``: the training options' one). With two
-            or more, every fusion other than ``"none"`` runs once per layout, as the
-            method ``"<fusion>-<layout>"`` (the baseline has no bands).
+        layouts: Band layouts to compare (``()``: the template's one). With two or more,
+            every fusion other than ``"none"`` runs once per layout, as the method
+            ``"<fusion>-<layout>"`` (the baseline has no bands).
         seeds: Number of seeds per (size, method): ``first_seed .. first_seed + seeds - 1``.
         first_seed: The first seed.
-        training: Other :class:`TrainConfig` fields shared by every run.
+        training: The :class:`TrainConfig` every run starts from; each run replaces its
+            ``out``, ``fusion``, ``train_cases``, ``seed`` (and ``layout`` with
+            ``layouts``). A dict of ``TrainConfig`` fields is turned into one (its
+            ``dataset`` and ``out`` are the experiment's; the fields the experiment sets
+            per run are refused).
         n_resamples: Bootstrap resamples of the confidence intervals.
         checkpoint: Which checkpoint of each run is evaluated: ``"last"``, or ``"best"``
             (the best validation Dice; the one early stopping selects).
@@ -59,10 +73,10 @@ class ExperimentConfig:
     dataset: str
     out: str
     train_sizes: tuple[int, ...] = (2, 4, 8)
-    fusions: tuple[str, ...] = ("none", "early", "late")
+    fusions: tuple[str, ...] = FUSIONS
     seeds: int = 3
     first_seed: int = 0
-    training: dict[str, Any] = field(default_factory=dict)
+    training: TrainConfig | None = None
     n_resamples: int = 10000
     layouts: tuple[str, ...] = ()
     checkpoint: str = "last"
@@ -71,14 +85,13 @@ class ExperimentConfig:
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
         object.__setattr__(self, "fusions", tuple(self.fusions))
         object.__setattr__(self, "layouts", tuple(self.layouts))
-        bad_layouts = [x for x in self.layouts if x not in ("centered", "reference")]
+        bad_layouts = [x for x in self.layouts if x not in LAYOUTS]
         if bad_layouts or len(set(self.layouts)) != len(self.layouts):
             raise ValueError(
-                f"layouts must be distinct values of ['centered', 'reference'], "
-                f"got {list(self.layouts)!r}"
+                f"layouts must be distinct values of {list(LAYOUTS)}, got {list(self.layouts)!r}"
             )
-        if self.layouts and "layout" in self.training:
-            raise ValueError("give the layout either in layouts or in the training options")
+        if not isinstance(self.training, TrainConfig):
+            object.__setattr__(self, "training", self._template(dict(self.training or {})))
         if self.checkpoint not in ("last", "best"):
             raise ValueError(f"checkpoint must be 'last' or 'best', got {self.checkpoint!r}")
         if not self.train_sizes or any(
@@ -94,14 +107,19 @@ class ExperimentConfig:
             raise ValueError(f"fusions repeat a method: {list(self.fusions)!r}")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ValueError(f"seeds must be a positive integer, got {self.seeds!r}")
-        reserved = {"dataset", "out", "fusion", "train_cases", "seed"} & set(self.training)
+
+    def _template(self, fields: dict[str, Any]) -> TrainConfig:
+        reserved = {"dataset", "out", "fusion", "train_cases", "seed"} & set(fields)
         if reserved:
             raise ValueError(f"training options {sorted(reserved)} are set by the experiment")
+        if self.layouts and "layout" in fields:
+            raise ValueError("give the layout either in layouts or in the training options")
+        return TrainConfig(dataset=self.dataset, out=self.out, **fields)
 
     @property
     def methods(self) -> list[tuple[str, str, str | None]]:
         """``(label, fusion, layout)`` of every method; ``layout`` ``None``: the
-        training options' (or the default)."""
+        template's."""
         out: list[tuple[str, str, str | None]] = []
         for fusion in self.fusions:
             if fusion == "none" or len(self.layouts) < 2:
@@ -114,23 +132,23 @@ class ExperimentConfig:
         return Path(self.out) / "runs" / f"n{size:03d}-{method}-s{seed}"
 
     def run_config(self, size: int, method: str, seed: int) -> TrainConfig:
+        """The template with this run's output folder, fusion, layout, size and seed."""
         by_label = {label: (fusion, layout) for label, fusion, layout in self.methods}
         if method not in by_label:
             raise ValueError(f"unknown method {method!r}; expected one of {list(by_label)}")
         fusion, layout = by_label[method]
-        extra = {"layout": layout} if layout is not None else {}
-        return TrainConfig(
+        template = cast(TrainConfig, self.training)  # made one in __post_init__
+        return template.replace(
             dataset=self.dataset,
             out=str(self.run_dir(size, method, seed)),
             fusion=fusion,
+            layout=layout if layout is not None else template.layout,
             train_cases=size,
             seed=seed,
-            **extra,
-            **self.training,
         )
 
 
-def test_cases(info) -> tuple[list, str]:
+def held_out_cases(info) -> tuple[list, str]:
     """The held-out labelled test cases: ``imagesTs`` + ``labelsTs`` when present, else
     ``[]`` (:func:`run_experiment` then holds out the validation cases of the runs'
     fold, which never enter training)."""
@@ -140,20 +158,25 @@ def test_cases(info) -> tuple[list, str]:
     return [], "fold validation cases"
 
 
-def evaluate_run(checkpoint: Path, cases: list, device: torch.device) -> list[dict[str, Any]]:
+def evaluate_run(
+    checkpoint: Path, cases: list, device: torch.device, *, overlap: float | None = None
+) -> list[dict[str, Any]]:
     """Dice per class of one trained run on the test cases (full volumes), with labels
     by the rule of the run's loss (softmax argmax, or the sigmoid rule).
+
+    Args:
+        checkpoint: The run's ``best.pt`` or ``last.pt``.
+        cases: Labelled cases.
+        device: Where the model runs.
+        overlap: Sliding-window overlap (``None``: the run's own, ``TrainConfig.overlap``,
+            the one its validation used).
 
     Returns:
         One dict per case: ``case`` and ``dice_<class name>`` for every foreground class.
     """
-    from fdseg_core import data as fdata
-    from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
-    from fdseg_core.metrics import dice_per_class
-    from fdseg_core.train.checkpoint import load_model
-
     model, meta = load_model(checkpoint, map_location=device)
-    prep = fdata.Preprocessor.from_meta(meta)
+    prep = Preprocessor.from_meta(meta)
+    overlap = meta["config"].get("overlap", 0.5) if overlap is None else overlap
     names = {v: k for k, v in meta["labels"].items()}
     rows = []
     with torch.no_grad():
@@ -164,7 +187,7 @@ def evaluate_run(checkpoint: Path, cases: list, device: torch.device) -> list[di
                 image,
                 model,
                 meta["patch_size"],
-                overlap=0.5,
+                overlap=overlap,
                 device=device,
                 activation=meta["activation"],
             )
@@ -175,6 +198,37 @@ def evaluate_run(checkpoint: Path, cases: list, device: torch.device) -> list[di
                 row[f"dice_{names.get(c, c)}"] = float(dice[c])
             rows.append(row)
     return rows
+
+
+def _held_out(config: ExperimentConfig, info) -> tuple[list[str], list, str, Any]:
+    """The training pool of the runs' fold, the held-out cases and where they come from.
+
+    The fold rule is the one training uses (:func:`fdseg_core.data.fold_cases`), so the
+    fold's validation cases, held out when the dataset has no labelled test cases,
+    never enter a run's training.
+    """
+    held_out, source = held_out_cases(info)
+    template = cast(TrainConfig, config.training)
+    ids = [c.case_id for c in info.training]
+    plan = plan_folds(len(ids), template.n_folds, template.fold)
+    if plan.fold == ALL_FOLD and not held_out:
+        raise ValueError(
+            f"{config.dataset}: the experiment needs held-out test cases, but there is no "
+            "imagesTs/labelsTs and the runs train on every training case (fold 'all')"
+        )
+    pool, val_ids, _ = fold_cases(ids, plan)
+    if not held_out:
+        by_id = {c.case_id: c for c in info.training}
+        held_out = [by_id[i] for i in val_ids]
+        source = f"fold {plan.fold} validation cases"
+    too_large = [s for s in config.train_sizes if s > len(pool)]
+    if too_large:
+        raise OptionError(
+            f"{{train_sizes}} {','.join(map(str, too_large))}: fold {plan.fold} holds only "
+            f"{len(pool)} training cases",
+            "train_sizes",
+        )
+    return pool, held_out, source, plan
 
 
 def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[str, Any]:
@@ -188,40 +242,17 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         "curves": path}`` (``curves``: ``training_curves.png``, the training loss and
         validation Dice of every run).
     """
-    from fdseg_core import data as fdata
-    from fdseg_core.experiment.report import write_report
-    from fdseg_core.train import resolve_device
-    from fdseg_core.train.logs import MetricsLog
-
     out = Path(config.out)
-    info = fdata.load_dataset(config.dataset)
-    held_out, source = test_cases(info)
-    # the same fold rule as `fdseg train` (folds adapt to small datasets)
-    plan = fdata.plan_folds(
-        len(info.training), config.training.get("n_folds"), config.training.get("fold", 0)
-    )
-    if plan.fold == fdata.ALL_FOLD:
-        pool = [c.case_id for c in info.training]
-        if not held_out:
-            raise ValueError(
-                f"{config.dataset}: the experiment needs held-out test cases, but there is no "
-                "imagesTs/labelsTs and the runs train on every training case (fold 'all')"
-            )
-    else:
-        splits = fdata.make_splits([c.case_id for c in info.training], n_folds=plan.n_folds, seed=0)
-        pool = splits[plan.fold]["train"]
-        if not held_out:
-            by_id = {c.case_id: c for c in info.training}
-            held_out = [by_id[i] for i in splits[plan.fold]["val"]]
-            source = f"fold {plan.fold} validation cases"
-    too_large = [s for s in config.train_sizes if s > len(pool)]
-    if too_large:
-        raise ValueError(
-            f"--train-sizes {','.join(map(str, too_large))}: fold {plan.fold} holds only "
-            f"{len(pool)} training cases"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    largest = max(config.train_sizes)
+    info = load_dataset(config.dataset)
+    _, held_out, source, _ = _held_out(config, info)
+    with RunLock(out, command="fdseg experiment"):
+        return _run_locked(config, out, held_out, source, progress)
+
+
+def _run_locked(
+    config: ExperimentConfig, out: Path, held_out: list, source: str, progress: bool
+) -> dict[str, Any]:
+    template = cast(TrainConfig, config.training)
     atomic_write_text(
         out / "experiment.json",
         json.dumps(
@@ -233,7 +264,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
                 "methods": [label for label, _, _ in config.methods],
                 "seeds": list(range(config.first_seed, config.first_seed + config.seeds)),
                 "checkpoint": config.checkpoint,
-                "training": config.training,
+                "training": _template_options(template),
                 "test_set": source,
                 "test_cases": [c.case_id for c in held_out],
             },
@@ -241,7 +272,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         )
         + "\n",
     )
-    device = resolve_device(config.training.get("device", "auto"))
+    device = resolve_device(template.device)
     runs = [
         (s, label, seed)
         for s in config.train_sizes
@@ -252,7 +283,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     once = _OncePerMessage()
     train_logger.addFilter(once)
     try:
-        results = _run_all(config, runs, held_out, device, largest, progress)
+        results = _run_all(config, runs, held_out, device, progress)
     finally:
         train_logger.removeFilter(once)
     methods = [label for label, _, _ in config.methods]
@@ -262,19 +293,26 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         if log.rows:
             curves[(size, method, seed)] = log.rows
     report = write_report(
-        results, out, fusions=methods, n_resamples=config.n_resamples, curves=curves
+        results, out, methods=methods, n_resamples=config.n_resamples, curves=curves
     )
     report["results"] = results
     return report
 
 
-def _run_all(config, runs, held_out, device, largest, progress) -> list[dict[str, Any]]:
+def _template_options(template: TrainConfig) -> dict[str, Any]:
+    """The template's fields that differ from ``TrainConfig``'s defaults (what the
+    experiment was asked to train with), without the per-run and runtime fields."""
+    default = TrainConfig(dataset=template.dataset, out=template.out).run_dict()
+    per_run = {"dataset", "out", "fusion", "train_cases", "seed"}
+    return {
+        k: v for k, v in template.run_dict().items() if k not in per_run and default.get(k) != v
+    }
+
+
+def _run_all(config, runs, held_out, device, progress) -> list[dict[str, Any]]:
     """Train and evaluate every run that has no ``result.json`` yet."""
-    from tqdm import tqdm
-
-    from fdseg_core.train import train
-
     results: list[dict[str, Any]] = []
+    largest = max(config.train_sizes)
     bar = tqdm(runs, disable=not progress, desc="experiment", unit="run")
     for size, method, seed in bar:
         bar.set_postfix_str(f"n={size} {method} seed={seed}")
@@ -289,7 +327,8 @@ def _run_all(config, runs, held_out, device, largest, progress) -> list[dict[str
         rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
         result = {
             "train_size": size,
-            "fusion": method,
+            "method": method,
+            "fusion": run_cfg.fusion,
             "layout": run_cfg.layout,
             "seed": seed,
             "cases": rows,
@@ -303,30 +342,3 @@ def _run_all(config, runs, held_out, device, largest, progress) -> list[dict[str
         results.append(result)
     bar.close()
     return results
-
-
-def _as_float(v: Any) -> float:
-    return float("nan") if v is None else float(v)
-
-
-def per_pair_scores(results: list[dict], size: int, fusion: str, key: str) -> dict[tuple, float]:
-    """``{(seed, case): score}`` of one method at one training size."""
-    scores = {}
-    for r in results:
-        if r["train_size"] == size and r["fusion"] == fusion:
-            for row in r["cases"]:
-                scores[(r["seed"], row["case"])] = _as_float(row.get(key))
-    return scores
-
-
-def class_keys(results: list[dict]) -> list[str]:
-    keys: list[str] = []
-    for r in results:
-        for row in r["cases"]:
-            keys += [k for k in row if k.startswith("dice_") and k not in keys]
-    return keys
-
-
-def mean_of(values) -> float:
-    arr = np.asarray(list(values), dtype=np.float64)
-    return float(np.nanmean(arr)) if arr.size and not np.all(np.isnan(arr)) else float("nan")

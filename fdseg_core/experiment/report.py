@@ -8,16 +8,19 @@ import io
 from pathlib import Path
 from typing import Any
 
-from fdseg_core.experiment.protocol import class_keys, per_pair_scores
+import matplotlib
+from matplotlib.figure import Figure
+
+from fdseg_core.atomic import atomic_save_figure, atomic_write_text
+from fdseg_core.experiment.results import class_keys, per_pair_scores
 from fdseg_core.experiment.stats import mean_std, paired_bootstrap_ci
-from fdseg_core.train.checkpoint import atomic_write_text
 
 __all__ = ["summarise", "write_report"]
 
 
-def summarise(results: list[dict], *, fusions, n_resamples: int = 10000) -> list[dict[str, Any]]:
+def summarise(results: list[dict], *, methods, n_resamples: int = 10000) -> list[dict[str, Any]]:
     """One row per (training size, class, method): Dice mean, std, and the paired
-    difference to the baseline (``fusion="none"``) with its bootstrap 95% interval.
+    difference to the baseline (method ``"none"``) with its bootstrap 95% interval.
 
     Scores are paired by (seed, test case). A "mean" class averages the
     foreground classes of each case.
@@ -33,16 +36,16 @@ def summarise(results: list[dict], *, fusions, n_resamples: int = 10000) -> list
     table = []
     for size in sizes:
         for key in keys:
-            base = per_pair_scores(results, size, "none", key) if "none" in fusions else {}
-            for fusion in fusions:
-                scores = per_pair_scores(results, size, fusion, key)
+            base = per_pair_scores(results, size, "none", key) if "none" in methods else {}
+            for method in methods:
+                scores = per_pair_scores(results, size, method, key)
                 if not scores:
                     continue
                 mean, std = mean_std(list(scores.values()))
                 row = {
                     "train_size": size,
                     "class": key.removeprefix("dice_"),
-                    "fusion": fusion,
+                    "method": method,
                     "n": len(scores),
                     "dice_mean": mean,
                     "dice_std": std,
@@ -50,7 +53,7 @@ def summarise(results: list[dict], *, fusions, n_resamples: int = 10000) -> list
                     "ci_low": None,
                     "ci_high": None,
                 }
-                if base and fusion != "none":
+                if base and method != "none":
                     pairs = sorted(set(scores) & set(base))
                     diff, low, high = paired_bootstrap_ci(
                         [scores[p] for p in pairs],
@@ -74,30 +77,27 @@ def _markdown(table: list[dict]) -> str:
             else (f"{100 * r['diff']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]")
         )
         lines.append(
-            f"| {r['train_size']} | {r['class']} | {r['fusion']} | "
+            f"| {r['train_size']} | {r['class']} | {r['method']} | "
             f"{100 * r['dice_mean']:.1f} ± {100 * r['dice_std']:.1f} | {delta} | "
             f"{r['n']} |"
         )
     lines.append("")
     lines.append(
-        "Dice in points (×100). Δ: mean paired difference to the baseline (fusion=none) "
+        "Dice in points (×100). Δ: mean paired difference to the baseline (method none) "
         "over (seed, test case) pairs, with a percentile bootstrap 95% interval."
     )
     return "\n".join(lines) + "\n"
 
 
-def _plot(table: list[dict], path: Path, fusions) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(table: list[dict], path: Path, methods) -> None:
     classes = list(dict.fromkeys(r["class"] for r in table))
-    fig, axes = plt.subplots(1, len(classes), figsize=(4.2 * len(classes), 3.8), squeeze=False)
+    # a Figure without pyplot: no GUI backend, no global figure registry
+    fig = Figure(figsize=(4.2 * len(classes), 3.8))
+    axes = fig.subplots(1, len(classes), squeeze=False)
     for ax, cls in zip(axes[0], classes, strict=True):
-        for i, fusion in enumerate(fusions):
+        for i, method in enumerate(methods):
             rows = sorted(
-                (r for r in table if r["class"] == cls and r["fusion"] == fusion),
+                (r for r in table if r["class"] == cls and r["method"] == method),
                 key=lambda r: r["train_size"],
             )
             if not rows:
@@ -109,7 +109,7 @@ def _plot(table: list[dict], path: Path, fusions) -> None:
                 yerr=[r["dice_std"] for r in rows],
                 marker="o",
                 capsize=3,
-                label="baseline" if fusion == "none" else fusion,
+                label="baseline" if method == "none" else method,
             )
         ax.set_xscale("log", base=2)
         sizes = sorted({r["train_size"] for r in table})
@@ -121,31 +121,24 @@ def _plot(table: list[dict], path: Path, fusions) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_save_figure(fig, path, dpi=110)
 
 
-def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, fusions) -> None:
+def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, methods) -> None:
     """One row per training size: training loss and validation mean Dice against epochs,
     a thin line per seed and a thick one for the mean over seeds (up to the epoch where
     the first seed stopped), per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sizes = sorted({size for size, _, _ in curves})
-    fig, axes = plt.subplots(len(sizes), 2, figsize=(11, 3.6 * len(sizes)), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(11, 3.6 * len(sizes)))
+    axes = fig.subplots(len(sizes), 2, squeeze=False)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, size in zip(axes, sizes, strict=True):
-        for i, fusion in enumerate(fusions):
-            runs = [rows for (s, f, _), rows in sorted(curves.items()) if s == size and f == fusion]
+        for i, method in enumerate(methods):
+            runs = [rows for (s, m, _), rows in sorted(curves.items()) if s == size and m == method]
             if not runs:
                 continue
             colour = colours[i % len(colours)]
-            label = "baseline" if fusion == "none" else fusion
+            label = "baseline" if method == "none" else method
             for ax, key in zip(row, ("train_loss", "val_dice_mean"), strict=True):
                 series = [
                     {r["epoch"]: r[key] for r in rows if r.get(key) is not None} for rows in runs
@@ -164,17 +157,14 @@ def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, fusions) 
             ax.grid(alpha=0.3)
         row[1].legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_save_figure(fig, path, dpi=100)
 
 
 def write_report(
     results: list[dict],
     out: str | Path,
     *,
-    fusions,
+    methods,
     n_resamples: int = 10000,
     curves: dict[tuple, list[dict]] | None = None,
 ) -> dict[str, Any]:
@@ -184,13 +174,13 @@ def write_report(
     Args:
         results: One ``result.json`` per run.
         out: The experiment's folder.
-        fusions: The methods, in table order.
+        methods: The method labels, in table order.
         n_resamples: Bootstrap resamples of the paired confidence intervals.
         curves: ``{(train_size, method, seed): metrics rows}`` of each run's
             ``metrics.jsonl`` (training loss and validation Dice per epoch).
     """
     out = Path(out)
-    table = summarise(results, fusions=fusions, n_resamples=n_resamples)
+    table = summarise(results, methods=methods, n_resamples=n_resamples)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else ["train_size"])
     writer.writeheader()
@@ -200,9 +190,9 @@ def write_report(
     atomic_write_text(out / "table.md", markdown)
     plot = out / "dice_vs_size.png"
     if table:
-        _plot(table, plot, fusions)
+        _plot(table, plot, methods)
     report: dict[str, Any] = {"table": table, "markdown": markdown, "plot": str(plot)}
     if curves:
         report["curves"] = str(out / "training_curves.png")
-        _plot_training_curves(curves, out / "training_curves.png", fusions)
+        _plot_training_curves(curves, out / "training_curves.png", methods)
     return report

@@ -3,14 +3,8 @@ predictor (needs the ``onnx`` extra: ``pip install 'fdseg[onnx]'``)."""
 
 from __future__ import annotations
 
-from fdseg_core.export.onnx import (
-    METADATA_KEY,
-    ExportResult,
-    checkpoint_metadata,
-    export_checkpoint,
-    export_onnx,
-    onnx_available,
-)
+from fdseg_core.export.metadata import METADATA_KEY, checkpoint_metadata
+from fdseg_core.export.onnx import ExportResult, export_checkpoint, export_onnx, onnx_available
 from fdseg_core.export.runtime import OnnxModel, onnxruntime_available
 
 __all__ = [

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.export import Dim
+
+from fdseg_core.atomic import atomic_path
+from fdseg_core.export.metadata import METADATA_KEY, checkpoint_metadata
+from fdseg_core.export.runtime import OnnxModel
+from fdseg_core.nn import FrequencyDisentangledNet
+from fdseg_core.train.checkpoint import load_model
 
 __all__ = [
     "ExportResult",
@@ -35,21 +41,31 @@ __all__ = [
     "onnx_available",
 ]
 
-#: Metadata key holding the JSON of everything inference needs (``meta`` of a checkpoint).
-METADATA_KEY = "fdseg.meta"
 #: Largest spatial size the dynamic dims allow (ONNX Runtime needs no bound; export does).
 _MAX_SPATIAL = 4096
 
 
 def onnx_available() -> str | None:
-    """``None`` when ONNX export can run here, else what is missing."""
-    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    """``None`` when ONNX export can run here, else what is missing (one line).
+
+    Export writes the file with onnx and onnxscript and runs it in ONNX Runtime (the
+    probe of a second size, ``check``): all three are the ``onnx`` extra.
+    """
+    missing = [
+        m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None
+    ]
     if missing:
         return (
             f"ONNX export needs {' and '.join(missing)}: pip install 'fdseg[onnx]' "
             "(onnx, onnxscript, onnxruntime)"
         )
     return None
+
+
+def _require_onnx() -> None:
+    reason = onnx_available()
+    if reason is not None:
+        raise ValueError(reason)
 
 
 @dataclass(frozen=True)
@@ -77,8 +93,6 @@ class ExportResult:
 @contextlib.contextmanager
 def _matmul_bands(model: nn.Module) -> Iterator[None]:
     """Run every FrequencyDisentangledNet inside ``model`` on the matmul backend."""
-    from fdseg_core.nn import FrequencyDisentangledNet
-
     nets = [m for m in model.modules() if isinstance(m, FrequencyDisentangledNet)]
     saved = [n.backend for n in nets]
     try:
@@ -113,8 +127,6 @@ def _layer_of(error: BaseException, program: Any) -> str | None:
 def _dynamic_shapes(
     example: torch.Tensor, divisor: int, min_size: int, dynamic_spatial: bool
 ) -> dict[str, dict[int, Any]]:
-    from torch.export import Dim
-
     shapes: dict[int, Any] = {0: Dim("batch", min=1, max=1024)}
     if dynamic_spatial:
         lo = max(1, math.ceil(min_size / divisor))
@@ -155,7 +167,7 @@ def _probe_other_size(
 ) -> str | None:
     """Run a dynamic graph at a second spatial size (one divisor larger on every axis)
     in ONNX Runtime; ``None`` when it matches PyTorch, else why not (one line)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: the optional onnx extra (see onnx_available)
 
     probe = torch.randn(
         (1, *example.shape[1:2], *(s + divisor for s in example.shape[2:])),
@@ -179,6 +191,112 @@ def _probe_other_size(
     if not error <= 1e-3:
         return f"{size}: relative difference {error:.2g} to PyTorch"
     return None
+
+
+def _checked_shape(example_shape: Sequence[int], divisor: int) -> tuple[int, ...]:
+    """``example_shape`` as ints, checked: ``(N, C, *spatial)``, 2 or 3 spatial dims, each
+    a multiple of ``divisor``."""
+    shape = tuple(int(s) for s in example_shape)
+    if len(shape) not in (4, 5) or min(shape) < 1:
+        raise ValueError(
+            f"example_shape must be (N, C, *spatial) with 2 or 3 spatial dims, got {shape}"
+        )
+    bad = [s for s in shape[2:] if s % divisor]
+    if bad:
+        raise ValueError(
+            f"example_shape {shape}: spatial sizes must be multiples of the model's size "
+            f"divisor {divisor}"
+        )
+    return shape
+
+
+def _min_size(model: nn.Module, divisor: int) -> int:
+    """Smallest spatial size of the dynamic dims: the divisor, and with a fusion at least
+    ``1 / beta`` (one sample in the low band)."""
+    beta = float(getattr(model, "beta", 0.5))
+    fusion = getattr(model, "fusion", "none")
+    return divisor if fusion == "none" else max(divisor, math.ceil(1.0 / beta))
+
+
+def _random_input(shape: Sequence[int]) -> torch.Tensor:
+    return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(0))
+
+
+def _dynamic_example(example: torch.Tensor, divisor: int) -> torch.Tensor:
+    """The input of a dynamic trace: torch.export fixes sizes of 1, so a dynamic size
+    traced at 1 x divisor would be specialised; every spatial size is at least 2 x
+    divisor."""
+    if min(example.shape[2:]) >= 2 * divisor:
+        return example
+    n, c, *spatial = example.shape
+    return _random_input((n, c, *(max(s, 2 * divisor) for s in spatial)))
+
+
+def _export_fixed(
+    model: nn.Module, example: torch.Tensor, divisor: int, min_size: int, opset: int | None
+) -> Any:
+    """The ONNX program with the spatial sizes fixed at ``example``'s."""
+    program = _trace(model, example, divisor, min_size, False)
+    return _to_onnx(program, example, opset)
+
+
+def _export_dynamic(
+    model: nn.Module, example: torch.Tensor, divisor: int, min_size: int, opset: int | None
+) -> tuple[Any, str | None]:
+    """The ONNX program with dynamic spatial sizes, checked at a second size; ``(None,
+    why)`` when the model cannot be traced with dynamic sizes or the graph fails there."""
+    traced = _dynamic_example(example, divisor)
+    try:
+        program = _trace(model, traced, divisor, min_size, True)
+    except Exception as exc:  # the sizes could not stay symbolic
+        first = str(exc).strip().splitlines()[0][:200]
+        return None, f"the model could not be traced with dynamic sizes ({first})"
+    onnx_program = _to_onnx(program, traced, opset)
+    failure = _probe_other_size(model, onnx_program, traced, divisor)
+    if failure is not None:
+        # a size baked into the graph (e.g. a transformer's window count) that
+        # torch.export did not flag: fix the size rather than ship a broken file
+        return None, f"the dynamic graph failed at another size ({failure})"
+    return onnx_program, None
+
+
+def _convert(
+    model: nn.Module,
+    example: torch.Tensor,
+    divisor: int,
+    min_size: int,
+    dynamic_spatial: bool,
+    opset: int | None,
+) -> tuple[Any, bool, str | None]:
+    """The ONNX program, whether its spatial sizes are dynamic, and why they are fixed
+    when dynamic sizes were asked for but could not be had (``None`` otherwise)."""
+    if not dynamic_spatial:
+        try:
+            program = _trace(model, example, divisor, min_size, False)
+        except Exception as exc:
+            raise ValueError(f"the model cannot be traced for export: {exc}") from exc
+        return _to_onnx(program, example, opset), False, None
+    onnx_program, why = _export_dynamic(model, example, divisor, min_size, opset)
+    if onnx_program is not None:
+        return onnx_program, True, None
+    note = f"spatial size fixed at {'x'.join(map(str, example.shape[2:]))}: {why}"
+    return _export_fixed(model, example, divisor, min_size, opset), False, note
+
+
+def _set_metadata(onnx_program: Any, meta: Mapping[str, Any]) -> None:
+    """``meta`` as JSON under :data:`METADATA_KEY`, and each entry as a key of its own."""
+    props = onnx_program.model.metadata_props
+    props[METADATA_KEY] = json.dumps(meta, default=str)
+    for key, value in meta.items():
+        props[str(key)] = value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _max_abs_error(model: nn.Module, path: Path, example: torch.Tensor) -> float:
+    """``max |onnxruntime - torch|`` of the file at ``path`` on ``example``."""
+    with _matmul_bands(model), torch.no_grad():
+        want = model(example)
+    got = OnnxModel(path)(example)
+    return float((got - want).abs().max())
 
 
 def export_onnx(
@@ -220,116 +338,24 @@ def export_onnx(
         ValueError: A missing ``onnx`` extra, a bad example shape, or a layer with no
             ONNX translation (the message names the layer, its class and the op).
     """
-    reason = onnx_available()
-    if reason is not None:
-        raise ValueError(reason)
-    shape = tuple(int(s) for s in example_shape)
-    if len(shape) not in (4, 5) or min(shape) < 1:
-        raise ValueError(
-            f"example_shape must be (N, C, *spatial) with 2 or 3 spatial dims, got {shape}"
-        )
+    _require_onnx()
     divisor = int(getattr(model, "size_divisor", 1))
-    bad = [s for s in shape[2:] if s % divisor]
-    if bad:
-        raise ValueError(
-            f"example_shape {shape}: spatial sizes must be multiples of the model's size "
-            f"divisor {divisor}"
-        )
-    beta = float(getattr(model, "beta", 0.5))
-    fusion = getattr(model, "fusion", "none")
-    min_size = divisor if fusion == "none" else max(divisor, math.ceil(1.0 / beta))
+    shape = _checked_shape(example_shape, divisor)
     # batch 2: a traced batch of 1 is specialised to 1 by torch.export
-    example = torch.randn(
-        (max(2, shape[0]), *shape[1:]), generator=torch.Generator().manual_seed(0)
-    )
+    example = _random_input((max(2, shape[0]), *shape[1:]))
     model = model.eval()
-    note = None
     with _matmul_bands(model), torch.no_grad():
-        try:
-            # a dynamic size traced at 1 x divisor would be specialised (torch.export
-            # fixes sizes of 1), so the dynamic trace uses at least 2 x divisor
-            traced = example
-            if dynamic_spatial and min(shape[2:]) < 2 * divisor:
-                traced = torch.randn(
-                    (example.shape[0], shape[1], *(max(s, 2 * divisor) for s in shape[2:])),
-                    generator=torch.Generator().manual_seed(0),
-                )
-            program = _trace(model, traced, divisor, min_size, dynamic_spatial)
-        except Exception as exc:  # the sizes could not stay symbolic
-            if not dynamic_spatial:
-                raise ValueError(f"the model cannot be traced for export: {exc}") from exc
-            first = str(exc).strip().splitlines()[0][:200]
-            note = (
-                f"spatial size fixed at {'x'.join(map(str, shape[2:]))}: the model could not "
-                f"be traced with dynamic sizes ({first})"
-            )
-            dynamic_spatial = False
-            program = _trace(model, example, divisor, min_size, False)
-        onnx_program = _to_onnx(program, traced if dynamic_spatial else example, opset)
-        if dynamic_spatial:
-            failure = _probe_other_size(model, onnx_program, traced, divisor)
-            if failure is not None:
-                # a size baked into the graph (e.g. a transformer's window count) that
-                # torch.export did not flag: fix the size rather than ship a broken file
-                note = (
-                    f"spatial size fixed at {'x'.join(map(str, shape[2:]))}: the dynamic "
-                    f"graph failed at another size ({failure})"
-                )
-                dynamic_spatial = False
-                program = _trace(model, example, divisor, min_size, False)
-                onnx_program = _to_onnx(program, example, opset)
+        onnx_program, dynamic_spatial, note = _convert(
+            model, example, divisor, _min_size(model, divisor), dynamic_spatial, opset
+        )
     meta = dict(metadata or {})
     meta.update(size_divisor=divisor, dynamic_spatial=dynamic_spatial, example_shape=list(shape))
-    props = onnx_program.model.metadata_props
-    props[METADATA_KEY] = json.dumps(meta, default=str)
-    for key, value in meta.items():
-        props[str(key)] = value if isinstance(value, str) else json.dumps(value, default=str)
+    _set_metadata(onnx_program, meta)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.onnx", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         onnx_program.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    error = None
-    if check:
-        from fdseg_core.export.runtime import OnnxModel
-
-        with _matmul_bands(model), torch.no_grad():
-            want = model(example)
-        got = OnnxModel(path)(example)
-        error = float((got - want).abs().max())
+    error = _max_abs_error(model, path, example) if check else None
     return ExportResult(path, dynamic_spatial, divisor, shape, note, error)
-
-
-def checkpoint_metadata(info: Mapping[str, Any]) -> dict[str, Any]:
-    """What an exported file records about its model, from ``load_model``'s info: the
-    classes, the input pipeline (normalisation, spacing, patch size, pipeline bands),
-    the activation (how its logits become labels) and the loss it was trained with,
-    the band parameters and the fdseg version."""
-    from fdseg_core import __version__
-
-    config = info["config"]
-    keys = (
-        "in_channels",
-        "num_classes",
-        "labels",
-        "channel_names",
-        "normalization",
-        "target_spacing",
-        "spacing",
-        "patch_size",
-        "bands",
-        "activation",
-    )
-    meta = {k: info.get(k) for k in keys}
-    meta["classes"] = dict(info["labels"])
-    for key in ("backbone", "fusion", "beta", "layout", "dims", "fusion_at", "loss"):
-        meta[key] = config.get(key)
-    meta["fdseg_version"] = __version__
-    return meta
 
 
 def export_checkpoint(
@@ -354,8 +380,7 @@ def export_checkpoint(
     Returns:
         An :class:`ExportResult`.
     """
-    from fdseg_core.train.checkpoint import load_model
-
+    _require_onnx()  # before loading the model
     model, info = load_model(checkpoint)
     size = tuple(int(s) for s in (spatial or info["patch_size"]))
     channels = info["in_channels"] * (2 if info.get("bands") else 1)

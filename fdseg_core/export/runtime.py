@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fdseg_core.choices import LOSS_ACTIVATION
+from fdseg_core.export.metadata import METADATA_KEY
 
 __all__ = ["OnnxModel", "onnxruntime_available"]
 
@@ -57,9 +58,7 @@ class OnnxModel:
         reason = onnxruntime_available()
         if reason is not None:
             raise ValueError(reason)
-        import onnxruntime as ort
-
-        from fdseg_core.export.onnx import METADATA_KEY
+        import onnxruntime as ort  # lazy: the optional onnx extra
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -9,7 +9,13 @@ from fdseg_core.infer.activation import (
     probabilities,
 )
 from fdseg_core.infer.overlay import render_overlay
-from fdseg_core.infer.predict import gather_inputs, predict_cases
+from fdseg_core.infer.postprocess import KEEP_LARGEST, keep_largest_per_class
+from fdseg_core.infer.predict import (
+    check_ensemble,
+    gather_inputs,
+    predict_cases,
+    predict_ensemble,
+)
 from fdseg_core.infer.sliding_window import (
     gaussian_importance,
     sliding_window_inference,
@@ -17,6 +23,10 @@ from fdseg_core.infer.sliding_window import (
 )
 
 __all__ = [
+    "KEEP_LARGEST",
+    "check_ensemble",
+    "keep_largest_per_class",
+    "predict_ensemble",
     "SIGMOID_THRESHOLD",
     "labels_from_probabilities",
     "probabilities",

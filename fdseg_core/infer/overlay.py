@@ -6,6 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from fdseg_core.atomic import atomic_save_figure
 
 __all__ = ["render_overlay"]
 
@@ -35,13 +40,6 @@ def render_overlay(
         spacing: Voxel size, for the aspect ratio of each slice.
         window: Grey-level window (default: the 1st and 99th percentiles).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
     if image.shape != label.shape or image.ndim != 3:
         raise ValueError(f"image {image.shape} and label {label.shape} must be equal 3D shapes")
     path = Path(path)
@@ -76,7 +74,8 @@ def render_overlay(
             spacing[2] / spacing[1],
         ),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.8))
+    fig = Figure(figsize=(13, 4.8))  # no pyplot: no GUI backend, no global figure registry
+    axes = fig.subplots(1, 3)
     for ax, (name, img, lab, aspect) in zip(axes, views, strict=True):
         ax.imshow(img.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", aspect=aspect)
         for i, v in enumerate(sorted(values)):
@@ -105,8 +104,4 @@ def render_overlay(
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_save_figure(fig, path, dpi=90)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from fdseg_core.data.io import load_case, save_nifti
 from fdseg_core.data.layout import Case, group_channel_files, load_dataset, strip_nifti_ending
 from fdseg_core.data.preprocess import Preprocessor, resample
 from fdseg_core.infer.activation import labels_from_probabilities
 from fdseg_core.infer.overlay import render_overlay
+from fdseg_core.infer.postprocess import keep_largest_per_class
 from fdseg_core.infer.sliding_window import sliding_window_inference
+from fdseg_core.runlock import RunLock
 
-__all__ = ["gather_inputs", "predict_cases"]
+__all__ = ["AGREE", "check_ensemble", "gather_inputs", "predict_cases", "predict_ensemble"]
 
 
 def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
@@ -64,9 +68,58 @@ def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
     return out
 
 
+#: What every member of an ensemble must agree on (they are averaged voxel by voxel).
+AGREE = ("labels", "in_channels", "normalization", "activation")
+
+
+def check_ensemble(metas: Sequence[Mapping[str, Any]], names: Sequence[str]) -> None:
+    """Members of an ensemble must agree on their classes, input channels,
+    normalisation and activation.
+
+    Args:
+        metas: Each member's inference description (``load_model``'s info).
+        names: Each member's file, for the message.
+
+    Raises:
+        ValueError: One line naming the first disagreement and the two files.
+    """
+    first = metas[0]
+    for meta, name in zip(metas[1:], names[1:], strict=True):
+        for key in AGREE:
+            a, b = _agreeing(first, key), _agreeing(meta, key)
+            if a != b:
+                raise ValueError(
+                    f"the models disagree on {key}: {names[0]} has {a!r}, {name} has {b!r}; "
+                    "an ensemble averages models of the same classes, channels, "
+                    "normalisation and activation"
+                )
+
+
+def _agreeing(meta: Mapping[str, Any], key: str) -> Any:
+    value = meta.get(key, "softmax" if key == "activation" else None)
+    if key == "labels" and value is not None:
+        return dict(sorted(dict(value).items()))
+    return list(value) if isinstance(value, tuple) else value
+
+
 def predict_cases(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     meta: dict,
+    cases: Sequence[Case],
+    out_dir: str | Path,
+    **options: Any,
+) -> list[Path]:
+    """Segment cases with one model; see :func:`predict_ensemble` (the same, with a
+    single member) for the options.
+
+    ``model`` is a PyTorch model (moved to ``device``) or any callable from a batch of
+    windows to logits, such as :class:`~fdseg_core.export.OnnxModel`.
+    """
+    return predict_ensemble([(model, meta)], cases, out_dir, **options)
+
+
+def predict_ensemble(
+    members: Sequence[tuple[nn.Module | Callable[[torch.Tensor], torch.Tensor], Mapping]],
     cases: Sequence[Case],
     out_dir: str | Path,
     *,
@@ -77,74 +130,117 @@ def predict_cases(
     device: torch.device | str = "cpu",
     batch_size: int = 1,
     progress: bool = True,
+    keep_largest: str | Mapping[int, str] = "none",
+    names: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Segment cases and write ``{case}.nii.gz`` label maps on each input's grid.
+    """Segment cases with one model or the average of several, and write ``{case}.nii.gz``
+    label maps on each input's grid.
 
-    ``model`` is a PyTorch model (moved to ``device``) or any callable from a batch of
-    windows to logits, such as :class:`~fdseg_core.export.OnnxModel`.
+    Each member's image is normalised (and resampled) exactly as during its training
+    (its ``meta``: ``normalization``, ``target_spacing``, ``patch_size``), predicted
+    with :func:`sliding_window_inference`, and its probabilities brought back to the
+    input grid; the members' probabilities are averaged (softmax or sigmoid, as each
+    model was trained: :mod:`fdseg_core.infer.activation`), and the label of each voxel
+    follows from the average by that activation's rule. The map is written with the
+    input's affine and header, optionally after removing all but the largest connected
+    component per class (:mod:`fdseg_core.infer.postprocess`). Optionally
+    ``{case}_probabilities.nii.gz`` (4D, classes last) and ``overlays/{case}.png``. The
+    folder is held (:class:`~fdseg_core.runlock.RunLock`) while it is written.
 
-    The image is normalised (and resampled) exactly as during training (``meta``:
-    ``normalization``, ``target_spacing``, ``patch_size``, ``labels``), predicted with
-    :func:`sliding_window_inference`, brought back to the input grid, and written with
-    the input's affine and header. Probabilities and labels follow ``meta["activation"]``
-    (``"softmax"``, the default, or ``"sigmoid"`` for a sigmoid-trained model:
-    :mod:`fdseg_core.infer.activation`). Optionally ``{case}_probabilities.nii.gz`` (4D,
-    classes last) and ``overlays/{case}.png``.
+    Args:
+        members: ``(model, meta)`` pairs: a PyTorch model (moved to ``device``) or any
+            callable from a batch of windows to logits (e.g.
+            :class:`~fdseg_core.export.OnnxModel`), and its inference description.
+        cases: The cases (:func:`gather_inputs`).
+        out_dir: The output folder.
+        overlap: Sliding-window overlap.
+        tta: Flip test-time augmentation.
+        save_probabilities: Also write the averaged probabilities.
+        overlay: Also write PNG overlays.
+        device: Where PyTorch models run.
+        batch_size: Windows per forward pass.
+        progress: Show a progress bar over cases.
+        keep_largest: ``"none"``, ``"class"`` or ``"hemisphere"`` for every class, or a
+            mode per class value (the decision of a cross-validation).
+        names: Each member's file, for error messages.
 
     Raises:
-        ValueError: An output path would overwrite one of the inputs.
+        ValueError: An output path would overwrite one of the inputs, or members that
+            disagree (:func:`check_ensemble`).
+        RunLockedError: Another live fdseg process writes into ``out_dir``.
     """
-    from tqdm import tqdm
-
+    if not members:
+        raise ValueError("predict needs at least one model")
+    names = list(names) if names is not None else [f"model {i}" for i in range(len(members))]
+    check_ensemble([m for _, m in members], names)
+    activation = members[0][1].get("activation", "softmax")
+    meta0 = members[0][1]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     inputs = {p.resolve() for c in cases for p in c.image_paths}
-    prep = Preprocessor.from_meta(meta)
-    activation = meta.get("activation", "softmax")
     device = torch.device(device)
-    if isinstance(model, nn.Module):
-        model = model.to(device).eval()
+    runners = []
+    for model, meta in members:
+        if isinstance(model, nn.Module):
+            model = model.to(device).eval()
+        runners.append((model, meta, Preprocessor.from_meta(meta)))
     written = []
-    for case in tqdm(cases, disable=not progress, desc="predict", unit="case"):
-        target = out_dir / f"{case.case_id}.nii.gz"
-        prob_path = out_dir / f"{case.case_id}_probabilities.nii.gz"
-        for p in (target, prob_path):
-            if p.resolve() in inputs:
-                raise ValueError(f"refusing to overwrite input file {p}; choose another --out")
-        loaded = load_case(case, with_label=False)
-        vol = prep(loaded, with_label=False)
-        image = torch.from_numpy(vol.image)[None]
-        probs = sliding_window_inference(
-            image,
-            model,
-            meta["patch_size"],
-            overlap=overlap,
-            tta_flips=tta,
-            device=device,
-            batch_size=batch_size,
-            activation=activation,
-        )[0].numpy()
-        if meta.get("target_spacing"):
-            probs = resample(
-                probs, meta["target_spacing"], loaded.spacing, order=1, shape=loaded.image.shape[1:]
-            )
-        seg = labels_from_probabilities(probs, activation, dim=0).astype(np.uint8)
-        save_nifti(seg, loaded.affine, target, header=loaded.header, dtype=np.uint8)
-        written.append(target)
-        if save_probabilities:
-            save_nifti(
-                np.moveaxis(probs, 0, -1).astype(np.float32),
-                loaded.affine,
-                prob_path,
-                header=loaded.header,
-            )
-        if overlay:
-            render_overlay(
-                loaded.image[0],
-                seg,
-                out_dir / "overlays" / f"{case.case_id}.png",
-                labels=meta.get("labels"),
-                spacing=loaded.spacing,
-                title=f"{case.case_id}: prediction",
-            )
+    with RunLock(out_dir, command="fdseg predict"):
+        for case in tqdm(cases, disable=not progress, desc="predict", unit="case"):
+            target = out_dir / f"{case.case_id}.nii.gz"
+            prob_path = out_dir / f"{case.case_id}_probabilities.nii.gz"
+            for p in (target, prob_path):
+                if p.resolve() in inputs:
+                    raise ValueError(f"refusing to overwrite input file {p}; choose another --out")
+            loaded = load_case(case, with_label=False)
+            probs = None
+            for model, meta, prep in runners:
+                p = _member_probabilities(
+                    model, meta, prep, loaded, overlap, tta, device, batch_size, activation
+                )
+                probs = p if probs is None else probs + p
+            probs = probs / len(runners)
+            seg = labels_from_probabilities(probs, activation, dim=0).astype(np.uint8)
+            if keep_largest != "none":
+                seg = keep_largest_per_class(seg, keep_largest, affine=loaded.affine)
+            save_nifti(seg, loaded.affine, target, header=loaded.header, dtype=np.uint8)
+            written.append(target)
+            if save_probabilities:
+                save_nifti(
+                    np.moveaxis(probs, 0, -1).astype(np.float32),
+                    loaded.affine,
+                    prob_path,
+                    header=loaded.header,
+                )
+            if overlay:
+                render_overlay(
+                    loaded.image[0],
+                    seg,
+                    out_dir / "overlays" / f"{case.case_id}.png",
+                    labels=meta0.get("labels"),
+                    spacing=loaded.spacing,
+                    title=f"{case.case_id}: prediction",
+                )
     return written
+
+
+def _member_probabilities(
+    model, meta, prep, loaded, overlap, tta, device, batch_size, activation
+) -> np.ndarray:
+    """One member's probabilities of a case, on the case's own grid ``(K, X, Y, Z)``."""
+    vol = prep(loaded, with_label=False)
+    image = torch.from_numpy(vol.image)[None]
+    probs = sliding_window_inference(
+        image,
+        model,
+        meta["patch_size"],
+        overlap=overlap,
+        tta_flips=tta,
+        device=device,
+        batch_size=batch_size,
+        activation=activation,
+    )[0].numpy()
+    if meta.get("target_spacing"):
+        probs = resample(
+            probs, meta["target_spacing"], loaded.spacing, order=1, shape=loaded.image.shape[1:]
+        )
+    return probs

@@ -9,6 +9,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from fdseg_core.infer.activation import check_activation, probabilities
 
@@ -148,8 +149,6 @@ def sliding_window_inference(
     weight = gaussian_importance(patch, sigma_scale) if gaussian else torch.ones(patch)
     weight = weight.to(volume.device)
     acc = norm = None
-    from tqdm import tqdm
-
     for n in range(volume.shape[0]):
         for i in tqdm(
             range(0, len(starts), batch_size),

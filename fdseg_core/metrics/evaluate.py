@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data.checks import AFFINE_TOLERANCE
 from fdseg_core.data.io import load_nifti, voxel_spacing
 from fdseg_core.data.layout import strip_nifti_ending
@@ -130,7 +131,6 @@ def write_report(
     report: dict, *, json_path: str | Path | None = None, csv_path: str | Path | None = None
 ) -> None:
     """Write the report as JSON and/or CSV (one row per case and class), atomically."""
-    from fdseg_core.train.checkpoint import atomic_write_text
 
     if json_path is not None:
         clean = {

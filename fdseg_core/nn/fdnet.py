@@ -9,18 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fdseg_core.bands import band_fuse, band_split, band_width
+from fdseg_core.bands import band_fuse, band_split, band_width, low_band_shape_at
+from fdseg_core.choices import BANDS as INPUT_BANDS
+from fdseg_core.choices import DEFAULT_BETA, FUSION_AT, FUSIONS, LAYOUTS
 from fdseg_core.plugins import BackboneSpec, check_fusion_point, get_backbone
 
+# The choices of the constructor, defined once in fdseg_core.choices and re-exported here:
+# FUSIONS, FUSION_AT (where fusion happens: the backbone's fusion points or the generic
+# stems and head) and INPUT_BANDS (who splits the input: the model, or the data pipeline
+# once per volume, the input then holding ``[U(low), high]`` channels).
 __all__ = ["FrequencyDisentangledNet", "FUSIONS", "FUSION_AT", "INPUT_BANDS"]
-
-FUSIONS = ("none", "early", "late")
-#: Where fusion happens: ``"auto"`` at the backbone's fusion points when it declares
-#: them, ``"generic"`` always with the generic stems (early) or head (late).
-FUSION_AT = ("auto", "generic")
-#: Who splits the input: ``"model"`` (inside ``forward``) or ``"volume"`` (the data
-#: pipeline split the whole volume; the input holds ``[U(low), high]`` channels).
-INPUT_BANDS = ("model", "volume")
 
 
 def _conv(spatial_dims: int, cin: int, cout: int, kernel: int = 3, bias: bool = False):
@@ -102,7 +100,7 @@ class FrequencyDisentangledNet(nn.Module):
         *,
         spatial_dims: int = 3,
         fusion: str = "early",
-        beta: float = 0.1,
+        beta: float = DEFAULT_BETA,
         dims: Sequence[int] | None = None,
         layout: str = "centered",
         backend: str = "auto",
@@ -118,7 +116,7 @@ class FrequencyDisentangledNet(nn.Module):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
         if not 0.0 < float(beta) < 1.0:
             raise ValueError(f"beta must lie in (0, 1), got {beta!r}")
-        if layout not in ("centered", "reference"):
+        if layout not in LAYOUTS:
             raise ValueError(f"layout must be 'centered' or 'reference', got {layout!r}")
         if (
             isinstance(stem_channels, bool)
@@ -168,16 +166,17 @@ class FrequencyDisentangledNet(nn.Module):
                 _conv(d, stem_channels, out_channels, 1, bias=True),
             )
             self.fused_at = "output head"
-        self.size_divisor = int(getattr(self.backbone, "size_divisor", self.spec.size_divisor))
+        divisor = getattr(self.backbone, "size_divisor", self.spec.size_divisor)
+        # one divisor for every axis, or (nnU-Net's anisotropic plans) one per axis
+        self.size_divisor: int | tuple[int, ...] = (
+            tuple(int(m) for m in divisor) if isinstance(divisor, tuple | list) else int(divisor)
+        )
 
     def _bands(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.input_bands == "volume":
             c = self.in_channels
             low_full, high = x[:, :c], x[:, c:]
-            grid = [
-                band_width(n, self.beta) if i + 2 in self.dims else n
-                for i, n in enumerate(x.shape[2:])
-            ]
+            grid = list(low_band_shape_at(x.shape, self.dims, self.beta)[2:])
             pool = F.adaptive_avg_pool3d if self.spatial_dims == 3 else F.adaptive_avg_pool2d
             return pool(low_full, grid), high
         return band_split(x, self.beta, dims=self.dims, layout=self.layout, backend=self.backend)
@@ -210,7 +209,8 @@ class FrequencyDisentangledNet(nn.Module):
         self._check_input(x)
         spatial = x.shape[2:]
         m = self.size_divisor
-        pad = [(-s) % m for s in spatial]
+        divisors = m if isinstance(m, tuple) else (m,) * len(spatial)
+        pad = [(-s) % d for s, d in zip(spatial, divisors, strict=True)]
         if any(pad):
             flat = [p for extra in reversed(pad) for p in (0, extra)]
             x = F.pad(x, flat, mode="replicate")
@@ -237,5 +237,14 @@ class FrequencyDisentangledNet(nn.Module):
             else:
                 out = self.head(self._fuse(low, self.backbone(high)))
         if any(pad):
-            out = out[(slice(None), slice(None), *(slice(0, s) for s in spatial))]
+            out = _crop(out, tuple(spatial), tuple(x.shape[2:]))
         return out
+
+
+def _crop(out: Any, spatial: tuple[int, ...], padded: tuple[int, ...]) -> Any:
+    """Crop logits back to the unpadded input; a list of deep-supervision outputs (at
+    lower resolutions too) is cropped output by output, in proportion."""
+    if isinstance(out, list | tuple):
+        return type(out)(_crop(o, spatial, padded) for o in out)
+    keep = [-(-s * o // p) for s, o, p in zip(spatial, out.shape[2:], padded, strict=True)]
+    return out[(slice(None), slice(None), *(slice(0, k) for k in keep))]

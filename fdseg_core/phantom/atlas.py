@@ -17,8 +17,12 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
+
+from fdseg_core.phantom.config import PhantomConfig, label_names
+from fdseg_core.phantom.physics import dipole_and_tkd, smooth_field
 
 __all__ = ["ATLAS_LABELS", "atlas_files", "generate_atlas_case"]
 
@@ -63,8 +67,6 @@ def atlas_files() -> tuple[Path, Path]:
 
 @lru_cache(maxsize=1)
 def _atlas_volumes():
-    import nibabel as nib
-
     t1_path, cit_path = atlas_files()
     t1 = nib.load(str(t1_path))
     cit = nib.load(str(cit_path))
@@ -83,7 +85,9 @@ def _atlas_volumes():
     return chi, cit_data, brain.astype(np.float32), np.asarray(t1.affine)
 
 
-def generate_atlas_case(config, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def generate_atlas_case(
+    config: PhantomConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One atlas-driven case on ``config``'s grid (labels from ``rn``, ``sn``, ``stn``).
 
     Returns:
@@ -92,8 +96,6 @@ def generate_atlas_case(config, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     Raises:
         ValueError: Missing packages, or a label the atlas does not have (``dn``).
     """
-    from fdseg_core.phantom.qsm import _dipole_and_tkd, _smooth_field, label_names
-
     missing = [lab for lab in config.labels if lab not in ATLAS_LABELS]
     if missing:
         raise ValueError(
@@ -109,7 +111,7 @@ def generate_atlas_case(config, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     if config.deformation_mm > 0:
         sigma = [20.0 / s for s in spacing]
         world = world + np.stack(
-            [_smooth_field(rng, shape, sigma, config.deformation_mm) for _ in range(3)]
+            [smooth_field(rng, shape, sigma, config.deformation_mm) for _ in range(3)]
         )
     scale = rng.uniform(0.95, 1.05, 3).astype(np.float32)[:, None, None, None]
     shift = rng.normal(0, 1.5, 3).astype(np.float32)[:, None, None, None]
@@ -128,9 +130,9 @@ def generate_atlas_case(config, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
                 value = names[f"{base}_{side}"] if config.split_hemispheres else names[base]
                 label[cit_case == index + offset] = value
     if config.texture > 0:
-        chi += _smooth_field(rng, shape, [2.0 / s for s in spacing], config.texture) * brain
+        chi += smooth_field(rng, shape, [2.0 / s for s in spacing], config.texture) * brain
     if config.dipole:
-        chi = _dipole_and_tkd(
+        chi = dipole_and_tkd(
             chi * brain,
             brain.astype(np.float32),
             tuple(spacing.tolist()),

@@ -7,9 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data.io import save_nifti
-from fdseg_core.phantom.qsm import PhantomConfig, generate_case, label_names
+from fdseg_core.infer.overlay import render_overlay
+from fdseg_core.phantom.config import PhantomConfig, label_names
+from fdseg_core.phantom.qsm import generate_case
 
 __all__ = ["write_phantom_dataset", "render_phantom_preview"]
 
@@ -35,8 +39,6 @@ def write_phantom_dataset(
     Raises:
         ValueError: Bad counts, or a non-empty folder without ``force``.
     """
-    from tqdm import tqdm
-
     config = config or PhantomConfig()
     for name, value in (("n_train", n_train), ("n_test", n_test)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -74,10 +76,8 @@ def write_phantom_dataset(
         "file_ending": ".nii.gz",
         "generator": {"seed": seed, "config": json.loads(json.dumps(dataclasses.asdict(config)))},
     }
-    from fdseg_core.train.checkpoint import atomic_write_text
-
     atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1) + "\n")
-    (out / _MARKER).write_text("written by fdseg phantom\n")
+    atomic_write_text(out / _MARKER, "written by fdseg phantom\n")
     return out
 
 
@@ -92,8 +92,6 @@ def render_phantom_preview(
 ) -> Path:
     """Three orthogonal slices through the labelled structures, with contours (grey scale
     -0.12..0.22 ppm)."""
-    from fdseg_core.infer.overlay import render_overlay
-
     return render_overlay(
         np.clip(chi, -0.12, 0.22),
         label,

@@ -1,8 +1,10 @@
 """The plugin manager: built lazily, loads the ``fdseg`` entry points, isolates failures.
 
 Nothing happens at import: the manager is created by the first call that needs it.
-Set ``FDSEG_DISABLE_PLUGIN_AUTOLOAD=1`` to skip entry-point loading (the built-in
-backbones of :mod:`fdseg_backbones` are still registered).
+The built-in backbones (:mod:`fdseg_backbones`) come in through the same ``fdseg``
+entry point as any outside plugin (fdseg's own distribution declares it), so the core
+never imports a package that plugs into it. Set ``FDSEG_DISABLE_PLUGIN_AUTOLOAD=1`` to
+skip the entry points of other distributions (fdseg's own built-ins still load).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "fdseg"
 DISABLE_AUTOLOAD_ENV = "FDSEG_DISABLE_PLUGIN_AUTOLOAD"
+#: The entry point (and plugin name) of the built-in backbones, and their distribution.
 _BUILTIN = "fdseg_backbones"
+_DIST = "fdseg"
 
 
 class FdsegPluginWarning(UserWarning):
@@ -85,13 +89,24 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str, origin: str) -> 
     return True
 
 
+def _origin(dist: str, version: str | None) -> str:
+    """Where a plugin comes from, for messages: ``distribution NAME VERSION``."""
+    return f"distribution {dist}" + (f" {version}" if version else "")
+
+
+def _is_builtin(ep: importlib.metadata.EntryPoint) -> bool:
+    """The entry point of fdseg's own built-in backbones."""
+    return ep.name == _BUILTIN and _dist_of(ep)[0] == _DIST
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, created on first use.
 
-    Registers the hook specifications, the built-in backbones, then every plugin of
-    the ``fdseg`` entry point group (unless ``FDSEG_DISABLE_PLUGIN_AUTOLOAD`` is set).
-    A plugin that fails to import or register is reported once as a
-    :class:`FdsegPluginWarning` naming its distribution and skipped.
+    Registers the hook specifications, then the plugins of the ``fdseg`` entry point
+    group: fdseg's own built-in backbones first, then every other distribution's
+    (unless ``FDSEG_DISABLE_PLUGIN_AUTOLOAD`` is set). A plugin that fails to import or
+    register is reported once as a :class:`FdsegPluginWarning` naming its distribution
+    and skipped.
     """
     with _STATE.lock:
         if _STATE.pm is not None:
@@ -99,30 +114,24 @@ def get_plugin_manager() -> pluggy.PluginManager:
         pm = pluggy.PluginManager("fdseg")
         pm.add_hookspecs(hookspecs)
         provenance: dict[str, tuple[str, str | None]] = {}
-        import fdseg_backbones.plugin as builtin
-
-        try:
-            version = importlib.metadata.version("fdseg")
-        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source tree
-            version = None
-        if _register(pm, builtin, _BUILTIN, "fdseg"):
-            provenance[_BUILTIN] = ("fdseg", version)
-        if not _autoload_disabled():
-            for ep in _entry_points():
-                dist, dist_version = _dist_of(ep)
-                origin = f"distribution {dist}" + (f" {dist_version}" if dist_version else "")
-                try:
-                    plugin = ep.load()
-                except Exception as exc:
-                    _warn(
-                        f"fdseg plugin {ep.name!r} from {origin} failed to import: "
-                        f"{type(exc).__name__}: {exc}"
-                    )
-                    continue
-                if pm.is_registered(plugin):  # the built-ins' own entry point
-                    continue
-                if _register(pm, plugin, ep.name, origin):
-                    provenance[ep.name] = (dist, dist_version)
+        points = sorted(_entry_points(), key=lambda ep: not _is_builtin(ep))
+        if _autoload_disabled():
+            points = [ep for ep in points if _is_builtin(ep)]
+        for ep in points:
+            dist, dist_version = _dist_of(ep)
+            origin = _origin(dist, dist_version)
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                _warn(
+                    f"fdseg plugin {ep.name!r} from {origin} failed to import: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                continue
+            if pm.is_registered(plugin):
+                continue  # the same module declared twice
+            if _register(pm, plugin, ep.name, origin):
+                provenance[ep.name] = (dist, dist_version)
         _STATE.pm = pm
         _STATE.provenance = provenance
         return pm
@@ -136,7 +145,7 @@ def _collect() -> dict[str, BackboneSpec]:
     impls = sorted(impls, key=lambda i: i.plugin_name != _BUILTIN)
     for impl in impls:
         dist, version = _STATE.provenance.get(impl.plugin_name, (impl.plugin_name, None))
-        origin = f"distribution {dist}" + (f" {version}" if version else "")
+        origin = _origin(dist, version)
         try:
             result = impl.function()
         except Exception as exc:

@@ -9,6 +9,8 @@ from typing import Any
 
 from torch import nn
 
+from fdseg_core.choices import FUSION_POINTS as POINT_NAMES
+
 __all__ = ["BackboneSpec", "BackboneBuilder", "FUSION_POINTS", "check_fusion_point"]
 
 #: ``builder(in_channels, out_channels, spatial_dims, **options) -> nn.Module``
@@ -26,10 +28,16 @@ BackboneBuilder = Callable[..., nn.Module]
 #:   ``features`` ``(N, decoder_channels, *spatial)`` at the input's resolution and
 #:   ``context`` anything the last stage needs (skip connections), and
 #:   ``forward_head(features, context) -> logits``.
-FUSION_POINTS: dict[str, tuple[str, ...]] = {
-    "stem": ("stem_channels", "forward_stem", "forward_body"),
-    "decoder": ("decoder_channels", "forward_features", "forward_head"),
-}
+FUSION_POINTS: dict[str, tuple[str, ...]] = dict(
+    zip(
+        POINT_NAMES,  # ("stem", "decoder"), from fdseg_core.choices
+        (
+            ("stem_channels", "forward_stem", "forward_body"),
+            ("decoder_channels", "forward_features", "forward_head"),
+        ),
+        strict=True,
+    )
+)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from fdseg_core.atomic import atomic_torch_save
 from fdseg_core.choices import activation_of_loss
+from fdseg_core.nn import FrequencyDisentangledNet
+from fdseg_core.train.config import TrainConfig
 
 __all__ = [
     "FORMAT_VERSION",
     "atomic_save",
-    "atomic_write_text",
+    "find_checkpoints",
+    "is_run_folder",
     "load_checkpoint",
     "load_model",
     "build_model",
@@ -27,35 +31,44 @@ __all__ = [
 FORMAT_VERSION = 2
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text through a temp file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+#: ``torch.save`` through a temp file and a rename (:func:`fdseg_core.atomic.atomic_torch_save`).
+atomic_save = atomic_torch_save
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through a temp file + ``os.replace``: an interrupted write never
-    leaves a half-written file nor destroys the previous good one."""
+def find_checkpoints(path: str | os.PathLike, which: str = "best") -> list[Path]:
+    """The checkpoints of a run folder: ``{which}.pt`` of a single run, or of every
+    ``fold_k`` of a cross-validation (``fdseg train --folds-all``), in fold order.
+
+    Args:
+        path: A run folder.
+        which: ``"best"`` or ``"last"``.
+
+    Raises:
+        FileNotFoundError: No such checkpoint in the folder or its folds.
+        ValueError: ``which`` is neither.
+    """
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if (path / f"{which}.pt").is_file():
+        return [path / f"{which}.pt"]
+    folds = sorted(
+        (p for p in path.glob(f"fold_*/{which}.pt") if p.parent.name[5:].isdigit()),
+        key=lambda p: int(p.parent.name[5:]),
+    )
+    if not folds:
+        raise FileNotFoundError(
+            f"{path} holds no {which}.pt, neither of a run nor of its folds (fold_k/{which}.pt)"
+        )
+    return folds
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Whether a folder holds a run's checkpoints (or its folds')."""
+    path = Path(path)
+    return path.is_dir() and (
+        any((path / f"{w}.pt").is_file() for w in ("best", "last")) or any(path.glob("fold_*/*.pt"))
+    )
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -79,24 +92,33 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def build_model(config: dict, in_channels: int, num_classes: int) -> nn.Module:
-    """The network a training config describes."""
-    from fdseg_core.nn import FrequencyDisentangledNet
+def build_model(
+    config: TrainConfig | Mapping[str, Any], in_channels: int, num_classes: int
+) -> nn.Module:
+    """The network a training config describes.
 
+    Args:
+        config: The run's :class:`TrainConfig` (a dict of its fields, as stored in a
+            checkpoint, is read with :meth:`TrainConfig.from_dict`).
+        in_channels: Image channels.
+        num_classes: Output classes (background included).
+    """
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_dict(dict(config))
     return FrequencyDisentangledNet(
-        config["backbone"],
+        config.backbone,
         in_channels,
         num_classes,
         spatial_dims=3,
-        fusion=config["fusion"],
-        beta=config["beta"],
-        dims=tuple(config["dims"]) if config.get("dims") else None,
-        layout=config["layout"],
-        backend=config["backend"],
-        stem_channels=config["stem_channels"],
-        fusion_at=config.get("fusion_at", "auto"),
-        input_bands=config.get("bands", "model"),
-        **config.get("backbone_options", {}),
+        fusion=config.fusion,
+        beta=config.beta,
+        dims=tuple(config.dims) if config.dims else None,
+        layout=config.layout,
+        backend=config.backend,
+        stem_channels=config.stem_channels,
+        fusion_at=config.fusion_at,
+        input_bands=config.bands,
+        **config.backbone_options,
     )
 
 

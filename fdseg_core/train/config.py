@@ -1,12 +1,36 @@
-"""The one configuration object of a training job."""
+"""The one configuration object of a training job.
+
+Every field carries its own description in its metadata: the help text, the allowed
+choices or range, and whether it defines the run or only how it runs here
+(``runtime``). :class:`TrainConfig` validates itself from that metadata, and the
+command line builds its options from it (``fdseg_cli.options``), so a default, a
+choice list or a range is written once, here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fdseg_core.choices import (
+    BACKENDS,
+    BANDS,
+    COMPILE_MODES,
+    DEFAULT_BETA,
+    DEVICES,
+    FULL,
+    FUSION_AT,
+    FUSIONS,
+    LAYOUTS,
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULES,
+)
+from fdseg_core.train.recipes import RECIPES
 
 __all__ = [
     "TrainConfig",
@@ -15,34 +39,53 @@ __all__ = [
     "FUSIONS",
     "LOSSES",
     "OPTIMIZERS",
+    "RUNTIME_FIELDS",
     "SCHEDULES",
+    "option_spec",
 ]
 
-FUSIONS = ("none", "early", "late")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULES = ("poly", "cosine", "constant")
-LOSSES = ("dice_ce", "sigmoid_dice")
-DEVICES = ("auto", "cpu", "cuda")
-FUSION_AT = ("auto", "generic")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-#: Where the band split is computed: in the model on each input (patch or whole
-#: volume), or once per whole volume in the data pipeline (bands cropped with the patch).
-BANDS = ("model", "volume")
-#: ``patch_size`` value that trains on whole volumes (padded to a common shape).
-FULL = "full"
 
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+    none_ok: bool = False,
+    integer: bool = False,
+    runtime: bool = False,
+    cli: bool = True,
+) -> Any:
+    """A config field with its description (see :func:`option_spec`)."""
+    meta = {
+        "help": help,
+        "choices": choices,
+        "low": low,
+        "high": high,
+        "open_low": open_low,
+        "open_high": open_high,
+        "none_ok": none_ok,
+        "integer": integer,
+        "runtime": runtime,
+        "cli": cli,
+    }
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run; written into every checkpoint.
 
-    A run is reproducible from its config alone: the dataset path, the fold and
-    the subset, the network, the optimisation and the seed are all here.
+    A run is reproducible from its config alone: the dataset path, the fold and the
+    subset, the network, the optimisation and the seed are all here. Four fields only
+    say how the run executes on this machine (:data:`RUNTIME_FIELDS`: ``device``,
+    ``num_workers``, ``tensorboard``, ``progress``); ``--resume`` accepts changes to
+    them, and to ``epochs`` (a run can be extended or ended earlier).
 
     Attributes:
         dataset: Root of a dataset in the nnU-Net v2 or MSD layout.
@@ -60,7 +103,8 @@ class TrainConfig:
         recipe: Name of the recipe the values came from (``"default"``, ``"paper"``;
             :mod:`fdseg_core.train.recipes`); informative, every value is a field.
         loss: ``"dice_ce"`` (soft Dice + cross-entropy, as nnU-Net) or ``"sigmoid_dice"``
-            (the paper code's V-Net Dice on per-channel sigmoids).
+            (the paper code's V-Net Dice on per-channel sigmoids; such a model predicts
+            by the sigmoid rule, :mod:`fdseg_core.infer.activation`).
         epochs: Number of epochs (an upper bound with early stopping).
         iters_per_epoch: Optimiser steps per epoch (per process); ``None``: one pass over
             the training cases, ``ceil(cases / (batch_size * processes))`` (the paper's).
@@ -97,60 +141,125 @@ class TrainConfig:
         fold: Fold used for validation, or ``"all"`` (train and validate on every case).
         train_cases: Train on the first N cases of the fold's training list (``None``: all).
         seed: Seed of everything random.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        num_workers: Data-loading worker processes.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (runtime).
+        num_workers: Data-loading worker processes (runtime).
         normalization: Per-channel normalisation override (``None``: chosen from channel names).
         target_spacing: Resample cases to this spacing (mm) before training (``None``: keep).
         foreground_oversample: Probability that a patch is centred on foreground.
         overlap: Sliding-window overlap at validation.
-        tensorboard: Also log to TensorBoard (needs the ``tensorboard`` extra).
-        progress: Show progress bars.
+        tensorboard: Also log to TensorBoard (needs the ``tensorboard`` extra; runtime).
+        progress: Show progress bars (runtime).
     """
 
-    dataset: str
-    out: str
-    backbone: str = "unet3d"
-    fusion: str = "early"
-    beta: float = 0.1
-    dims: tuple[int, ...] | None = None
-    layout: str = "centered"
-    backend: str = "auto"
-    stem_channels: int = 8
-    fusion_at: str = "auto"
-    backbone_options: dict[str, Any] = field(default_factory=dict)
-    recipe: str = "default"
-    loss: str = "dice_ce"
-    epochs: int = 50
-    iters_per_epoch: int | None = 50
-    patch_size: tuple[int, int, int] | str = (64, 64, 64)
-    bands: str = "model"
-    augment: bool = True
-    batch_size: int = 2
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    optimizer: str = "adamw"
-    schedule: str = "poly"
-    grad_clip: float = 12.0
-    amp: bool = True
-    channels_last: bool = False
-    compile: bool = False
-    compile_mode: str = "default"
-    val_every: int = 5
-    early_stop_patience: int | None = None
-    early_stop_min_delta: float = 0.0
-    early_stop_min_epochs: int = 0
-    n_folds: int | None = None
-    fold: int | str = 0
-    train_cases: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    normalization: tuple[str, ...] | None = None
-    target_spacing: tuple[float, float, float] | None = None
-    foreground_oversample: float = 0.33
-    overlap: float = 0.5
-    tensorboard: bool = False
-    progress: bool = True
+    dataset: str = field(metadata={"help": "Dataset root.", "cli": False})
+    out: str = field(metadata={"help": "Output folder.", "cli": False})
+    backbone: str = _opt("unet3d", "Registered backbone (see `fdseg backbones`).")
+    fusion: str = _opt("early", "Baseline (none) or where the bands are fused.", choices=FUSIONS)
+    beta: float = _opt(
+        DEFAULT_BETA, "Relative band width.", low=0.0, high=1.0, open_low=True, open_high=True
+    )
+    dims: tuple[int, ...] | None = _opt(None, "Band dims.", cli=False)
+    layout: str = _opt(
+        "centered",
+        "Band layout: the paper's text (centered) or its public code.",
+        choices=LAYOUTS,
+    )
+    backend: str = _opt("auto", "Band operator backend.", choices=("auto", *BACKENDS))
+    stem_channels: int = _opt(8, "Channels of the generic stems and head.", low=1, integer=True)
+    fusion_at: str = _opt(
+        "auto",
+        "Fuse at the backbone's fusion points when it has them (auto), or always with "
+        "generic stems and head.",
+        choices=FUSION_AT,
+    )
+    backbone_options: dict[str, Any] = _opt({}, "Backbone builder options.", cli=False)
+    recipe: str = _opt(
+        "default",
+        "A set of option values: fdseg's nnU-Net-like default, or the paper's (its "
+        "network, loss, optimiser, whole volumes, layout; printed when used). Options you "
+        "give override it.",
+        choices=tuple(RECIPES),
+    )
+    loss: str = _opt(
+        "dice_ce", "Dice + cross-entropy, or the paper code's sigmoid Dice.", choices=LOSSES
+    )
+    epochs: int = _opt(50, "Epochs.", low=1, integer=True)
+    iters_per_epoch: int | None = _opt(
+        50,
+        "Optimiser steps per epoch, or 'pass' for one pass over the training cases.",
+        low=1,
+        integer=True,
+        none_ok=True,
+    )
+    patch_size: tuple[int, int, int] | str = _opt((64, 64, 64), "Patch D H W.")
+    bands: str = _opt(
+        "model",
+        "Where the band split happens: in the model on each input, or once per whole "
+        "volume in the data pipeline (patches carry both bands).",
+        choices=BANDS,
+    )
+    augment: bool = _opt(True, "Random flips, rotations and intensity changes.")
+    batch_size: int = _opt(2, "Patches per step.", low=1, integer=True)
+    lr: float = _opt(1e-3, "Peak learning rate.", low=0.0, open_low=True)
+    weight_decay: float = _opt(1e-5, "Weight decay.", low=0.0)
+    optimizer: str = _opt("adamw", "Optimiser.", choices=OPTIMIZERS)
+    schedule: str = _opt("poly", "Learning-rate schedule.", choices=SCHEDULES)
+    grad_clip: float = _opt(12.0, "Gradient-norm clip (0 disables).", low=0.0)
+    amp: bool = _opt(True, "Mixed precision on CUDA.")
+    channels_last: bool = _opt(
+        False, "Channels-last 3D weights and batches (about 20 % faster on the CPU)."
+    )
+    compile: bool = _opt(
+        False,
+        "Train through torch.compile (one graph; CUDA graphs with --compile-mode "
+        "reduce-overhead on a GPU).",
+    )
+    compile_mode: str = _opt("default", "torch.compile mode.", choices=COMPILE_MODES)
+    val_every: int = _opt(5, "Validate every K epochs.", low=1, integer=True)
+    early_stop_patience: int | None = _opt(
+        None,
+        "Stop after this many validations without improvement (default: never).",
+        low=1,
+        integer=True,
+        none_ok=True,
+    )
+    early_stop_min_delta: float = _opt(
+        0.0, "Smallest mean-Dice gain that counts as an improvement.", low=0.0
+    )
+    early_stop_min_epochs: int = _opt(
+        0, "Never stop early before this many epochs.", low=0, integer=True
+    )
+    n_folds: int | None = _opt(
+        None,
+        "Cross-validation folds (default: 5, or one per training case when there are "
+        "fewer; a single case trains and validates on itself).",
+        low=2,
+        integer=True,
+        none_ok=True,
+    )
+    fold: int | str = _opt(0, "Validation fold, or 'all' to train and validate on every case.")
+    train_cases: int | None = _opt(
+        None,
+        "Train on this many cases of the fold (the paper varies it).",
+        low=1,
+        integer=True,
+        none_ok=True,
+    )
+    seed: int = _opt(0, "Seed of everything random.", integer=True)
+    device: str = _opt("auto", "Device.", choices=DEVICES, runtime=True)
+    num_workers: int = _opt(0, "Data-loading worker processes.", low=0, integer=True, runtime=True)
+    normalization: tuple[str, ...] | None = _opt(None, "Normalisation override.", cli=False)
+    target_spacing: tuple[float, float, float] | None = _opt(
+        None, "Resample cases to this spacing (mm) first."
+    )
+    foreground_oversample: float = _opt(
+        0.33, "Probability that a patch is centred on foreground.", low=0.0, high=1.0, cli=False
+    )
+    overlap: float = _opt(
+        0.5, "Sliding-window overlap at validation.", low=0.0, high=1.0, open_high=True, cli=False
+    )
+    tensorboard: bool = _opt(False, "Also log to TensorBoard.", runtime=True)
+    progress: bool = _opt(True, "Show progress bars.", runtime=True)
 
     def __post_init__(self) -> None:
         # normalise sequences coming from JSON / click into tuples
@@ -158,95 +267,36 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple | str):
                 object.__setattr__(self, name, tuple(value))
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {self.fusion!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
-        if self.fusion_at not in FUSION_AT:
-            raise ValueError(f"fusion_at must be one of {list(FUSION_AT)}, got {self.fusion_at!r}")
-        if self.compile_mode not in COMPILE_MODES:
-            raise ValueError(
-                f"compile_mode must be one of {list(COMPILE_MODES)}, got {self.compile_mode!r}"
-            )
-        if self.bands not in BANDS:
-            raise ValueError(f"bands must be one of {list(BANDS)}, got {self.bands!r}")
+        for f in dataclasses.fields(self):
+            _check_field(f, getattr(self, f.name))
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        """Checks that involve more than one field, or a field of its own shape."""
         if self.bands == "volume" and self.fusion == "none":
             raise ValueError("bands='volume' splits for a fusion model; the baseline has none")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
-        if not 0.0 < float(self.beta) < 1.0:
-            raise ValueError(f"beta must lie in (0, 1), got {self.beta!r}")
-        for name in (
-            "epochs",
-            "batch_size",
-            "val_every",
-            "stem_channels",
+        patch = self.patch_size
+        if isinstance(patch, str):
+            if patch != FULL:
+                raise ValueError(f"patch_size must be 3 positive integers or 'full', got {patch!r}")
+        elif len(patch) != 3 or any(
+            isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in patch
         ):
-            _positive_int(name, getattr(self, name))
-        if isinstance(self.patch_size, str):
-            if self.patch_size != FULL:
-                raise ValueError(
-                    f"patch_size must be 3 positive integers or 'full', got {self.patch_size!r}"
-                )
-        elif len(self.patch_size) != 3 or any(
-            isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in self.patch_size
-        ):
-            raise ValueError(
-                f"patch_size must be 3 positive integers or 'full', got {self.patch_size!r}"
-            )
-        if self.iters_per_epoch is not None:
-            _positive_int("iters_per_epoch", self.iters_per_epoch)
-        if self.early_stop_patience is not None:
-            _positive_int("early_stop_patience", self.early_stop_patience)
-        if (
-            isinstance(self.early_stop_min_epochs, bool)
-            or not isinstance(self.early_stop_min_epochs, int)
-            or self.early_stop_min_epochs < 0
-        ):
-            raise ValueError(
-                f"early_stop_min_epochs must be an integer >= 0, got {self.early_stop_min_epochs!r}"
-            )
-        if not self.early_stop_min_delta >= 0:
-            raise ValueError(
-                f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta!r}"
-            )
-        if not isinstance(self.recipe, str) or not self.recipe:
-            raise ValueError(f"recipe must be a name, got {self.recipe!r}")
-        if self.train_cases is not None:
-            _positive_int("train_cases", self.train_cases)
-        if self.n_folds is not None and (
-            isinstance(self.n_folds, bool) or not isinstance(self.n_folds, int) or self.n_folds < 2
-        ):
-            raise ValueError(f"n_folds must be an integer >= 2 or None, got {self.n_folds!r}")
+            raise ValueError(f"patch_size must be 3 positive integers or 'full', got {patch!r}")
         if self.fold != "all" and (
             isinstance(self.fold, bool) or not isinstance(self.fold, int) or self.fold < 0
         ):
             raise ValueError(f"fold must be an integer >= 0 or 'all', got {self.fold!r}")
         # whether fold < n_folds (and n_folds <= cases) is checked against the dataset,
         # after the dataset and the backbone (fdseg_core.data.plan_folds)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError(
-                "weight_decay and grad_clip must be >= 0, "
-                f"got {self.weight_decay!r} and {self.grad_clip!r}"
-            )
-        if not 0.0 <= self.foreground_oversample <= 1.0:
-            raise ValueError(
-                f"foreground_oversample must lie in [0, 1], got {self.foreground_oversample!r}"
-            )
-        if not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"overlap must lie in [0, 1), got {self.overlap!r}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def run_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the runtime fields: what defines the run."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -269,3 +319,71 @@ class TrainConfig:
     def whole_volumes(self) -> bool:
         """Whether training samples are whole volumes (``patch_size == "full"``)."""
         return self.patch_size == FULL
+
+
+#: Fields that say how a run executes on this machine, not what it computes: they may
+#: change on ``--resume``.
+RUNTIME_FIELDS: frozenset[str] = frozenset(
+    f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("runtime")
+)
+
+
+def option_spec(name: str) -> dict[str, Any]:
+    """The description of a field: ``default``, ``help``, ``choices``, range
+    (``low``/``high``, ``open_low``/``open_high``), ``integer``, ``none_ok``,
+    ``runtime`` and ``cli`` (whether the command line offers it).
+
+    Raises:
+        ValueError: No such field.
+    """
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if name not in fields:
+        raise ValueError(f"TrainConfig has no field {name!r}")
+    f = fields[name]
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return {"default": None if default is dataclasses.MISSING else default, **f.metadata}
+
+
+def _describe_range(meta: dict[str, Any]) -> str:
+    low, high = meta["low"], meta["high"]
+    if low is not None and high is not None:
+        left = "(" if meta["open_low"] else "["
+        right = ")" if meta["open_high"] else "]"
+        return f"lie in {left}{_num(low)}, {_num(high)}{right}"
+    if meta["integer"]:
+        if low is None:
+            text = "an integer"
+        else:
+            text = "a positive integer" if low == 1 else f"an integer >= {_num(low)}"
+        return f"be {text}" + (" or None" if meta["none_ok"] else "")
+    if meta["open_low"] and low == 0:
+        return "be positive"
+    return f"be >= {_num(low)}"
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    """Validate one field from its metadata; the message names the field and value."""
+    meta = f.metadata
+    if meta.get("choices") is not None:
+        if value not in meta["choices"]:
+            raise ValueError(f"{f.name} must be one of {list(meta['choices'])}, got {value!r}")
+        return
+    if value is None and meta.get("none_ok"):
+        return
+    has_range = meta.get("low") is not None or meta.get("high") is not None
+    if not meta.get("integer") and not has_range:
+        return
+    bad_type = isinstance(value, bool) or not isinstance(value, int | float)
+    if meta.get("integer") and not isinstance(value, int):
+        bad_type = True
+    if bad_type or (isinstance(value, float) and math.isnan(value)):
+        raise ValueError(f"{f.name} must {_describe_range(meta)}, got {value!r}")
+    low, high = meta.get("low"), meta.get("high")
+    too_low = low is not None and (value <= low if meta["open_low"] else value < low)
+    too_high = high is not None and (value >= high if meta["open_high"] else value > high)
+    if too_low or too_high:
+        raise ValueError(f"{f.name} must {_describe_range(meta)}, got {value!r}")

@@ -52,6 +52,8 @@ def ensure_default_dataset(*, progress: bool = True) -> Path:
     Returns:
         The dataset root (nnU-Net v2 layout).
     """
+    # lazy: the CLI imports this module for PHANTOM_TRAINING when it builds its options,
+    # and the phantom generator (scipy, nibabel, matplotlib) is needed only here
     from fdseg_core.phantom import PhantomConfig, write_phantom_dataset
 
     p = PHANTOM_DATASET

@@ -7,7 +7,9 @@ import io
 import json
 from pathlib import Path
 
-from fdseg_core.train.checkpoint import atomic_write_text
+from matplotlib.figure import Figure
+
+from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 
 __all__ = ["MetricsLog", "plot_curves"]
 
@@ -69,13 +71,9 @@ def plot_curves(
         title: Figure title.
         loss: The training loss's name (``TrainConfig.loss``), for the axis label.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
-    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))  # no pyplot: no GUI backend, no global figure registry
+    ax_loss, ax_dice = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in rows]
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o", ms=3, label="train loss")
     ax_loss.set_xlabel("epoch")
@@ -97,7 +95,4 @@ def plot_curves(
         ax_dice.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_save_figure(fig, path, dpi=100)

@@ -7,18 +7,24 @@ import logging
 import math
 import random
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
+from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data.splits import save_splits
+from fdseg_core.errors import OptionError
+from fdseg_core.runlock import RunLock
 from fdseg_core.train.checkpoint import (
     FORMAT_VERSION,
     atomic_save,
-    atomic_write_text,
     build_model,
     load_checkpoint,
 )
@@ -32,6 +38,8 @@ from fdseg_core.train.distributed import (
 )
 from fdseg_core.train.logs import MetricsLog, plot_curves
 from fdseg_core.train.setup import (
+    Optimisation,
+    TrainingData,
     build_optimisation,
     input_shape,
     make_loader,
@@ -88,15 +96,20 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     ``metrics.jsonl``/``metrics.csv`` and ``curves.png``. Under ``torchrun`` only rank 0
     writes.
 
-    The stages (:mod:`fdseg_core.train.setup`, :mod:`fdseg_core.train.steps`): data
-    (dataset, backbone and fold checks, preprocessing), model and optimisation, then
-    per epoch the steps, a validation every ``val_every`` epochs (early stopping after
-    ``early_stop_patience`` validations without improvement), the log, the curves and
-    the checkpoints.
+    The run is a short sequence of named stages: start the processes, set the run up
+    (:func:`_set_up`: resume checkpoint, data, model, optimisation, loader), then per
+    epoch the training steps (:func:`_train_epoch`), a validation every ``val_every``
+    epochs with early stopping (:func:`_validate_epoch`), the log, curves and
+    checkpoints (:func:`_end_epoch`), and the summary (:func:`_summary`).
 
     Args:
         config: The run's configuration.
         resume: Continue from ``last.pt`` of ``config.out`` exactly where it stopped.
+            The run-defining fields must match the run's; the runtime fields
+            (:data:`~fdseg_core.train.config.RUNTIME_FIELDS`) may differ, and so may
+            ``epochs``: a larger value extends the run (finished or not), a smaller one
+            ends it earlier, and the learning-rate schedule is recomputed over the new
+            total from the current step.
 
     Returns:
         A summary dict: ``best_dice``, ``best_epoch``, ``final`` (last validation per
@@ -106,151 +119,283 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     Raises:
         ValueError: Bad dataset, configuration or resume state (message names the file).
         FileNotFoundError: Missing dataset files or ``last.pt`` on resume.
+        FileExistsError: ``config.out`` holds a run and ``resume`` is false.
+        RunLockedError: Another live fdseg process writes into ``config.out``.
+        DiskFullError: A checkpoint or log could not be written for lack of space (the
+            previous one is intact).
     """
+    device, dist_info = _start(config)
+    # one live run per output folder (rank 0 holds it for every process of the run)
+    lock = RunLock(config.out, command="fdseg train") if dist_info.is_main else nullcontext()
+    try:
+        with lock:
+            run = _set_up(config, resume, device, dist_info)
+            while run.epoch < config.epochs and not run.tracker.stopped:
+                row = _train_epoch(run)
+                improved = _validate_epoch(run, row)
+                _end_epoch(run, row, improved)
+            return _summary(run)
+    finally:
+        cleanup(dist_info)
+
+
+@dataclass
+class _Run:
+    """The state of a run between its stages."""
+
+    config: TrainConfig
+    device: torch.device
+    dist_info: DistInfo
+    data: TrainingData
+    net: nn.Module
+    model: nn.Module
+    opt: Optimisation
+    tracker: _Tracker
+    log: MetricsLog
+    samples: Any
+    loader: Any
+    steps: int
+    shape: tuple[int, ...]
+    meta: dict[str, Any]
+    writer: Any
+    epoch: int
+
+    @property
+    def show(self) -> bool:
+        return self.config.progress and self.dist_info.is_main
+
+
+def _start(config: TrainConfig) -> tuple[torch.device, DistInfo]:
+    """The device, and the process group under ``torchrun``."""
     device = resolve_device(config.device)
     dist_info = init_distributed(device)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
+    return device, dist_info
+
+
+def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo) -> _Run:
+    """Everything before the first step: the resume checkpoint (checked against the
+    config), the data, ``config.json`` and the split, the model and its optimisation,
+    restored state on resume, and the loader."""
     out = Path(config.out)
-    try:
-        ckpt = _resume_checkpoint(config, out, resume, dist_info)
-        data = prepare_data(config, out)
+    ckpt = _resume_checkpoint(config, out, resume, dist_info)
+    data = prepare_data(config, out)
+    if dist_info.is_main:
+        if data.plan.note:
+            (logger.warning if data.plan.optimistic else logger.info)(data.plan.note)
+        out.mkdir(parents=True, exist_ok=True)
+        if data.new_splits is not None:
+            save_splits(data.new_splits, out / "splits_final.json")
+        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
+    barrier(dist_info)
+
+    _seed_everything(config.seed)
+    net = build_model(config, data.in_channels, data.num_classes).to(device)
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+    shape = input_shape(config, data.train_vols, net.size_divisor)
+    model: nn.Module = net
+    if dist_info.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        model = torch.compile(model, mode=config.compile_mode)
+    steps = steps_per_epoch(config, len(data.train_vols), dist_info.world_size)
+    opt = build_optimisation(config, model, config.epochs * steps, device)
+    tracker = _Tracker(config)
+    log = MetricsLog(out)
+    epoch = 0
+    if ckpt is not None:
+        epoch = _restore(ckpt, config, net, opt, tracker, steps, dist_info)
+        log = MetricsLog.load(out)
+        log.truncate(epoch)
+    samples, loader = make_loader(config, data.train_vols, shape, steps, dist_info, device)
+    return _Run(
+        config=config,
+        device=device,
+        dist_info=dist_info,
+        data=data,
+        net=net,
+        model=model,
+        opt=opt,
+        tracker=tracker,
+        log=log,
+        samples=samples,
+        loader=loader,
+        steps=steps,
+        shape=shape,
+        meta=data.meta(config, shape),
+        writer=_tensorboard(config, out) if dist_info.is_main else None,
+        epoch=epoch,
+    )
+
+
+def _restore(
+    ckpt: dict,
+    config: TrainConfig,
+    net: nn.Module,
+    opt: Optimisation,
+    tracker: _Tracker,
+    steps: int,
+    dist_info: DistInfo,
+) -> int:
+    """Load a resume checkpoint's states; return the epochs it has done.
+
+    When ``config.epochs`` differs from the run's, the learning rate of the current step
+    is recomputed on the schedule over the new total, and one line says so.
+    """
+    net.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt)
+    epoch = int(ckpt["epoch"])
+    tracker.load(ckpt)
+    _set_rng_state(ckpt["rng"][min(dist_info.rank, len(ckpt["rng"]) - 1)])
+    before = int(ckpt["config"]["epochs"])
+    if before != config.epochs:
+        _reschedule(opt)
         if dist_info.is_main:
-            if data.plan.note:
-                (logger.warning if data.plan.optimistic else logger.info)(data.plan.note)
-            out.mkdir(parents=True, exist_ok=True)
-            if data.new_splits is not None:
-                save_splits(data.new_splits, out / "splits_final.json")
-            atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
-        barrier(dist_info)
+            logger.info(_epochs_message(before, config.epochs, epoch, steps, tracker))
+    return epoch
 
-        _seed_everything(config.seed)
-        cfg = config.to_dict()
-        net = build_model(cfg, data.in_channels, data.num_classes).to(device)
-        if config.channels_last:
-            net = net.to(memory_format=torch.channels_last_3d)
-        shape = input_shape(config, data.train_vols, net.size_divisor)
-        model: nn.Module = net
-        if dist_info.enabled:
-            model = nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if config.compile:
-            model = torch.compile(model, mode=config.compile_mode)
-        steps = steps_per_epoch(config, len(data.train_vols), dist_info.world_size)
-        opt = build_optimisation(config, model, config.epochs * steps, device)
-        tracker = _Tracker(config)
-        log = MetricsLog(out)
-        start_epoch = 0
-        if ckpt is not None:
-            net.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt)
-            start_epoch = int(ckpt["epoch"])
-            tracker.load(ckpt)
-            _set_rng_state(ckpt["rng"][min(dist_info.rank, len(ckpt["rng"]) - 1)])
-            log = MetricsLog.load(out)
-            log.truncate(start_epoch)
-        samples, loader = make_loader(config, data.train_vols, shape, steps, dist_info, device)
-        writer = _tensorboard(config, out) if dist_info.is_main else None
-        show = config.progress and dist_info.is_main
-        meta = data.meta(config, shape)
 
-        from tqdm import tqdm
+def _reschedule(opt: Optimisation) -> None:
+    """Set the current learning rate from the (new) schedule at the current step."""
+    sched = opt.scheduler
+    lrs = [
+        base * factor(sched.last_epoch)
+        for base, factor in zip(sched.base_lrs, sched.lr_lambdas, strict=True)
+    ]
+    for group, lr in zip(opt.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    sched._last_lr = lrs  # what get_last_lr() reports (torch keeps it in this attribute)
 
-        epoch = start_epoch
-        while epoch < config.epochs and not tracker.stopped:
-            samples.set_epoch(epoch)
-            t0 = time.perf_counter()
-            loss = train_epoch(
-                model,
-                opt,
-                loader,
-                device,
-                steps=steps,
-                progress=show,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                channels_last=config.channels_last,
-            )
-            epoch += 1
-            row: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": float(all_reduce_mean(loss, dist_info)),
-                "lr": opt.optimizer.param_groups[0]["lr"],
-                "epoch_time_s": time.perf_counter() - t0,
-                "world_size": dist_info.world_size,
-            }
-            improved = False
-            if epoch % config.val_every == 0 or epoch == config.epochs:
-                dice = validate(
-                    net,
-                    data.val_vols,
-                    data.num_classes,
-                    shape,
-                    overlap=config.overlap,
-                    device=device,
-                    dist_info=dist_info,
-                    activation=meta["activation"],
-                )
-                for c in range(1, data.num_classes):
-                    row[f"val_dice_{data.class_names.get(c, c)}"] = float(dice[c])
-                mean_fg = float(np.nanmean(dice[1:])) if data.num_classes > 1 else float(dice[0])
-                row["val_dice_mean"] = mean_fg
-                improved = tracker.update(mean_fg, epoch)
-            if show:
-                shown = {k: round(v, 4) for k, v in row.items() if k.startswith("val_dice")}
-                tqdm.write(f"epoch {epoch}: loss {row['train_loss']:.4f} {shown or ''}")
-            rng = _gather_rng(dist_info)
-            if dist_info.is_main:
-                log.append(row)
-                if writer is not None:
-                    for key, value in row.items():
-                        if key != "epoch":
-                            writer.add_scalar(key, value, epoch)
-                plot_curves(
-                    log.rows,
-                    out / "curves.png",
-                    title=f"{config.backbone} fusion={config.fusion} beta={config.beta}",
-                    loss=config.loss,
-                )
-                state = {
-                    "format_version": FORMAT_VERSION,
-                    "config": cfg,
-                    "epoch": epoch,
-                    "model": net.state_dict(),
-                    **opt.state_dict(),
-                    "rng": rng,
-                    **tracker.state_dict(),
-                    "backbone_package": data.provenance,
-                    "data": meta,
-                    "torch_version": torch.__version__,
-                }
-                atomic_save(state, out / "last.pt")
-                if improved:
-                    atomic_save(state, out / "best.pt")
-            barrier(dist_info)
-        if writer is not None:
-            writer.close()
-        final = {
-            k: v for k, v in (log.rows[-1] if log.rows else {}).items() if k.startswith("val_dice")
+
+def _epochs_message(before: int, after: int, done: int, steps: int, tracker: _Tracker) -> str:
+    if tracker.stopped:
+        return (
+            f"epochs {after} instead of {before}: the run stopped early at epoch {done} "
+            "(a validation plateau) and stays stopped"
+        )
+    if done >= after:
+        return (
+            f"epochs {after} instead of {before}: the run has done {done} epochs, so it is finished"
+        )
+    verb = "extending" if after > before else "ending"
+    return (
+        f"epochs {after} instead of {before}: {verb} the run at epoch {done}; the "
+        f"learning-rate schedule is recomputed over {after * steps} steps from step "
+        f"{done * steps}"
+    )
+
+
+def _train_epoch(run: _Run) -> dict[str, Any]:
+    """One epoch of optimiser steps; the log row of its loss, rate and time."""
+    config, dist_info = run.config, run.dist_info
+    run.samples.set_epoch(run.epoch)
+    t0 = time.perf_counter()
+    loss = train_epoch(
+        run.model,
+        run.opt,
+        run.loader,
+        run.device,
+        steps=run.steps,
+        progress=run.show,
+        desc=f"epoch {run.epoch + 1}/{config.epochs}",
+        channels_last=config.channels_last,
+    )
+    run.epoch += 1
+    return {
+        "epoch": run.epoch,
+        "train_loss": float(all_reduce_mean(loss, dist_info)),
+        "lr": run.opt.optimizer.param_groups[0]["lr"],
+        "epoch_time_s": time.perf_counter() - t0,
+        "world_size": dist_info.world_size,
+    }
+
+
+def _validate_epoch(run: _Run, row: dict[str, Any]) -> bool:
+    """Validate every ``val_every`` epochs and after the last: the Dice per class goes
+    into ``row``, the mean into the early-stopping tracker. Returns whether it improved."""
+    config, data = run.config, run.data
+    if not (run.epoch % config.val_every == 0 or run.epoch == config.epochs):
+        return False
+    dice = validate(
+        run.net,
+        data.val_vols,
+        data.num_classes,
+        run.shape,
+        overlap=config.overlap,
+        device=run.device,
+        dist_info=run.dist_info,
+        activation=run.meta["activation"],
+    )
+    for c in range(1, data.num_classes):
+        row[f"val_dice_{data.class_names.get(c, c)}"] = float(dice[c])
+    mean_fg = float(np.nanmean(dice[1:])) if data.num_classes > 1 else float(dice[0])
+    row["val_dice_mean"] = mean_fg
+    return run.tracker.update(mean_fg, run.epoch)
+
+
+def _end_epoch(run: _Run, row: dict[str, Any], improved: bool) -> None:
+    """The epoch's line, log row, TensorBoard scalars, curves and checkpoints."""
+    config = run.config
+    if run.show:
+        shown = {k: round(v, 4) for k, v in row.items() if k.startswith("val_dice")}
+        tqdm.write(f"epoch {run.epoch}: loss {row['train_loss']:.4f} {shown or ''}")
+    rng = _gather_rng(run.dist_info)
+    if run.dist_info.is_main:
+        out = Path(config.out)
+        run.log.append(row)
+        if run.writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    run.writer.add_scalar(key, value, run.epoch)
+        plot_curves(
+            run.log.rows,
+            out / "curves.png",
+            title=f"{config.backbone} fusion={config.fusion} beta={config.beta}",
+            loss=config.loss,
+        )
+        state = {
+            "format_version": FORMAT_VERSION,
+            "config": config.to_dict(),
+            "epoch": run.epoch,
+            "model": run.net.state_dict(),
+            **run.opt.state_dict(),
+            "rng": rng,
+            **run.tracker.state_dict(),
+            "backbone_package": run.data.provenance,
+            "data": run.meta,
+            "torch_version": torch.__version__,
         }
-        if tracker.stopped and dist_info.is_main:
-            logger.info(tracker.stop_message(epoch))
-        report = _report(config, final, tracker, out, data.plan, epoch)
-        return {
-            "best_dice": tracker.best,
-            "best_epoch": tracker.best_epoch,
-            "final": final,
-            "report": report,
-            "is_main": dist_info.is_main,
-            "out": str(out),
-            "n_folds": data.plan.n_folds,
-            "fold": data.plan.fold,
-            "epochs_run": epoch,
-            "stopped_early": tracker.stopped,
-        }
-    finally:
-        cleanup(dist_info)
+        atomic_save(state, out / "last.pt")
+        if improved:
+            atomic_save(state, out / "best.pt")
+    barrier(run.dist_info)
+
+
+def _summary(run: _Run) -> dict[str, Any]:
+    if run.writer is not None:
+        run.writer.close()
+    rows = run.log.rows
+    final = {k: v for k, v in (rows[-1] if rows else {}).items() if k.startswith("val_dice")}
+    if run.tracker.stopped and run.dist_info.is_main:
+        logger.info(run.tracker.stop_message(run.epoch))
+    plan = run.data.plan
+    return {
+        "best_dice": run.tracker.best,
+        "best_epoch": run.tracker.best_epoch,
+        "final": final,
+        "report": _report(run.config, final, run.tracker, Path(run.config.out), plan, run.epoch),
+        "is_main": run.dist_info.is_main,
+        "out": run.config.out,
+        "n_folds": plan.n_folds,
+        "fold": plan.fold,
+        "epochs_run": run.epoch,
+        "stopped_early": run.tracker.stopped,
+    }
 
 
 def _resume_checkpoint(
@@ -258,28 +403,34 @@ def _resume_checkpoint(
 ) -> dict | None:
     """The checkpoint to resume from (checked against ``config``), or ``None``.
 
+    The fields that define the run must be the run's; the runtime fields and
+    ``epochs`` may differ.
+
     Raises:
-        FileNotFoundError: ``--resume`` without ``last.pt``.
-        ValueError: ``--resume`` with options that differ from the run's.
+        FileNotFoundError: ``resume`` without ``last.pt``.
+        OptionError: ``resume`` with run-defining fields that differ from the run's.
         FileExistsError: ``out`` holds a run and ``resume`` is false.
     """
     last = out / "last.pt"
     if not resume:
         if dist_info.is_main and last.exists():
             raise FileExistsError(
-                f"{out} already holds a training run (last.pt); use --resume to continue it "
-                "or choose another --out"
+                f"{out} already holds a training run (last.pt); resume it or choose another "
+                "output folder"
             )
         return None
     if not last.is_file():
-        raise FileNotFoundError(f"--resume: {last} does not exist")
+        raise FileNotFoundError(f"{last} does not exist: there is no run to resume")
     ckpt = load_checkpoint(last, map_location="cpu")
-    saved = TrainConfig.from_dict(ckpt["config"])
-    if saved.replace(progress=config.progress) != config.replace(progress=config.progress):
-        diff = sorted(k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v)
-        raise ValueError(
-            f"--resume: the options differ from the run in {last} in {diff}; "
-            "resume with the same options"
+    saved = TrainConfig.from_dict(ckpt["config"]).run_dict()
+    wanted = config.run_dict()
+    diff = sorted(k for k in wanted if k != "epochs" and saved.get(k) != wanted[k])
+    if diff:
+        raise OptionError(
+            f"{{resume}}: the options differ from the run in {last} in {diff}; resume with "
+            "the same options (only runtime options and {epochs} may change)",
+            "resume",
+            "epochs",
         )
     return ckpt
 
@@ -340,8 +491,6 @@ def _gather_rng(dist_info: DistInfo) -> list[dict[str, Any]]:
     state = _rng_state()
     if not dist_info.enabled:
         return [state]
-    import torch.distributed as dist
-
     gathered: list[Any] = [None] * dist_info.world_size
     dist.all_gather_object(gathered, state)
     return gathered
@@ -351,7 +500,7 @@ def _tensorboard(config: TrainConfig, out: Path):
     if not config.tensorboard:
         return None
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # the tensorboard extra, on use
     except ImportError as exc:
         raise ValueError(
             "--tensorboard needs the tensorboard package: pip install 'fdseg[tensorboard]'"

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["RECIPES", "apply_recipe", "recipe_values"]
+__all__ = ["RECIPES", "apply_recipe", "recipe_values", "resolve_fields"]
 
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -63,6 +63,41 @@ def recipe_values(name: str) -> dict[str, Any]:
     return dict(RECIPES[name])
 
 
+def resolve_fields(
+    given: Mapping[str, Any],
+    *,
+    recipe: str = "default",
+    defaults: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Config field values by fdseg's one precedence rule: what the user gave, then
+    the recipe's value, then the default.
+
+    The command line, :func:`apply_recipe` and ``fdseg experiment`` all merge through
+    this function; no other place decides which value wins.
+
+    Args:
+        given: The fields the user set (on the command line: only the options typed).
+        recipe: The recipe's name (:data:`RECIPES`).
+        defaults: Defaults that replace :class:`~fdseg_core.train.TrainConfig`'s for
+            this job (the built-in phantom's sizes, for instance); fields in neither take
+            the config's own default.
+
+    Returns:
+        ``(fields, applied)``: the merged fields (``recipe`` included) and the recipe
+        values that were applied (to print).
+
+    Raises:
+        ValueError: Unknown recipe.
+    """
+    values = recipe_values(recipe)
+    fields = dict(defaults or {})
+    applied = {k: v for k, v in values.items() if k not in given}
+    fields.update(applied)
+    fields.update(given)
+    fields["recipe"] = recipe
+    return fields, applied
+
+
 def apply_recipe(
     name: str, options: Mapping[str, Any], *, explicit: Iterable[str] = ()
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -76,16 +111,10 @@ def apply_recipe(
 
     Returns:
         ``(merged, applied)``: the options with the recipe's values filled in (and
-        ``recipe`` set), and the recipe values that were applied (to print).
+        ``recipe`` set), and the recipe values that were applied (to print). See
+        :func:`resolve_fields`.
     """
-    values = recipe_values(name)
     explicit = set(explicit)
-    merged = dict(options)
-    applied = {}
-    for key, value in values.items():
-        if key in explicit:
-            continue
-        merged[key] = value
-        applied[key] = value
-    merged["recipe"] = name
-    return merged, applied
+    given = {k: v for k, v in options.items() if k in explicit}
+    others = {k: v for k, v in options.items() if k not in explicit}
+    return resolve_fields(given, recipe=name, defaults=others)

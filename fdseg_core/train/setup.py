@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from fdseg_core import data as fdata
 from fdseg_core.choices import activation_of_loss
+from fdseg_core.plugins import get_backbone
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.distributed import DistInfo
 from fdseg_core.train.losses import build_loss
@@ -95,8 +97,6 @@ class TrainingData:
 
 
 def _backbone_provenance(name: str) -> dict[str, str | None]:
-    from fdseg_core.plugins import get_backbone
-
     spec = get_backbone(name)
     return {"name": spec.name, "package": spec.package, "version": spec.version}
 
@@ -121,33 +121,17 @@ def split_cases(
         ValueError: Folds the data cannot honour, a split file with another number of
             folds, or more ``train_cases`` than the fold holds.
     """
-    from fdseg_core import data as fdata
-
     case_ids = [c.case_id for c in info.training]
     plan = fdata.plan_folds(len(case_ids), config.n_folds, config.fold)
-    new_splits = None
-    if plan.fold == fdata.ALL_FOLD:
-        pool, val_ids = sorted(case_ids), sorted(case_ids)
-    else:
-        split_path = Path(out) / "splits_final.json"
-        if split_path.is_file():
-            splits = fdata.load_splits(split_path)
-            if len(splits) != plan.n_folds:
-                raise ValueError(
-                    f"{split_path} holds {len(splits)} folds but this run uses "
-                    f"{plan.n_folds}; use another --out or the same --folds"
-                )
-        else:
-            splits = new_splits = fdata.make_splits(case_ids, n_folds=plan.n_folds, seed=0)
-        pool, val_ids = splits[plan.fold]["train"], list(splits[plan.fold]["val"])
+    pool, val_ids, new_splits = fdata.fold_cases(
+        case_ids, plan, split_file=Path(out) / "splits_final.json"
+    )
     train_ids = fdata.select_subset(pool, config.train_cases, seed=config.seed)
     return train_ids, val_ids, plan, new_splits
 
 
 def preprocessor_for(config: TrainConfig, info) -> Any:
     """The :class:`~fdseg_core.data.Preprocessor` a config asks for on a dataset."""
-    from fdseg_core import data as fdata
-
     bands = None
     if config.bands == "volume":
         if config.layout != "centered":
@@ -173,8 +157,6 @@ def prepare_data(config: TrainConfig, out: Path) -> TrainingData:
         FileNotFoundError: Missing dataset files.
         ValueError: Bad dataset, unknown backbone, folds the data cannot honour.
     """
-    from fdseg_core import data as fdata
-
     info = fdata.load_dataset(config.dataset)
     fdata.check_cases(info)
     provenance = _backbone_provenance(config.backbone)
@@ -282,8 +264,6 @@ def make_loader(
     Returns:
         ``(dataset, loader)``; call ``dataset.set_epoch(e)`` before each epoch.
     """
-    from fdseg_core import data as fdata
-
     dataset = fdata.PatchDataset(
         volumes,
         patch_size=shape,

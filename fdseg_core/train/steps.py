@@ -7,7 +7,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
+from fdseg_core.metrics import dice_per_class
 from fdseg_core.train.distributed import DistInfo, all_reduce_sum
 from fdseg_core.train.setup import Optimisation
 
@@ -71,8 +74,6 @@ def train_epoch(
     Returns:
         The mean loss of this process's steps (a 0-dim tensor on ``device``).
     """
-    from tqdm import tqdm
-
     model.train()
     loss_sum = torch.zeros((), device=device)
     bar = tqdm(batches, total=steps, disable=not progress, leave=False, desc=desc)
@@ -111,9 +112,6 @@ def validate(
         ``(num_classes,)`` float64; NaN for a class absent from every prediction and
         reference.
     """
-    from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
-    from fdseg_core.metrics import dice_per_class
-
     net = unwrap(model)
     net.eval()
     sums = torch.zeros(num_classes, dtype=torch.float64, device=device)

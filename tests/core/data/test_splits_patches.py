@@ -20,6 +20,7 @@ from fdseg_core.data import (
     select_subset,
 )
 from fdseg_core.data.augment import AugmentParams, apply_params, sample_params
+from fdseg_core.errors import OptionError
 
 
 def test_splits_are_deterministic_disjoint_and_cover_every_case(tmp_path):
@@ -46,7 +47,7 @@ def test_subsets_are_nested_and_deterministic():
     s2, s4 = select_subset(ids, 2, seed=1), select_subset(ids, 4, seed=1)
     assert set(s2) <= set(s4) and len(s4) == 4
     assert select_subset(ids, 4, seed=1) == s4
-    with pytest.raises(ValueError, match="--train-cases 11 exceeds the 10"):
+    with pytest.raises(ValueError, match="train_cases 11 exceeds the 10"):
         select_subset(ids, 11)
 
 
@@ -150,19 +151,20 @@ def test_a_single_case_trains_and_validates_on_itself_with_a_warning():
 
 
 def test_explicit_folds_that_cannot_be_honoured_name_the_option_and_the_largest_value():
-    with pytest.raises(ValueError, match=r"--folds 5 .* has 4: use --folds 4 or fewer"):
+    # the core names the field; the command line renders the same error with its flag
+    with pytest.raises(ValueError, match=r"n_folds 5 .* has 4: use n_folds 4 or fewer") as err:
         plan_folds(4, 5)
-    with pytest.raises(ValueError, match=r"--folds 2 .* has 1: leave --folds out"):
+    assert isinstance(err.value, OptionError) and err.value.options == ("n_folds",)
+    assert err.value.render(lambda name: "--folds").startswith("--folds 5 needs")
+    with pytest.raises(ValueError, match=r"n_folds 2 .* has 1: leave n_folds out"):
         plan_folds(1, 2)
     assert plan_folds(4, 4).n_folds == 4 and plan_folds(4, 4).note is None
 
 
 def test_fold_index_is_checked_against_the_folds():
-    with pytest.raises(
-        ValueError, match=r"--fold 3 does not exist with 3 folds: use --fold 0 to 2"
-    ):
+    with pytest.raises(ValueError, match=r"fold 3 does not exist with 3 folds: use fold 0 to 2"):
         plan_folds(3, None, 3)
-    with pytest.raises(ValueError, match=r"--fold 1: the dataset has 1 training case"):
+    with pytest.raises(ValueError, match=r"^fold 1: the dataset has 1 training case"):
         plan_folds(1, None, 1)
     all_fold = plan_folds(7, 3, "all")
     assert all_fold.fold == ALL_FOLD and all_fold.optimistic

@@ -1,0 +1,208 @@
+"""Cross-validation in one call: every fold, the pooled validation Dice, and the
+post-processing decided from it, as nnU-Net does after its five folds.
+
+``OUT/fold_k`` is an ordinary training run of fold ``k`` (``fdseg predict OUT/fold_k``
+works), and ``OUT`` as a whole is an ensemble (``fdseg predict OUT`` averages the folds).
+After training, each fold's best checkpoint predicts its own validation cases into
+``OUT/fold_k/validation``; those predictions, pooled over the folds, give the validation
+Dice of the whole cross-validation (``OUT/cv_summary.json``) and decide, class by class,
+whether keeping only the largest connected component (per class, or per class and
+hemisphere) raises the pooled Dice (``OUT/postprocessing.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fdseg_core.atomic import atomic_write_text
+from fdseg_core.data import ALL_FOLD, Case, load_case, load_dataset, plan_folds
+from fdseg_core.infer import keep_largest_per_class, predict_ensemble
+from fdseg_core.metrics import dice_per_class
+from fdseg_core.runlock import RunLock
+from fdseg_core.train.checkpoint import load_checkpoint, load_model
+from fdseg_core.train.config import TrainConfig
+from fdseg_core.train.loop import resolve_device, train
+
+__all__ = ["POSTPROCESSING", "SUMMARY", "cross_validate", "decide_postprocessing"]
+
+logger = logging.getLogger(__name__)
+
+#: The pooled validation of a cross-validation.
+SUMMARY = "cv_summary.json"
+#: The post-processing it decided, per class (``fdseg predict OUT --keep-largest run``).
+POSTPROCESSING = "postprocessing.json"
+#: The modes tried per class, in this order (the first that is best wins a tie).
+_MODES = ("none", "class", "hemisphere")
+
+
+def cross_validate(
+    config: TrainConfig, *, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train every fold of ``config``'s split into ``config.out/fold_k``, then pool the
+    validation predictions and decide the post-processing.
+
+    Folds resume one by one: with ``resume``, a finished fold (its last epoch done, or
+    stopped early) is kept, an unfinished one continues from its ``last.pt`` and a
+    missing one starts. ``config.fold`` is ignored (every fold runs).
+
+    Args:
+        config: The runs' configuration (``out`` is the cross-validation's folder).
+        resume: Continue a cross-validation in ``config.out``.
+        progress: Progress bars.
+
+    Returns:
+        The summary written to ``cv_summary.json``: ``n_folds``, ``pooled_dice`` (per
+        class and ``mean``, before post-processing), ``postprocessed_dice`` and
+        ``keep_largest`` (the decision), ``folds`` (each fold's best validation Dice
+        during training and its cases).
+
+    Raises:
+        ValueError: A dataset with a single training case (no folds to validate on).
+        FileExistsError: ``config.out`` holds a cross-validation and ``resume`` is false.
+        RunLockedError: Another live fdseg process writes into ``config.out``.
+    """
+    out = Path(config.out)
+    info = load_dataset(config.dataset)
+    plan = plan_folds(len(info.training), config.n_folds, 0)
+    if plan.fold == ALL_FOLD:
+        raise ValueError(
+            f"{config.dataset}: cross-validation needs at least 2 training cases, the dataset has 1"
+        )
+    if not resume and any(out.glob("fold_*/last.pt")):
+        raise FileExistsError(
+            f"{out} already holds a cross-validation (fold_k/last.pt); resume it or choose "
+            "another output folder"
+        )
+    with RunLock(out, command="fdseg train --folds-all"):
+        if plan.note:
+            logger.info(plan.note)
+        folds = []
+        for k in range(plan.n_folds):
+            fold_config = config.replace(fold=k, n_folds=plan.n_folds, out=str(out / f"fold_{k}"))
+            folds.append(_train_fold(fold_config, resume=resume, progress=progress))
+        device = resolve_device(config.device)
+        by_id = {c.case_id: c for c in info.training}
+        pairs = []
+        for k, fold in enumerate(folds):
+            pairs += _validate_fold(out / f"fold_{k}", [by_id[i] for i in fold["val"]], device)
+        summary = _summarise(pairs, info.labels, plan.n_folds, folds)
+        atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")
+        decision = {
+            "keep_largest": summary["keep_largest"],
+            "rule": "per class, the mode of largest pooled validation Dice (none wins ties)",
+        }
+        atomic_write_text(out / POSTPROCESSING, json.dumps(decision, indent=1) + "\n")
+    return summary
+
+
+def _train_fold(config: TrainConfig, *, resume: bool, progress: bool) -> dict[str, Any]:
+    """Train (or resume, or keep) one fold; its best Dice and validation cases."""
+    last = Path(config.out) / "last.pt"
+    finished = False
+    if resume and last.is_file():
+        ckpt = load_checkpoint(last)
+        finished = bool(ckpt.get("stopped_early")) or int(ckpt["epoch"]) >= config.epochs
+    if finished:
+        logger.info(f"{config.out}: finished earlier, kept")
+        summary = {"best_dice": float(ckpt["best_dice"]), "best_epoch": int(ckpt["best_epoch"])}
+    else:
+        result = train(config.replace(progress=progress), resume=resume and last.is_file())
+        summary = {"best_dice": float(result["best_dice"]), "best_epoch": result["best_epoch"]}
+    splits = json.loads((Path(config.out) / "splits_final.json").read_text())
+    return {**summary, "val": list(splits[int(config.fold)]["val"])}
+
+
+def _validate_fold(fold_dir: Path, cases: list, device: torch.device) -> list[tuple]:
+    """Predict a fold's validation cases with its best checkpoint (once; kept on resume):
+    ``(case, prediction, reference, affine)`` per case."""
+    target = fold_dir / "validation"
+    missing = [c for c in cases if not (target / f"{c.case_id}.nii.gz").is_file()]
+    if missing:
+        model, meta = load_model(fold_dir / "best.pt", map_location=device)
+        predict_ensemble(
+            [(model, meta)],
+            missing,
+            target,
+            overlap=float(meta["config"].get("overlap", 0.5)),
+            device=device,
+            progress=False,
+        )
+    pairs = []
+    for case in cases:
+        reference = load_case(case)
+        pred = load_case(
+            _as_case(case.case_id, target / f"{case.case_id}.nii.gz"), with_label=False
+        )
+        labels = pred.image[0].astype(np.int64)
+        pairs.append((case.case_id, labels, reference.label, reference.affine))
+    return pairs
+
+
+def _as_case(case_id: str, path: Path) -> Case:
+    return Case(case_id, (path,))
+
+
+def decide_postprocessing(
+    pairs: list[tuple], labels: dict[str, int]
+) -> tuple[dict[int, str], dict[str, dict[str, float]]]:
+    """Per class, the keep-largest mode of largest mean Dice over the pooled validation
+    predictions (``"none"`` wins ties, then ``"class"``).
+
+    Args:
+        pairs: ``(case, prediction, reference, affine)`` per validation case.
+        labels: Class name -> value.
+
+    Returns:
+        ``(modes, dice)``: the mode per class value, and per class name the mean Dice of
+        each mode.
+    """
+    modes: dict[int, str] = {}
+    table: dict[str, dict[str, float]] = {}
+    num_classes = max(labels.values()) + 1
+    for name, value in sorted(labels.items(), key=lambda kv: kv[1]):
+        if value == 0:
+            continue
+        scores = {}
+        for mode in _MODES:
+            values = []
+            for _, pred, ref, affine in pairs:
+                cleaned = keep_largest_per_class(pred, {value: mode}, affine=affine)
+                dice = dice_per_class(torch.as_tensor(cleaned), torch.as_tensor(ref), num_classes)
+                d = float(dice[value])
+                if not math.isnan(d):
+                    values.append(d)
+            scores[mode] = float(np.mean(values)) if values else float("nan")
+        best = max(_MODES, key=lambda m: (_score(scores[m]), -_MODES.index(m)))
+        modes[value] = best
+        table[name] = scores
+    return modes, table
+
+
+def _score(value: float) -> float:
+    return -1.0 if math.isnan(value) else value
+
+
+def _summarise(pairs, labels, n_folds, folds) -> dict[str, Any]:
+    modes, table = decide_postprocessing(pairs, labels)
+    names = {v: k for k, v in labels.items()}
+    pooled = {name: scores["none"] for name, scores in table.items()}
+    after = {names[v]: table[names[v]][mode] for v, mode in modes.items()}
+    pooled["mean"] = float(np.nanmean(list(pooled.values()))) if pooled else float("nan")
+    after["mean"] = float(np.nanmean([after[n] for n in table])) if table else float("nan")
+    return {
+        "n_folds": n_folds,
+        "n_cases": len(pairs),
+        "pooled_dice": pooled,
+        "postprocessed_dice": after,
+        "keep_largest": {str(v): m for v, m in modes.items()},
+        "keep_largest_by_name": {names[v]: m for v, m in modes.items()},
+        "dice_by_mode": table,
+        "folds": folds,
+    }

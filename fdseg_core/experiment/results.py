@@ -1,0 +1,38 @@
+"""Reading the per-run results of an experiment (``runs/*/result.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["class_keys", "method_of", "per_pair_scores"]
+
+
+def method_of(result: dict[str, Any]) -> str:
+    """The method label of a run (``"none"``, ``"early"``, ``"early-reference"``, ...).
+
+    Results written before the label had its own key kept it under ``"fusion"``.
+    """
+    return result.get("method", result["fusion"])
+
+
+def _as_float(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def per_pair_scores(results: list[dict], size: int, method: str, key: str) -> dict[tuple, float]:
+    """``{(seed, case): score}`` of one method at one training size."""
+    scores = {}
+    for r in results:
+        if r["train_size"] == size and method_of(r) == method:
+            for row in r["cases"]:
+                scores[(r["seed"], row["case"])] = _as_float(row.get(key))
+    return scores
+
+
+def class_keys(results: list[dict]) -> list[str]:
+    """The ``dice_<class>`` keys of the results, in order of first appearance."""
+    keys: list[str] = []
+    for r in results:
+        for row in r["cases"]:
+            keys += [k for k in row if k.startswith("dice_") and k not in keys]
+    return keys

@@ -1,0 +1,1 @@
+"""Frequency-disentangled learning inside other tools (nnU-Net v2)."""

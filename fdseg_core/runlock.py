@@ -1,0 +1,135 @@
+"""One live run per output folder.
+
+``fdseg train``, ``fdseg predict`` and ``fdseg experiment`` hold an exclusive lock on
+``OUT/.fdseg.lock`` while they write into ``OUT``. A second command on the same folder is
+refused at once, in one line that names the folder and the process holding it. The lock
+is an ``flock`` on an open file, so the kernel releases it when its process ends, however
+it ends: a lock left by a killed run is stale by construction, and the next run takes it
+over (and says so).
+
+This module imports nothing from fdseg; every layer may use it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["LOCK_NAME", "RunLock", "RunLockedError"]
+
+#: The lock file in an output folder.
+LOCK_NAME = ".fdseg.lock"
+
+
+class RunLockedError(FileExistsError):
+    """Another live process writes into the folder (a :class:`FileExistsError`)."""
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on an output folder for the life of a command.
+
+    Args:
+        folder: The output folder (created when missing).
+        command: What holds it, for the message of the next one (``"fdseg train"``).
+
+    Attributes:
+        took_over: What the lock file said of a process that ended without letting go
+            (a killed run; a finished one empties the file): its lock was stale, and this
+            one replaced it. ``None`` otherwise.
+
+    Raises:
+        RunLockedError: (on entry) a live process holds the folder.
+
+    Example:
+        >>> with RunLock(out, command="fdseg train"):   # doctest: +SKIP
+        ...     train(config)
+    """
+
+    def __init__(self, folder: str | os.PathLike, *, command: str = "fdseg") -> None:
+        self.folder = Path(folder)
+        self.command = command
+        self.path = self.folder / LOCK_NAME
+        self.took_over: dict | None = None
+        self._fh = None
+        self._created = False
+
+    def acquire(self) -> RunLock:
+        self._created = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read(fh)
+            fh.close()
+            raise RunLockedError(
+                f"{self.folder} is in use by {_describe(holder)}; wait for it to finish or "
+                "choose another output folder"
+            ) from None
+        previous = _read(fh)
+        if previous and previous.get("pid") != os.getpid():
+            self.took_over = previous  # its process is gone, or it would hold the lock
+        fh.seek(0)
+        fh.truncate()
+        fh.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "command": self.command,
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+            )
+        )
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        """Let go of the folder. The lock file stays, empty; when the lock made the folder
+        and nothing else was written into it (a refused run), both go."""
+        if self._fh is None:
+            return
+        self._fh.seek(0)
+        self._fh.truncate()  # a finished run leaves no holder behind
+        self._fh.flush()
+        if self._created and [p.name for p in self.folder.iterdir()] == [LOCK_NAME]:
+            self.path.unlink()
+            self.folder.rmdir()
+        fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+        self._fh.close()
+        self._fh = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _read(fh) -> dict:
+    fh.seek(0)
+    try:
+        data = json.loads(fh.read() or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _describe(holder: dict) -> str:
+    if not holder:
+        return "another fdseg process"
+    command = holder.get("command", "fdseg")
+    where = f"pid {holder.get('pid')}" + (f" on {holder['host']}" if holder.get("host") else "")
+    since = f", since {holder['since']}" if holder.get("since") else ""
+    return f"a running {command} ({where}{since})"

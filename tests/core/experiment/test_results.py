@@ -1,0 +1,102 @@
+"""An experiment's results: the method label has its own key, old results still read,
+test evaluation uses the run's own sliding-window overlap, and the template config."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from fdseg_core.data import load_dataset, make_toy_dataset
+from fdseg_core.experiment import ExperimentConfig, run_experiment
+from fdseg_core.experiment import protocol as protocol_module
+from fdseg_core.experiment.report import summarise
+from fdseg_core.experiment.results import method_of
+from fdseg_core.train import TrainConfig
+
+TINY = dict(epochs=1, iters_per_epoch=1, patch_size=(16, 16, 8), val_every=1, n_folds=2)
+TINY |= dict(progress=False, backbone_options={"base_filters": 4, "levels": 3})
+
+
+def test_results_keep_the_method_label_apart_from_the_fusion(tmp_path):
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=4, n_test=1)
+    template = TrainConfig(dataset=str(ds), out=str(tmp_path / "exp"), **TINY)
+    config = ExperimentConfig(
+        dataset=str(ds),
+        out=str(tmp_path / "exp"),
+        train_sizes=(1,),
+        fusions=("none", "early"),
+        layouts=("centered", "reference"),
+        seeds=1,
+        training=template,
+        n_resamples=100,
+    )
+    report = run_experiment(config, progress=False)
+    by_method = {r["method"]: r for r in report["results"]}
+    assert set(by_method) == {"none", "early-centered", "early-reference"}
+    assert by_method["early-reference"]["fusion"] == "early"
+    assert by_method["early-reference"]["layout"] == "reference"
+    assert {row["method"] for row in report["table"]} == set(by_method)
+    saved = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert saved["training"]["epochs"] == 1 and "fusion" not in saved["training"]
+
+
+def test_results_written_before_the_method_key_still_read():
+    old = {"train_size": 2, "fusion": "early-reference", "seed": 0, "cases": []}
+    assert method_of(old) == "early-reference"
+    new = {**old, "method": "early-reference", "fusion": "early"}
+    assert method_of(new) == "early-reference"
+    rows = [
+        {**old, "fusion": f, "seed": 0, "cases": [{"case": "a", "dice_x": d}]}
+        for f, d in (("none", 0.5), ("early-reference", 0.7))
+    ]
+    table = summarise(rows, methods=["none", "early-reference"], n_resamples=100)
+    assert [r["method"] for r in table if r["class"] == "x"] == ["none", "early-reference"]
+
+
+def test_the_template_is_replaced_per_run_and_a_dict_is_read_as_one():
+    template = TrainConfig(dataset="d", out="o", lr=0.01, layout="reference", epochs=3)
+    config = ExperimentConfig(dataset="d", out="o", training=template, train_sizes=(2,))
+    run = config.run_config(2, "early", 4)
+    assert run.lr == 0.01 and run.epochs == 3 and run.layout == "reference"
+    assert run.fusion == "early" and run.seed == 4 and run.train_cases == 2
+    assert run.out == str(Path("o") / "runs" / "n002-early-s4")
+    from_dict = ExperimentConfig(dataset="d", out="o", training={"lr": 0.01})
+    assert isinstance(from_dict.training, TrainConfig) and from_dict.training.lr == 0.01
+    with pytest.raises(ValueError, match="set by the experiment"):
+        ExperimentConfig(dataset="d", out="o", training={"seed": 1})
+
+
+def test_test_evaluation_uses_the_runs_own_overlap(tmp_path, monkeypatch):
+    from fdseg_core.train import train
+
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=4, n_test=1)
+    run = tmp_path / "run"
+    train(TrainConfig(dataset=str(ds), out=str(run), overlap=0.25, **TINY))
+    seen = []
+    real = protocol_module.sliding_window_inference
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["overlap"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(protocol_module, "sliding_window_inference", spy)
+    cases = load_dataset(ds).test
+    protocol_module.evaluate_run(run / "last.pt", cases, "cpu")
+    protocol_module.evaluate_run(run / "last.pt", cases, "cpu", overlap=0.75)
+    assert seen == [0.25, 0.75]
+
+
+def test_no_library_function_looks_like_a_test():
+    root = Path(__file__).resolve().parents[3]
+    named = []
+    for folder in ("fdseg_core", "fdseg_cli", "fdseg_backbones", "kernels"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name.startswith(
+                    ("test", "Test")
+                ):
+                    named.append(f"{path.name}:{node.name}")
+    assert named == []
