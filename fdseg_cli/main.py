@@ -2,8 +2,10 @@
 
 Subcommands live in their own modules and are imported only when invoked (or
 listed by ``--help``), so the group starts fast. User and input errors raised by
-the core (``ValueError``, ``TypeError``, ``FileNotFoundError``, ...) become one
-line on stderr and exit code 2; ``--debug`` shows the full traceback instead.
+the core (``ValueError``, ``TypeError``, ``FileNotFoundError``, a folder another run
+holds, ...) become one line on stderr and exit code 2; a full disk becomes one line
+naming the file and exit code 1 (nothing earlier is lost: every write is atomic);
+``--debug`` shows the full traceback instead.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 
 import click
 
+from fdseg_core.atomic import DiskFullError
 from fdseg_core.errors import OptionError
 
 __all__ = ["cli", "COMMANDS", "UserInputError"]
@@ -110,6 +113,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except DiskFullError as exc:  # not the user's input: exit 1, still one line
+            if debug:
+                raise
+            raise click.ClickException(_one_line(exc)) from exc
         except _INPUT_ERRORS as exc:
             if debug:
                 raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import os
 import tempfile
 import threading
@@ -36,6 +37,9 @@ class DiskFullError(OSError):
 
     The message names the file and the cause, on one line.
     """
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # without OSError's "[Errno 28]" prefix
 
 
 _UMASK_LOCK = threading.Lock()
@@ -122,10 +126,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` atomically: an interrupted save never leaves a half-written
-    checkpoint nor destroys the previous one."""
+    checkpoint nor destroys the previous one.
+
+    The checkpoint is serialised in memory first and then written: ``torch.save``'s zip
+    writer turns a full disk into a ``RuntimeError`` ("unexpected pos"), while a plain
+    write reports it as what it is (:class:`DiskFullError`).
+    """
     import torch  # the writer of this one format; everything else here is stdlib
 
-    atomic_write(path, lambda fh: torch.save(obj, fh))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:

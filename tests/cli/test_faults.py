@@ -1,0 +1,99 @@
+"""Faults that lose nothing: a full disk during training or prediction ends in one line
+naming the file and leaves every earlier output intact; a folder another run holds is
+refused for predict and experiment too."""
+
+from __future__ import annotations
+
+import errno
+import io
+from pathlib import Path
+
+import nibabel as nib
+import pytest
+import torch
+from click.testing import CliRunner
+
+from fdseg_cli.main import cli
+from fdseg_core.data import make_toy_dataset
+from fdseg_core.runlock import RunLock, RunLockedError
+
+TINY = ["--iters-per-epoch", "1", "--patch-size", "16", "16", "8", "--val-every", "1"]
+TINY += ["--folds", "2", "--no-progress"]
+
+
+def _full_for(prefix: str):
+    """``open`` for fdseg_core.atomic: files whose name starts with ``prefix`` fill the
+    disk after 100 bytes."""
+
+    class Full(io.FileIO):
+        def write(self, data):
+            if Path(self.name).name.startswith(prefix) and self.tell() + len(data) > 100:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    return Full
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("faults") / "ds", n_cases=3, n_test=2)
+
+
+def test_a_full_disk_while_training_keeps_the_last_checkpoint(ds, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    args = ["train", str(ds), "--out", str(run), *TINY]
+    r = CliRunner().invoke(cli, [*args, "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    before = (run / "last.pt").read_bytes()
+    monkeypatch.setattr("fdseg_core.atomic.open", _full_for(".last.pt"), raising=False)
+    r = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume"])
+    assert r.exit_code == 1
+    last = r.output.strip().splitlines()[-1]
+    assert last == (
+        f"Error: could not write {run / 'last.pt'}: no space left on the device "
+        "(nothing was replaced)"
+    )
+    assert "Traceback" not in r.output
+    assert (run / "last.pt").read_bytes() == before
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 1
+    assert not [p for p in run.iterdir() if ".tmp" in p.name]
+
+
+def test_a_full_disk_while_predicting_keeps_earlier_outputs(ds, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), *TINY, "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    pred = tmp_path / "pred"
+    args = ["predict", str(run / "last.pt"), str(ds), "--out", str(pred), "--no-progress"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    saved = {p.name: p.read_bytes() for p in pred.glob("*.nii.gz")}
+    assert len(saved) == 2
+
+    def full_disk(img, filename):  # nibabel writes its own files: fill the disk there
+        Path(filename).write_bytes(b"x" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nib, "save", full_disk)
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and "no space left on the device" in r.output
+    assert {p.name: p.read_bytes() for p in pred.glob("*.nii.gz")} == saved
+    assert not [p for p in pred.iterdir() if ".tmp" in p.name]
+    for data in saved:
+        assert nib.load(str(pred / data)).shape == (24, 24, 16)
+
+
+def test_predict_and_experiment_refuse_a_folder_another_run_holds(ds, tmp_path):
+    from fdseg_core.experiment import ExperimentConfig, run_experiment
+    from fdseg_core.infer import gather_inputs, predict_ensemble
+
+    held = tmp_path / "held"
+    with RunLock(held, command="fdseg predict"):
+        model = torch.nn.Conv3d(1, 3, 1)
+        meta = {"normalization": ["none"], "patch_size": [16, 16, 8], "in_channels": 1}
+        cases = gather_inputs([ds], 1)
+        with pytest.raises(RunLockedError, match="in use by a running fdseg predict"):
+            predict_ensemble([(model, meta)], cases, held, progress=False)
+        config = ExperimentConfig(dataset=str(ds), out=str(held), train_sizes=(1,), seeds=1)
+        with pytest.raises(RunLockedError, match="in use by a running fdseg predict"):
+            run_experiment(config, progress=False)
+    assert not list(held.glob("*.nii.gz")) and not (held / "experiment.json").exists()

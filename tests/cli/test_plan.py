@@ -1,0 +1,76 @@
+"""`fdseg plan` and planned defaults in `fdseg train`: an anisotropic dataset gets
+nnU-Net's spacing rule, the plan is written with the run, and sizes given by the user
+turn planning off."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fdseg_cli.main import cli
+from fdseg_core.data import load_dataset, make_toy_dataset
+
+Z_SPACINGS = [4.0, 5.0, 3.0, 4.5]
+
+
+@pytest.fixture(scope="module")
+def anisotropic(tmp_path_factory):
+    """4 cases of 32 x 32 x 8 voxels, 0.8 mm in-plane and 3 to 5 mm between slices."""
+    root = make_toy_dataset(
+        tmp_path_factory.mktemp("aniso") / "ds", n_cases=4, n_test=0, shape=(32, 32, 8)
+    )
+    for case, dz in zip(load_dataset(root).training, Z_SPACINGS, strict=True):
+        for path in (*case.image_paths, case.label_path):
+            img = nib.load(str(path))
+            affine = np.diag([0.8, 0.8, dz, 1.0])
+            nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), str(path))
+    return root
+
+
+def test_plan_explains_the_anisotropic_spacing(anisotropic):
+    r = CliRunner().invoke(cli, ["plan", str(anisotropic), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    z = np.percentile(Z_SPACINGS, 10)  # nnU-Net's rule for the coarse axis
+    assert f"target spacing [0.8, 0.8, {z:.3g}] mm" in r.output
+    assert "10th percentile" in r.output
+    assert "fewer than 4 in-plane low-band samples" in r.output  # 32 voxels x 0.1 -> 3
+    r = CliRunner().invoke(cli, ["plan", str(anisotropic), "--json", "--no-progress"])
+    plan = json.loads(r.output)
+    assert plan["target_spacing"][2] == pytest.approx(z)
+    assert all(p % 8 == 0 for p in plan["patch_size"])
+
+
+def test_train_without_size_options_plans_records_the_plan_and_trains(anisotropic, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", str(anisotropic), "--out", str(run)]
+    args += ["--iters-per-epoch", "1", "--folds", "2", "--no-progress"]
+    r = CliRunner().invoke(cli, [*args, "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    assert "plan: target spacing" in r.output
+    plan = json.loads((run / "plans.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    assert config["target_spacing"] == plan["target_spacing"]
+    assert config["patch_size"] == plan["patch_size"] and config["batch_size"] == plan["batch_size"]
+    assert plan["fingerprint"]["cases"][0]["shape"] == [32, 32, 8]
+    assert (run / "best.pt").is_file()
+    # resuming reads the recorded plan back instead of planning again
+    r = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "plan: read from" in r.output
+
+
+def test_a_size_option_turns_planning_off(anisotropic, tmp_path):
+    run = tmp_path / "run"
+    r = CliRunner().invoke(
+        cli,
+        ["train", str(anisotropic), "--out", str(run), "--epochs", "1", "--iters-per-epoch", "1"]
+        + ["--folds", "2", "--patch-size", "16", "16", "8", "--no-progress"],
+    )
+    assert r.exit_code == 0, r.output
+    assert "plan:" not in r.output and not (run / "plans.json").exists()
+    config = json.loads((run / "config.json").read_text())
+    assert config["target_spacing"] is None and config["patch_size"] == [16, 16, 8]
