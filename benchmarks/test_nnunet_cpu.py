@@ -52,15 +52,12 @@ def planned(tmp_path_factory):
     return root
 
 
-def _trainer(name: str, root: Path):
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+def _trainer(name: str):
+    """The trainer as ``nnUNetv2_train`` makes it, started up to its first epoch."""
+    from nnunetv2.run.run_training import get_trainer_from_args
 
-    cls = recursive_find_trainer_class_by_name(name)
-    plans = load_json(str(root / "preprocessed" / DATASET / "nnUNetPlans.json"))
-    dataset = load_json(str(root / "preprocessed" / DATASET / "dataset.json"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    trainer = cls(plans, "3d_fullres", 0, dataset, device=device)
+    trainer = get_trainer_from_args("501", "3d_fullres", 0, name, device=device)
     trainer.on_train_start()  # initialises the network, optimiser and data loaders
     trainer.on_epoch_start()
     trainer.on_train_epoch_start()
@@ -71,7 +68,8 @@ def _trainer(name: str, root: Path):
     "name", ["nnUNetTrainer", "nnUNetTrainerFD", "nnUNetTrainerFDEarly", "nnUNetTrainerFDLate"]
 )
 def test_nnunet_training_iteration(benchmark, planned, name):
-    trainer = _trainer(name, planned)
+    del planned  # the phantom planned by nnU-Net, in the environment the fixture set
+    trainer = _trainer(name)
     cm = trainer.configuration_manager
     benchmark.group = (
         f"nnU-Net iteration, phantom plans: patch {cm.patch_size}, batch {cm.batch_size}"

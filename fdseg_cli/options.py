@@ -14,7 +14,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from fdseg_core.choices import DEVICES
+from fdseg_core.choices import DEFAULT_MEMORY_GB, DEVICES
 from fdseg_core.train.config import option_spec
 from fdseg_core.train.default import PHANTOM_TRAINING
 
@@ -29,6 +29,7 @@ __all__ = [
     "explicit_options",
     "flag_of",
     "int_list",
+    "memory_option",
     "options",
     "out_option",
     "progress_option",
@@ -72,6 +73,13 @@ def out_option(help: str, *, folder: bool = True, required: bool = True) -> Deco
     )
 
 
+memory_option = click.option(
+    "--memory-gb",
+    type=click.FloatRange(0.0, min_open=True),
+    default=DEFAULT_MEMORY_GB,
+    show_default=True,
+    help="Memory budget of one training step when planning (GiB).",
+)
 progress_option = click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show progress bars."
 )

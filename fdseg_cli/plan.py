@@ -7,8 +7,13 @@ from pathlib import Path
 
 import click
 
-from fdseg_cli.options import config_option, explicit_options, options, progress_option
-from fdseg_core.choices import DEFAULT_MEMORY_GB
+from fdseg_cli.options import (
+    config_option,
+    explicit_options,
+    memory_option,
+    options,
+    progress_option,
+)
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.recipes import resolve_fields
 
@@ -26,13 +31,7 @@ PLAN_FIELDS = ("recipe", "backbone", "fusion", "beta", "layout", "bands", "fusio
     default=None,
     help="Also write the plan and the fingerprint to this JSON file (plans.json).",
 )
-@click.option(
-    "--memory-gb",
-    type=click.FloatRange(0.0, min_open=True),
-    default=DEFAULT_MEMORY_GB,
-    show_default=True,
-    help="Memory budget of one training step (GiB).",
-)
+@memory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @options(*[config_option(name) for name in PLAN_FIELDS])
 @progress_option

@@ -119,8 +119,8 @@ def predict(
         paths, inputs = _split_models(args)
         if not paths or not inputs:
             raise click.UsageError(
-                "expected CHECKPOINT... INPUTS... (checkpoints or run folders first), or "
-                "--onnx MODEL INPUTS..."
+                "expected CHECKPOINT INPUTS... (one or more checkpoints or run folders, then "
+                "the inputs), or --onnx MODEL INPUTS..."
             )
         run_dirs = [p for p in paths if p.is_dir()]
         files = [f for p in paths for f in (find_checkpoints(p, which) if p.is_dir() else [p])]

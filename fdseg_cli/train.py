@@ -7,8 +7,13 @@ from pathlib import Path
 
 import click
 
-from fdseg_cli.options import config_option, explicit_options, out_option, training_options
-from fdseg_core.choices import DEFAULT_MEMORY_GB
+from fdseg_cli.options import (
+    config_option,
+    explicit_options,
+    memory_option,
+    out_option,
+    training_options,
+)
 from fdseg_core.train import default as default_job
 from fdseg_core.train.config import TrainConfig, option_spec
 from fdseg_core.train.default import PHANTOM_TRAINING
@@ -99,13 +104,7 @@ SIZE_OPTIONS = ("patch_size", "target_spacing", "whole_volume")
     "you give no --patch-size, --target-spacing or --whole-volume (not on the built-in "
     "phantom, whose job pins its own); written to OUT/plans.json.",
 )
-@click.option(
-    "--memory-gb",
-    type=click.FloatRange(0.0, min_open=True),
-    default=DEFAULT_MEMORY_GB,
-    show_default=True,
-    help="Memory budget of one training step when planning (GiB).",
-)
+@memory_option
 @training_options
 def train(dataset, out, resume, folds_all, planning, memory_gb, **opts):
     """Train on DATASET (nnU-Net v2 or MSD layout).

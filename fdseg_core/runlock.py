@@ -5,7 +5,8 @@
 refused at once, in one line that names the folder and the process holding it. The lock
 is an ``flock`` on an open file, so the kernel releases it when its process ends, however
 it ends: a lock left by a killed run is stale by construction, and the next run takes it
-over (and says so).
+over. A run that finishes removes the file, so a folder holds ``.fdseg.lock`` only while
+a run writes into it, or after a killed one.
 
 This module imports nothing from fdseg; every layer may use it.
 """
@@ -39,7 +40,7 @@ class RunLock:
 
     Attributes:
         took_over: What the lock file said of a process that ended without letting go
-            (a killed run; a finished one empties the file): its lock was stale, and this
+            (a killed run; a finished one removes the file): its lock was stale, and this
             one replaced it. ``None`` otherwise.
 
     Raises:
@@ -61,19 +62,23 @@ class RunLock:
     def acquire(self) -> RunLock:
         self._created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read(fh)
-            fh.close()
-            raise RunLockedError(
-                f"{self.folder} is in use by {_describe(holder)}; wait for it to finish or "
-                "choose another output folder"
-            ) from None
+        while True:
+            fh = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read(fh)
+                fh.close()
+                raise RunLockedError(
+                    f"{self.folder} is in use by {_describe(holder)}; wait for it to finish or "
+                    "choose another output folder"
+                ) from None
+            if _same_file(fh, self.path):
+                break
+            fh.close()  # a finishing run removed the file between our open and lock: again
         previous = _read(fh)
-        if previous and previous.get("pid") != os.getpid():
-            self.took_over = previous  # its process is gone, or it would hold the lock
+        if previous:
+            self.took_over = previous  # its process ended without letting go: a killed run
         fh.seek(0)
         fh.truncate()
         fh.write(
@@ -91,15 +96,13 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        """Let go of the folder. The lock file stays, empty; when the lock made the folder
-        and nothing else was written into it (a refused run), both go."""
+        """Let go of the folder: the lock file goes (while still locked, so that nobody
+        can take a lock on a file about to vanish), and so does the folder when the lock
+        made it and nothing else was written into it (a refused run)."""
         if self._fh is None:
             return
-        self._fh.seek(0)
-        self._fh.truncate()  # a finished run leaves no holder behind
-        self._fh.flush()
-        if self._created and [p.name for p in self.folder.iterdir()] == [LOCK_NAME]:
-            self.path.unlink()
+        self.path.unlink(missing_ok=True)
+        if self._created and not any(self.folder.iterdir()):
             self.folder.rmdir()
         fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
         self._fh.close()
@@ -115,6 +118,14 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _same_file(fh, path: Path) -> bool:
+    """Whether the open file is still the one at ``path`` (not removed and replaced)."""
+    try:
+        return os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _read(fh) -> dict:

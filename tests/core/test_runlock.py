@@ -54,14 +54,14 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
         assert again.took_over is None
 
 
-def test_a_refused_run_leaves_no_folder_behind(tmp_path):
+def test_a_refused_run_leaves_no_folder_behind_and_a_finished_one_no_lock(tmp_path):
     with RunLock(tmp_path / "new"):
-        pass
+        assert (tmp_path / "new" / LOCK_NAME).is_file()
     assert not (tmp_path / "new").exists()
     (tmp_path / "kept").mkdir()
     with RunLock(tmp_path / "kept"):
         (tmp_path / "kept" / "result.txt").write_text("x")
-    assert (tmp_path / "kept" / LOCK_NAME).is_file()
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["result.txt"]
 
 
 def test_a_second_train_on_a_live_runs_folder_exits_2_in_one_line(tmp_path):
