@@ -172,3 +172,31 @@ def test_fdseg_train_trains_nnunet_plainconv(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert (run / "best.pt").is_file()
+
+
+def test_a_plans_file_whose_architecture_has_no_fusion_points_is_named(tmp_path, monkeypatch):
+    pytest.importorskip("nnunetv2", reason="the trainers need nnunetv2 (the nnunet extra)")
+    from types import SimpleNamespace
+
+    from fdseg_core.integrations.nnunet.trainer import nnUNetTrainerFDEarly
+
+    (tmp_path / "other_arch.py").write_text(
+        "from torch import nn\n\n"
+        "class NoFusionPoints(nn.Module):\n"
+        "    def __init__(self, input_channels, num_classes, deep_supervision=False):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv3d(input_channels, num_classes, 1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    planned = SimpleNamespace(
+        network_arch_class_name="other_arch.NoFusionPoints",
+        network_arch_init_kwargs={},
+        network_arch_init_kwargs_req_import=[],
+        spacing=[1.0, 1.0, 1.0],
+    )
+    with pytest.raises(ValueError) as err:
+        nnUNetTrainerFDEarly.build_network_architecture(None, planned, 1, 3, True)
+    assert str(err.value) == (
+        "the architecture NoFusionPoints has no fusion points: fdseg knows PlainConvUNet, "
+        "ResidualEncoderUNet (an encoder with stages and skips, a UNetDecoder)"
+    )
