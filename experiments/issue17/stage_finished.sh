@@ -16,4 +16,6 @@ for part in */; do
     [ -e "$part$f" ] && git add -- "$part$f"
   done
 done
+# the running tables of report.py, when it has been run
+[ -e REPORT.md ] && git add -- REPORT.md report
 git status --short -- . | grep -v '^??' || true
