@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fdseg_core.benchmark import PAPER, device_time_call, make_call
+from fdseg_core.benchmark import PAPER, cuda_graph_call, device_time_call, make_call
 
 pytestmark = pytest.mark.gpu
 
@@ -56,11 +56,13 @@ def test_band_ops_gpu_without_host_overhead(benchmark, record_median, op, backen
     record_median(("cuda-" + mode, shape, op, backend), benchmark)
 
 
+@pytest.mark.parametrize("mode", ["eager", "cuda-graph"])
 @pytest.mark.parametrize("impl", ["per_axis", "fused"])
 @pytest.mark.parametrize("op", ["split", "fuse"])
-def test_triton_kernel_designs_gpu(benchmark, op, impl):
+def test_triton_kernel_designs_gpu(benchmark, op, impl, mode):
     """The four-launch per-axis kernels against the two-pass fused ones (3.42 X vs 3.02 X
-    bytes), GPU busy time as the metric."""
+    bytes): GPU busy time, and the wall time eagerly and replayed from a CUDA graph (no
+    host time per call), which is what decides ``impl``'s default."""
     from fdseg_kernels.band_fuse import band_fuse_forward
     from fdseg_kernels.band_split import band_split_forward
 
@@ -75,7 +77,9 @@ def test_triton_kernel_designs_gpu(benchmark, op, impl):
         def call():
             band_fuse_forward(low, x, (2, 3), (16, 16), impl=impl)
 
-    benchmark.group = f"cuda triton design {op} 2x8x160x160x128"
-    benchmark.extra_info.update(device=torch.cuda.get_device_name(), impl=impl)
+    if mode == "cuda-graph":
+        call = cuda_graph_call(call)
+    benchmark.group = f"cuda triton design {op} 2x8x160x160x128 {mode}"
+    benchmark.extra_info.update(device=torch.cuda.get_device_name(), impl=impl, mode=mode)
     benchmark.pedantic(_sync_call(call), rounds=20, warmup_rounds=3, iterations=1)
     benchmark.extra_info["device_ms"] = device_time_call(call, repeats=10)

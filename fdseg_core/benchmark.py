@@ -43,6 +43,7 @@ __all__ = [
     "moved_bytes",
     "time_call",
     "device_time_call",
+    "cuda_graph_call",
     "peak_rss_growth",
     "run_benchmarks",
 ]
@@ -191,11 +192,11 @@ def make_call(
                 low.grad = None
 
     if mode == "cuda-graph":
-        return _graphed(call)
+        return cuda_graph_call(call)
     return call
 
 
-def _graphed(call: Callable[[], None], warmup: int = 3) -> Callable[[], None]:
+def cuda_graph_call(call: Callable[[], None], warmup: int = 3) -> Callable[[], None]:
     """``call`` captured in a CUDA graph (after a warm-up on a side stream, which runs
     the autotuner and fills the caches); the returned callable replays it."""
     side = torch.cuda.Stream()
