@@ -20,6 +20,7 @@ from pathlib import Path
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.experiment.report import write_report
 from fdseg_core.experiment.results import method_of
+from fdseg_core.train.logs import MetricsLog
 
 HERE = Path(__file__).resolve().parent
 
@@ -64,16 +65,18 @@ def _load(part: str, sizes, methods) -> tuple[list[dict], dict, list[str]]:
                 result = json.loads(path.read_text())
                 label = _label(part, method_of(result))
                 result["method"] = label
+                # the step a run stopped at, from its own steps per epoch
+                steps = json.loads((run / "config.json").read_text())["iters_per_epoch"]
+                result["steps_run"] = steps * result["epochs_run"]
                 results.append(result)
-                log = run / "metrics.jsonl"
-                if log.is_file():
-                    rows = [json.loads(line) for line in log.read_text().splitlines() if line]
-                    curves[(size, label, seed)] = rows
+                log = MetricsLog.load(run)
+                if log.rows:
+                    curves[(size, label, seed)] = log.rows
     return results, curves, missing
 
 
 def _stops(results: list[dict]) -> str:
-    steps = sorted(10 * r["epochs_run"] for r in results if "epochs_run" in r)
+    steps = sorted(r["steps_run"] for r in results)
     if not steps:
         return ""
     early = sum(bool(r.get("stopped_early")) for r in results)
@@ -103,7 +106,7 @@ def main() -> int:
             curves |= c
             missing += m
             planned += len(sizes) * len(SEEDS) * len(part_methods)
-            methods += [_label(part, x) for x in part_methods if _label(part, x) not in methods]
+            methods = list(dict.fromkeys([*methods, *(_label(part, x) for x in part_methods)]))
         lines += [f"## {TITLES[table]}", ""]
         lines.append(f"{len(results)} of {planned} runs finished.")
         if missing:
