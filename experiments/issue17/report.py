@@ -6,9 +6,11 @@ Reads every ``<part>/runs/*/result.json`` (the files `stage_finished.sh` commits
 what has run against the plan in ``run.sh``, and writes, per table, the Dice table with
 paired bootstrap intervals, the Dice-against-size plot and the training curves through
 fdseg's own experiment report (``fdseg_core.experiment.report.write_report``), into
-``report/<table>/``. Table b joins parts b2 and b48 (the paper configuration at 2 cases,
-and at 4 and 8 cases); b48 trains the centred layout only, so its methods are relabelled
-``early-centered`` and ``late-centered`` to pair with b2's.
+``report/<table>/``, with ``summary.md``: the compact table (mean Dice and each nucleus,
+with paired differences) that the README quotes. Table b joins parts b2 and b48 (the
+paper configuration at 2 cases, and at 4 and 8 cases); b48 trains the centred layout
+only, so its methods are relabelled ``early-centered`` and ``late-centered`` to pair with
+b2's.
 """
 
 from __future__ import annotations
@@ -87,6 +89,47 @@ def _stops(results: list[dict]) -> str:
     )
 
 
+def _fmt_delta(row: dict) -> str:
+    if row["diff"] is None:
+        return "—"
+    return f"{100 * row['diff']:+.1f} [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+
+
+def _summary(table: list[dict], results: list[dict], methods: list[str]) -> str:
+    """One row per (training size, method): the runs behind it, the mean Dice with its
+    paired difference to the baseline, and each nucleus's Dice with its difference; the
+    compact form the README quotes."""
+    classes = [c for c in dict.fromkeys(r["class"] for r in table) if c != "mean"]
+    rows = {(r["train_size"], r["method"], r["class"]): r for r in table}
+    names = [c.replace("_", " ") for c in classes]
+    lines = [
+        "| train cases | method | runs | mean Dice | Δ mean [95% CI] | "
+        + " | ".join(f"{n}: Dice, Δ [95% CI]" for n in names)
+        + " |",
+        "|---:|---|---:|---:|---|" + "---|" * len(classes),
+    ]
+    for size in sorted({r["train_size"] for r in table}):
+        for method in methods:
+            mean = rows.get((size, method, "mean"))
+            if mean is None:
+                continue
+            runs = sum(r["train_size"] == size and r["method"] == method for r in results)
+            cells = []
+            for c in classes:
+                row = rows.get((size, method, c))
+                if row is None:
+                    cells.append("—")
+                elif row["diff"] is None:
+                    cells.append(f"{100 * row['dice_mean']:.1f}")
+                else:
+                    cells.append(f"{100 * row['dice_mean']:.1f}, {_fmt_delta(row)}")
+            lines.append(
+                f"| {size} | {method} | {runs} | {100 * mean['dice_mean']:.1f} | "
+                f"{_fmt_delta(mean)} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     commit = (HERE / "COMMIT").read_text().strip()
     lines = [
@@ -116,7 +159,15 @@ def main() -> int:
             out = HERE / "report" / table
             out.mkdir(parents=True, exist_ok=True)
             report = write_report(results, out, methods=methods, curves=curves)
+            summary = _summary(report["table"], results, methods)
+            atomic_write_text(out / "summary.md", summary)
             lines += [
+                "Summary (Dice in points; Δ: paired difference to method none, bootstrap 95% CI):",
+                "",
+                summary.rstrip(),
+                "",
+                "Every class and method:",
+                "",
                 report["markdown"].rstrip(),
                 "",
                 _stops(results),
