@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.experiment.report import write_report
-from fdseg_core.experiment.results import method_of
+from fdseg_core.experiment.results import method_of, per_pair_scores
 from fdseg_core.train.logs import MetricsLog
 
 HERE = Path(__file__).resolve().parent
@@ -95,18 +95,32 @@ def _fmt_delta(row: dict) -> str:
     return f"{100 * row['diff']:+.1f} [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
 
 
+def _per_seed_delta(results: list[dict], size: int, method: str) -> str:
+    """The mean-Dice difference to the baseline of each seed (its test cases averaged),
+    in seed order: how consistent the pooled difference is across seeds."""
+    scores = per_pair_scores(results, size, method, "dice_mean")
+    base = per_pair_scores(results, size, "none", "dice_mean")
+    deltas = []
+    for seed in sorted({seed for seed, _ in scores}):
+        pairs = [p for p in scores if p[0] == seed and p in base]
+        if pairs:
+            deltas.append(100 * sum(scores[p] - base[p] for p in pairs) / len(pairs))
+    return ", ".join(f"{d:+.1f}" for d in deltas) or "—"
+
+
 def _summary(table: list[dict], results: list[dict], methods: list[str]) -> str:
     """One row per (training size, method): the runs behind it, the mean Dice with its
-    paired difference to the baseline, and each nucleus's Dice with its difference; the
-    compact form the README quotes."""
+    paired difference to the baseline (pooled, and per seed), and each nucleus's Dice
+    with its difference; the compact form the README quotes. Reads the per-case
+    ``dice_mean`` that ``summarise`` adds to ``results``."""
     classes = [c for c in dict.fromkeys(r["class"] for r in table) if c != "mean"]
     rows = {(r["train_size"], r["method"], r["class"]): r for r in table}
     names = [c.replace("_", " ") for c in classes]
     lines = [
-        "| train cases | method | runs | mean Dice | Δ mean [95% CI] | "
+        "| train cases | method | runs | mean Dice | Δ mean [95% CI] | Δ mean per seed | "
         + " | ".join(f"{n}: Dice, Δ [95% CI]" for n in names)
         + " |",
-        "|---:|---|---:|---:|---|" + "---|" * len(classes),
+        "|---:|---|---:|---:|---|---|" + "---|" * len(classes),
     ]
     for size in sorted({r["train_size"] for r in table}):
         for method in methods:
@@ -125,7 +139,10 @@ def _summary(table: list[dict], results: list[dict], methods: list[str]) -> str:
                     cells.append(f"{100 * row['dice_mean']:.1f}, {_fmt_delta(row)}")
             lines.append(
                 f"| {size} | {method} | {runs} | {100 * mean['dice_mean']:.1f} | "
-                f"{_fmt_delta(mean)} | " + " | ".join(cells) + " |"
+                f"{_fmt_delta(mean)} | "
+                f"{'—' if method == 'none' else _per_seed_delta(results, size, method)} | "
+                + " | ".join(cells)
+                + " |"
             )
     return "\n".join(lines) + "\n"
 
