@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.experiment.report import write_report
+from fdseg_core.experiment.report import format_delta, write_report
 from fdseg_core.experiment.results import method_of, per_pair_scores
 from fdseg_core.train.logs import MetricsLog
 
@@ -89,12 +89,6 @@ def _stops(results: list[dict]) -> str:
     )
 
 
-def _fmt_delta(row: dict) -> str:
-    if row["diff"] is None:
-        return "—"
-    return f"{100 * row['diff']:+.1f} [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
-
-
 def _per_seed_delta(results: list[dict], size: int, method: str) -> str:
     """The mean-Dice difference to the baseline of each seed (its test cases averaged),
     in seed order: how consistent the pooled difference is across seeds."""
@@ -136,10 +130,10 @@ def _summary(table: list[dict], results: list[dict], methods: list[str]) -> str:
                 elif row["diff"] is None:
                     cells.append(f"{100 * row['dice_mean']:.1f}")
                 else:
-                    cells.append(f"{100 * row['dice_mean']:.1f}, {_fmt_delta(row)}")
+                    cells.append(f"{100 * row['dice_mean']:.1f}, {format_delta(row)}")
             lines.append(
                 f"| {size} | {method} | {runs} | {100 * mean['dice_mean']:.1f} | "
-                f"{_fmt_delta(mean)} | "
+                f"{format_delta(mean)} | "
                 f"{'—' if method == 'none' else _per_seed_delta(results, size, method)} | "
                 + " | ".join(cells)
                 + " |"

@@ -15,7 +15,7 @@ from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 from fdseg_core.experiment.results import class_keys, per_pair_scores
 from fdseg_core.experiment.stats import mean_std, paired_bootstrap_ci
 
-__all__ = ["summarise", "write_report"]
+__all__ = ["format_delta", "summarise", "write_report"]
 
 
 def summarise(results: list[dict], *, methods, n_resamples: int = 10000) -> list[dict[str, Any]]:
@@ -65,17 +65,21 @@ def summarise(results: list[dict], *, methods, n_resamples: int = 10000) -> list
     return table
 
 
+def format_delta(row: dict[str, Any]) -> str:
+    """A ``summarise`` row's paired difference and interval in Dice points,
+    ``"+2.8 [+1.5, +4.3]"``, or ``"—"`` for the baseline."""
+    if row["diff"] is None:
+        return "—"
+    return f"{100 * row['diff']:+.1f} [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+
+
 def _markdown(table: list[dict]) -> str:
     lines = [
         "| train size | class | method | Dice (mean ± std) | Δ vs baseline [95% CI] | n |",
         "|---:|---|---|---|---|---:|",
     ]
     for r in table:
-        delta = (
-            "—"
-            if r["diff"] is None
-            else (f"{100 * r['diff']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]")
-        )
+        delta = format_delta(r)
         lines.append(
             f"| {r['train_size']} | {r['class']} | {r['method']} | "
             f"{100 * r['dice_mean']:.1f} ± {100 * r['dice_std']:.1f} | {delta} | "
