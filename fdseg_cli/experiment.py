@@ -80,10 +80,12 @@ def experiment(dataset, out, train_sizes, fusions, seeds, layouts, checkpoint, b
             )
     fields, applied = training_fields(opts)
     first_seed = fields.pop("seed", 0)
+    fields.pop("fusion", None)  # the recipe's fusion: each run takes one of --fusion
+    per_run = {"fusion": f"per run, from --fusion {fusions}"}
     if layout_list:
         fields.pop("layout", None)  # the recipe's layout: each run takes one of --layouts
+        per_run["layout"] = f"per run, from --layouts {layouts}"
     template = TrainConfig(dataset=str(dataset), out=str(out), **fields)
-    per_run = {"layout": f"per run, from --layouts {layouts}"} if layout_list else None
     echo_recipe(template, applied, per_run=per_run)
     config = ExperimentConfig(
         dataset=str(dataset),

@@ -61,7 +61,8 @@ class FrequencyDisentangledNet(nn.Module):
         in_channels: Image channels.
         out_channels: Classes (logits, no final activation).
         spatial_dims: 2 or 3.
-        fusion: ``"none"``, ``"early"`` or ``"late"``.
+        fusion: ``"none"``, ``"early"`` or ``"late"`` (the default, as for
+            ``fdseg train``).
         beta: Relative width of the low band.
         dims: Band dims of the input tensor; ``None``: the first two spatial dims, ``(2, 3)``.
         layout: ``"centered"`` (the paper's text) or ``"reference"`` (its public code).
@@ -99,7 +100,7 @@ class FrequencyDisentangledNet(nn.Module):
         out_channels: int,
         *,
         spatial_dims: int = 3,
-        fusion: str = "early",
+        fusion: str = "late",
         beta: float = DEFAULT_BETA,
         dims: Sequence[int] | None = None,
         layout: str = "centered",

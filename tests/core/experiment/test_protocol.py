@@ -130,3 +130,19 @@ def test_layouts_make_one_method_per_fusion_and_layout_and_best_checkpoints_are_
     assert meta["methods"] == ["none", "early-centered", "early-reference"]
     r = CliRunner().invoke(cli, [*args[: -len(FAST)], *FAST, "--layout", "centered"])
     assert r.exit_code == 2 and "exclude each other" in r.output
+
+
+def test_a_recipes_fusion_gives_way_to_the_experiments_methods(tmp_path):
+    # the paper recipe sets fusion="early"; an experiment's runs take theirs from --fusion
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=4, n_test=1)
+    out = tmp_path / "exp"
+    args = ["experiment", str(ds), "--out", str(out), "--recipe", "paper"]
+    args += ["--fusion", "none,late", "--train-sizes", "1", "--seeds", "1", "--bootstrap", "100"]
+    r = CliRunner().invoke(cli, [*args, *FAST])
+    assert r.exit_code == 0, r.output
+    assert "  fusion: per run, from --fusion none,late" in r.output
+    assert "fusion = 'early'" not in r.output
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["n001-late-s0", "n001-none-s0"]
+    config = json.loads((out / "runs" / "n001-late-s0" / "config.json").read_text())
+    assert config["fusion"] == "late" and config["backbone"] == "paper_unet3d"

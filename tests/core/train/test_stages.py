@@ -136,6 +136,10 @@ def test_paper_recipe_sets_its_values_and_explicit_options_win():
     assert merged["lr"] == 1e-3 and applied["lr"] == 1e-3  # lr was a default, not given
     assert merged["backbone"] == "paper_unet3d" and merged["patch_size"] == "full"
     assert merged["loss"] == "sigmoid_dice" and merged["optimizer"] == "adam"
+    # fdseg's default fusion is late (table a); the paper recipe keeps the early model
+    assert merged["fusion"] == "early" and TrainConfig(dataset="d", out="o").fusion == "late"
+    given, _ = apply_recipe("paper", {"fusion": "late"}, explicit={"fusion"})
+    assert given["fusion"] == "late"
     with pytest.raises(ValueError, match="unknown recipe 'nnunet'"):
         apply_recipe("nnunet", {})
     assert RECIPES["default"] == {}
@@ -149,11 +153,12 @@ def test_cli_paper_recipe_builds_the_papers_late_model_and_prints_every_value(ds
     assert r.exit_code == 0, r.output
     config = json.loads((run / "config.json").read_text())
     for key, value in RECIPES["paper"].items():
-        if key != "epochs":
+        if key not in ("epochs", "fusion"):
             assert f"  {key} = {value!r}" in r.output
             assert config[key] == (list(value) if isinstance(value, tuple) else value), key
     assert "epochs = 1   (overridden by your option)" in r.output
-    assert config["recipe"] == "paper" and config["epochs"] == 1
+    assert "fusion = 'late'   (overridden by your option)" in r.output
+    assert config["recipe"] == "paper" and config["epochs"] == 1 and config["fusion"] == "late"
     model, meta = load_model(run / "best.pt")
     assert type(model.backbone).__name__ == "PaperUNet3D" and model.fused_at == "decoder"
     assert model.layout == "reference"
