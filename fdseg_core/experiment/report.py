@@ -15,7 +15,7 @@ from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 from fdseg_core.experiment.results import class_keys, per_pair_scores
 from fdseg_core.experiment.stats import mean_std, paired_bootstrap_ci
 
-__all__ = ["format_delta", "summarise", "write_report"]
+__all__ = ["dice_vs_size_figure", "format_delta", "summarise", "write_report"]
 
 
 def summarise(results: list[dict], *, methods, n_resamples: int = 10000) -> list[dict[str, Any]]:
@@ -94,7 +94,25 @@ def _markdown(table: list[dict]) -> str:
 
 
 def _plot(table: list[dict], path: Path, methods) -> None:
+    atomic_save_figure(dice_vs_size_figure(table, methods), path, dpi=110)
+
+
+def dice_vs_size_figure(table: list[dict], methods) -> Figure:
+    """Test Dice (mean ± std over (seed, case) pairs) against the training size, one
+    panel per class, a line per method, on a log-2 size axis.
+
+    Args:
+        table: The rows of :func:`summarise`.
+        methods: The method labels, in legend order.
+
+    Returns:
+        The figure, not yet saved. Its x axis reaches half an octave beyond the
+        smallest and largest size, so that a single size still shows every method
+        side by side, and its y axis a little above 1, so that a Dice of 1 is not
+        clipped.
+    """
     classes = list(dict.fromkeys(r["class"] for r in table))
+    sizes = sorted({r["train_size"] for r in table})
     # a Figure without pyplot: no GUI backend, no global figure registry
     fig = Figure(figsize=(4.2 * len(classes), 3.8))
     axes = fig.subplots(1, len(classes), squeeze=False)
@@ -116,16 +134,18 @@ def _plot(table: list[dict], path: Path, methods) -> None:
                 label="baseline" if method == "none" else method,
             )
         ax.set_xscale("log", base=2)
-        sizes = sorted({r["train_size"] for r in table})
+        ax.set_xlim(sizes[0] / 2**0.5, sizes[-1] * 2**0.5)
         ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("training cases")
         ax.set_ylabel("test Dice")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.04)
+        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         ax.set_title(cls.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=110)
+    return fig
 
 
 def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, methods) -> None:
