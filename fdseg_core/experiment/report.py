@@ -93,10 +93,6 @@ def _markdown(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(table: list[dict], path: Path, methods) -> None:
-    atomic_save_figure(dice_vs_size_figure(table, methods), path, dpi=110)
-
-
 def dice_vs_size_figure(table: list[dict], methods) -> Figure:
     """Test Dice (mean ± std over (seed, case) pairs) against the training size, one
     panel per class, a line per method, on a log-2 size axis.
@@ -214,7 +210,7 @@ def write_report(
     atomic_write_text(out / "table.md", markdown)
     plot = out / "dice_vs_size.png"
     if table:
-        _plot(table, plot, methods)
+        atomic_save_figure(dice_vs_size_figure(table, methods), plot, dpi=110)
     report: dict[str, Any] = {"table": table, "markdown": markdown, "plot": str(plot)}
     if curves:
         report["curves"] = str(out / "training_curves.png")
