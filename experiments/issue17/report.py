@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.experiment.report import format_delta, write_report
-from fdseg_core.experiment.results import method_of, per_pair_scores
+from fdseg_core.experiment.report import ALL_SIZES, format_delta, format_per_seed, write_report
+from fdseg_core.experiment.results import method_of
 from fdseg_core.train.logs import MetricsLog
 
 HERE = Path(__file__).resolve().parent
@@ -89,39 +89,32 @@ def _stops(results: list[dict]) -> str:
     )
 
 
-def _per_seed_delta(results: list[dict], size: int, method: str) -> str:
-    """The mean-Dice difference to the baseline of each seed (its test cases averaged),
-    in seed order: how consistent the pooled difference is across seeds."""
-    scores = per_pair_scores(results, size, method, "dice_mean")
-    base = per_pair_scores(results, size, "none", "dice_mean")
-    deltas = []
-    for seed in sorted({seed for seed, _ in scores}):
-        pairs = [p for p in scores if p[0] == seed and p in base]
-        if pairs:
-            deltas.append(100 * sum(scores[p] - base[p] for p in pairs) / len(pairs))
-    return ", ".join(f"{d:+.1f}" for d in deltas) or "—"
-
-
 def _summary(table: list[dict], results: list[dict], methods: list[str]) -> str:
-    """One row per (training size, method): the runs behind it, the mean Dice with its
-    paired difference to the baseline (pooled, and per seed), and each nucleus's Dice
-    with its difference; the compact form the README quotes. Reads the per-case
-    ``dice_mean`` that ``summarise`` adds to ``results``."""
+    """One row per (training size, method), and per method pooled over the sizes: the
+    runs behind it, the mean Dice with its paired difference to the baseline (the
+    seed-level interval, the verdict, each seed's difference and the pooled (seed, case)
+    interval), and each nucleus's Dice with its difference and verdict; the compact
+    form the README quotes."""
     classes = [c for c in dict.fromkeys(r["class"] for r in table) if c != "mean"]
     rows = {(r["train_size"], r["method"], r["class"]): r for r in table}
     names = [c.replace("_", " ") for c in classes]
     lines = [
-        "| train cases | method | runs | mean Dice | Δ mean [95% CI] | Δ mean per seed | "
-        + " | ".join(f"{n}: Dice, Δ [95% CI]" for n in names)
+        "| train cases | method | runs | mean Dice | Δ mean [seed-level 95% CI] | verdict | "
+        "Δ mean per seed | Δ mean [pooled 95% CI] | "
+        + " | ".join(f"{n}: Dice, Δ [seed-level CI], verdict" for n in names)
         + " |",
-        "|---:|---|---:|---:|---|---|" + "---|" * len(classes),
+        "|---:|---|---:|---:|---|---|---|---|" + "---|" * len(classes),
     ]
-    for size in sorted({r["train_size"] for r in table}):
+    sizes = list(dict.fromkeys(r["train_size"] for r in table))
+    for size in sizes:
         for method in methods:
             mean = rows.get((size, method, "mean"))
             if mean is None:
                 continue
-            runs = sum(r["train_size"] == size and r["method"] == method for r in results)
+            runs = sum(
+                (size == ALL_SIZES or r["train_size"] == size) and r["method"] == method
+                for r in results
+            )
             cells = []
             for c in classes:
                 row = rows.get((size, method, c))
@@ -130,13 +123,13 @@ def _summary(table: list[dict], results: list[dict], methods: list[str]) -> str:
                 elif row["diff"] is None:
                     cells.append(f"{100 * row['dice_mean']:.1f}")
                 else:
-                    cells.append(f"{100 * row['dice_mean']:.1f}, {format_delta(row)}")
+                    cells.append(
+                        f"{100 * row['dice_mean']:.1f}, {format_delta(row)}, {row['verdict']}"
+                    )
             lines.append(
                 f"| {size} | {method} | {runs} | {100 * mean['dice_mean']:.1f} | "
-                f"{format_delta(mean)} | "
-                f"{'—' if method == 'none' else _per_seed_delta(results, size, method)} | "
-                + " | ".join(cells)
-                + " |"
+                f"{format_delta(mean)} | {mean['verdict'] or '—'} | {format_per_seed(mean)} | "
+                f"{format_delta(mean, pooled=True)} | " + " | ".join(cells) + " |"
             )
     return "\n".join(lines) + "\n"
 
@@ -173,7 +166,9 @@ def main() -> int:
             summary = _summary(report["table"], results, methods)
             atomic_write_text(out / "summary.md", summary)
             lines += [
-                "Summary (Dice in points; Δ: paired difference to method none, bootstrap 95% CI):",
+                "Summary (Dice in points; Δ: paired difference to method none; the headline "
+                "interval is seed-level: seeds resampled, then test cases within each seed; "
+                "rows 'all' pool the sizes, with (size, seed) pairs as the unit):",
                 "",
                 summary.rstrip(),
                 "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -16,15 +17,23 @@ from fdseg_core.choices import FUSIONS, LAYOUTS
 from fdseg_core.data import ALL_FOLD, Preprocessor, fold_cases, load_dataset, plan_folds
 from fdseg_core.errors import OptionError
 from fdseg_core.experiment.report import write_report
+from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
 from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
 from fdseg_core.metrics import dice_per_class
+from fdseg_core.provenance import code_provenance
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.checkpoint import load_model
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.logs import MetricsLog
 from fdseg_core.train.loop import resolve_device, train
 
-__all__ = ["ExperimentConfig", "evaluate_run", "held_out_cases", "run_experiment"]
+__all__ = [
+    "ExperimentConfig",
+    "evaluate_run",
+    "held_out_cases",
+    "relative_to",
+    "run_experiment",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +86,7 @@ class ExperimentConfig:
     seeds: int = 3
     first_seed: int = 0
     training: TrainConfig | None = None
-    n_resamples: int = 10000
+    n_resamples: int = N_RESAMPLES
     layouts: tuple[str, ...] = ()
     checkpoint: str = "last"
 
@@ -257,7 +266,7 @@ def _run_locked(
         out / "experiment.json",
         json.dumps(
             {
-                "dataset": config.dataset,
+                "dataset": relative_to(config.dataset, out),
                 "train_sizes": list(config.train_sizes),
                 "fusions": list(config.fusions),
                 "layouts": list(config.layouts),
@@ -267,11 +276,15 @@ def _run_locked(
                 "training": _template_options(template),
                 "test_set": source,
                 "test_cases": [c.case_id for c in held_out],
+                **code_provenance(),
             },
             indent=1,
         )
         + "\n",
     )
+    note = few_seeds_note(config.seeds)
+    if note:
+        logger.warning(note)
     device = resolve_device(template.device)
     runs = [
         (s, label, seed)
@@ -299,6 +312,17 @@ def _run_locked(
     return report
 
 
+def relative_to(path: str | Path, folder: str | Path) -> str:
+    """``path`` relative to ``folder`` (POSIX separators), so that committed results
+    name no machine's absolute paths; an absolute path where there is no relative one
+    (another drive on Windows)."""
+    try:
+        rel = os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+    except ValueError:
+        return str(path)
+    return Path(rel).as_posix()
+
+
 def _template_options(template: TrainConfig) -> dict[str, Any]:
     """The template's fields that differ from ``TrainConfig``'s defaults (what the
     experiment was asked to train with), without the per-run and runtime fields."""
@@ -306,6 +330,37 @@ def _template_options(template: TrainConfig) -> dict[str, Any]:
     per_run = {"dataset", "out", "fusion", "train_cases", "seed"}
     return {
         k: v for k, v in template.run_dict().items() if k not in per_run and default.get(k) != v
+    }
+
+
+def _result(config, run_cfg, size, method, seed, rows, summary) -> dict[str, Any]:
+    """One run's ``result.json``: what it scored and everything needed to read it
+    without rerunning the code (paths relative to the experiment folder)."""
+    steps = summary["steps_per_epoch"]
+    hit_cap = summary["epochs_run"] >= run_cfg.epochs and not summary["stopped_early"]
+    return {
+        "train_size": size,
+        "method": method,
+        "fusion": run_cfg.fusion,
+        "layout": run_cfg.layout,
+        "seed": seed,
+        "cases": rows,
+        "checkpoint": config.checkpoint,
+        "best_epoch": summary["best_epoch"],
+        "epochs_run": summary["epochs_run"],
+        "stopped_early": summary["stopped_early"],
+        # how logits became the labels scored above
+        "inference_rule": summary["activation"],
+        "train_cases": summary["train_ids"],
+        "val_cases": summary["val_ids"],
+        "steps_per_epoch": steps,
+        "best_step": summary["best_epoch"] * steps,
+        "stop_step": summary["epochs_run"] * steps,
+        "step_cap": run_cfg.epochs * steps,
+        # a run that ended at its cap without a plateau may still have been improving
+        "hit_step_cap": hit_cap,
+        "run_dir": relative_to(config.run_dir(size, method, seed), config.out),
+        **code_provenance(),
     }
 
 
@@ -325,19 +380,8 @@ def _run_all(config, runs, held_out, device, progress) -> list[dict[str, Any]]:
         resume = (run_dir / "last.pt").is_file()
         summary = train(run_cfg, resume=resume)
         rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
-        result = {
-            "train_size": size,
-            "method": method,
-            "fusion": run_cfg.fusion,
-            "layout": run_cfg.layout,
-            "seed": seed,
-            "cases": rows,
-            "largest_size": largest,
-            "checkpoint": config.checkpoint,
-            "best_epoch": summary["best_epoch"],
-            "epochs_run": summary["epochs_run"],
-            "stopped_early": summary["stopped_early"],
-        }
+        result = _result(config, run_cfg, size, method, seed, rows, summary)
+        result["largest_size"] = largest
         atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
         results.append(result)
     bar.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +15,52 @@ from matplotlib.figure import Figure
 
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 from fdseg_core.experiment.results import class_keys, per_pair_scores
-from fdseg_core.experiment.stats import mean_std, paired_bootstrap_ci
+from fdseg_core.experiment.stats import (
+    N_RESAMPLES,
+    few_seeds_note,
+    hierarchical_paired_bootstrap_ci,
+    mean_std,
+    paired_bootstrap_ci,
+    per_unit_means,
+    verdict,
+)
 
-__all__ = ["dice_vs_size_figure", "format_delta", "summarise", "write_report"]
+__all__ = [
+    "ALL_SIZES",
+    "dice_vs_size_figure",
+    "format_delta",
+    "format_per_seed",
+    "summarise",
+    "write_report",
+]
 
 
-def summarise(results: list[dict], *, methods, n_resamples: int = 10000) -> list[dict[str, Any]]:
-    """One row per (training size, class, method): Dice mean, std, and the paired
-    difference to the baseline (method ``"none"``) with its bootstrap 95% interval.
+#: The ``train_size`` of the rows pooled over every training size.
+ALL_SIZES = "all"
 
-    Scores are paired by (seed, test case). A "mean" class averages the
-    foreground classes of each case.
+
+def summarise(
+    results: list[dict], *, methods, n_resamples: int = N_RESAMPLES
+) -> list[dict[str, Any]]:
+    """One row per (training size, class, method), and per (class, method) pooled over
+    the sizes: Dice mean and std, and the paired difference to the baseline (method
+    ``"none"``) at seed level.
+
+    Scores are paired by (seed, test case). A ``"mean"`` class averages the foreground
+    classes of each case. A method's row carries:
+
+    * ``diff``: the mean over seeds of each seed's mean paired difference;
+    * ``ci_low``/``ci_high``: the headline, seed-level interval
+      (:func:`~fdseg_core.experiment.stats.hierarchical_paired_bootstrap_ci`: seeds
+      resampled, then test cases within each seed);
+    * ``pooled_ci_low``/``pooled_ci_high``: the interval over (seed, case) pairs as if
+      they were independent (narrower; it says how precisely these seeds were
+      measured, not what another seed would give);
+    * ``per_seed``: each seed's mean difference, in seed order; ``n_seeds``;
+    * ``verdict``: :func:`~fdseg_core.experiment.stats.verdict` of those numbers.
+
+    In the rows pooled over sizes (``train_size`` :data:`ALL_SIZES`), the top-level unit
+    of the interval is the (size, seed) pair, and ``per_seed`` lists those pairs.
     """
     keys = class_keys(results)
     # add a per-case mean over classes
@@ -33,69 +70,140 @@ def summarise(results: list[dict], *, methods, n_resamples: int = 10000) -> list
             row["dice_mean"] = sum(vals) / len(vals) if vals else None
     keys = [*keys, "dice_mean"]
     sizes = sorted({r["train_size"] for r in results})
+    groups: list[tuple[Any, list[int]]] = [(size, [size]) for size in sizes]
+    if len(sizes) > 1:
+        groups.append((ALL_SIZES, sizes))
     table = []
-    for size in sizes:
+    for label, group in groups:
         for key in keys:
-            base = per_pair_scores(results, size, "none", key) if "none" in methods else {}
+            base = _scores(results, group, "none", key) if "none" in methods else {}
             for method in methods:
-                scores = per_pair_scores(results, size, method, key)
+                scores = _scores(results, group, method, key)
                 if not scores:
                     continue
                 mean, std = mean_std(list(scores.values()))
                 row = {
-                    "train_size": size,
+                    "train_size": label,
                     "class": key.removeprefix("dice_"),
                     "method": method,
                     "n": len(scores),
                     "dice_mean": mean,
                     "dice_std": std,
-                    "diff": None,
-                    "ci_low": None,
-                    "ci_high": None,
+                    **_EMPTY_DELTA,
                 }
                 if base and method != "none":
-                    pairs = sorted(set(scores) & set(base))
-                    diff, low, high = paired_bootstrap_ci(
-                        [scores[p] for p in pairs],
-                        [base[p] for p in pairs],
-                        n_resamples=n_resamples,
-                    )
-                    row.update(diff=diff, ci_low=low, ci_high=high)
+                    row.update(_delta(scores, base, n_resamples, pooled_sizes=len(group) > 1))
                 table.append(row)
     return table
 
 
-def format_delta(row: dict[str, Any]) -> str:
-    """A ``summarise`` row's paired difference and interval in Dice points,
-    ``"+2.8 [+1.5, +4.3]"``, or ``"—"`` for the baseline."""
+_EMPTY_DELTA: dict[str, Any] = {
+    "diff": None,
+    "ci_low": None,
+    "ci_high": None,
+    "pooled_ci_low": None,
+    "pooled_ci_high": None,
+    "n_seeds": None,
+    "per_seed": None,
+    "verdict": None,
+}
+
+
+def _scores(results, sizes, method, key) -> dict[tuple, float]:
+    """``{(size, seed, case): score}`` of one method over some training sizes."""
+    return {
+        (size, *pair): score
+        for size in sizes
+        for pair, score in per_pair_scores(results, size, method, key).items()
+    }
+
+
+def _delta(scores, base, n_resamples: int, *, pooled_sizes: bool) -> dict[str, Any]:
+    pairs = sorted(set(scores) & set(base))
+    by_unit: dict[tuple, list[float]] = {}
+    for size, seed, case in pairs:
+        by_unit.setdefault((size, seed), []).append(
+            scores[(size, seed, case)] - base[(size, seed, case)]
+        )
+    diff, low, high = hierarchical_paired_bootstrap_ci(by_unit, n_resamples=n_resamples)
+    _, pooled_low, pooled_high = paired_bootstrap_ci(
+        [scores[p] for p in pairs], [base[p] for p in pairs], n_resamples=n_resamples
+    )
+    per_unit = per_unit_means(by_unit)
+    return {
+        "diff": diff,
+        "ci_low": low,
+        "ci_high": high,
+        "pooled_ci_low": pooled_low,
+        "pooled_ci_high": pooled_high,
+        "n_seeds": len(per_unit),
+        "per_seed": list(per_unit.values()),
+        "verdict": verdict(
+            list(per_unit.values()), low, high, unit="(size, seed) pair" if pooled_sizes else "seed"
+        ),
+    }
+
+
+def _points(value: float | None, sign: bool = True) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{100 * value:+.1f}" if sign else f"{100 * value:.1f}"
+
+
+def format_delta(row: dict[str, Any], *, pooled: bool = False) -> str:
+    """A ``summarise`` row's paired difference and its seed-level interval in Dice
+    points, ``"+2.8 [+1.5, +4.3]"`` (``pooled``: the (seed, case) interval), or ``"—"``
+    for the baseline."""
     if row["diff"] is None:
         return "—"
-    return f"{100 * row['diff']:+.1f} [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+    low, high = ("pooled_ci_low", "pooled_ci_high") if pooled else ("ci_low", "ci_high")
+    return f"{_points(row['diff'])} [{_points(row.get(low))}, {_points(row.get(high))}]"
 
 
-def _markdown(table: list[dict]) -> str:
+def format_per_seed(row: dict[str, Any]) -> str:
+    """Each seed's mean paired difference in Dice points, ``"+1.5, −1.3, +4.6"``."""
+    if not row.get("per_seed"):
+        return "—"
+    return ", ".join(_points(v) for v in row["per_seed"])
+
+
+def _markdown(table: list[dict], n_seeds: int | None = None) -> str:
     lines = [
-        "| train size | class | method | Dice (mean ± std) | Δ vs baseline [95% CI] | n |",
-        "|---:|---|---|---|---|---:|",
+        "| train size | class | method | Dice (mean ± std) | Δ vs baseline [seed-level 95% CI] "
+        "| verdict | Δ per seed | Δ [pooled (seed, case) 95% CI] | n |",
+        "|---:|---|---|---|---|---|---|---|---:|",
     ]
     for r in table:
-        delta = format_delta(r)
         lines.append(
             f"| {r['train_size']} | {r['class']} | {r['method']} | "
-            f"{100 * r['dice_mean']:.1f} ± {100 * r['dice_std']:.1f} | {delta} | "
+            f"{100 * r['dice_mean']:.1f} ± {100 * r['dice_std']:.1f} | {format_delta(r)} | "
+            f"{r['verdict'] or '—'} | {format_per_seed(r)} | {format_delta(r, pooled=True)} | "
             f"{r['n']} |"
         )
     lines.append("")
     lines.append(
-        "Dice in points (×100). Δ: mean paired difference to the baseline (method none) "
-        "over (seed, test case) pairs, with a percentile bootstrap 95% interval."
+        "Dice in points (×100); n: (seed, test case) pairs. Δ: the mean over seeds of each "
+        "seed's mean paired difference to the baseline (method none). Seed-level CI: a "
+        "percentile bootstrap that resamples seeds, then test cases within each seed: what "
+        "a new seed (a new draw of training cases and initialisation) may give. Pooled CI: "
+        "(seed, case) pairs resampled as if independent; narrower, it says how precisely "
+        f"these seeds were measured. Rows of train size {ALL_SIZES!r} pool the sizes: their "
+        "unit is the (size, seed) pair."
     )
+    note = few_seeds_note(n_seeds) if n_seeds is not None else None
+    if note:
+        lines += ["", f"Note: {note}."]
     return "\n".join(lines) + "\n"
 
 
 def dice_vs_size_figure(table: list[dict], methods) -> Figure:
-    """Test Dice (mean ± std over (seed, case) pairs) against the training size, one
-    panel per class, a line per method, on a log-2 size axis.
+    """Test Dice against the training size, one column per class, on a log-2 size axis.
+
+    The top row shows each method's Dice (mean ± std over (seed, case) pairs). When the
+    table has a baseline, a second row shows each method's paired difference to it with
+    the seed-level 95 % interval as the error bar and each seed's own difference as a
+    dot: the spread that decides whether a new seed gains. Rows pooled over the sizes
+    are not drawn.
 
     Args:
         table: The rows of :func:`summarise`.
@@ -107,12 +215,15 @@ def dice_vs_size_figure(table: list[dict], methods) -> Figure:
         side by side, and its y axis a little above 1, so that a Dice of 1 is not
         clipped.
     """
+    table = [r for r in table if r["train_size"] != ALL_SIZES]
     classes = list(dict.fromkeys(r["class"] for r in table))
     sizes = sorted({r["train_size"] for r in table})
+    deltas = any(r.get("diff") is not None for r in table)
     # a Figure without pyplot: no GUI backend, no global figure registry
-    fig = Figure(figsize=(4.2 * len(classes), 3.8))
-    axes = fig.subplots(1, len(classes), squeeze=False)
-    for ax, cls in zip(axes[0], classes, strict=True):
+    fig = Figure(figsize=(4.2 * len(classes), 3.8 * (2 if deltas else 1)))
+    axes = fig.subplots(2 if deltas else 1, len(classes), squeeze=False)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for col, cls in enumerate(classes):
         for i, method in enumerate(methods):
             rows = sorted(
                 (r for r in table if r["class"] == cls and r["method"] == method),
@@ -120,28 +231,88 @@ def dice_vs_size_figure(table: list[dict], methods) -> Figure:
             )
             if not rows:
                 continue
-            xs = [r["train_size"] * (1 + 0.03 * (i - 1)) for r in rows]
-            ax.errorbar(
-                xs,
+            label = "baseline" if method == "none" else method
+            colour = colours[i % len(colours)]
+            shift = 1 + 0.03 * (i - 1)
+            axes[0, col].errorbar(
+                [r["train_size"] * shift for r in rows],
                 [r["dice_mean"] for r in rows],
                 yerr=[r["dice_std"] for r in rows],
                 marker="o",
                 capsize=3,
-                label="baseline" if method == "none" else method,
+                color=colour,
+                label=label,
             )
-        ax.set_xscale("log", base=2)
-        ax.set_xlim(sizes[0] / 2**0.5, sizes[-1] * 2**0.5)
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.minorticks_off()
-        ax.set_xlabel("training cases")
+            rows = [r for r in rows if r.get("diff") is not None]
+            if deltas and rows:
+                _delta_points(axes[1, col], rows, shift, colour, label)
+        for row in range(axes.shape[0]):
+            _size_axis(axes[row, col], sizes)
+        ax = axes[0, col]
         ax.set_ylabel("test Dice")
         ax.set_ylim(0, 1.04)
         ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         ax.set_title(cls.replace("_", " "))
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        if deltas:
+            ax = axes[1, col]
+            ax.axhline(0, color="black", lw=0.8)
+            ax.set_ylabel("Δ Dice vs baseline (points)")
+            ax.set_title(f"{cls.replace('_', ' ')}: Δ, seed-level 95% CI, dots = seeds", fontsize=9)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _size_axis(ax, sizes) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(sizes[0] / 2**0.5, sizes[-1] * 2**0.5)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training cases")
+    ax.grid(alpha=0.3)
+
+
+def _delta_points(ax, rows, shift: float, colour: str, label: str) -> None:
+    """One method's Δ (points) with its seed-level interval, and a dot per seed."""
+    xs = [r["train_size"] * shift for r in rows]
+    mid = [100 * r["diff"] for r in rows]
+    low = [100 * r["ci_low"] if _finite(r["ci_low"]) else m for r, m in zip(rows, mid, strict=True)]
+    high = [
+        100 * r["ci_high"] if _finite(r["ci_high"]) else m for r, m in zip(rows, mid, strict=True)
+    ]
+    ax.errorbar(
+        xs,
+        mid,
+        yerr=[
+            [m - lo for m, lo in zip(mid, low, strict=True)],
+            [hi - m for m, hi in zip(mid, high, strict=True)],
+        ],
+        marker="s",
+        capsize=4,
+        lw=1.6,
+        color=colour,
+        label=label,
+    )
+    for x, r in zip(xs, rows, strict=True):
+        seeds = r.get("per_seed") or []
+        ax.plot([x * 1.01] * len(seeds), [100 * v for v in seeds], ".", color=colour, alpha=0.6)
+
+
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def _finite(value) -> bool:
+    return value is not None and not math.isnan(value)
 
 
 def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, methods) -> None:
@@ -168,7 +339,8 @@ def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, methods) 
                 # the mean where every seed still runs (runs stop early at different epochs)
                 epochs = sorted(set(series[0]).intersection(*series[1:]))
                 mean = [sum(p[e] for p in series) / len(series) for e in epochs]
-                ax.plot(epochs, mean, color=colour, lw=2, label=f"{label} ({len(runs)} seeds)")
+                seeds = f"{len(runs)} seed" + ("s" if len(runs) != 1 else "")
+                ax.plot(epochs, mean, color=colour, lw=2, label=f"{label} ({seeds})")
         row[0].set_ylabel(f"training loss, n={size}")
         row[1].set_ylabel(f"validation mean Dice, n={size}")
         row[1].set_ylim(0, 1)
@@ -185,11 +357,11 @@ def write_report(
     out: str | Path,
     *,
     methods,
-    n_resamples: int = 10000,
+    n_resamples: int = N_RESAMPLES,
     curves: dict[tuple, list[dict]] | None = None,
 ) -> dict[str, Any]:
-    """Write ``table.csv``, ``table.md`` and ``dice_vs_size.png`` into ``out``, and
-    ``training_curves.png`` when ``curves`` are given.
+    """Write ``table.csv``, ``table.md``, ``summary.json`` and ``dice_vs_size.png`` into
+    ``out``, and ``training_curves.png`` when ``curves`` are given.
 
     Args:
         results: One ``result.json`` per run.
@@ -204,14 +376,33 @@ def write_report(
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else ["train_size"])
     writer.writeheader()
-    writer.writerows(table)
+    for row in table:
+        writer.writerow({**row, "per_seed": ";".join(f"{v:.6f}" for v in row["per_seed"] or [])})
     atomic_write_text(out / "table.csv", buf.getvalue())
-    markdown = _markdown(table)
+    n_seeds = len({r["seed"] for r in results}) if results else None
+    markdown = _markdown(table, n_seeds)
     atomic_write_text(out / "table.md", markdown)
+    atomic_write_text(
+        out / "summary.json",
+        json.dumps(
+            _finite_or_null(
+                {"rows": table, "n_seeds": n_seeds, "note": few_seeds_note(n_seeds or 0)}
+            ),
+            indent=1,
+            allow_nan=False,
+        )
+        + "\n",
+    )
     plot = out / "dice_vs_size.png"
     if table:
         atomic_save_figure(dice_vs_size_figure(table, methods), plot, dpi=110)
-    report: dict[str, Any] = {"table": table, "markdown": markdown, "plot": str(plot)}
+    report: dict[str, Any] = {
+        "table": table,
+        "markdown": markdown,
+        "plot": str(plot),
+        "n_seeds": n_seeds,
+        "note": few_seeds_note(n_seeds) if n_seeds else None,
+    }
     if curves:
         report["curves"] = str(out / "training_curves.png")
         _plot_training_curves(curves, out / "training_curves.png", methods)

@@ -12,7 +12,7 @@ def method_of(result: dict[str, Any]) -> str:
 
     Results written before the label had its own key kept it under ``"fusion"``.
     """
-    return result.get("method", result["fusion"])
+    return result["method"] if "method" in result else result["fusion"]
 
 
 def _as_float(v: Any) -> float:

@@ -114,7 +114,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     Returns:
         A summary dict: ``best_dice``, ``best_epoch``, ``final`` (last validation per
         class), ``report`` (a printable text), ``is_main``, ``out``, ``n_folds``,
-        ``fold``, ``epochs_run``, ``stopped_early``.
+        ``fold``, ``epochs_run``, ``stopped_early``, ``steps_per_epoch``, ``train_ids``
+        and ``val_ids`` (the run's case ids), ``activation`` (how its logits become
+        labels: ``"softmax"`` or ``"sigmoid"``).
 
     Raises:
         ValueError: Bad dataset, configuration or resume state (message names the file).
@@ -395,6 +397,10 @@ def _summary(run: _Run) -> dict[str, Any]:
         "fold": plan.fold,
         "epochs_run": run.epoch,
         "stopped_early": run.tracker.stopped,
+        "steps_per_epoch": run.steps,
+        "train_ids": list(run.data.train_ids),
+        "val_ids": list(run.data.val_ids),
+        "activation": run.meta["activation"],
     }
 
 

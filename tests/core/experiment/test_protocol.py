@@ -58,8 +58,19 @@ def test_tiny_experiment_writes_table_and_plot_and_resumes(tmp_path):
     assert "training_curves.png" in r.output
     result = json.loads((out / "runs" / "n001-early-s0" / "result.json").read_text())
     assert [c["case"] for c in result["cases"]] == ["toy_004", "toy_005"]  # the test cases
+    # everything needed to read the run without rerunning it
+    split = json.loads((out / "runs" / "n001-early-s0" / "splits_final.json").read_text())
+    assert result["inference_rule"] == "softmax"
+    assert len(result["train_cases"]) == 1 and set(result["train_cases"]) <= set(split[0]["train"])
+    assert result["val_cases"] == split[0]["val"]
+    assert result["steps_per_epoch"] == 2 and result["stop_step"] == 2 and result["step_cap"] == 2
+    assert result["best_step"] == 2 and result["hit_step_cap"] is True  # 1 epoch, no plateau
+    assert result["fdseg_version"] and len(result["fdseg_commit"] or "x" * 40) == 40
+    assert result["run_dir"] == "runs/n001-early-s0"  # relative to the experiment folder
     meta = json.loads((out / "experiment.json").read_text())
     assert meta["test_set"] == "imagesTs/labelsTs"
+    assert meta["dataset"] == "../ds"  # relative: no machine's absolute path is committed
+    assert "warning: 1 seed: no seed-level interval" in r.output
     # a second call trains nothing: every run is finished
     stamp = (out / "runs" / "n001-none-s0" / "last.pt").stat().st_mtime_ns
     r = CliRunner().invoke(cli, args)

@@ -1,8 +1,10 @@
-"""The Dice-against-training-size plot of an experiment's report."""
+"""An experiment's report: seed-level statistics, its files and its plot."""
+
+import json
 
 import pytest
 
-from fdseg_core.experiment.report import dice_vs_size_figure
+from fdseg_core.experiment.report import ALL_SIZES, dice_vs_size_figure, summarise, write_report
 
 METHODS = ("none", "early", "late")
 
@@ -43,3 +45,73 @@ def test_a_dice_of_one_is_not_clipped():
     fig = dice_vs_size_figure(_table((4,), dice=1.0), METHODS)
     for ax in fig.get_axes():
         assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 1.0
+
+
+def _results(deltas_by_size, n_cases=4):
+    """Results whose method ``late`` beats ``none`` by the given per-seed deltas."""
+    results = []
+    for size, deltas in deltas_by_size.items():
+        for seed, delta in enumerate(deltas):
+            for method, shift in (("none", 0.0), ("late", delta)):
+                cases = [
+                    {"case": f"c{i}", "dice_red": 0.7 + 0.01 * i + shift} for i in range(n_cases)
+                ]
+                results.append({"train_size": size, "method": method, "seed": seed, "cases": cases})
+    return results
+
+
+def test_summary_rows_carry_seed_level_and_pooled_intervals_per_seed_deltas_and_a_verdict():
+    results = _results({2: [-0.02, 0.03, 0.08], 8: [0.02, 0.03, 0.04]})
+    table = summarise(results, methods=["none", "late"], n_resamples=2000)
+    rows = {(r["train_size"], r["class"], r["method"]): r for r in table}
+    small = rows[(2, "red", "late")]
+    assert small["per_seed"] == pytest.approx([-0.02, 0.03, 0.08])
+    assert small["n_seeds"] == 3 and small["diff"] == pytest.approx(0.03)
+    # constant within a seed: the pooled interval is the spread of 3 values over 12
+    # pairs, the seed-level one the spread of 3 seeds
+    assert small["ci_low"] < 0 < small["ci_high"]
+    assert small["pooled_ci_low"] > small["ci_low"] and small["pooled_ci_high"] < small["ci_high"]
+    assert small["verdict"] == "not established: interval includes 0 (2 of 3 seeds gain)"
+    large = rows[(8, "red", "late")]
+    assert large["verdict"] == "gain in every seed, interval above 0"
+    pooled = rows[(ALL_SIZES, "red", "late")]
+    assert pooled["n_seeds"] == 6 and pooled["diff"] == pytest.approx(0.03)
+    assert "(size, seed) pair" in pooled["verdict"]
+    assert rows[(2, "red", "none")]["verdict"] is None
+
+
+def test_the_report_writes_strict_json_and_the_few_seeds_note(tmp_path):
+    results = _results({2: [0.01, 0.02, 0.03]})
+    report = write_report(results, tmp_path, methods=["none", "late"], n_resamples=200)
+    summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=_refuse)
+    assert summary["n_seeds"] == 3 and "3 seeds" in summary["note"]
+    assert "Note: 3 seeds: seed-level intervals will be wide" in report["markdown"]
+    assert "seed-level 95% CI" in (tmp_path / "table.md").read_text()
+    header = (tmp_path / "table.csv").read_text().splitlines()[0].split(",")
+    assert {"ci_low", "pooled_ci_low", "per_seed", "verdict"} <= set(header)
+
+
+def _refuse(name):
+    raise AssertionError(f"non-standard JSON constant {name}")
+
+
+def test_the_plot_shows_each_methods_seed_level_interval_and_its_seeds():
+    results = _results({2: [-0.02, 0.03, 0.08], 8: [0.02, 0.03, 0.04]})
+    table = summarise(results, methods=["none", "late"], n_resamples=2000)
+    fig = dice_vs_size_figure(table, ["none", "late"])
+    axes = fig.get_axes()
+    assert len(axes) == 4  # (Dice, Δ) x (red, mean); the pooled rows are not drawn
+    delta_ax = axes[2]
+    assert "seed-level 95% CI" in delta_ax.get_title()
+    row = next(r for r in table if (r["train_size"], r["class"], r["method"]) == (2, "red", "late"))
+    # the error bar spans the seed-level interval (in points)
+    bars = [c for c in delta_ax.collections if len(c.get_segments())]
+    spans = [seg[:, 1] for c in bars for seg in c.get_segments()]
+    assert any(
+        lo == pytest.approx(100 * row["ci_low"]) and hi == pytest.approx(100 * row["ci_high"])
+        for lo, hi in (sorted(s) for s in spans)
+    )
+    seed_dots = [line for line in delta_ax.get_lines() if line.get_marker() == "."]
+    assert sorted(y for line in seed_dots for y in line.get_ydata())[:3] == pytest.approx(
+        [-2.0, 2.0, 3.0]
+    )

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Stage the small files of every finished run (one with result.json) of issue 27's
+# experiments, and nothing of a run still in progress: config, metrics log, split and
+# result; never checkpoints (.gitignore keeps *.pt out).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+cd "$HERE"
+for result in */*/runs/*/result.json; do
+  [ -e "$result" ] || continue
+  run="$(dirname "$result")"
+  git add -- "$run"/result.json "$run"/config.json "$run"/metrics.jsonl "$run"/metrics.csv \
+    "$run"/splits_final.json 2>/dev/null || true
+done
+for exp in */*/; do
+  [ "${exp%%/*}" = data ] && continue
+  for f in experiment.json table.csv table.md summary.json dice_vs_size.png training_curves.png; do
+    [ -e "$exp$f" ] && git add -- "$exp$f"
+  done
+done
+[ -e REPORT.md ] && git add -- REPORT.md report
+git status --short -- . | grep -v '^??' || true
