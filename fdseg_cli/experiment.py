@@ -8,12 +8,12 @@ from fdseg_cli.options import (
     count_option,
     explicit_options,
     int_list,
+    memory_option,
     out_option,
     training_options,
 )
-from fdseg_cli.train import echo_recipe, training_fields
+from fdseg_cli.train import echo_recipe, given_fields
 from fdseg_core.choices import FUSIONS, LAYOUTS
-from fdseg_core.train.config import TrainConfig
 
 __all__ = ["experiment"]
 
@@ -51,14 +51,36 @@ __all__ = ["experiment"]
     default=10000,
     help="Bootstrap resamples of the confidence intervals.",
 )
+@click.option(
+    "--plan/--no-plan",
+    "planning",
+    default=True,
+    show_default=True,
+    help="Plan target spacing, patch and batch size from the dataset, as `fdseg train` "
+    "does, when you give no --patch-size, --target-spacing or --whole-volume; recorded "
+    "in OUT/plans.json and OUT/experiment.json.",
+)
+@memory_option
 @training_options
-def experiment(dataset, out, train_sizes, fusions, seeds, layouts, checkpoint, bootstrap, **opts):
+def experiment(
+    dataset,
+    out,
+    train_sizes,
+    fusions,
+    seeds,
+    layouts,
+    checkpoint,
+    bootstrap,
+    planning,
+    memory_gb,
+    **opts,
+):
     """Train every (training size, method, seed) on DATASET, evaluate each on the same
     held-out test cases, and write a table (CSV, Markdown), a plot of Dice against training
     size and the training curves of every run. Finished runs are
     skipped, so an interrupted experiment resumes."""
     # the experiment imports torch: only when the command runs, so --help is instant
-    from fdseg_core.experiment import ExperimentConfig, run_experiment
+    from fdseg_core.jobs import experiment_job, run_experiment_job
 
     sizes = int_list(train_sizes, "--train-sizes")
     methods = tuple(m.strip() for m in fusions.split(",") if m.strip())
@@ -78,28 +100,28 @@ def experiment(dataset, out, train_sizes, fusions, seeds, layouts, checkpoint, b
                 f"unknown layouts {bad_layouts}; expected {', '.join(LAYOUTS)}",
                 param_hint="--layouts",
             )
-    fields, applied = training_fields(opts)
-    first_seed = fields.pop("seed", 0)
-    fields.pop("fusion", None)  # the recipe's fusion: each run takes one of --fusion
-    per_run = {"fusion": f"per run, from --fusion {fusions}"}
-    if layout_list:
-        fields.pop("layout", None)  # the recipe's layout: each run takes one of --layouts
-        per_run["layout"] = f"per run, from --layouts {layouts}"
-    template = TrainConfig(dataset=str(dataset), out=str(out), **fields)
-    echo_recipe(template, applied, per_run=per_run)
-    config = ExperimentConfig(
-        dataset=str(dataset),
-        out=str(out),
+    given = given_fields(opts)
+    config, job = experiment_job(
+        dataset,
+        out,
+        given=given,
+        planning=planning,
+        memory_gb=memory_gb,
+        progress=opts["progress"],
         train_sizes=sizes,
         fusions=methods,
         seeds=seeds,
-        first_seed=first_seed,
-        training=template,
         n_resamples=bootstrap,
         layouts=layout_list,
         checkpoint=checkpoint,
     )
-    report = run_experiment(config, progress=template.progress)
+    for line in job.notes:
+        click.echo(line, err=True)
+    per_run = {"fusion": f"per run, from --fusion {fusions}"}
+    if layout_list:
+        per_run["layout"] = f"per run, from --layouts {layouts}"
+    echo_recipe(job.config, job.applied, per_run=per_run)
+    report = run_experiment_job(config, job, progress=job.config.progress)
     click.echo(report["markdown"])
     curves = f", {report['curves']}" if report.get("curves") else ""
     click.echo(f"wrote {out}/table.csv, {out}/table.md, {report['plot']}{curves}")

@@ -15,8 +15,8 @@ import click
 from click.core import ParameterSource
 
 from fdseg_core.choices import DEFAULT_MEMORY_GB, DEVICES
+from fdseg_core.jobs.default import PHANTOM_TRAINING
 from fdseg_core.train.config import option_spec
-from fdseg_core.train.default import PHANTOM_TRAINING
 
 __all__ = [
     "FOLD",

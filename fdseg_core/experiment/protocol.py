@@ -77,6 +77,9 @@ class ExperimentConfig:
         n_resamples: Bootstrap resamples of the confidence intervals.
         checkpoint: Which checkpoint of each run is evaluated: ``"last"``, or ``"best"``
             (the best validation Dice; the one early stopping selects).
+        plan: The plan the template's sizes came from, recorded in ``experiment.json``
+            (``None``: none; :func:`fdseg_core.jobs.experiment_job` plans as ``fdseg
+            train`` does).
     """
 
     dataset: str
@@ -89,6 +92,7 @@ class ExperimentConfig:
     n_resamples: int = N_RESAMPLES
     layouts: tuple[str, ...] = ()
     checkpoint: str = "last"
+    plan: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
@@ -276,6 +280,7 @@ def _run_locked(
                 "training": _template_options(template),
                 "test_set": source,
                 "test_cases": [c.case_id for c in held_out],
+                "plan": config.plan,
                 **code_provenance(),
             },
             indent=1,

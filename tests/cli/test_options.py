@@ -70,7 +70,7 @@ def test_an_option_error_from_the_core_names_the_flag_on_the_command_line(monkey
     import fdseg_core.train as train_pkg
 
     monkeypatch.setattr(train_pkg, "train", fail)
-    monkeypatch.setattr("fdseg_core.train.default.ensure_default_dataset", lambda progress: ".")
+    monkeypatch.setattr("fdseg_core.jobs.engine.ensure_default_dataset", lambda progress: ".")
     r = CliRunner().invoke(cli, ["train", "--no-progress"])
     assert r.exit_code == 2
     assert r.output.strip().splitlines()[-1] == "Error: --folds 9 is too many; use --folds 3"

@@ -57,8 +57,31 @@ def test_train_without_size_options_plans_records_the_plan_and_trains(anisotropi
     assert config["patch_size"] == plan["patch_size"] and config["batch_size"] == plan["batch_size"]
     assert plan["fingerprint"]["cases"][0]["shape"] == [32, 32, 8]
     assert (run / "best.pt").is_file()
-    # resuming reads the recorded plan back instead of planning again
+    # resuming takes the run's own configuration: nothing is planned again
+    stamp = (run / "plans.json").read_text()
     r = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "plan:" not in r.output and "the run's own configuration" in r.output
+    assert (run / "plans.json").read_text() == stamp
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+
+
+def test_an_experiment_trains_the_planned_patch_and_spacing(anisotropic, tmp_path):
+    out = tmp_path / "exp"
+    args = ["experiment", str(anisotropic), "--out", str(out), "--train-sizes", "1"]
+    args += ["--fusion", "none", "--seeds", "1", "--epochs", "1", "--iters-per-epoch", "1"]
+    args += ["--folds", "2", "--bootstrap", "100", "--no-progress"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "plan: target spacing" in r.output
+    plan = json.loads((out / "plans.json").read_text())
+    config = json.loads((out / "runs" / "n001-none-s0" / "config.json").read_text())
+    assert config["target_spacing"] == plan["target_spacing"]
+    assert config["patch_size"] == plan["patch_size"] and config["batch_size"] == plan["batch_size"]
+    meta = json.loads((out / "experiment.json").read_text())
+    assert meta["plan"]["source"] == "plan" and meta["plan"]["patch_size"] == plan["patch_size"]
+    # continuing the experiment reads its plan back
+    r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert "plan: read from" in r.output
 

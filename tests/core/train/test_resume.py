@@ -140,5 +140,5 @@ def test_cli_resume_with_other_device_and_workers(ds, tmp_path):
     assert _epochs(run) == [1, 2]
     r = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume", "--lr", "0.5"])
     assert r.exit_code == 2
-    assert "--resume: the options differ" in r.output and "['lr']" in r.output
+    assert "--resume: the run in" in r.output and "other values of --lr;" in r.output
     assert "--epochs may change" in r.output

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 import fdseg_core.train as train_pkg
 from fdseg_cli.main import cli
 from fdseg_core.data import check_cases, load_dataset
-from fdseg_core.train import default
+from fdseg_core.jobs import default, engine
 
 
 def test_default_dataset_is_generated_once_into_the_cache(tmp_path, monkeypatch):
@@ -49,7 +49,7 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, monkeypatch):
 
 def test_train_without_dataset_uses_the_phantom_and_its_defaults(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(default, "ensure_default_dataset", lambda progress: tmp_path / "ds")
+    monkeypatch.setattr(engine, "ensure_default_dataset", lambda progress: tmp_path / "ds")
     (tmp_path / "ds").mkdir()
 
     def fake_train(config, resume=False):

@@ -1,0 +1,265 @@
+"""The job engine: which defaults apply, planning, and resuming from the run itself.
+
+Every entry point that trains (``fdseg train``, ``fdseg train --folds-all``,
+``torchrun ... fdseg train``, ``fdseg experiment`` and the Python API) turns what the
+user asked for into a configuration here, so the same options do the same thing
+wherever they are given:
+
+1. **Resume** (``resume=True``): the configuration is the run's own ``config.json``.
+   Nothing is planned again and no recipe is applied again. Only the fields the user
+   gave are compared with it: runtime fields and ``epochs`` may change, a changed
+   run-defining field is refused, naming it.
+2. **Otherwise**, by the one precedence rule of
+   :func:`~fdseg_core.train.recipes.resolve_fields`: what the user gave, then the
+   recipe's value, then the job's defaults, which are
+
+   * the built-in phantom's own sizes (:data:`~fdseg_core.jobs.default.PHANTOM_TRAINING`)
+     when no dataset is given;
+   * a plan of target spacing, patch and batch size made from the dataset's
+     fingerprint (:func:`~fdseg_core.planning.plan_run`) when the user gave no size
+     field and planning is on; ``plans.json`` is written beside the run once it has
+     started, and read back when an experiment continues;
+   * :class:`~fdseg_core.train.TrainConfig`'s defaults for the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fdseg_core.choices import DEFAULT_MEMORY_GB
+from fdseg_core.errors import OptionError
+from fdseg_core.jobs.default import PHANTOM_TRAINING, ensure_default_dataset
+from fdseg_core.train.config import RUNTIME_FIELDS, TrainConfig, option_spec
+from fdseg_core.train.recipes import resolve_fields
+
+__all__ = [
+    "PLANS",
+    "SIZE_FIELDS",
+    "TrainingJob",
+    "default_out",
+    "resume_config",
+    "run_training_job",
+    "training_job",
+]
+
+#: The fields that decide sizes: giving one turns planning off.
+SIZE_FIELDS = ("patch_size", "target_spacing")
+#: The plan of a run (or of an experiment's runs), beside it.
+PLANS = "plans.json"
+#: What a resumed run may change: how it executes here, and how long it runs.
+_MAY_CHANGE = frozenset(RUNTIME_FIELDS) | {"epochs"}
+#: What a plan sets.
+_PLANNED = ("target_spacing", "patch_size", "batch_size")
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A training run, resolved: its configuration and where its values came from.
+
+    Attributes:
+        config: The configuration to train.
+        applied: The values the recipe set (to print; empty on resume).
+        defaults: Where the defaults came from: ``"phantom"`` (the built-in job),
+            ``"plan"`` (planned now), ``"plans.json"`` (read back), ``"run"`` (resumed
+            from the run's ``config.json``) or ``"config"`` (``TrainConfig``'s).
+        notes: Lines that say why (the plan's reasons, the resume source), in order.
+        plan: The plan made now, written to ``plans.json`` once the run starts
+            (``None`` when nothing was planned now).
+    """
+
+    config: TrainConfig
+    applied: dict[str, Any] = field(default_factory=dict)
+    defaults: str = "config"
+    notes: tuple[str, ...] = ()
+    plan: Any = None
+
+    def save_plan(self, folder: str | Path | None = None) -> Path | None:
+        """Write the plan made now to ``folder/plans.json`` (default: the run's folder);
+        nothing when nothing was planned now."""
+        if self.plan is None:
+            return None
+        from fdseg_core.planning import save_plan  # lazy: planning imports torch
+
+        plan, fp = self.plan
+        return save_plan(plan, fp, Path(folder or self.config.out) / PLANS)
+
+
+def default_out(dataset: str | Path, fields: Mapping[str, Any]) -> Path:
+    """``runs/<dataset>-<backbone>-<fusion>``: where a run goes without ``out``."""
+    name = {k: fields.get(k, option_spec(k)["default"]) for k in ("backbone", "fusion")}
+    return Path("runs") / f"{Path(dataset).name}-{name['backbone']}-{name['fusion']}"
+
+
+def training_job(
+    dataset: str | Path | None,
+    out: str | Path | None = None,
+    *,
+    given: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    planning: bool = True,
+    memory_gb: float = DEFAULT_MEMORY_GB,
+    progress: bool = False,
+) -> TrainingJob:
+    """Resolve a training run from what the user gave.
+
+    Args:
+        dataset: The dataset root; ``None``: the built-in phantom (generated once into
+            the cache), or, on resume, the run's own dataset.
+        out: The run's folder (default: :func:`default_out`; required on resume).
+        given: The config fields the user set (on the command line: only the options
+            typed), ``recipe`` included. Nothing else is taken as the user's choice.
+        resume: Continue the run in ``out`` from its own ``config.json``.
+        planning: Plan sizes from the dataset when ``given`` has no size field.
+        memory_gb: The memory budget of one training step, for the plan.
+        progress: A progress bar while the dataset is fingerprinted or generated.
+
+    Returns:
+        The resolved :class:`TrainingJob`.
+
+    Raises:
+        OptionError: On resume, a run-defining field that differs from the run's.
+        FileNotFoundError: On resume, a folder that holds no run.
+        ValueError: A bad value (named), a dataset folder that does not exist.
+    """
+    given = dict(given or {})
+    if resume:
+        if out is None:
+            raise OptionError(
+                "{resume} needs {out}: the folder of the run to continue", "resume", "out"
+            )
+        config, notes = resume_config(out, given, dataset=dataset)
+        return TrainingJob(config=config, defaults="run", notes=notes)
+    recipe = given.pop("recipe", "default")
+    if dataset is None:
+        dataset = ensure_default_dataset(progress=progress)
+        fields, applied = resolve_fields(given, recipe=recipe, defaults=PHANTOM_TRAINING)
+        notes = (f"no dataset given: using the built-in QSM phantom at {dataset}",)
+        out = out if out is not None else default_out(dataset, fields)
+        config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
+        return TrainingJob(config=config, applied=applied, defaults="phantom", notes=notes)
+    if not Path(dataset).is_dir():
+        raise FileNotFoundError(f"dataset folder {dataset} does not exist")
+    fields, applied = resolve_fields(given, recipe=recipe)
+    out = Path(out) if out is not None else default_out(dataset, fields)
+    if not planning or any(k in given for k in SIZE_FIELDS):
+        config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
+        return TrainingJob(config=config, applied=applied)
+    planned, source, notes, made = _plan(dataset, out, fields, memory_gb, progress)
+    fields, applied = resolve_fields(given, recipe=recipe, defaults=planned)
+    config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
+    return TrainingJob(config=config, applied=applied, defaults=source, notes=notes, plan=made)
+
+
+def _plan(dataset, out: Path, fields: dict, memory_gb: float, progress: bool):
+    """The planned fields: read back from ``out/plans.json`` when an earlier start of
+    this job wrote one (an experiment that continues), else planned now."""
+    path = out / PLANS
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        planned = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in _PLANNED
+        }
+        return planned, PLANS, (f"plan: read from {path}",), None
+    from fdseg_core.planning import plan_run  # lazy: planning builds the network (torch)
+
+    probe = TrainConfig(dataset=str(dataset), out=str(out), **fields)
+    plan, fp = plan_run(probe, memory_gb=memory_gb, progress=progress)
+    notes = tuple(f"plan: {line}" for line in plan.report().splitlines())
+    return plan.fields(), "plan", notes, (plan, fp)
+
+
+def _saved_config_path(out: Path) -> Path | None:
+    """The run's own ``config.json``: ``out/config.json``, or a cross-validation's
+    ``out/fold_0/config.json``."""
+    for path in (out / "config.json", out / "fold_0" / "config.json"):
+        if path.is_file():
+            return path
+    return None
+
+
+def resume_config(
+    out: str | Path, given: Mapping[str, Any], *, dataset: str | Path | None = None
+) -> tuple[TrainConfig, tuple[str, ...]]:
+    """The configuration of the run in ``out``, with the changes a resume may make.
+
+    Args:
+        out: The run's folder (or a cross-validation's, which holds ``fold_k/``).
+        given: The fields the user set for this resume. Runtime fields and ``epochs``
+            replace the run's; any other field must equal the run's value.
+        dataset: The dataset given again (``None``: the run's own). It must be the
+            run's dataset.
+
+    Returns:
+        ``(config, notes)``: the configuration (``out`` is the folder given) and one
+        line that says where it came from.
+
+    Raises:
+        FileNotFoundError: ``out`` holds no run (no ``config.json``).
+        OptionError: A run-defining field that differs from the run's, naming each.
+    """
+    out = Path(out)
+    path = _saved_config_path(out)
+    if path is None:
+        raise FileNotFoundError(f"{out} holds no run to resume (no config.json)")
+    try:
+        saved = TrainConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a configuration fdseg can resume ({exc})") from exc
+    if path.parent != out:  # a cross-validation: its own folder, every fold
+        saved = saved.replace(out=str(out), fold=0)
+    else:
+        saved = saved.replace(out=str(out))
+    if dataset is not None and Path(dataset).resolve() != Path(saved.dataset).resolve():
+        raise OptionError(
+            f"{{resume}}: the run in {out} was trained on {saved.dataset}, not {dataset}; "
+            "give the same dataset, or none to use the run's own",
+            "resume",
+        )
+    before = saved.to_dict()
+    differ, changes = [], {}
+    for key, value in given.items():
+        if before.get(key) == saved.replace(**{key: value}).to_dict()[key]:
+            continue
+        if key in _MAY_CHANGE:
+            changes[key] = value
+        else:
+            differ.append(key)
+    if differ:
+        named = ", ".join("{" + k + "}" for k in differ)
+        raise OptionError(
+            f"{{resume}}: the run in {out} was trained with other values of {named}; "
+            "resume without them (the run's own are used), or start a new run in another "
+            "folder (only runtime options and {epochs} may change)",
+            "resume",
+            *differ,
+            "epochs",
+        )
+    return saved.replace(**changes), (f"resuming from {path} (the run's own configuration)",)
+
+
+def run_training_job(
+    job: TrainingJob, *, resume: bool = False, folds_all: bool = False
+) -> dict[str, Any]:
+    """Train the job (every fold with ``folds_all``), and record a plan made now in
+    ``plans.json`` once the run has started (not for a run that was refused).
+
+    Returns:
+        The summary of :func:`fdseg_core.train.train` or, with ``folds_all``, of
+        :func:`fdseg_core.crossval.cross_validate`.
+    """
+    import fdseg_core.train as train_pkg  # the package attribute, so a test may replace it
+
+    out = Path(job.config.out)
+    try:
+        if folds_all:
+            from fdseg_core.crossval import cross_validate  # lazy: torch, on use
+
+            return cross_validate(job.config, resume=resume, progress=job.config.progress)
+        return train_pkg.train(job.config, resume=resume)
+    finally:
+        if _saved_config_path(out) is not None:
+            job.save_plan()

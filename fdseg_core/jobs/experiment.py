@@ -1,0 +1,108 @@
+"""An experiment, resolved by the same engine as one training run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fdseg_core.choices import DEFAULT_MEMORY_GB
+from fdseg_core.jobs.engine import TrainingJob, training_job
+
+__all__ = ["PER_RUN_FIELDS", "experiment_job", "run_experiment_job"]
+
+#: The fields an experiment sets per run; a recipe's value of them gives way.
+PER_RUN_FIELDS = ("fusion", "train_cases", "seed")
+
+
+def experiment_job(
+    dataset: str | Path,
+    out: str | Path,
+    *,
+    given: Mapping[str, Any] | None = None,
+    planning: bool = True,
+    memory_gb: float = DEFAULT_MEMORY_GB,
+    progress: bool = False,
+    **experiment: Any,
+) -> tuple[Any, TrainingJob]:
+    """The :class:`~fdseg_core.experiment.ExperimentConfig` of an experiment whose runs
+    are planned as ``fdseg train`` plans one run.
+
+    The template every run starts from is resolved by :func:`training_job` (your
+    fields, then the recipe's, then the plan's or the defaults), without the fields
+    the experiment sets per run (fusion, training size, seed; the layout too when
+    ``layouts`` are given). The plan is made once for the dataset, recorded in the
+    experiment's ``plans.json`` and ``experiment.json``, and read back when the
+    experiment continues.
+
+    Args:
+        dataset: The dataset root.
+        out: The experiment folder.
+        given: The training fields the user set (``recipe`` included); ``seed`` is the
+            first seed.
+        planning: Plan sizes from the dataset when ``given`` has no size field.
+        memory_gb: The memory budget of one training step, for the plan.
+        progress: A progress bar while the dataset is fingerprinted.
+        **experiment: The other :class:`~fdseg_core.experiment.ExperimentConfig`
+            fields (``train_sizes``, ``fusions``, ``seeds``, ``layouts``, ...).
+
+    Returns:
+        ``(config, job)``: the experiment, and the resolved template's job (its
+        ``applied`` recipe values and ``notes`` to print).
+    """
+    from fdseg_core.experiment import ExperimentConfig  # lazy: the protocol imports torch
+
+    given = dict(given or {})
+    first_seed = given.pop("seed", 0)
+    for key in ("fusion", "train_cases"):
+        given.pop(key, None)
+    job = training_job(
+        dataset, out, given=given, planning=planning, memory_gb=memory_gb, progress=progress
+    )
+    fields = job.config.to_dict()
+    applied = dict(job.applied)
+    drop = set(PER_RUN_FIELDS) | ({"layout"} if experiment.get("layouts") else set())
+    for key in drop:
+        fields.pop(key, None)
+        applied.pop(key, None)
+    template = {k: v for k, v in fields.items() if k not in ("dataset", "out")}
+    config = ExperimentConfig(
+        dataset=str(dataset),
+        out=str(out),
+        training=template,
+        first_seed=first_seed,
+        plan=_plan_record(job),
+        **experiment,
+    )
+    return config, TrainingJob(
+        config=job.config, applied=applied, defaults=job.defaults, notes=job.notes, plan=job.plan
+    )
+
+
+def _plan_record(job: TrainingJob) -> dict[str, Any] | None:
+    """What the experiment records of its plan: where the sizes came from, and them."""
+    if job.defaults not in ("plan", "plans.json"):
+        return None
+    c = job.config
+    return {
+        "source": job.defaults,
+        "target_spacing": list(c.target_spacing) if c.target_spacing else None,
+        "patch_size": c.patch_size if isinstance(c.patch_size, str) else list(c.patch_size),
+        "batch_size": c.batch_size,
+    }
+
+
+def run_experiment_job(config: Any, job: TrainingJob, *, progress: bool = True) -> dict[str, Any]:
+    """Run (or continue) the experiment, and record a plan made now in its
+    ``plans.json`` once it has started (a refused experiment writes nothing).
+
+    Returns:
+        The report of :func:`fdseg_core.experiment.run_experiment`.
+    """
+    from fdseg_core.experiment import run_experiment  # lazy: the protocol imports torch
+
+    try:
+        return run_experiment(config, progress=progress)
+    finally:
+        if (Path(config.out) / "experiment.json").is_file():
+            job.save_plan(config.out)
