@@ -101,7 +101,7 @@ def train(dataset, out, resume, folds_all, planning, memory_gb, **opts):
     (--epochs to extend or end it earlier, --device, --num-workers, --tensorboard,
     --progress).
     """
-    from fdseg_core.jobs import run_training_job, training_job
+    from fdseg_core.jobs import run_training_job, training_job  # lazy: keeps --help light
 
     given = given_fields(opts)
     if resume and out is None:
