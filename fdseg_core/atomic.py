@@ -5,7 +5,7 @@ half-written file and never destroys the previous good one: the data goes to a h
 temp file in the target's folder (same file system), is flushed to disk, and only then
 replaces the target with :func:`os.replace`. On failure the temp file is removed.
 
-This module imports nothing from fdseg; every layer may use it.
+It imports only :mod:`fdseg_core.errors`; every layer may use it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from fdseg_core.errors import DiskFullError
+
 __all__ = [
     "DiskFullError",
     "atomic_path",
@@ -30,16 +32,6 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
 ]
-
-
-class DiskFullError(OSError):
-    """A write failed for lack of space; the target (and its previous content) is intact.
-
-    The message names the file and the cause, on one line.
-    """
-
-    def __str__(self) -> str:
-        return str(self.strerror)  # without OSError's "[Errno 28]" prefix
 
 
 _UMASK_LOCK = threading.Lock()

@@ -27,7 +27,7 @@ from fdseg_core.bands import (
     paper_band_fuse,
     paper_band_split,
 )
-from fdseg_core.choices import DEFAULT_BETA, FUSIONS
+from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_BETA, FUSIONS
 from fdseg_core.nn import FrequencyDisentangledNet
 from fdseg_core.train.losses import DiceCELoss
 
@@ -86,7 +86,11 @@ class BenchRow:
 
 
 def moved_bytes(
-    op: str, shape: Sequence[int], dtype: torch.dtype, beta: float, dims: Sequence[int] = (2, 3)
+    op: str,
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    beta: float,
+    dims: Sequence[int] = DEFAULT_BAND_DIMS,
 ) -> int:
     """Bytes an ideal implementation must move: inputs read once, outputs written once.
 
@@ -115,7 +119,7 @@ def make_call(
     dtype: torch.dtype,
     device: str,
     beta: float = DEFAULT_BETA,
-    dims: Sequence[int] = (2, 3),
+    dims: Sequence[int] = DEFAULT_BAND_DIMS,
     seed: int = 0,
     layout: str = "centered",
     mode: str = "eager",

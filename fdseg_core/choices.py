@@ -11,6 +11,7 @@ __all__ = [
     "ACTIVATIONS",
     "BACKENDS",
     "BANDS",
+    "DEFAULT_BAND_DIMS",
     "DEFAULT_BETA",
     "DEFAULT_MEMORY_GB",
     "COMPILE_MODES",
@@ -47,6 +48,9 @@ BANDS: tuple[str, ...] = ("model", "volume")
 FULL = "full"
 #: The relative width of the low band when none is given (the paper's).
 DEFAULT_BETA = 0.1
+#: The band dims of an ``(N, C, *spatial)`` input when none are given: the first two
+#: spatial dims (the in-plane axes of a 3D volume, X and Y in NIfTI order).
+DEFAULT_BAND_DIMS: tuple[int, ...] = (2, 3)
 #: The memory budget of one training step when planning from a dataset, in GiB.
 DEFAULT_MEMORY_GB = 8.0
 #: Training losses.

@@ -6,14 +6,34 @@ an API user passes. The command line renders the same error with its flags
 template with one ``{field}`` placeholder per option it names, so that each caller
 shows the names its user typed.
 
-This module imports nothing from fdseg; every layer may use it.
+This module imports nothing from fdseg; every layer may use it. It also holds the
+errors of writing outputs (:class:`DiskFullError`, :class:`OutputNotWritableError`),
+which the atomic writers and the run lock both raise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["OptionError"]
+__all__ = ["DiskFullError", "OptionError", "OutputNotWritableError"]
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of space; the target (and its previous content) is intact.
+
+    The message names the file and the cause, on one line.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # without OSError's "[Errno 28]" prefix
+
+
+class OutputNotWritableError(PermissionError):
+    """An output folder that cannot be written (read-only, or no permission); the
+    message names the folder, on one line."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class OptionError(ValueError):

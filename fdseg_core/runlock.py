@@ -8,11 +8,15 @@ it ends: a lock left by a killed run is stale by construction, and the next run 
 over. A run that finishes removes the file, so a folder holds ``.fdseg.lock`` only while
 a run writes into it, or after a killed one.
 
-This module imports nothing from fdseg; every layer may use it.
+A lock that cannot be written (a full disk, a read-only folder) ends the command before
+it writes anything else, in one line that names the folder; no partial lock file is left.
+
+This module imports only :mod:`fdseg_core.errors`; every layer may use it.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -20,6 +24,8 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
+
+from fdseg_core.errors import DiskFullError, OutputNotWritableError
 
 __all__ = ["LOCK_NAME", "RunLock", "RunLockedError"]
 
@@ -58,10 +64,40 @@ class RunLock:
         self.took_over: dict | None = None
         self._fh = None
         self._created = False
+        self._existed = False
 
     def acquire(self) -> RunLock:
-        self._created = not self.folder.exists()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Take the folder (see the class); a lock that cannot be written raises
+        :class:`~fdseg_core.errors.DiskFullError` or
+        :class:`~fdseg_core.errors.OutputNotWritableError`, naming the folder, and
+        leaves the folder as it was."""
+        created = not self.folder.exists()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _not_writable(self.folder, exc) from exc
+        try:
+            self._fh = self._lock()
+        except OSError as exc:
+            if isinstance(exc, RunLockedError):
+                raise
+            self._undo(created)
+            raise _not_writable(self.folder, exc) from exc
+        self._created = created
+        return self
+
+    def _undo(self, created: bool) -> None:
+        """Remove a lock file this call could not complete, and the folder it made."""
+        try:
+            if self._fh is None and self.path.exists() and not self._existed:
+                self.path.unlink()
+            if created and not any(self.folder.iterdir()):
+                self.folder.rmdir()
+        except OSError:
+            pass
+
+    def _lock(self):
+        self._existed = self.path.exists()
         while True:
             fh = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
             try:
@@ -79,21 +115,26 @@ class RunLock:
         previous = _read(fh)
         if previous:
             self.took_over = previous  # its process ended without letting go: a killed run
-        fh.seek(0)
-        fh.truncate()
-        fh.write(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "command": self.command,
-                    "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                }
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "command": self.command,
+                        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    }
+                )
             )
-        )
-        fh.flush()
-        self._fh = fh
-        return self
+            fh.flush()
+        except OSError:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+            self._existed = False  # the file is ours now, whatever it held: remove it
+            raise
+        return fh
 
     def release(self) -> None:
         """Let go of the folder: the lock file goes (while still locked, so that nobody
@@ -118,6 +159,19 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _not_writable(folder: Path, exc: OSError) -> OSError:
+    """The one-line error of an output folder that cannot be written."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(
+            exc.errno, f"could not write into {folder}: no space left on the device"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputNotWritableError(
+            exc.errno, f"the output folder {folder} is not writable ({os.strerror(exc.errno)})"
+        )
+    return exc
 
 
 def _same_file(fh, path: Path) -> bool:

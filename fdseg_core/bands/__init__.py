@@ -28,7 +28,12 @@ from fdseg_core.bands.api import (
     band_split,
     resolve_backend,
 )
-from fdseg_core.bands.operators import band_width, low_band_shape, low_band_shape_at
+from fdseg_core.bands.operators import (
+    band_width,
+    low_band_shape,
+    low_band_shape_at,
+    min_band_size,
+)
 from fdseg_core.bands.paper import paper_band_fuse, paper_band_split
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "band_fuse",
     "band_split",
     "band_width",
+    "min_band_size",
     "low_band_shape",
     "low_band_shape_at",
     "paper_band_fuse",

@@ -17,9 +17,9 @@ import torch
 from fdseg_core.bands import matmul as _matmul
 from fdseg_core.bands.checks import check_low_matches
 from fdseg_core.bands.dispatch import available_backends, check_names, resolve_backend
-from fdseg_core.bands.operators import band_width
+from fdseg_core.bands.operators import band_width, min_band_size
 from fdseg_core.bands.ops import band_fuse_op, band_split_op
-from fdseg_core.choices import BACKENDS, DEFAULT_BETA, LAYOUTS
+from fdseg_core.choices import BACKENDS, DEFAULT_BAND_DIMS, DEFAULT_BETA, LAYOUTS
 
 __all__ = [
     "BACKENDS",
@@ -89,7 +89,7 @@ def _widths(shape: torch.Size, dims: tuple[int, ...], beta: float) -> tuple[int,
         n = shape[d]
         k = band_width(n, beta)
         if k < 1:
-            need = int(1.0 / beta) + (0 if (1.0 / beta).is_integer() else 1)
+            need = min_band_size(beta)
             raise ValueError(
                 f"beta={beta} keeps k=int({n} * {beta})=0 samples on dim {d} of size {n}; "
                 f"dim {d} needs size >= {need} (k = int(n * beta) must be >= 1)"
@@ -125,7 +125,7 @@ def band_split(
     x: torch.Tensor,
     beta: float = DEFAULT_BETA,
     *,
-    dims: Sequence[int] = (2, 3),
+    dims: Sequence[int] = DEFAULT_BAND_DIMS,
     layout: Layout = "centered",
     backend: Backend = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +183,7 @@ def band_fuse(
     high: torch.Tensor,
     beta: float = DEFAULT_BETA,
     *,
-    dims: Sequence[int] = (2, 3),
+    dims: Sequence[int] = DEFAULT_BAND_DIMS,
     layout: Layout = "centered",
     backend: Backend = "auto",
 ) -> torch.Tensor:

@@ -52,6 +52,7 @@ __all__ = [
     "downsample_matrix",
     "upsample_matrix",
     "adjoint_scale",
+    "min_band_size",
     "reference_box",
     "reference_matrices",
 ]
@@ -71,6 +72,23 @@ def band_width(n: int, beta: float) -> int:
         ``torch.export`` with dynamic shapes) symbolic.
     """
     return math.floor(n * beta)
+
+
+def min_band_size(beta: float) -> int:
+    """The smallest axis size whose low band keeps a sample: the least ``n`` with
+    ``band_width(n, beta) >= 1`` (10 for ``beta=0.1``: ``int(10 * 0.1) = 1``).
+
+    Every check of a too-small input (the band operators, the network, the ONNX export's
+    dynamic shapes, the planner) takes its bound from here.
+    """
+    if not 0.0 < beta < 1.0:
+        raise ValueError(f"beta must lie in (0, 1), got {beta}")
+    n = max(1, math.ceil(1.0 / beta))
+    while band_width(n, beta) < 1:  # 1 / beta rounded down by floating point
+        n += 1
+    while n > 1 and band_width(n - 1, beta) >= 1:
+        n -= 1
+    return n
 
 
 def low_band_shape(

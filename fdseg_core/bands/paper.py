@@ -14,7 +14,7 @@ import torch
 
 from fdseg_core.bands.api import validate_fuse, validate_split
 from fdseg_core.bands.operators import band_width
-from fdseg_core.choices import DEFAULT_BETA
+from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_BETA
 
 __all__ = ["paper_band_split", "paper_band_fuse"]
 
@@ -30,7 +30,7 @@ def _box(x_ndim: int, sizes: tuple[int, ...], dims: tuple[int, ...], beta: float
 
 
 def paper_band_split(
-    x: torch.Tensor, beta: float = DEFAULT_BETA, *, dims: tuple[int, ...] = (2, 3)
+    x: torch.Tensor, beta: float = DEFAULT_BETA, *, dims: tuple[int, ...] = DEFAULT_BAND_DIMS
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paper-style split: ``fftn`` + ``fftshift``, box copy, mask, two ``ifftn``.
 
@@ -60,7 +60,7 @@ def paper_band_fuse(
     high: torch.Tensor,
     beta: float = DEFAULT_BETA,
     *,
-    dims: tuple[int, ...] = (2, 3),
+    dims: tuple[int, ...] = DEFAULT_BAND_DIMS,
 ) -> torch.Tensor:
     """Paper-style fusion: paste the shifted spectrum of ``low`` into the centre of ``high``'s.
 

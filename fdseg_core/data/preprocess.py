@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 
 from fdseg_core.bands import band_split
+from fdseg_core.choices import DEFAULT_BAND_DIMS
 from fdseg_core.data.io import LoadedCase, load_case
 from fdseg_core.data.layout import Case, DatasetInfo
 
@@ -119,7 +120,7 @@ class VolumeBands:
     """
 
     beta: float
-    dims: tuple[int, ...] = (2, 3)
+    dims: tuple[int, ...] = DEFAULT_BAND_DIMS
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.beta) < 1.0:

@@ -27,6 +27,7 @@ from torch import nn
 from torch.export import Dim
 
 from fdseg_core.atomic import atomic_path
+from fdseg_core.bands import min_band_size
 from fdseg_core.export.metadata import METADATA_KEY, checkpoint_metadata
 from fdseg_core.export.runtime import OnnxModel
 from fdseg_core.nn import FrequencyDisentangledNet
@@ -215,7 +216,7 @@ def _min_size(model: nn.Module, divisor: int) -> int:
     ``1 / beta`` (one sample in the low band)."""
     beta = float(getattr(model, "beta", 0.5))
     fusion = getattr(model, "fusion", "none")
-    return divisor if fusion == "none" else max(divisor, math.ceil(1.0 / beta))
+    return divisor if fusion == "none" else max(divisor, min_band_size(beta))
 
 
 def _random_input(shape: Sequence[int]) -> torch.Tensor:

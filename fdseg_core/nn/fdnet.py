@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fdseg_core.bands import band_fuse, band_split, band_width, low_band_shape_at
+from fdseg_core.bands import band_fuse, band_split, band_width, low_band_shape_at, min_band_size
 from fdseg_core.choices import BANDS as INPUT_BANDS
-from fdseg_core.choices import DEFAULT_BETA, FUSION_AT, FUSIONS, LAYOUTS
+from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_BETA, FUSION_AT, FUSIONS, LAYOUTS
 from fdseg_core.plugins import BackboneSpec, check_fusion_point, get_backbone
 
 # The choices of the constructor, defined once in fdseg_core.choices and re-exported here:
@@ -134,7 +134,7 @@ class FrequencyDisentangledNet(nn.Module):
         self.spec = get_backbone(backbone)
         self.fusion = fusion
         self.beta = float(beta)
-        self.dims = tuple(dims) if dims is not None else (2, 3)
+        self.dims = tuple(dims) if dims is not None else DEFAULT_BAND_DIMS
         self.layout = layout
         self.backend = backend
         self.spatial_dims = spatial_dims
@@ -220,7 +220,7 @@ class FrequencyDisentangledNet(nn.Module):
                 if band_width(x.shape[d], self.beta) < 1:
                     raise ValueError(
                         f"input size {x.shape[d]} on dim {d} keeps no low-band sample at "
-                        f"beta={self.beta}; need a size >= {int(1 / self.beta) + 1}"
+                        f"beta={self.beta}; need a size >= {min_band_size(self.beta)}"
                     )
         if self.fusion == "none":
             out = self.backbone(x)

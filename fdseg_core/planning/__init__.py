@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fdseg_core.choices import DEFAULT_BAND_DIMS
 from fdseg_core.data import load_dataset
 from fdseg_core.planning.fingerprint import CaseFingerprint, Fingerprint, fingerprint
 from fdseg_core.planning.planner import (
@@ -76,7 +77,7 @@ def plan_run(
         bytes_per_voxel=per_voxel,
         memory_gb=memory_gb,
         beta=config.beta if config.fusion != "none" else None,
-        band_dims=tuple(config.dims or (2, 3)),
+        band_dims=tuple(config.dims or DEFAULT_BAND_DIMS),
     )
     return plan, fp
 

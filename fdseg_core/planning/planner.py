@@ -36,7 +36,7 @@ from torch import nn
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.bands import band_width
-from fdseg_core.choices import DEFAULT_MEMORY_GB
+from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_MEMORY_GB
 from fdseg_core.planning.fingerprint import Fingerprint
 
 __all__ = [
@@ -183,7 +183,7 @@ def plan_training(
     bytes_per_voxel: float,
     memory_gb: float = DEFAULT_MEMORY_GB,
     beta: float | None = None,
-    band_dims: Sequence[int] = (2, 3),
+    band_dims: Sequence[int] = DEFAULT_BAND_DIMS,
 ) -> Plan:
     """Plan target spacing, patch size and batch size for a dataset.
 

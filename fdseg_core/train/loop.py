@@ -41,6 +41,7 @@ from fdseg_core.train.setup import (
     Optimisation,
     TrainingData,
     build_optimisation,
+    check_patch_bands,
     input_shape,
     make_loader,
     prepare_data,
@@ -184,6 +185,13 @@ def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: 
     out = Path(config.out)
     ckpt = _resume_checkpoint(config, out, resume, dist_info)
     data = prepare_data(config, out)
+    _seed_everything(config.seed)
+    net = build_model(config, data.in_channels, data.num_classes).to(device)
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+    shape = input_shape(config, data.train_vols, net.size_divisor)
+    check_patch_bands(config, shape, net.size_divisor)
+    # every check that can refuse the run has passed: only now is anything written
     if dist_info.is_main:
         if data.plan.note:
             (logger.warning if data.plan.optimistic else logger.info)(data.plan.note)
@@ -192,12 +200,6 @@ def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: 
             save_splits(data.new_splits, out / "splits_final.json")
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
     barrier(dist_info)
-
-    _seed_everything(config.seed)
-    net = build_model(config, data.in_channels, data.num_classes).to(device)
-    if config.channels_last:
-        net = net.to(memory_format=torch.channels_last_3d)
-    shape = input_shape(config, data.train_vols, net.size_divisor)
     model: nn.Module = net
     if dist_info.enabled:
         model = nn.parallel.DistributedDataParallel(

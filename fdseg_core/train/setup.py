@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from fdseg_core import data as fdata
-from fdseg_core.choices import activation_of_loss
+from fdseg_core.bands import min_band_size
+from fdseg_core.choices import DEFAULT_BAND_DIMS, activation_of_loss
+from fdseg_core.errors import OptionError
 from fdseg_core.plugins import get_backbone
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.distributed import DistInfo
@@ -139,7 +141,7 @@ def preprocessor_for(config: TrainConfig, info) -> Any:
                 "--bands volume needs --layout centered: the pipeline's low band is averaged "
                 "onto each patch's band grid, which only the centred (low-frequency) band allows"
             )
-        bands = fdata.VolumeBands(config.beta, tuple(config.dims or (2, 3)))
+        bands = fdata.VolumeBands(config.beta, tuple(config.dims or DEFAULT_BAND_DIMS))
     return fdata.Preprocessor(
         normalization=config.normalization or fdata.default_normalization(info),
         target_spacing=config.target_spacing,
@@ -188,6 +190,35 @@ def input_shape(config: TrainConfig, volumes: list, divisor: int) -> tuple[int, 
         return tuple(config.patch_size)  # type: ignore[return-value]
     biggest = np.max([v.image.shape[1:] for v in volumes], axis=0)
     return tuple(int(math.ceil(s / divisor) * divisor) for s in biggest)  # type: ignore[return-value]
+
+
+def check_patch_bands(config: TrainConfig, shape: tuple[int, ...], divisor: Any) -> None:
+    """Refuse, before anything is written, a patch whose low band keeps no sample.
+
+    The network pads its input to a multiple of its size divisor and then splits it,
+    so the bound applies to the padded size; the message names the option and the
+    value the user gave.
+
+    Raises:
+        OptionError: A band axis, padded, below :func:`~fdseg_core.bands.min_band_size`.
+    """
+    if config.fusion == "none" or config.bands == "volume":
+        return
+    divisors = divisor if isinstance(divisor, tuple) else (divisor,) * len(shape)
+    need = min_band_size(config.beta)
+    for d in config.dims or DEFAULT_BAND_DIMS:
+        axis = d - 2
+        padded = math.ceil(shape[axis] / divisors[axis]) * divisors[axis]
+        if padded < need:
+            given = "full (whole volumes)" if config.whole_volumes else " ".join(map(str, shape))
+            raise OptionError(
+                f"{{patch_size}} {given}: axis {axis} is {shape[axis]} voxels ({padded} after "
+                f"padding to the network's size divisor {divisors[axis]}), and beta="
+                f"{config.beta} keeps no low-band sample below {need} on a band axis; give "
+                f"a patch of at least {need} on the band axes, or a larger {{beta}}",
+                "patch_size",
+                "beta",
+            )
 
 
 def steps_per_epoch(config: TrainConfig, n_train: int, world_size: int) -> int:

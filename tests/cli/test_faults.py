@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import io
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -97,3 +98,148 @@ def test_predict_and_experiment_refuse_a_folder_another_run_holds(ds, tmp_path):
         with pytest.raises(RunLockedError, match="in use by a running fdseg predict"):
             run_experiment(config, progress=False)
     assert not list(held.glob("*.nii.gz")) and not (held / "experiment.json").exists()
+
+
+def _mount_tmpfs(target: Path, options: str) -> bool:
+    """Mount a tmpfs at ``target`` (root on Linux only); whether it worked."""
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+@pytest.fixture
+def full_disk(tmp_path, monkeypatch):
+    """A folder on a file system that is already full: a 300 kB tmpfs filled to the
+    last byte where the machine allows a mount, else a patched ``open`` of the run lock
+    whose first write finds the disk full."""
+    target = tmp_path / "full"
+    if _mount_tmpfs(target, "size=300k"):
+        try:
+            with open(target / "filler", "wb", buffering=0) as fh:
+                try:
+                    while True:
+                        fh.write(b"\0" * 512)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+            yield target
+        finally:
+            subprocess.run(["umount", str(target)], check=False)
+        return
+
+    real_open = open
+
+    def full_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        if "a" in mode or "w" in mode:
+
+            def write(_data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            fh.write = write
+        return fh
+
+    monkeypatch.setattr("fdseg_core.runlock.open", full_open, raising=False)
+    target.mkdir()
+    yield target
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """A read-only folder: a read-only tmpfs (root ignores file modes), else a patched
+    ``open`` of the run lock that is refused."""
+    target = tmp_path / "ro"
+    if _mount_tmpfs(target, "size=100k,ro"):
+        try:
+            yield target
+        finally:
+            subprocess.run(["umount", str(target)], check=False)
+        return
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr("fdseg_core.runlock.open", refused, raising=False)
+    target.mkdir()
+    yield target
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_a_disk_full_before_the_command_starts_ends_in_one_line(ds, tmp_path, full_disk):
+    before = _listing(full_disk)
+    r = CliRunner().invoke(
+        cli, ["train", str(ds), "--out", str(full_disk / "run"), *TINY, "--epochs", "1"]
+    )
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert (
+        lines[-1] == f"Error: could not write into {full_disk / 'run'}: no space left on the device"
+    )
+    assert "Traceback" not in r.output
+    assert _listing(full_disk) == before  # no partial lock file, no folder left behind
+    # prediction the same way
+    run = tmp_path / "run"
+    assert (
+        CliRunner()
+        .invoke(cli, ["train", str(ds), "--out", str(run), *TINY, "--epochs", "1"])
+        .exit_code
+        == 0
+    )
+    r = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(run / "last.pt"),
+            str(ds),
+            "--out",
+            str(full_disk / "pred"),
+            "--no-progress",
+        ],
+    )
+    assert r.exit_code == 1 and "no space left on the device" in r.output.splitlines()[-1]
+    assert _listing(full_disk) == before
+
+
+def test_a_read_only_output_folder_is_named_as_such(ds, tmp_path, read_only):
+    run = tmp_path / "run"
+    assert (
+        CliRunner()
+        .invoke(cli, ["train", str(ds), "--out", str(run), *TINY, "--epochs", "1"])
+        .exit_code
+        == 0
+    )
+    r = CliRunner().invoke(
+        cli, ["predict", str(run / "last.pt"), str(ds), "--out", str(read_only), "--no-progress"]
+    )
+    assert r.exit_code == 2
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith(f"Error: the output folder {read_only} is not writable")
+    assert ".fdseg.lock" not in line
+
+
+def test_a_refused_patch_size_leaves_the_output_folder_as_it_was(ds, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", str(ds), "--out", str(run), "--patch-size", "7", "7", "7", "--epochs", "1"]
+    args += ["--iters-per-epoch", "1", "--folds", "2", "--no-progress"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("Error: --patch-size 7 7 7: axis 0 is 7 voxels")
+    assert "below 10 on a band axis" in line and "--beta" in line
+    assert not run.exists()
+    # a folder that held something keeps exactly that
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2
+    assert _listing(run) == ["notes.txt"]

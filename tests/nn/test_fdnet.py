@@ -79,9 +79,12 @@ def test_input_too_small_for_the_band_names_size_and_beta():
     with pytest.raises(
         ValueError,
         match=r"input size 16 on dim 2 keeps no low-band sample at "
-        r"beta=0.05; need a size >= 21",
+        r"beta=0.05; need a size >= 20",
     ):
         net(torch.randn(1, 1, 16, 16, 4))
+    # the boundary itself: floor(20 * 0.05) = 1 low-band sample is enough
+    assert 20 % net.size_divisor == 0  # no padding moves the size past the boundary
+    assert net(torch.randn(1, 1, 20, 20, 4)).shape == (1, 2, 20, 20, 4)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from fdseg_core.choices import DEFAULT_BETA, FUSION_POINTS
+from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_BETA, FUSION_POINTS
 from fdseg_core.nn import FrequencyDisentangledNet, PlannedUNet
 from fdseg_core.plugins import BackboneSpec
 
@@ -27,7 +27,7 @@ def band_dims_for(spacing: Sequence[float]) -> tuple[int, ...]:
     """
     spacing = [float(s) for s in spacing]
     if len(spacing) == 2 or max(spacing) <= min(spacing) * (1 + 1e-6):
-        return (2, 3)
+        return DEFAULT_BAND_DIMS
     order = sorted(range(len(spacing)), key=lambda i: (spacing[i], i))
     return tuple(sorted(2 + i for i in order[:2]))
 

@@ -123,3 +123,12 @@ def test_matrices_built_under_a_tracer_never_enter_the_cache(layout):
     assert not any(isinstance(m, FakeTensor) for m in eager)
     assert all(m.shape == t.shape for m, t in zip(eager, traced, strict=True))
     assert float(eager[0].abs().sum()) > 0
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.05, 0.2, 0.3, 0.07, 1 / 3, 0.125, 0.9])
+def test_the_minimum_band_size_is_the_boundary_of_the_band_width(beta):
+    from fdseg_core.bands import band_width, min_band_size
+
+    n = min_band_size(beta)
+    assert band_width(n, beta) == 1 and band_width(n - 1, beta) == 0
+    assert min_band_size(0.1) == 10  # floor(10 * 0.1) = 1: 10 is enough, not 11
