@@ -8,13 +8,13 @@ cd "$HERE"
 for result in */*/runs/*/result.json; do
   [ -e "$result" ] || continue
   run="$(dirname "$result")"
-  git add -- "$run"/result.json "$run"/config.json "$run"/metrics.jsonl "$run"/metrics.csv \
+  git add -f -- "$run"/result.json "$run"/config.json "$run"/metrics.jsonl "$run"/metrics.csv \
     "$run"/splits_final.json 2>/dev/null || true
 done
 for exp in */*/; do
   [ "${exp%%/*}" = data ] && continue
   for f in experiment.json table.csv table.md summary.json dice_vs_size.png training_curves.png; do
-    [ -e "$exp$f" ] && git add -- "$exp$f"
+    [ -e "$exp$f" ] && git add -f -- "$exp$f"
   done
 done
 [ -e REPORT.md ] && git add -- REPORT.md report
