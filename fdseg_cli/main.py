@@ -1,23 +1,37 @@
 """The ``fdseg`` command group.
 
 Subcommands live in their own modules and are imported only when invoked (or
-listed by ``--help``), so the group starts fast. User and input errors raised by
-the core (``ValueError``, ``TypeError``, ``FileNotFoundError``, a folder another run
-holds, ...) become one line on stderr and exit code 2; a full disk becomes one line
-naming the file and exit code 1 (nothing earlier is lost: every write is atomic);
-``--debug`` shows the full traceback instead.
+listed by ``--help``), so the group starts fast. How an error ends, in one line on
+stderr (``--debug`` shows the full traceback instead):
+
+* user and input errors raised by the core's checks (``ValueError`` and fdseg's
+  ``OptionError``, ``FileNotFoundError``, a folder another run holds, an output folder
+  that is not writable, ...): exit code 2;
+* a full disk, naming the file (nothing earlier is lost: every write is atomic), and a
+  training loss that diverged: exit code 1;
+* SIGTERM or SIGINT during training: ``last.pt`` saved at the current step, exit code
+  143 or 130;
+* anything else is an internal error of fdseg, not the user's: exit code 1, with how to
+  see the traceback and where to report it.
+
+Under ``torchrun`` only rank 0 prints the line; every rank exits with the same code.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
 
-from fdseg_core.atomic import DiskFullError
-from fdseg_core.errors import OptionError
+from fdseg_core.errors import (
+    DiskFullError,
+    NamesOptions,
+    TrainingDivergedError,
+    TrainingInterrupted,
+)
 
 __all__ = ["cli", "COMMANDS", "UserInputError"]
 
@@ -40,7 +54,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: Exceptions that mean "the user gave us something wrong": exit code 2, one line.
 _INPUT_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
-    TypeError,
     FileNotFoundError,
     FileExistsError,
     NotADirectoryError,
@@ -74,9 +87,38 @@ def _route_core_logs() -> None:
     core.propagate = False
 
 
+#: Where an internal error is reported.
+REPORT_TO = "the fdseg developers (the issue tracker of the repository fdseg came from)"
+
+
+def _rank() -> int:
+    """This process's rank under ``torchrun`` (0 otherwise)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+class _QuietError(click.ClickException):
+    """An error that a rank other than 0 ends with: rank 0 prints the one line."""
+
+    def show(self, file=None) -> None:
+        pass
+
+
+def _fail(message: str, code: int) -> click.ClickException:
+    error: click.ClickException = (
+        UserInputError(message) if code == 2 else click.ClickException(message)
+    )
+    if _rank() != 0:
+        error = _QuietError(message)
+    error.exit_code = code
+    return error
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
-    if isinstance(exc, OptionError):  # the core names fields; here we name the flags
+    if isinstance(exc, NamesOptions):  # the core names fields; here we name the flags
         # options.py builds options from TrainConfig: imported on this error path only,
         # so that `fdseg --help` stays light
         from fdseg_cli.options import flag_of
@@ -113,17 +155,30 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except DiskFullError as exc:  # not the user's input: exit 1, still one line
+        except TrainingInterrupted as exc:  # saved at the current step: say so, and how
+            if _rank() == 0:
+                click.echo(_one_line(exc), err=True)
+            sys.exit(exc.exit_code)
+        except (DiskFullError, TrainingDivergedError) as exc:  # not the input: exit 1
             if debug:
                 raise
-            raise click.ClickException(_one_line(exc)) from exc
+            raise _fail(_one_line(exc), 1) from exc
         except _INPUT_ERRORS as exc:
             if debug:
                 raise
-            raise UserInputError(_one_line(exc)) from exc
+            raise _fail(_one_line(exc), 2) from exc
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
+            if _rank() == 0:
+                click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except Exception as exc:  # a bug of fdseg's, not the user's mistake
+            if debug:
+                raise
+            raise _fail(
+                f"internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with "
+                f"`fdseg --debug ...` to see the traceback, and report it to {REPORT_TO}",
+                1,
+            ) from exc
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["DiskFullError", "OptionError", "OutputNotWritableError"]
+__all__ = [
+    "DiskFullError",
+    "NamesOptions",
+    "OptionError",
+    "OutputNotWritableError",
+    "TrainingDivergedError",
+    "TrainingInterrupted",
+]
 
 
 class DiskFullError(OSError):
@@ -36,7 +43,36 @@ class OutputNotWritableError(PermissionError):
         return str(self.strerror)
 
 
-class OptionError(ValueError):
+class NamesOptions:
+    """A message that names options by a template: each caller spells the names its
+    user typed (field names in the API, flags on the command line).
+
+    Args:
+        template: The message, with ``{name}`` where an option is named.
+        options: The option (field) names the template uses.
+    """
+
+    template: str
+    options: tuple[str, ...]
+
+    def _named(self, template: str, options: tuple[str, ...]) -> str:
+        self.template = template
+        self.options = tuple(options)
+        return self.render(lambda name: name)
+
+    def render(self, spell: Callable[[str], str]) -> str:
+        """The message with each option spelled by ``spell`` (a field name -> text).
+
+        Only the ``{name}`` placeholders of :attr:`options` are replaced, so other braces
+        in the message (a path, a dict) are left as they are.
+        """
+        text = self.template
+        for name in self.options:
+            text = text.replace("{" + name + "}", spell(name))
+        return text
+
+
+class OptionError(NamesOptions, ValueError):
     """A bad value of a named option (a :class:`ValueError`).
 
     Args:
@@ -53,17 +89,37 @@ class OptionError(ValueError):
     """
 
     def __init__(self, template: str, *options: str) -> None:
-        self.template = template
-        self.options = tuple(options)
-        super().__init__(self.render(lambda name: name))
+        super().__init__(self._named(template, options))
 
-    def render(self, spell: Callable[[str], str]) -> str:
-        """The message with each option spelled by ``spell`` (a field name -> text).
 
-        Only the ``{name}`` placeholders of :attr:`options` are replaced, so other braces
-        in the message (a path, a dict) are left as they are.
-        """
-        text = self.template
-        for name in self.options:
-            text = text.replace("{" + name + "}", spell(name))
-        return text
+class TrainingDivergedError(NamesOptions, RuntimeError):
+    """The training loss became NaN or infinite: the run stopped at that step, with its
+    earlier checkpoints kept. Not an input error (exit code 1 on the command line); the
+    message names the options that are the likely causes.
+
+    Attributes:
+        step: The optimiser step (1-based, over the whole run) whose loss was not finite.
+    """
+
+    def __init__(self, template: str, *options: str, step: int) -> None:
+        self.step = step
+        super().__init__(self._named(template, options))
+
+
+class TrainingInterrupted(NamesOptions, RuntimeError):
+    """A run stopped by a signal (SIGTERM from a scheduler, SIGINT from Ctrl-C) after
+    saving ``last.pt`` at the current step.
+
+    Attributes:
+        signal_name: ``"SIGTERM"`` or ``"SIGINT"``.
+        exit_code: The conventional exit code: 128 + the signal number (143, 130).
+        step: The optimiser steps done, saved in ``last.pt``.
+    """
+
+    def __init__(
+        self, template: str, *options: str, signal_name: str, exit_code: int, step: int
+    ) -> None:
+        self.signal_name = signal_name
+        self.exit_code = exit_code
+        self.step = step
+        super().__init__(self._named(template, options))

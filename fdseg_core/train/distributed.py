@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "cleanup", "all_reduce_mean", "barrier"]
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "cleanup",
+    "all_reduce_max",
+    "all_reduce_mean",
+    "barrier",
+]
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,15 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
         return t
     t = t.clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_max(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The element-wise maximum over processes (a flag any rank raised)."""
+    if not info.enabled:
+        return t
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 
-__all__ = ["MetricsLog", "plot_curves"]
+__all__ = ["MetricsLog", "integer_epochs", "plot_curves"]
 
 
 class MetricsLog:
@@ -44,7 +46,11 @@ class MetricsLog:
         self.rows = [r for r in self.rows if r.get("epoch", 0) <= epochs_done]
 
     def write(self) -> None:
-        lines = "".join(json.dumps(r) + "\n" for r in self.rows)
+        """Rewrite both files. Non-finite numbers become ``null`` in ``metrics.jsonl`` (and
+        empty cells in the CSV), so that any strict JSON reader parses it; :meth:`load`
+        reads both that and the ``NaN`` of logs written before."""
+        rows = [{k: _finite_or_none(v) for k, v in r.items()} for r in self.rows]
+        lines = "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows)
         atomic_write_text(self.out_dir / "metrics.jsonl", lines)
         keys: list[str] = []
         for r in self.rows:
@@ -52,8 +58,24 @@ class MetricsLog:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=keys)
         writer.writeheader()
-        writer.writerows(self.rows)
+        writer.writerows(rows)
         atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _number(value) -> float:
+    """A logged number for a plot: ``None`` (a non-finite value in the log) is NaN."""
+    return float("nan") if value is None else float(value)
+
+
+def integer_epochs(ax) -> None:
+    """Whole-number ticks on an epoch axis (a run of 2 epochs has no epoch 1.5)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 #: Axis label of each training loss (``TrainConfig.loss``).
@@ -75,7 +97,8 @@ def plot_curves(
     fig = Figure(figsize=(11, 4))  # no pyplot: no GUI backend, no global figure registry
     ax_loss, ax_dice = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in rows]
-    ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o", ms=3, label="train loss")
+    losses = [_number(r.get("train_loss")) for r in rows]
+    ax_loss.plot(epochs, losses, marker="o", ms=3, label="train loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel(LOSS_LABELS.get(loss, f"{loss} loss"))
     ax_loss.grid(alpha=0.3)
@@ -88,6 +111,9 @@ def plot_curves(
                 *zip(*pts, strict=True), marker="o", ms=4, label=key.removeprefix("val_dice_")
             )
     ax_dice.set_xlabel("epoch")
+    for ax in (ax_loss, ax_dice):
+        integer_epochs(ax)
+        ax.ticklabel_format(axis="y", useOffset=False)
     ax_dice.set_ylabel("validation Dice")
     ax_dice.set_ylim(0, 1)
     ax_dice.grid(alpha=0.3)

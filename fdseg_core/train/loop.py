@@ -6,8 +6,10 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data.splits import save_splits
-from fdseg_core.errors import OptionError
+from fdseg_core.errors import OptionError, TrainingDivergedError, TrainingInterrupted
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.checkpoint import (
     FORMAT_VERSION,
@@ -45,9 +47,10 @@ from fdseg_core.train.setup import (
     input_shape,
     make_loader,
     prepare_data,
+    resumed_batches,
     steps_per_epoch,
 )
-from fdseg_core.train.steps import train_epoch, validate
+from fdseg_core.train.steps import EpochProgress, StepStop, train_epoch, validate
 
 __all__ = ["train", "resolve_device"]
 
@@ -130,9 +133,11 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     device, dist_info = _start(config)
     # one live run per output folder (rank 0 holds it for every process of the run)
     lock = RunLock(config.out, command="fdseg train") if dist_info.is_main else nullcontext()
+    stop = _StopRequest()
     try:
-        with lock:
+        with lock, stop.installed():
             run = _set_up(config, resume, device, dist_info)
+            run.stop = stop
             while run.epoch < config.epochs and not run.tracker.stopped:
                 row = _train_epoch(run)
                 improved = _validate_epoch(run, row)
@@ -140,6 +145,37 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             return _summary(run)
     finally:
         cleanup(dist_info)
+
+
+class _StopRequest:
+    """SIGTERM (a scheduler preempting the job) and SIGINT (Ctrl-C) while a run trains:
+    the first asks the loop to stop after the current step, save ``last.pt`` there and
+    end with the signal's exit code; a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self.signum = 0
+
+    def __call__(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is not None:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals reach the main thread only
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 @dataclass
@@ -162,6 +198,10 @@ class _Run:
     meta: dict[str, Any]
     writer: Any
     epoch: int
+    #: The steps of the current epoch done before a resume (a run stopped by a signal).
+    start: EpochProgress | None = None
+    #: Asked after every step: stop there (a signal arrived)?
+    stop: Any = None
 
     @property
     def show(self) -> bool:
@@ -212,10 +252,13 @@ def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: 
     tracker = _Tracker(config)
     log = MetricsLog(out)
     epoch = 0
+    start = None
     if ckpt is not None:
         epoch = _restore(ckpt, config, net, opt, tracker, steps, dist_info)
         log = MetricsLog.load(out)
         log.truncate(epoch)
+        if ckpt.get("epoch_progress"):
+            start = EpochProgress(**ckpt["epoch_progress"])
     samples, loader = make_loader(config, data.train_vols, shape, steps, dist_info, device)
     return _Run(
         config=config,
@@ -234,6 +277,7 @@ def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: 
         meta=data.meta(config, shape),
         writer=_tensorboard(config, out) if dist_info.is_main else None,
         epoch=epoch,
+        start=start,
     )
 
 
@@ -295,20 +339,36 @@ def _epochs_message(before: int, after: int, done: int, steps: int, tracker: _Tr
 
 
 def _train_epoch(run: _Run) -> dict[str, Any]:
-    """One epoch of optimiser steps; the log row of its loss, rate and time."""
+    """One epoch of optimiser steps; the log row of its loss, rate and time.
+
+    A run resumed in the middle of an epoch starts at the step it stopped at. A loss
+    that is not finite stops the run at that step (:class:`TrainingDivergedError`); a
+    signal stops it after the current step, with ``last.pt`` saved there
+    (:class:`TrainingInterrupted`).
+    """
     config, dist_info = run.config, run.dist_info
     run.samples.set_epoch(run.epoch)
+    start, run.start = run.start, None
+    batches = resumed_batches(run.loader, start.done if start else 0)
     t0 = time.perf_counter()
-    loss = train_epoch(
-        run.model,
-        run.opt,
-        run.loader,
-        run.device,
-        steps=run.steps,
-        progress=run.show,
-        desc=f"epoch {run.epoch + 1}/{config.epochs}",
-        channels_last=config.channels_last,
-    )
+    try:
+        loss = train_epoch(
+            run.model,
+            run.opt,
+            batches,
+            run.device,
+            steps=run.steps,
+            progress=run.show,
+            desc=f"epoch {run.epoch + 1}/{config.epochs}",
+            channels_last=config.channels_last,
+            start=start,
+            should_stop=run.stop,
+            dist_info=dist_info,
+        )
+    except StepStop as stop:
+        if stop.reason == "diverged":
+            raise _diverged(run, stop) from None
+        raise _interrupted(run, stop) from None
     run.epoch += 1
     return {
         "epoch": run.epoch,
@@ -317,6 +377,42 @@ def _train_epoch(run: _Run) -> dict[str, Any]:
         "epoch_time_s": time.perf_counter() - t0,
         "world_size": dist_info.world_size,
     }
+
+
+def _diverged(run: _Run, stop: StepStop) -> TrainingDivergedError:
+    """The error of a loss that is not finite; nothing of this step is saved."""
+    step = run.epoch * run.steps + stop.progress.done + 1
+    kept = (
+        f"last.pt (epoch {run.epoch}) and best.pt are the last finite checkpoints"
+        if run.epoch
+        else "no checkpoint was written (it diverged in the first epoch)"
+    )
+    amp = " or mixed precision overflowing ({amp})" if run.opt.use_amp else ""
+    return TrainingDivergedError(
+        f"the training loss was {stop.loss} at step {step} (epoch {run.epoch + 1}): the run "
+        f"stopped there; {kept}. Likely causes: a learning rate too high ({{lr}} "
+        f"{run.config.lr:g}){amp}, or a loss that does not suit the labels",
+        "lr",
+        "amp",
+        step=step,
+    )
+
+
+def _interrupted(run: _Run, stop: StepStop) -> TrainingInterrupted:
+    """Save ``last.pt`` at the current step (atomically) and say how to continue."""
+    progress = {"done": stop.progress.done, "loss_sum": stop.progress.loss_sum}
+    _save(run, improved=False, epoch_progress=progress)
+    step = run.epoch * run.steps + stop.progress.done
+    name = run.stop.signal_name
+    return TrainingInterrupted(
+        f"{name}: stopped after step {step} (epoch {run.epoch + 1}, step "
+        f"{stop.progress.done} of {run.steps}) and saved {Path(run.config.out) / 'last.pt'}; "
+        "run again with {resume} to continue from that step",
+        "resume",
+        signal_name=name,
+        exit_code=128 + run.stop.signum,
+        step=step,
+    )
 
 
 def _validate_epoch(run: _Run, row: dict[str, Any]) -> bool:
@@ -348,7 +444,6 @@ def _end_epoch(run: _Run, row: dict[str, Any], improved: bool) -> None:
     if run.show:
         shown = {k: round(v, 4) for k, v in row.items() if k.startswith("val_dice")}
         tqdm.write(f"epoch {run.epoch}: loss {row['train_loss']:.4f} {shown or ''}")
-    rng = _gather_rng(run.dist_info)
     if run.dist_info.is_main:
         out = Path(config.out)
         run.log.append(row)
@@ -362,10 +457,20 @@ def _end_epoch(run: _Run, row: dict[str, Any], improved: bool) -> None:
             title=f"{config.backbone} fusion={config.fusion} beta={config.beta}",
             loss=config.loss,
         )
+    _save(run, improved=improved)
+
+
+def _save(run: _Run, *, improved: bool, epoch_progress: dict | None = None) -> None:
+    """``last.pt`` (and ``best.pt`` when ``improved``), atomically, by rank 0; every rank
+    gives its RNG state. ``epoch_progress``: the steps done in an unfinished epoch."""
+    rng = _gather_rng(run.dist_info)
+    if run.dist_info.is_main:
+        out = Path(run.config.out)
         state = {
             "format_version": FORMAT_VERSION,
-            "config": config.to_dict(),
+            "config": run.config.to_dict(),
             "epoch": run.epoch,
+            "epoch_progress": epoch_progress,
             "model": run.net.state_dict(),
             **run.opt.state_dict(),
             "rng": rng,
@@ -421,7 +526,7 @@ def _resume_checkpoint(
     """
     last = out / "last.pt"
     if not resume:
-        if dist_info.is_main and last.exists():
+        if last.exists():  # every rank checks: each ends at once, before any collective
             raise FileExistsError(
                 f"{out} already holds a training run (last.pt); resume it or choose another "
                 "output folder"

@@ -28,9 +28,11 @@ __all__ = [
     "TrainingData",
     "build_optimisation",
     "build_optimizer",
+    "check_patch_bands",
     "input_shape",
     "make_loader",
     "prepare_data",
+    "resumed_batches",
     "preprocessor_for",
     "split_cases",
     "steps_per_epoch",
@@ -190,6 +192,30 @@ def input_shape(config: TrainConfig, volumes: list, divisor: int) -> tuple[int, 
         return tuple(config.patch_size)  # type: ignore[return-value]
     biggest = np.max([v.image.shape[1:] for v in volumes], axis=0)
     return tuple(int(math.ceil(s / divisor) * divisor) for s in biggest)  # type: ignore[return-value]
+
+
+def resumed_batches(loader: torch.utils.data.DataLoader, skip_steps: int):
+    """The epoch's batches from step ``skip_steps`` on (a run resumed mid-epoch).
+
+    Sample ``i`` of an epoch depends only on ``(seed, epoch, i)``
+    (:class:`~fdseg_core.data.PatchDataset`), so skipping is done on the indices,
+    without making the samples that were already trained on.
+    """
+    if skip_steps <= 0:
+        return loader
+    indices = list(loader.sampler)[skip_steps * loader.batch_size :]
+    return torch.utils.data.DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=indices,
+        num_workers=loader.num_workers,
+        drop_last=True,
+        pin_memory=loader.pin_memory,
+        # a loader's iterator draws its base seed from this generator: from the global
+        # one, it would shift the random numbers of the steps after the restored state
+        # (the epoch's own iterator drew it before the run stopped)
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
 def check_patch_bands(config: TrainConfig, shape: tuple[int, ...], divisor: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,10 +13,10 @@ from tqdm import tqdm
 
 from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
 from fdseg_core.metrics import dice_per_class
-from fdseg_core.train.distributed import DistInfo, all_reduce_sum
+from fdseg_core.train.distributed import DistInfo, all_reduce_max, all_reduce_sum
 from fdseg_core.train.setup import Optimisation
 
-__all__ = ["train_step", "train_epoch", "validate", "unwrap"]
+__all__ = ["EpochProgress", "StepStop", "train_step", "train_epoch", "validate", "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -58,6 +60,27 @@ def train_step(
     return loss.detach()
 
 
+@dataclass
+class EpochProgress:
+    """Where an epoch stands: the steps done in it and the sum of their losses (what a
+    run stopped by a signal saves, so that it resumes at the same step)."""
+
+    done: int = 0
+    loss_sum: float = 0.0
+
+
+class StepStop(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised between two steps of :func:`train_epoch`: ``reason`` is ``"diverged"``
+    (the step's loss was not finite; its update is discarded by the caller, which keeps
+    the earlier checkpoints) or ``"signal"`` (a stop was asked for)."""
+
+    def __init__(self, reason: str, progress: EpochProgress, loss: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.progress = progress
+        self.loss = loss
+
+
 def train_epoch(
     model: nn.Module,
     opt: Optimisation,
@@ -68,15 +91,33 @@ def train_epoch(
     progress: bool = False,
     desc: str = "",
     channels_last: bool = False,
+    start: EpochProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    dist_info: DistInfo | None = None,
 ) -> torch.Tensor:
     """Run the steps of one epoch (``channels_last`` as in :func:`train_step`).
 
+    After each step the loss is checked: a NaN or infinite loss raises
+    :class:`StepStop` (``"diverged"``) at that step. ``should_stop`` is asked after
+    each step too (a signal arrived); under ``torchrun`` both decisions are reduced
+    over the processes, so that every rank stops at the same step.
+
+    Args:
+        batches: The epoch's batches, from the step after ``start.done``.
+        start: The steps of this epoch already done (a run resumed mid-epoch).
+        should_stop: Whether to stop after the current step.
+        dist_info: The processes (``None``: one).
+
     Returns:
         The mean loss of this process's steps (a 0-dim tensor on ``device``).
+
+    Raises:
+        StepStop: The loss was not finite, or ``should_stop`` said so.
     """
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    bar = tqdm(batches, total=steps, disable=not progress, leave=False, desc=desc)
+    state = EpochProgress(start.done, start.loss_sum) if start else EpochProgress()
+    remaining = steps - state.done
+    bar = tqdm(batches, total=remaining, disable=not progress, leave=False, desc=desc)
     for image, label in bar:
         loss = train_step(
             model,
@@ -85,10 +126,20 @@ def train_epoch(
             label.to(device, non_blocking=True),
             channels_last=channels_last,
         )
-        loss_sum += loss
+        value = float(loss)  # one host sync a step: the check must see this step's loss
+        stop = should_stop() if should_stop is not None else False
+        flags = torch.tensor([0.0 if math.isfinite(value) else 1.0, float(stop)])
+        if dist_info is not None and dist_info.enabled:
+            flags = all_reduce_max(flags.to(device), dist_info).cpu()
+        if flags[0] > 0:
+            raise StepStop("diverged", state, value)
+        state.done += 1
+        state.loss_sum += value
         if progress:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    return loss_sum / max(steps, 1)
+            bar.set_postfix(loss=f"{value:.4f}")
+        if flags[1] > 0 and state.done < steps:
+            raise StepStop("signal", state)
+    return torch.tensor(state.loss_sum / max(steps, 1), device=device)
 
 
 @torch.no_grad()

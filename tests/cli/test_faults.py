@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -243,3 +245,28 @@ def test_a_refused_patch_size_leaves_the_output_folder_as_it_was(ds, tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2
     assert _listing(run) == ["notes.txt"]
+
+
+def test_torchrun_on_a_folder_holding_a_run_ends_every_rank_with_one_line(ds, tmp_path):
+    """Each rank checks the folder before any collective: every rank ends at once, and
+    only rank 0 prints its one line. torchrun's own agent then reports the failed ranks
+    in its summary, as it does for any rank that exits non-zero (that summary is
+    torchrun's; exiting 0 would tell a scheduler that the job succeeded)."""
+    run = tmp_path / "run"
+    assert (
+        CliRunner()
+        .invoke(cli, ["train", str(ds), "--out", str(run), *TINY, "--epochs", "1"])
+        .exit_code
+        == 0
+    )
+    fdseg = Path(sys.executable).parent / "fdseg"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd += ["--no-python", str(fdseg), "train", str(ds), "--out", str(run), *TINY, "--epochs", "1"]
+    cmd += ["--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert output.count("already holds a training run") == 1, output
+    # no traceback from fdseg on any rank: torchrun's summary has frames of its own only
+    assert "fdseg_core" not in output and "fdseg_cli" not in output, output

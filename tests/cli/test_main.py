@@ -1,0 +1,49 @@
+"""How the fdseg command ends: input errors in one line with exit code 2, internal errors
+named as such with exit code 1, a traceback only with --debug."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+import fdseg_core.jobs as jobs
+from fdseg_cli.main import cli
+
+
+def _raise(exc):
+    def fail(*args, **kwargs):
+        raise exc
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    "exc", [TypeError("unsupported operand"), KeyError("val_dice"), RuntimeError("boom")]
+)
+def test_a_bug_of_fdsegs_is_an_internal_error_not_the_users(monkeypatch, tmp_path, exc):
+    monkeypatch.setattr(jobs, "training_job", _raise(exc))
+    r = CliRunner().invoke(cli, ["train", str(tmp_path), "--no-progress"])
+    assert r.exit_code == 1
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith(f"Error: internal error ({type(exc).__name__}: ")
+    assert "fdseg --debug" in line and "report it" in line
+    assert "Traceback" not in r.output
+    r = CliRunner().invoke(cli, ["--debug", "train", str(tmp_path), "--no-progress"])
+    assert r.exception is exc  # --debug lets it through, with its traceback
+
+
+@pytest.mark.parametrize(
+    "exc", [ValueError("beta must lie in (0, 1), got 2"), FileNotFoundError("x.nii.gz is missing")]
+)
+def test_input_errors_end_in_one_line_with_exit_code_2(monkeypatch, tmp_path, exc):
+    monkeypatch.setattr(jobs, "training_job", _raise(exc))
+    r = CliRunner().invoke(cli, ["train", str(tmp_path), "--no-progress"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == f"Error: {exc}"
+
+
+def test_other_ranks_than_0_stay_quiet_with_the_same_exit_code(monkeypatch, tmp_path):
+    monkeypatch.setattr(jobs, "training_job", _raise(ValueError("bad value")))
+    monkeypatch.setenv("RANK", "1")
+    r = CliRunner().invoke(cli, ["train", str(tmp_path), "--no-progress"])
+    assert r.exit_code == 2 and r.output == ""
