@@ -15,11 +15,13 @@ from tqdm import tqdm
 
 from fdseg_cli.options import count_option, device_option, progress_option
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.choices import DEFAULT_BETA, LAYOUTS
+from fdseg_core.choices import BENCH_OPS, DEFAULT_BETA, LAYOUTS
 
 __all__ = ["bench"]
 
-_DEFAULT_SHAPES = ("1x1x160x160x128", "2x8x160x160x128")
+#: Shapes timed without --shape: one volume of the paper's size on the CPU (a batch of
+#: 8-channel feature maps too is heavy on a small machine), and that batch too on CUDA.
+_DEFAULT_SHAPES = {"cpu": ("1x1x160x160x128",), "cuda": ("1x1x160x160x128", "2x8x160x160x128")}
 _STEP_FUSIONS = 3  # run_step_benchmarks times fusion none, early and late
 
 
@@ -32,7 +34,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
         ) from None
     if len(shape) not in (4, 5) or min(shape) < 1:
         raise click.BadParameter(
-            f"{text!r}: expected N x C x D x H x W (or N x C x H x W) positive sizes",
+            f"{text!r}: expected N x C x X x Y x Z (or N x C x H x W) positive sizes",
             param_hint="--shape",
         )
     return shape
@@ -73,8 +75,8 @@ def _plan(shapes, backends, ops, device, beta, layout, modes) -> _Plan:
     from fdseg_core.bands import BACKENDS, available_backends, band_width
     from fdseg_core.benchmark import OPS, PAPER
 
-    parsed = [_parse_shape(s) for s in shapes]
     device = _resolve_device(device, modes)
+    parsed = [_parse_shape(s) for s in shapes or _DEFAULT_SHAPES[device]]
     modes = ("eager", *[m for m in modes if m != "eager"])
     usable = available_backends(device)
     if layout == "reference":
@@ -249,9 +251,9 @@ def _write_json(
     "--shape",
     "shapes",
     multiple=True,
-    default=_DEFAULT_SHAPES,
-    show_default=True,
-    help="Input shape NxCxDxHxW; repeat for several.",
+    help="Input shape NxCxXxYxZ; repeat for several [default: "
+    f"{' '.join(_DEFAULT_SHAPES['cpu'])} on the CPU, also "
+    f"{_DEFAULT_SHAPES['cuda'][-1]} on CUDA].",
 )
 @click.option(
     "--backend",
@@ -264,7 +266,7 @@ def _write_json(
     "--op",
     "ops",
     multiple=True,
-    type=click.Choice(["split", "split+bwd", "fuse", "fuse+bwd"]),
+    type=click.Choice(list(BENCH_OPS)),
     help="Operation (repeatable; default: all four).",
 )
 @click.option(
@@ -272,9 +274,16 @@ def _write_json(
     type=click.Choice(["float32", "float16", "bfloat16", "float64"]),
     default="float32",
     show_default=True,
+    help="Data type of the input tensors.",
 )
 @device_option
-@click.option("--beta", type=float, default=DEFAULT_BETA, show_default=True)
+@click.option(
+    "--beta",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=DEFAULT_BETA,
+    show_default=True,
+    help="Relative width of the low band.",
+)
 @click.option(
     "--layout",
     type=click.Choice(list(LAYOUTS)),
@@ -301,7 +310,7 @@ def _write_json(
     "overhead table, with GPU busy time on CUDA.",
 )
 @count_option("--repeats", default=5, help="Timed runs; the median is reported.")
-@count_option("--warmup", minimum=0, default=1)
+@count_option("--warmup", minimum=0, default=1, help="Untimed runs before the timed ones.")
 @click.option(
     "--json",
     "json_path",

@@ -40,10 +40,11 @@ __all__ = ["experiment"]
 )
 @click.option(
     "--checkpoint",
-    type=click.Choice(["last", "best"]),
-    default="last",
+    type=click.Choice(["best", "last"]),
+    default="best",
     show_default=True,
-    help="Evaluate each run's last checkpoint, or its best validation one.",
+    help="Evaluate each run's best validation checkpoint (the one early stopping selects, "
+    "as `fdseg predict` takes), or its last one.",
 )
 @count_option(
     "--bootstrap",

@@ -83,7 +83,12 @@ memory_option = click.option(
 progress_option = click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show progress bars."
 )
-device_option = choice_option("--device", choices=list(DEVICES), default="auto")
+device_option = choice_option(
+    "--device",
+    choices=list(DEVICES),
+    default="auto",
+    help="Where to run: auto (CUDA when available, else the CPU), cpu or cuda.",
+)
 
 
 class _FoldType(click.ParamType):

@@ -13,9 +13,19 @@ __all__ = ["phantom"]
 @click.argument("out", type=click.Path(file_okay=False))
 @count_option("--cases", default=10, help="Training cases (imagesTr/labelsTr).")
 @count_option("--test-cases", minimum=0, default=4, help="Test cases (imagesTs/labelsTs).")
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--shape", type=(int, int, int), default=(160, 160, 128), show_default=True, help="Grid X Y Z."
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the draw: the same seed writes the same cases; a new one, a fresh draw.",
+)
+@click.option(
+    "--shape",
+    type=(int, int, int),
+    default=(160, 160, 128),
+    show_default=True,
+    help="Grid size X Y Z, in voxels (the axes of the NIfTI array).",
 )
 @click.option("--spacing", type=float, default=1.0, show_default=True, help="Voxel size (mm).")
 @click.option(

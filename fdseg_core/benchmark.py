@@ -27,7 +27,7 @@ from fdseg_core.bands import (
     paper_band_fuse,
     paper_band_split,
 )
-from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_BETA, FUSIONS
+from fdseg_core.choices import BENCH_OPS, DEFAULT_BAND_DIMS, DEFAULT_BETA, FUSIONS
 from fdseg_core.nn import FrequencyDisentangledNet
 from fdseg_core.train.losses import DiceCELoss
 
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: Operations measured: forward, and forward + backward (gradients of every input).
-OPS: tuple[str, ...] = ("split", "split+bwd", "fuse", "fuse+bwd")
+OPS: tuple[str, ...] = BENCH_OPS
 #: Name of the paper's pipeline in result tables.
 PAPER = "paper"
 #: How a measured call runs: as written; through ``torch.compile`` (one graph, the band

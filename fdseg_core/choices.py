@@ -11,6 +11,7 @@ __all__ = [
     "ACTIVATIONS",
     "BACKENDS",
     "BANDS",
+    "BENCH_OPS",
     "DEFAULT_BAND_DIMS",
     "DEFAULT_BETA",
     "DEFAULT_MEMORY_GB",
@@ -51,6 +52,8 @@ DEFAULT_BETA = 0.1
 #: The band dims of an ``(N, C, *spatial)`` input when none are given: the first two
 #: spatial dims (the in-plane axes of a 3D volume, X and Y in NIfTI order).
 DEFAULT_BAND_DIMS: tuple[int, ...] = (2, 3)
+#: The operations ``fdseg bench`` times.
+BENCH_OPS: tuple[str, ...] = ("split", "split+bwd", "fuse", "fuse+bwd")
 #: The memory budget of one training step when planning from a dataset, in GiB.
 DEFAULT_MEMORY_GB = 8.0
 #: Training losses.

@@ -129,13 +129,28 @@ def group_channel_files(folder: Path, file_ending: str | None = None) -> dict[st
     return out
 
 
+#: The keys nnU-Net v2 requires in ``dataset.json`` (``modality`` is the older name of
+#: ``channel_names``, which fdseg still reads).
+NNUNET_REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
+
+
 def _nnunet(root: Path, raw: dict) -> DatasetInfo:
     path = root / "dataset.json"
+    missing = [
+        k
+        for k in NNUNET_REQUIRED_KEYS
+        if k not in raw and not (k == "channel_names" and "modality" in raw)
+    ]
+    if missing:
+        raise ValueError(
+            f"{path}: missing {', '.join(repr(k) for k in missing)}; an nnU-Net v2 dataset.json "
+            f"needs {', '.join(NNUNET_REQUIRED_KEYS)}"
+        )
     names = raw.get("channel_names", raw.get("modality"))
     if not isinstance(names, dict) or not names:
         raise ValueError(f"{path}: 'channel_names' must be a non-empty object")
     channel_names = tuple(str(names[k]) for k in sorted(names, key=int))
-    ending = raw.get("file_ending", ".nii.gz")
+    ending = raw["file_ending"]
     if ending not in NIFTI_ENDINGS:
         raise ValueError(
             f"{path}: file_ending {ending!r} is not supported (NIfTI only: {list(NIFTI_ENDINGS)})"
@@ -163,8 +178,10 @@ def _nnunet(root: Path, raw: dict) -> DatasetInfo:
     training = cases(root / "imagesTr", root / "labelsTr", True)
     if not training:
         raise ValueError(f"{root / 'imagesTr'} holds no training case")
-    num = raw.get("numTraining")
-    if num is not None and int(num) != len(training):
+    num = raw["numTraining"]
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"{path}: numTraining must be a positive integer, got {num!r}")
+    if num != len(training):
         raise ValueError(f"{path}: numTraining is {num} but imagesTr holds {len(training)} cases")
     test = cases(root / "imagesTs", root / "labelsTs", False)
     return DatasetInfo(

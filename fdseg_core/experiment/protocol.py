@@ -91,7 +91,7 @@ class ExperimentConfig:
     training: TrainConfig | None = None
     n_resamples: int = N_RESAMPLES
     layouts: tuple[str, ...] = ()
-    checkpoint: str = "last"
+    checkpoint: str = "best"
     plan: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:

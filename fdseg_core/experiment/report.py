@@ -24,6 +24,7 @@ from fdseg_core.experiment.stats import (
     per_unit_means,
     verdict,
 )
+from fdseg_core.train.logs import integer_epochs
 
 __all__ = [
     "ALL_SIZES",
@@ -340,13 +341,18 @@ def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, methods) 
                 epochs = sorted(set(series[0]).intersection(*series[1:]))
                 mean = [sum(p[e] for p in series) / len(series) for e in epochs]
                 seeds = f"{len(runs)} seed" + ("s" if len(runs) != 1 else "")
-                ax.plot(epochs, mean, color=colour, lw=2, label=f"{label} ({seeds})")
+                # markers, so that a run of one epoch is a point and not an empty axis
+                ax.plot(
+                    epochs, mean, color=colour, lw=2, marker="o", ms=3, label=f"{label} ({seeds})"
+                )
         row[0].set_ylabel(f"training loss, n={size}")
         row[1].set_ylabel(f"validation mean Dice, n={size}")
         row[1].set_ylim(0, 1)
         for ax in row:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
+            integer_epochs(ax)
+            ax.ticklabel_format(axis="y", useOffset=False)
         row[1].legend(fontsize=8)
     fig.tight_layout()
     atomic_save_figure(fig, path, dpi=100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from fdseg_core.data.preprocess import Preprocessor, resample
 from fdseg_core.infer.activation import labels_from_probabilities
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.infer.postprocess import keep_largest_per_class
-from fdseg_core.infer.sliding_window import sliding_window_inference
+from fdseg_core.infer.sliding_window import sliding_window_inference, tta_passes
 from fdseg_core.runlock import RunLock
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["AGREE", "check_ensemble", "gather_inputs", "predict_cases", "predict_ensemble"]
 
@@ -185,7 +188,15 @@ def predict_ensemble(
         runners.append((model, meta, Preprocessor.from_meta(meta)))
     written = []
     with RunLock(out_dir, command="fdseg predict"):
-        for case in tqdm(cases, disable=not progress, desc="predict", unit="case"):
+        passes = len(runners) * (tta_passes(3) if tta else 1)
+        for index, case in enumerate(
+            tqdm(cases, disable=not progress, desc="predict", unit="case"), start=1
+        ):
+            if tta and not progress:  # TTA is slow: a line per case even without a bar
+                logger.info(
+                    f"predict {case.case_id} ({index} of {len(cases)}): {passes} passes "
+                    "over the volume (test-time flips)"
+                )
             target = out_dir / f"{case.case_id}.nii.gz"
             prob_path = out_dir / f"{case.case_id}_probabilities.nii.gz"
             for p in (target, prob_path):

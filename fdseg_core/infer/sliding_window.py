@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from fdseg_core.infer.activation import check_activation, probabilities
 
-__all__ = ["sliding_window_inference", "gaussian_importance", "window_starts"]
+__all__ = ["sliding_window_inference", "gaussian_importance", "tta_passes", "window_starts"]
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -66,6 +66,13 @@ def gaussian_importance(patch: Sequence[int], sigma_scale: float = 0.125) -> tor
 
 def _flip_sets(nd: int) -> list[tuple[int, ...]]:
     return [c for r in range(nd + 1) for c in itertools.combinations(range(2, 2 + nd), r)]
+
+
+def tta_passes(spatial_dims: int) -> int:
+    """Forward passes per window with flip test-time augmentation: every combination of
+    axis flips, ``2 ** spatial_dims`` (8 in 3D), so TTA costs about that many times the
+    time of a prediction without it."""
+    return len(_flip_sets(spatial_dims))
 
 
 @torch.no_grad()

@@ -240,13 +240,24 @@ def plan_training(
         )
     per_sample = math.prod(patch) * bytes_per_voxel
     total = float(resampled.prod(axis=1).sum())
-    share_cap = max(2, int(MAX_DATASET_SHARE * total // math.prod(patch)))
+    share = math.prod(patch) / total
+    by_share = int(MAX_DATASET_SHARE * total // math.prod(patch))
+    share_cap = max(2, by_share)
     by_memory = max(2, int(budget // per_sample))
     batch = min(by_memory, share_cap)
+    if by_share >= 2:
+        cap = (
+            f"and the cap of {MAX_DATASET_SHARE:.0%} of the dataset's voxels per step allows "
+            f"{by_share}"
+        )
+    else:  # one patch is already more than the cap: nnU-Net's floor of 2 applies
+        cap = (
+            f"and one patch is already {share:.0%} of the dataset's voxels, above the cap of "
+            f"{MAX_DATASET_SHARE:.0%} per step, so the floor of 2 patches applies"
+        )
     reasons.append(
         f"batch size {batch}: {by_memory} patches fit in {memory_gb:g} GiB "
-        f"({per_sample / 2**30:.2f} GiB each), at most 5 % of the dataset's voxels per step "
-        f"allows {share_cap}, and never fewer than 2"
+        f"({per_sample / 2**30:.2f} GiB each), {cap}"
     )
     warnings = []
     if any(p < m for p, m in zip(patch, median, strict=True)):

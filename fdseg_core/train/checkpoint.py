@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -81,15 +82,48 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    unreadable = _unreadable(path)
+    if unreadable:
+        raise ValueError(f"checkpoint {path} could not be read: {unreadable}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # corrupted or foreign file
-        raise ValueError(f"checkpoint {path} could not be read: {exc}") from exc
+        raise ValueError(f"checkpoint {path} could not be read: {_reason(exc)}") from exc
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not an fdseg checkpoint (no 'config'/'model' entries)")
     if int(ckpt.get("format_version", 1)) < 2:
         ckpt["config"].setdefault("fusion_at", "generic")
     return ckpt
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why a file cannot be a checkpoint, told from its bytes before torch reads it:
+    ``torch.save`` writes a zip archive (its legacy format, a pickle, starts with 0x80)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return "it is truncated or corrupted (not a complete zip archive)"
+        return None
+    if head[:1] == b"\x80":
+        return None
+    return "it is not a PyTorch checkpoint"
+
+
+def _reason(exc: Exception) -> str:
+    """Why torch could not read a file, in a few words (its zip reader's messages run
+    to a paragraph of advice)."""
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    if (
+        "pytorchstreamreader" in lowered
+        or "zip archive" in lowered
+        or "central directory" in lowered
+    ):
+        return "it is truncated or corrupted (not a complete zip archive)"
+    if "invalid load key" in lowered or "unpickling" in lowered:
+        return "it is not a PyTorch checkpoint"
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def build_model(

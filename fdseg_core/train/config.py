@@ -194,7 +194,9 @@ class TrainConfig:
         integer=True,
         none_ok=True,
     )
-    patch_size: tuple[int, int, int] | str = _opt((64, 64, 64), "Patch D H W.")
+    patch_size: tuple[int, int, int] | str = _opt(
+        (64, 64, 64), "Patch size X Y Z, in voxels (the axes of the NIfTI array)."
+    )
     bands: str = _opt(
         "model",
         "Where the band split happens: in the model on each input, or once per whole "

@@ -60,7 +60,7 @@ def test_bench_writes_json_rows_for_every_backend_and_the_paper(tmp_path, monkey
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--shape", "2x8x160"], "expected N x C x D x H x W"),
+        (["--shape", "2x8x160"], "expected N x C x X x Y x Z"),
         (["--shape", "axb"], "is not a shape"),
         (["--backend", "cufft"], "unknown backend 'cufft'"),
         (["--shape", "1x1x4x4x4"], "keeps no sample at beta=0.1"),

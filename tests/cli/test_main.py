@@ -47,3 +47,19 @@ def test_other_ranks_than_0_stay_quiet_with_the_same_exit_code(monkeypatch, tmp_
     monkeypatch.setenv("RANK", "1")
     r = CliRunner().invoke(cli, ["train", str(tmp_path), "--no-progress"])
     assert r.exit_code == 2 and r.output == ""
+
+
+def test_every_option_of_every_command_has_help_text():
+    from fdseg_cli.main import COMMANDS
+
+    missing = []
+    for name in COMMANDS:
+        command = cli.get_command(None, name)
+        commands = [command]
+        if hasattr(command, "commands"):  # a group: its subcommands too
+            commands += list(command.commands.values())
+        for cmd in commands:
+            for param in cmd.params:
+                if param.param_type_name == "option" and not param.help:
+                    missing.append(f"{cmd.name} {param.opts[0]}")
+    assert missing == []

@@ -175,3 +175,21 @@ def test_resampling_to_target_spacing_changes_the_grid(tmp_path):
     vol = Preprocessor(("zscore",), target_spacing=(2.0, 2.0, 2.0))(info.training[0])
     assert vol.image.shape == (1, 12, 12, 16) and vol.label.shape == (12, 12, 16)
     assert set(np.unique(vol.label)) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("key", ["file_ending", "numTraining", "labels", "channel_names"])
+def test_a_dataset_json_without_a_key_nnunet_requires_is_refused_naming_it(tmp_path, key):
+    root = make_toy_dataset(tmp_path / "ds", n_cases=2)
+    meta = json.loads((root / "dataset.json").read_text())
+    del meta[key]
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"dataset.json: missing '{key}'; an nnU-Net v2"):
+        load_dataset(root)
+
+
+def test_the_older_modality_key_still_names_the_channels(tmp_path):
+    root = make_toy_dataset(tmp_path / "ds", n_cases=2)
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["modality"] = meta.pop("channel_names")
+    (root / "dataset.json").write_text(json.dumps(meta))
+    assert len(load_dataset(root).channel_names) == 1

@@ -58,6 +58,11 @@ def test_small_volumes_fit_whole_in_the_patch_and_the_batch_is_capped_at_5_perce
     assert plan.patch_size == (32, 32, 16)  # the median case rounded up to 8
     # 5 % of 10 x 30 x 30 x 14 voxels = 6300 < one patch of 16384: the floor of 2 wins
     assert plan.batch_size == 2
+    # and the reason says so: one patch is 13 % of the dataset's 126000 voxels
+    assert "one patch is already 13% of the dataset's voxels, above the cap of 5%" in (
+        plan.report()
+    )
+    assert "the floor of 2 patches applies" in plan.report()
     assert plan.fields() == {
         "target_spacing": (2.0, 2.0, 2.0),
         "patch_size": (32, 32, 16),
@@ -71,6 +76,8 @@ def test_many_cases_raise_the_batch_to_what_the_budget_holds():
     per_voxel = 2**30 / (32 * 32 * 16)  # one patch = 1 GiB
     plan = plan_training(fp, size_divisor=8, bytes_per_voxel=per_voxel, memory_gb=5)
     assert plan.batch_size == 5 and plan.estimated_gb == pytest.approx(5.0)
+    # 5 % of 1000 cases of 16384 voxels holds 50 patches
+    assert "the cap of 5% of the dataset's voxels per step allows 50" in plan.report()
 
 
 def test_large_volumes_are_cut_along_the_largest_axis_in_mm_until_a_batch_of_2_fits():
