@@ -229,6 +229,7 @@ TRAINING_FIELDS: tuple[str, ...] = (
     "early_stop_patience",
     "early_stop_min_epochs",
     "early_stop_min_delta",
+    "best_selection",
     "n_folds",
     "fold",
     "seed",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from fdseg_cli.options import count_option, device_option, out_option, progress_option
+from fdseg_core.choices import DEFAULT_OVERLAP
 
 __all__ = ["predict"]
 
@@ -45,7 +45,7 @@ def _split_models(args: tuple[str, ...]) -> tuple[list[Path], list[str]]:
 @click.option(
     "--overlap",
     type=click.FloatRange(0.0, 0.95),
-    default=0.5,
+    default=DEFAULT_OVERLAP,
     show_default=True,
     help="Overlap of neighbouring sliding windows.",
 )
@@ -160,11 +160,11 @@ def _keep_largest(choice: str, run_dirs: list[Path]) -> str | dict[int, str]:
             "'run' needs exactly one RUN_DIR (a `fdseg train --folds-all` folder)",
             param_hint="--keep-largest",
         )
-    path = run_dirs[0] / "postprocessing.json"
-    if not path.is_file():
+    from fdseg_core.crossval import load_postprocessing  # lazy: torch, on use
+
+    try:
+        return load_postprocessing(run_dirs[0])
+    except FileNotFoundError as exc:
         raise click.BadParameter(
-            f"{path} does not exist: `fdseg train --folds-all` decides it",
-            param_hint="--keep-largest",
-        )
-    decision = json.loads(path.read_text())
-    return {int(v): mode for v, mode in decision["keep_largest"].items()}
+            f"{exc} (`fdseg train --folds-all` decides it)", param_hint="--keep-largest"
+        ) from None

@@ -12,6 +12,8 @@ __all__ = [
     "BACKENDS",
     "BANDS",
     "BENCH_OPS",
+    "BEST_SELECTIONS",
+    "DEFAULT_OVERLAP",
     "DEFAULT_BAND_DIMS",
     "DEFAULT_BETA",
     "DEFAULT_MEMORY_GB",
@@ -52,6 +54,11 @@ DEFAULT_BETA = 0.1
 #: The band dims of an ``(N, C, *spatial)`` input when none are given: the first two
 #: spatial dims (the in-plane axes of a 3D volume, X and Y in NIfTI order).
 DEFAULT_BAND_DIMS: tuple[int, ...] = (2, 3)
+#: How ``best.pt`` is chosen: by the mean Dice of one validation, or by its exponential
+#: moving average over validations (nnU-Net's rule).
+BEST_SELECTIONS: tuple[str, ...] = ("dice", "ema")
+#: The overlap of neighbouring sliding windows when none is given.
+DEFAULT_OVERLAP = 0.5
 #: The operations ``fdseg bench`` times.
 BENCH_OPS: tuple[str, ...] = ("split", "split+bwd", "fuse", "fuse+bwd")
 #: The memory budget of one training step when planning from a dataset, in GiB.

@@ -3,11 +3,13 @@ post-processing decided from it, as nnU-Net does after its five folds.
 
 ``OUT/fold_k`` is an ordinary training run of fold ``k`` (``fdseg predict OUT/fold_k``
 works), and ``OUT`` as a whole is an ensemble (``fdseg predict OUT`` averages the folds).
-After training, each fold's best checkpoint predicts its own validation cases into
-``OUT/fold_k/validation``; those predictions, pooled over the folds, give the validation
-Dice of the whole cross-validation (``OUT/cv_summary.json``) and decide, class by class,
-whether keeping only the largest connected component (per class, or per class and
-hemisphere) raises the pooled Dice (``OUT/postprocessing.json``).
+After training, each fold's best checkpoint scores its own validation cases once, in
+memory, on each case's own grid (:func:`~fdseg_core.train.evaluation.evaluate_volumes`,
+the function validation and experiments use); those predictions, pooled over the
+folds, give the validation Dice of the whole cross-validation (``OUT/cv_summary.json``)
+and decide, class by class, whether keeping only the largest connected component (per
+class, or per class and hemisphere) raises the pooled Dice (``OUT/postprocessing.json``).
+A line per fold says where the cross-validation stands.
 """
 
 from __future__ import annotations
@@ -22,15 +24,30 @@ import numpy as np
 import torch
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.data import ALL_FOLD, Case, load_case, load_dataset, plan_folds
-from fdseg_core.infer import keep_largest_per_class, predict_ensemble
+from fdseg_core.choices import DEFAULT_OVERLAP
+from fdseg_core.data import (
+    ALL_FOLD,
+    Preprocessor,
+    class_names,
+    load_dataset,
+    num_classes,
+    plan_folds,
+)
+from fdseg_core.infer import keep_largest_per_class
 from fdseg_core.metrics import dice_per_class
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.checkpoint import load_checkpoint, load_model
 from fdseg_core.train.config import TrainConfig
+from fdseg_core.train.evaluation import evaluate_volumes, nan_as_worst
 from fdseg_core.train.loop import resolve_device, train
 
-__all__ = ["POSTPROCESSING", "SUMMARY", "cross_validate", "decide_postprocessing"]
+__all__ = [
+    "POSTPROCESSING",
+    "SUMMARY",
+    "cross_validate",
+    "decide_postprocessing",
+    "load_postprocessing",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +101,19 @@ def cross_validate(
         if plan.note:
             logger.info(plan.note)
         folds = []
-        for k in range(plan.n_folds):
-            fold_config = config.replace(fold=k, n_folds=plan.n_folds, out=str(out / f"fold_{k}"))
-            folds.append(_train_fold(fold_config, resume=resume, progress=progress))
         device = resolve_device(config.device)
         by_id = {c.case_id: c for c in info.training}
         pairs = []
-        for k, fold in enumerate(folds):
+        for k in range(plan.n_folds):
+            fold_config = config.replace(fold=k, n_folds=plan.n_folds, out=str(out / f"fold_{k}"))
+            logger.info(f"cross-validation: fold {k + 1} of {plan.n_folds} -> {fold_config.out}")
+            fold = _train_fold(fold_config, resume=resume, progress=progress)
+            folds.append(fold)
             pairs += _validate_fold(out / f"fold_{k}", [by_id[i] for i in fold["val"]], device)
+            logger.info(
+                f"cross-validation: fold {k + 1} of {plan.n_folds} done, best mean Dice "
+                f"{fold['best_dice']:.4f} at epoch {fold['best_epoch']}"
+            )
         summary = _summarise(pairs, info.labels, plan.n_folds, folds)
         atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")
         decision = {
@@ -120,33 +142,39 @@ def _train_fold(config: TrainConfig, *, resume: bool, progress: bool) -> dict[st
 
 
 def _validate_fold(fold_dir: Path, cases: list, device: torch.device) -> list[tuple]:
-    """Predict a fold's validation cases with its best checkpoint (once; kept on resume):
-    ``(case, prediction, reference, affine)`` per case."""
-    target = fold_dir / "validation"
-    missing = [c for c in cases if not (target / f"{c.case_id}.nii.gz").is_file()]
-    if missing:
-        model, meta = load_model(fold_dir / "best.pt", map_location=device)
-        predict_ensemble(
-            [(model, meta)],
-            missing,
-            target,
-            overlap=float(meta["config"].get("overlap", 0.5)),
-            device=device,
-            progress=False,
-        )
-    pairs = []
-    for case in cases:
-        reference = load_case(case)
-        pred = load_case(
-            _as_case(case.case_id, target / f"{case.case_id}.nii.gz"), with_label=False
-        )
-        labels = pred.image[0].astype(np.int64)
-        pairs.append((case.case_id, labels, reference.label, reference.affine))
-    return pairs
+    """Score a fold's validation cases with its best checkpoint, in memory and on each
+    case's own grid: ``(case, prediction, reference, affine)`` per case."""
+    model, meta = load_model(fold_dir / "best.pt", map_location=device)
+    model.eval()
+    prep = Preprocessor.from_meta(meta)
+    scores = evaluate_volumes(
+        model,
+        [prep(case) for case in cases],
+        num_classes=meta["num_classes"],
+        patch_size=meta["patch_size"],
+        overlap=float(meta["config"].get("overlap", DEFAULT_OVERLAP)),
+        device=device,
+        activation=meta["activation"],
+        target_spacing=meta.get("target_spacing"),
+        case_grid=True,
+        keep_labels=True,
+    )
+    return [(s.case_id, s.labels, s.reference, s.affine) for s in scores]
 
 
-def _as_case(case_id: str, path: Path) -> Case:
-    return Case(case_id, (path,))
+def load_postprocessing(run_dir: str | Path) -> dict[int, str]:
+    """The keep-largest mode per class value that a cross-validation in ``run_dir``
+    decided (``run_dir/postprocessing.json``).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` holds no decision (it is written by
+            :func:`cross_validate`).
+    """
+    path = Path(run_dir) / POSTPROCESSING
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: a cross-validation decides it")
+    decision = json.loads(path.read_text())
+    return {int(v): mode for v, mode in decision["keep_largest"].items()}
 
 
 def decide_postprocessing(
@@ -165,7 +193,7 @@ def decide_postprocessing(
     """
     modes: dict[int, str] = {}
     table: dict[str, dict[str, float]] = {}
-    num_classes = max(labels.values()) + 1
+    n_classes = num_classes(labels)
     for name, value in sorted(labels.items(), key=lambda kv: kv[1]):
         if value == 0:
             continue
@@ -174,24 +202,20 @@ def decide_postprocessing(
             values = []
             for _, pred, ref, affine in pairs:
                 cleaned = keep_largest_per_class(pred, {value: mode}, affine=affine)
-                dice = dice_per_class(torch.as_tensor(cleaned), torch.as_tensor(ref), num_classes)
+                dice = dice_per_class(torch.as_tensor(cleaned), torch.as_tensor(ref), n_classes)
                 d = float(dice[value])
                 if not math.isnan(d):
                     values.append(d)
             scores[mode] = float(np.mean(values)) if values else float("nan")
-        best = max(_MODES, key=lambda m: (_score(scores[m]), -_MODES.index(m)))
+        best = max(_MODES, key=lambda m: (nan_as_worst(scores[m]), -_MODES.index(m)))
         modes[value] = best
         table[name] = scores
     return modes, table
 
 
-def _score(value: float) -> float:
-    return -1.0 if math.isnan(value) else value
-
-
 def _summarise(pairs, labels, n_folds, folds) -> dict[str, Any]:
     modes, table = decide_postprocessing(pairs, labels)
-    names = {v: k for k, v in labels.items()}
+    names = class_names(labels)
     pooled = {name: scores["none"] for name, scores in table.items()}
     after = {names[v]: table[names[v]][mode] for v, mode in modes.items()}
     pooled["mean"] = float(np.nanmean(list(pooled.values()))) if pooled else float("nan")

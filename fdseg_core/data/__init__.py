@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from fdseg_core.data.checks import check_cases
 from fdseg_core.data.io import LoadedCase, load_case, load_nifti, save_nifti, voxel_spacing
-from fdseg_core.data.layout import Case, DatasetInfo, group_channel_files, load_dataset
+from fdseg_core.data.layout import (
+    Case,
+    DatasetInfo,
+    class_names,
+    group_channel_files,
+    load_dataset,
+    num_classes,
+)
 from fdseg_core.data.patches import PatchDataset, crop_or_pad
 from fdseg_core.data.preprocess import (
     NORMALIZATIONS,
@@ -44,6 +51,7 @@ __all__ = [
     "Volume",
     "VolumeBands",
     "check_cases",
+    "class_names",
     "crop_or_pad",
     "default_normalization",
     "group_channel_files",
@@ -51,6 +59,7 @@ __all__ = [
     "load_dataset",
     "load_nifti",
     "load_splits",
+    "num_classes",
     "make_splits",
     "make_toy_dataset",
     "normalize",

@@ -14,9 +14,23 @@ __all__ = [
     "NIFTI_ENDINGS",
     "strip_nifti_ending",
     "group_channel_files",
+    "class_names",
+    "num_classes",
 ]
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
+
+
+def num_classes(labels: dict[str, int]) -> int:
+    """Output classes of a ``labels`` mapping (name -> value), background included."""
+    return max(labels.values()) + 1
+
+
+def class_names(labels: dict[str, int]) -> dict[int, str]:
+    """Value -> name of a ``labels`` mapping (name -> value)."""
+    return {v: k for k, v in labels.items()}
+
+
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 

@@ -13,17 +13,23 @@ import torch
 from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.choices import FUSIONS, LAYOUTS
-from fdseg_core.data import ALL_FOLD, Preprocessor, fold_cases, load_dataset, plan_folds
+from fdseg_core.choices import DEFAULT_OVERLAP, FUSIONS, LAYOUTS
+from fdseg_core.data import (
+    ALL_FOLD,
+    Preprocessor,
+    class_names,
+    fold_cases,
+    load_dataset,
+    plan_folds,
+)
 from fdseg_core.errors import OptionError
 from fdseg_core.experiment.report import write_report
 from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
-from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
-from fdseg_core.metrics import dice_per_class
 from fdseg_core.provenance import code_provenance
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.checkpoint import load_model
 from fdseg_core.train.config import TrainConfig
+from fdseg_core.train.evaluation import evaluate_volumes
 from fdseg_core.train.logs import MetricsLog
 from fdseg_core.train.loop import resolve_device, train
 
@@ -189,27 +195,24 @@ def evaluate_run(
     """
     model, meta = load_model(checkpoint, map_location=device)
     prep = Preprocessor.from_meta(meta)
-    overlap = meta["config"].get("overlap", 0.5) if overlap is None else overlap
-    names = {v: k for k, v in meta["labels"].items()}
+    overlap = meta["config"].get("overlap", DEFAULT_OVERLAP) if overlap is None else overlap
+    names = class_names(meta["labels"])
+    model.eval()
+    scores = evaluate_volumes(
+        model,
+        [prep(case) for case in cases],
+        num_classes=meta["num_classes"],
+        patch_size=meta["patch_size"],
+        overlap=overlap,
+        device=device,
+        activation=meta["activation"],
+    )
     rows = []
-    with torch.no_grad():
-        for case in cases:
-            vol = prep(case)
-            image = torch.as_tensor(vol.image)[None].to(device)
-            probs = sliding_window_inference(
-                image,
-                model,
-                meta["patch_size"],
-                overlap=overlap,
-                device=device,
-                activation=meta["activation"],
-            )
-            pred = labels_from_probabilities(probs, meta["activation"])[0].cpu()
-            dice = dice_per_class(pred, torch.as_tensor(vol.label), meta["num_classes"])
-            row = {"case": case.case_id}
-            for c in range(1, meta["num_classes"]):
-                row[f"dice_{names.get(c, c)}"] = float(dice[c])
-            rows.append(row)
+    for score in scores:
+        row: dict[str, Any] = {"case": score.case_id}
+        for c in range(1, meta["num_classes"]):
+            row[f"dice_{names.get(c, c)}"] = float(score.dice[c])
+        rows.append(row)
     return rows
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fdseg_core.choices import DEFAULT_OVERLAP
 from fdseg_core.data.io import load_case, save_nifti
 from fdseg_core.data.layout import Case, group_channel_files, load_dataset, strip_nifti_ending
 from fdseg_core.data.preprocess import Preprocessor, resample
@@ -126,7 +127,7 @@ def predict_ensemble(
     cases: Sequence[Case],
     out_dir: str | Path,
     *,
-    overlap: float = 0.5,
+    overlap: float = DEFAULT_OVERLAP,
     tta: bool = False,
     save_probabilities: bool = False,
     overlay: bool = False,

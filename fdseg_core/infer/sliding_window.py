@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fdseg_core.choices import DEFAULT_OVERLAP
 from fdseg_core.infer.activation import check_activation, probabilities
 
 __all__ = ["sliding_window_inference", "gaussian_importance", "tta_passes", "window_starts"]
@@ -81,7 +82,7 @@ def sliding_window_inference(
     predictor: Callable[[torch.Tensor], torch.Tensor],
     patch_size: Sequence[int],
     *,
-    overlap: float = 0.5,
+    overlap: float = DEFAULT_OVERLAP,
     gaussian: bool = True,
     sigma_scale: float = 0.125,
     batch_size: int = 1,

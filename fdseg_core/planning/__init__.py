@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fdseg_core.choices import DEFAULT_BAND_DIMS
-from fdseg_core.data import load_dataset
+from fdseg_core.data import load_dataset, num_classes
 from fdseg_core.planning.fingerprint import CaseFingerprint, Fingerprint, fingerprint
 from fdseg_core.planning.planner import (
     DEFAULT_MEMORY_GB,
@@ -66,7 +66,7 @@ def plan_run(
     info = load_dataset(config.dataset)
     fp = fp or fingerprint(info, progress=progress)
     in_channels = len(info.channel_names)
-    model = build_model(config, in_channels, max(info.labels.values()) + 1)
+    model = build_model(config, in_channels, num_classes(info.labels))
     divisor = model.size_divisor
     divisors = divisor if isinstance(divisor, tuple) else (divisor,) * 3
     model_in = in_channels * (2 if config.bands == "volume" else 1)

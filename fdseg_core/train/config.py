@@ -19,8 +19,10 @@ from typing import Any
 from fdseg_core.choices import (
     BACKENDS,
     BANDS,
+    BEST_SELECTIONS,
     COMPILE_MODES,
     DEFAULT_BETA,
+    DEFAULT_OVERLAP,
     DEVICES,
     FULL,
     FUSION_AT,
@@ -228,6 +230,12 @@ class TrainConfig:
         integer=True,
         none_ok=True,
     )
+    best_selection: str = _opt(
+        "dice",
+        "How best.pt (and early stopping) reads the validations: the mean Dice of each "
+        "(dice), or its exponential moving average, weight 0.9 (ema, as nnU-Net).",
+        choices=BEST_SELECTIONS,
+    )
     early_stop_min_delta: float = _opt(
         0.0, "Smallest mean-Dice gain that counts as an improvement.", low=0.0
     )
@@ -261,7 +269,12 @@ class TrainConfig:
         0.33, "Probability that a patch is centred on foreground.", low=0.0, high=1.0, cli=False
     )
     overlap: float = _opt(
-        0.5, "Sliding-window overlap at validation.", low=0.0, high=1.0, open_high=True, cli=False
+        DEFAULT_OVERLAP,
+        "Sliding-window overlap at validation.",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+        cli=False,
     )
     tensorboard: bool = _opt(False, "Also log to TensorBoard.", runtime=True)
     progress: bool = _opt(True, "Show progress bars.", runtime=True)

@@ -9,10 +9,11 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,9 +22,11 @@ from torch import nn
 from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
+from fdseg_core.data import PatchDataset
 from fdseg_core.data.splits import save_splits
 from fdseg_core.errors import OptionError, TrainingDivergedError, TrainingInterrupted
 from fdseg_core.runlock import RunLock
+from fdseg_core.train.callbacks import SELECTION_KEY, EMASelection, TrainingCallback
 from fdseg_core.train.checkpoint import (
     FORMAT_VERSION,
     atomic_save,
@@ -38,6 +41,7 @@ from fdseg_core.train.distributed import (
     cleanup,
     init_distributed,
 )
+from fdseg_core.train.evaluation import mean_foreground, nan_as_worst
 from fdseg_core.train.logs import MetricsLog, plot_curves
 from fdseg_core.train.setup import (
     Optimisation,
@@ -52,9 +56,17 @@ from fdseg_core.train.setup import (
 )
 from fdseg_core.train.steps import EpochProgress, StepStop, train_epoch, validate
 
-__all__ = ["train", "resolve_device"]
+__all__ = ["RunState", "StopRequest", "Tracker", "train", "resolve_device"]
 
 logger = logging.getLogger(__name__)
+
+
+class SummaryWriterLike(Protocol):
+    """What the loop needs of TensorBoard's ``SummaryWriter``."""
+
+    def add_scalar(self, tag: str, value: float, step: int) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,7 +103,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[TrainingCallback] = (),
+) -> dict[str, Any]:
     """Train the network that ``config`` describes.
 
     Writes into ``config.out``: ``config.json``, ``splits_final.json``, ``last.pt`` and
@@ -114,6 +131,10 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             ``epochs``: a larger value extends the run (finished or not), a smaller one
             ends it earlier, and the learning-rate schedule is recomputed over the new
             total from the current step.
+        callbacks: Hooks at the stage boundaries
+            (:class:`~fdseg_core.train.callbacks.TrainingCallback`); their state is
+            saved in the checkpoints. ``config.best_selection="ema"`` adds
+            :class:`~fdseg_core.train.callbacks.EMASelection`.
 
     Returns:
         A summary dict: ``best_dice``, ``best_epoch``, ``final`` (last validation per
@@ -133,21 +154,26 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     device, dist_info = _start(config)
     # one live run per output folder (rank 0 holds it for every process of the run)
     lock = RunLock(config.out, command="fdseg train") if dist_info.is_main else nullcontext()
-    stop = _StopRequest()
+    stop = StopRequest()
     try:
         with lock, stop.installed():
-            run = _set_up(config, resume, device, dist_info)
+            run = _set_up(config, resume, device, dist_info, _callbacks(config, callbacks))
             run.stop = stop
+            run.call("on_train_start")
             while run.epoch < config.epochs and not run.tracker.stopped:
+                run.call("on_epoch_start")
                 row = _train_epoch(run)
                 improved = _validate_epoch(run, row)
+                run.call("on_epoch_end", row)
                 _end_epoch(run, row, improved)
-            return _summary(run)
+            summary = _summary(run)
+            run.call("on_train_end", summary)
+            return summary
     finally:
         cleanup(dist_info)
 
 
-class _StopRequest:
+class StopRequest:
     """SIGTERM (a scheduler preempting the job) and SIGINT (Ctrl-C) while a run trains:
     the first asks the loop to stop after the current step, save ``last.pt`` there and
     end with the signal's exit code; a second one interrupts at once."""
@@ -179,8 +205,32 @@ class _StopRequest:
 
 
 @dataclass
-class _Run:
-    """The state of a run between its stages."""
+class RunState:
+    """The state of a run between its stages; what callbacks
+    (:class:`~fdseg_core.train.callbacks.TrainingCallback`) see.
+
+    Attributes:
+        config: The run's configuration.
+        device: Where it trains.
+        dist_info: This process's place in the job (``is_main``: rank 0).
+        data: The cases it trains and validates on.
+        net: The network (unwrapped).
+        model: What the steps call: ``net``, or its DDP / compiled wrapper.
+        opt: Optimiser, schedule, scaler and loss.
+        tracker: The best validation and early stopping.
+        log: The metrics log (``metrics.jsonl``).
+        samples: The training patches of an epoch.
+        loader: Their batches.
+        steps: Optimiser steps per epoch.
+        shape: The spatial shape of a training sample.
+        meta: The ``data`` section of the checkpoints (what inference needs).
+        writer: The TensorBoard writer (rank 0 with ``tensorboard``), else ``None``.
+        epoch: Epochs done.
+        start: The steps of the current epoch done before a resume (a run stopped by a
+            signal), ``None`` otherwise.
+        stop: Asked after every step: stop there (a signal arrived)?
+        callbacks: The callbacks, called at every stage boundary.
+    """
 
     config: TrainConfig
     device: torch.device
@@ -189,19 +239,23 @@ class _Run:
     net: nn.Module
     model: nn.Module
     opt: Optimisation
-    tracker: _Tracker
+    tracker: Tracker
     log: MetricsLog
-    samples: Any
-    loader: Any
+    samples: PatchDataset
+    loader: torch.utils.data.DataLoader
     steps: int
     shape: tuple[int, ...]
     meta: dict[str, Any]
-    writer: Any
+    writer: SummaryWriterLike | None
     epoch: int
-    #: The steps of the current epoch done before a resume (a run stopped by a signal).
     start: EpochProgress | None = None
-    #: Asked after every step: stop there (a signal arrived)?
-    stop: Any = None
+    stop: StopRequest | None = None
+    callbacks: tuple[TrainingCallback, ...] = ()
+
+    def call(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` of every callback, in order."""
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
 
     @property
     def show(self) -> bool:
@@ -218,7 +272,26 @@ def _start(config: TrainConfig) -> tuple[torch.device, DistInfo]:
     return device, dist_info
 
 
-def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: DistInfo) -> _Run:
+def _callbacks(
+    config: TrainConfig, given: Sequence[TrainingCallback]
+) -> tuple[TrainingCallback, ...]:
+    """The run's callbacks: the ones given, and those its configuration asks for."""
+    out = list(given)
+    if config.best_selection == "ema" and not any(isinstance(c, EMASelection) for c in out):
+        out.append(EMASelection())
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"callbacks must have distinct names, got {names}")
+    return tuple(out)
+
+
+def _set_up(
+    config: TrainConfig,
+    resume: bool,
+    device: torch.device,
+    dist_info: DistInfo,
+    callbacks: tuple[TrainingCallback, ...] = (),
+) -> RunState:
     """Everything before the first step: the resume checkpoint (checked against the
     config), the data, ``config.json`` and the split, the model and its optimisation,
     restored state on resume, and the loader."""
@@ -249,7 +322,7 @@ def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: 
         model = torch.compile(model, mode=config.compile_mode)
     steps = steps_per_epoch(config, len(data.train_vols), dist_info.world_size)
     opt = build_optimisation(config, model, config.epochs * steps, device)
-    tracker = _Tracker(config)
+    tracker = Tracker(config)
     log = MetricsLog(out)
     epoch = 0
     start = None
@@ -259,8 +332,10 @@ def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: 
         log.truncate(epoch)
         if ckpt.get("epoch_progress"):
             start = EpochProgress(**ckpt["epoch_progress"])
+        for callback in callbacks:
+            callback.load_state_dict(ckpt.get("callbacks", {}).get(callback.name, {}))
     samples, loader = make_loader(config, data.train_vols, shape, steps, dist_info, device)
-    return _Run(
+    return RunState(
         config=config,
         device=device,
         dist_info=dist_info,
@@ -278,6 +353,7 @@ def _set_up(config: TrainConfig, resume: bool, device: torch.device, dist_info: 
         writer=_tensorboard(config, out) if dist_info.is_main else None,
         epoch=epoch,
         start=start,
+        callbacks=callbacks,
     )
 
 
@@ -286,7 +362,7 @@ def _restore(
     config: TrainConfig,
     net: nn.Module,
     opt: Optimisation,
-    tracker: _Tracker,
+    tracker: Tracker,
     steps: int,
     dist_info: DistInfo,
 ) -> int:
@@ -320,7 +396,7 @@ def _reschedule(opt: Optimisation) -> None:
     sched._last_lr = lrs  # what get_last_lr() reports (torch keeps it in this attribute)
 
 
-def _epochs_message(before: int, after: int, done: int, steps: int, tracker: _Tracker) -> str:
+def _epochs_message(before: int, after: int, done: int, steps: int, tracker: Tracker) -> str:
     if tracker.stopped:
         return (
             f"epochs {after} instead of {before}: the run stopped early at epoch {done} "
@@ -338,7 +414,7 @@ def _epochs_message(before: int, after: int, done: int, steps: int, tracker: _Tr
     )
 
 
-def _train_epoch(run: _Run) -> dict[str, Any]:
+def _train_epoch(run: RunState) -> dict[str, Any]:
     """One epoch of optimiser steps; the log row of its loss, rate and time.
 
     A run resumed in the middle of an epoch starts at the step it stopped at. A loss
@@ -379,7 +455,7 @@ def _train_epoch(run: _Run) -> dict[str, Any]:
     }
 
 
-def _diverged(run: _Run, stop: StepStop) -> TrainingDivergedError:
+def _diverged(run: RunState, stop: StepStop) -> TrainingDivergedError:
     """The error of a loss that is not finite; nothing of this step is saved."""
     step = run.epoch * run.steps + stop.progress.done + 1
     kept = (
@@ -398,7 +474,7 @@ def _diverged(run: _Run, stop: StepStop) -> TrainingDivergedError:
     )
 
 
-def _interrupted(run: _Run, stop: StepStop) -> TrainingInterrupted:
+def _interrupted(run: RunState, stop: StepStop) -> TrainingInterrupted:
     """Save ``last.pt`` at the current step (atomically) and say how to continue."""
     progress = {"done": stop.progress.done, "loss_sum": stop.progress.loss_sum}
     _save(run, improved=False, epoch_progress=progress)
@@ -415,7 +491,7 @@ def _interrupted(run: _Run, stop: StepStop) -> TrainingInterrupted:
     )
 
 
-def _validate_epoch(run: _Run, row: dict[str, Any]) -> bool:
+def _validate_epoch(run: RunState, row: dict[str, Any]) -> bool:
     """Validate every ``val_every`` epochs and after the last: the Dice per class goes
     into ``row``, the mean into the early-stopping tracker. Returns whether it improved."""
     config, data = run.config, run.data
@@ -433,12 +509,12 @@ def _validate_epoch(run: _Run, row: dict[str, Any]) -> bool:
     )
     for c in range(1, data.num_classes):
         row[f"val_dice_{data.class_names.get(c, c)}"] = float(dice[c])
-    mean_fg = float(np.nanmean(dice[1:])) if data.num_classes > 1 else float(dice[0])
-    row["val_dice_mean"] = mean_fg
-    return run.tracker.update(mean_fg, run.epoch)
+    row["val_dice_mean"] = mean_foreground(dice)
+    run.call("on_validation_end", row)
+    return run.tracker.update(row.get(SELECTION_KEY, row["val_dice_mean"]), run.epoch)
 
 
-def _end_epoch(run: _Run, row: dict[str, Any], improved: bool) -> None:
+def _end_epoch(run: RunState, row: dict[str, Any], improved: bool) -> None:
     """The epoch's line, log row, TensorBoard scalars, curves and checkpoints."""
     config = run.config
     if run.show:
@@ -460,7 +536,7 @@ def _end_epoch(run: _Run, row: dict[str, Any], improved: bool) -> None:
     _save(run, improved=improved)
 
 
-def _save(run: _Run, *, improved: bool, epoch_progress: dict | None = None) -> None:
+def _save(run: RunState, *, improved: bool, epoch_progress: dict | None = None) -> None:
     """``last.pt`` (and ``best.pt`` when ``improved``), atomically, by rank 0; every rank
     gives its RNG state. ``epoch_progress``: the steps done in an unfinished epoch."""
     rng = _gather_rng(run.dist_info)
@@ -475,6 +551,7 @@ def _save(run: _Run, *, improved: bool, epoch_progress: dict | None = None) -> N
             **run.opt.state_dict(),
             "rng": rng,
             **run.tracker.state_dict(),
+            "callbacks": {c.name: c.state_dict() for c in run.callbacks},
             "backbone_package": run.data.provenance,
             "data": run.meta,
             "torch_version": torch.__version__,
@@ -485,7 +562,7 @@ def _save(run: _Run, *, improved: bool, epoch_progress: dict | None = None) -> N
     barrier(run.dist_info)
 
 
-def _summary(run: _Run) -> dict[str, Any]:
+def _summary(run: RunState) -> dict[str, Any]:
     if run.writer is not None:
         run.writer.close()
     rows = run.log.rows
@@ -548,7 +625,7 @@ def _resume_checkpoint(
     return ckpt
 
 
-class _Tracker:
+class Tracker:
     """The best validation Dice so far, and early stopping on a plateau.
 
     A validation counts as an improvement when its mean foreground Dice beats the best
@@ -568,7 +645,7 @@ class _Tracker:
         self.stopped = False
 
     def update(self, mean_dice: float, epoch: int) -> bool:
-        score = -1.0 if math.isnan(mean_dice) else mean_dice
+        score = nan_as_worst(mean_dice)
         if self.best_epoch == 0 or score > self.best + self.min_delta:
             self.best, self.best_epoch, self.stale = score, epoch, 0
             return True

@@ -67,7 +67,7 @@ class TrainingData:
 
     @property
     def num_classes(self) -> int:
-        return max(self.info.labels.values()) + 1
+        return fdata.num_classes(self.info.labels)
 
     @property
     def in_channels(self) -> int:
@@ -76,7 +76,7 @@ class TrainingData:
 
     @property
     def class_names(self) -> dict[int, str]:
-        return {v: k for k, v in self.info.labels.items()}
+        return fdata.class_names(self.info.labels)
 
     def meta(self, config: TrainConfig, shape: tuple[int, ...]) -> dict[str, Any]:
         """The ``data`` section of a checkpoint: what inference needs to rebuild inputs."""

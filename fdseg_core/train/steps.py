@@ -11,9 +11,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
-from fdseg_core.metrics import dice_per_class
 from fdseg_core.train.distributed import DistInfo, all_reduce_max, all_reduce_sum
+from fdseg_core.train.evaluation import evaluate_volumes
 from fdseg_core.train.setup import Optimisation
 
 __all__ = ["EpochProgress", "StepStop", "train_step", "train_epoch", "validate", "unwrap"]
@@ -154,10 +153,10 @@ def validate(
     dist_info: DistInfo,
     activation: str = "softmax",
 ) -> np.ndarray:
-    """Mean Dice per class over the validation volumes (whole volumes; sliding window,
-    or one pass when a volume fits ``patch_size``). Each process takes every
-    ``world_size``-th volume; the sums are reduced over processes. Labels follow
-    ``activation``, the rule of the run's loss (:mod:`fdseg_core.infer.activation`).
+    """Mean Dice per class over the validation volumes, scored by
+    :func:`~fdseg_core.train.evaluation.evaluate_volumes` (whole volumes; labels by
+    ``activation``, the rule of the run's loss). Each process takes every
+    ``world_size``-th volume; the sums are reduced over processes.
 
     Returns:
         ``(num_classes,)`` float64; NaN for a class absent from every prediction and
@@ -165,18 +164,19 @@ def validate(
     """
     net = unwrap(model)
     net.eval()
-    sums = torch.zeros(num_classes, dtype=torch.float64, device=device)
-    counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
-    for vol in volumes[dist_info.rank :: dist_info.world_size]:
-        image = torch.as_tensor(vol.image)[None].to(device)
-        probs = sliding_window_inference(
-            image, net, patch_size, overlap=overlap, device=device, activation=activation
-        )
-        pred = labels_from_probabilities(probs, activation)[0].cpu()
-        dice = dice_per_class(pred, torch.as_tensor(vol.label), num_classes)
-        valid = ~torch.isnan(dice)
-        sums += torch.where(valid, dice, torch.zeros_like(dice)).to(device, torch.float64)
-        counts += valid.to(device, torch.float64)
+    scores = evaluate_volumes(
+        net,
+        volumes[dist_info.rank :: dist_info.world_size],
+        num_classes=num_classes,
+        patch_size=patch_size,
+        overlap=overlap,
+        device=device,
+        activation=activation,
+    )
+    dice = np.stack([s.dice for s in scores]) if scores else np.full((0, num_classes), np.nan)
+    valid = ~np.isnan(dice)
+    sums = torch.as_tensor(np.where(valid, dice, 0.0).sum(axis=0), device=device)
+    counts = torch.as_tensor(valid.sum(axis=0).astype(np.float64), device=device)
     sums = all_reduce_sum(sums, dist_info)
     counts = all_reduce_sum(counts, dist_info)
     model.train()

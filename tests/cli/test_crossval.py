@@ -44,22 +44,32 @@ def test_every_fold_trains_and_the_pooled_validation_is_written(cv):
     decision = json.loads((run / "postprocessing.json").read_text())["keep_largest"]
     assert set(decision) == {"1", "2"} and set(decision.values()) <= {"none", "class", "hemisphere"}
     assert "pooled validation Dice" in output
-    assert len(list((run / "fold_0" / "validation").glob("*.nii.gz"))) == 2
+    assert "cross-validation: fold 1 of 2 done, best mean Dice" in output  # a line per fold
+    assert "cross-validation: fold 2 of 2 done" in output
+    assert not (run / "fold_0" / "validation").exists()  # scored in memory, nothing re-read
 
 
-def test_the_pooled_dice_is_the_mean_over_the_validation_predictions(cv):
+def test_the_pooled_dice_is_the_mean_over_what_fdseg_predict_writes(cv, tmp_path):
+    """The in-memory pooled validation equals the user's path: `fdseg predict` with each
+    fold's best checkpoint on its validation cases, scored here from the NIfTI files."""
     ds, run, _ = cv
     info = load_dataset(ds)
     by_id = {c.case_id: c for c in info.training}
+    summary = json.loads((run / "cv_summary.json").read_text())
     scores = []
     for k in (0, 1):
-        for pred in sorted((run / f"fold_{k}" / "validation").glob("*.nii.gz")):
+        images = [str(by_id[c].image_paths[0]) for c in summary["folds"][k]["val"]]
+        out = tmp_path / f"fold_{k}"
+        args = ["predict", str(run / f"fold_{k}" / "best.pt"), *images, "--out", str(out)]
+        r = CliRunner().invoke(cli, [*args, "--no-progress"])
+        assert r.exit_code == 0, r.output
+        for pred in sorted(out.glob("*.nii.gz")):
             case = by_id[pred.name.removesuffix(".nii.gz")]
             p = np.asarray(nib.load(str(pred)).dataobj) == 1
             t = np.asarray(nib.load(str(case.label_path)).dataobj) == 1
             if p.sum() + t.sum():
                 scores.append(2 * (p & t).sum() / (p.sum() + t.sum()))
-    summary = json.loads((run / "cv_summary.json").read_text())
+    assert len(scores) == 4
     assert summary["pooled_dice"]["blob"] == pytest.approx(np.mean(scores))
 
 

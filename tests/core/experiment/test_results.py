@@ -76,13 +76,15 @@ def test_test_evaluation_uses_the_runs_own_overlap(tmp_path, monkeypatch):
     run = tmp_path / "run"
     train(TrainConfig(dataset=str(ds), out=str(run), overlap=0.25, **TINY))
     seen = []
-    real = protocol_module.sliding_window_inference
+    from fdseg_core.train import evaluation
+
+    real = evaluation.sliding_window_inference
 
     def spy(*args, **kwargs):
         seen.append(kwargs["overlap"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(protocol_module, "sliding_window_inference", spy)
+    monkeypatch.setattr(evaluation, "sliding_window_inference", spy)
     cases = load_dataset(ds).test
     protocol_module.evaluate_run(run / "last.pt", cases, "cpu")
     protocol_module.evaluate_run(run / "last.pt", cases, "cpu", overlap=0.75)
