@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
 __all__ = ["evaluate"]
@@ -28,32 +25,26 @@ __all__ = ["evaluate"]
 @click.option(
     "--dataset-json",
     type=click.Path(dir_okay=False, exists=True),
-    help="dataset.json whose 'labels' name the classes.",
+    help="dataset.json whose 'labels' name the classes [default: the dataset.json of the "
+    "dataset LABELS or PRED sits in, when there is one].",
 )
 def evaluate(pred, labels, json_path, csv_path, dataset_json):
     """Compare the label maps in PRED with those in LABELS (matched by file name):
     per case and class Dice, 95% Hausdorff distance and average symmetric surface
     distance in mm, and volumes in mL; means and standard deviations."""
     # lazy: the metrics import scipy and nibabel; `--help` stays instant
+    from fdseg_core.data.layout import label_names_near, read_label_names
     from fdseg_core.metrics import evaluate_folder, write_report
 
-    names = None
     if dataset_json:
         try:
-            raw = json.loads(Path(dataset_json).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise click.BadParameter(
-                f"{dataset_json} is not readable JSON: {exc}", param_hint="--dataset-json"
-            ) from None
-        lab = raw.get("labels") if isinstance(raw, dict) else None
-        if not isinstance(lab, dict) or not lab:
-            raise click.BadParameter(
-                f"{dataset_json} has no 'labels' object", param_hint="--dataset-json"
-            )
-        if lab and all(str(k).isdigit() for k in lab):  # MSD: index -> name
-            names = {str(v): int(k) for k, v in lab.items()}
-        else:
-            names = {str(k): int(v) for k, v in lab.items()}
+            names = read_label_names(dataset_json)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dataset-json") from None
+    else:
+        names, found = label_names_near(labels, pred)
+        if found is not None:
+            click.echo(f"class names from {found}", err=True)
     report = evaluate_folder(pred, labels, labels=names)
     write_report(report, json_path=json_path, csv_path=csv_path)
 

@@ -61,6 +61,51 @@ __all__ = ["experiment"]
     "does, when you give no --patch-size, --target-spacing or --whole-volume; recorded "
     "in OUT/plans.json and OUT/experiment.json.",
 )
+@click.option(
+    "--list",
+    "list_runs",
+    is_flag=True,
+    help="Print the grid's runs in their fixed order (training sizes, then seeds, then "
+    "methods), one per line with its index and whether it has finished; train nothing.",
+)
+@click.option(
+    "--shard",
+    default=None,
+    metavar="K/N",
+    help="Run only the unfinished runs of shard K of N (runs whose index i has "
+    "i % N == K-1): a job array of N tasks covers the grid, e.g. "
+    "--shard $((SLURM_ARRAY_TASK_ID+1))/N.",
+)
+@count_option(
+    "--jobs",
+    default=1,
+    help="Runs at once on this machine, one process each; the CPU threads (or the visible "
+    "GPUs, one per run) are divided among them.",
+)
+@click.option(
+    "--report-only",
+    is_flag=True,
+    help="Train nothing: rebuild the tables and plots from the results there are, and say "
+    "how many runs are missing.",
+)
+@click.option(
+    "--slurm",
+    is_flag=True,
+    help="Submit the unfinished runs as one SLURM job array through submitit "
+    "(pip install 'fdseg[slurm]'), then wait for them and report (see --no-wait).",
+)
+@click.option("--slurm-partition", default=None, help="SLURM partition of the array's tasks.")
+@count_option("--slurm-time", default=240, help="Time limit of each task, in minutes.")
+@count_option("--slurm-gpus", minimum=0, default=1, help="GPUs of each task.")
+@count_option("--slurm-cpus", default=8, help="CPU cores of each task.")
+@count_option("--slurm-parallelism", default=8, help="Tasks of the array that run at once.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="With --slurm: wait for the array and write the report, or return at once "
+    "(a later --report-only reports what has finished).",
+)
 @memory_option
 @training_options
 def experiment(
@@ -73,6 +118,17 @@ def experiment(
     checkpoint,
     bootstrap,
     planning,
+    list_runs,
+    shard,
+    jobs,
+    report_only,
+    slurm,
+    slurm_partition,
+    slurm_time,
+    slurm_gpus,
+    slurm_cpus,
+    slurm_parallelism,
+    wait,
     memory_gb,
     **opts,
 ):
@@ -81,7 +137,9 @@ def experiment(
     size and the training curves of every run. Finished runs are
     skipped, so an interrupted experiment resumes."""
     # the experiment imports torch: only when the command runs, so --help is instant
+    from fdseg_core.experiment.protocol import run_list
     from fdseg_core.jobs import experiment_job, run_experiment_job
+    from fdseg_core.parallel import parse_shard
 
     sizes = int_list(train_sizes, "--train-sizes")
     methods = tuple(m.strip() for m in fusions.split(",") if m.strip())
@@ -116,13 +174,50 @@ def experiment(
         layouts=layout_list,
         checkpoint=checkpoint,
     )
+    shard_k_n = parse_shard(shard) if shard is not None else None
+    if list_runs:
+        for run, finished in run_list(config):
+            click.echo(f"{run.index}\t{run.name}\t{'finished' if finished else 'to run'}")
+        return
     for line in job.notes:
         click.echo(line, err=True)
     per_run = {"fusion": f"per run, from --fusion {fusions}"}
     if layout_list:
         per_run["layout"] = f"per run, from --layouts {layouts}"
     echo_recipe(job.config, job.applied, per_run=per_run)
-    report = run_experiment_job(config, job, progress=job.config.progress)
-    click.echo(report["markdown"])
-    curves = f", {report['curves']}" if report.get("curves") else ""
-    click.echo(f"wrote {out}/table.csv, {out}/table.md, {report['plot']}{curves}")
+    slurm_options = None
+    if slurm:
+        from fdseg_core.experiment.slurm import SlurmOptions  # lazy: on use
+
+        slurm_options = SlurmOptions(
+            partition=slurm_partition,
+            time_min=slurm_time,
+            gpus_per_task=slurm_gpus,
+            cpus_per_task=slurm_cpus,
+            parallelism=slurm_parallelism,
+        )
+    result = run_experiment_job(
+        config,
+        job,
+        progress=job.config.progress,
+        shard=shard_k_n,
+        jobs=jobs,
+        report_only=report_only,
+        slurm=slurm_options,
+        wait=wait,
+    )
+    if slurm_options is not None:
+        first = result["job_ids"][0].split("_")[0] if result["job_ids"] else "-"
+        click.echo(f"submitted {len(result['submitted'])} runs as job array {first}")
+        if result["report"] is None:
+            click.echo(f"not waiting: `fdseg experiment ... --out {out} --report-only` reports")
+            return
+        result = result["report"]
+    click.echo(result["markdown"])
+    curves = f", {result['curves']}" if result.get("curves") else ""
+    click.echo(f"wrote {out}/table.csv, {out}/table.md, {result['plot']}{curves}")
+    missing = result.get("missing") or []
+    click.echo(
+        f"trained {result.get('trained', 0)} runs here; "
+        + (f"{len(missing)} runs have no result yet" if missing else "every run has its result")
+    )

@@ -8,6 +8,7 @@ import click
 
 from fdseg_cli.options import (
     config_option,
+    count_option,
     explicit_options,
     memory_option,
     out_option,
@@ -87,9 +88,17 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
     "you give no --patch-size, --target-spacing or --whole-volume (not on the built-in "
     "phantom, whose job pins its own); written to OUT/plans.json.",
 )
+@click.option(
+    "--shard",
+    default=None,
+    metavar="K/N",
+    help="With --folds-all: train only the folds k with k % N == K-1 (one task of a job "
+    "array); the pooled validation is made once every fold exists.",
+)
+@count_option("--jobs", default=1, help="With --folds-all: folds at once, one process each.")
 @memory_option
 @training_options
-def train(dataset, out, resume, folds_all, planning, memory_gb, **opts):
+def train(dataset, out, resume, folds_all, planning, shard, jobs, memory_gb, **opts):
     """Train on DATASET (nnU-Net v2 or MSD layout).
 
     Without DATASET, a small synthetic QSM midbrain dataset is generated once (cached
@@ -102,6 +111,7 @@ def train(dataset, out, resume, folds_all, planning, memory_gb, **opts):
     --progress).
     """
     from fdseg_core.jobs import run_training_job, training_job  # lazy: keeps --help light
+    from fdseg_core.parallel import parse_shard  # lazy: with the job engine
 
     given = given_fields(opts)
     if resume and out is None:
@@ -118,8 +128,12 @@ def train(dataset, out, resume, folds_all, planning, memory_gb, **opts):
     for line in job.notes:
         click.echo(line, err=True)
     echo_recipe(job.config, job.applied)
-    summary = run_training_job(job, resume=resume, folds_all=folds_all)
-    if folds_all:
+    shard_k_n = parse_shard(shard) if shard is not None else None
+    summary = run_training_job(job, resume=resume, folds_all=folds_all, shard=shard_k_n, jobs=jobs)
+    if folds_all and summary.get("pooled_dice") is None:
+        missing = ", ".join(f"fold_{k}" for k in summary["missing_folds"])
+        click.echo(f"cross-validation in {job.config.out}: still to finish: {missing}")
+    elif folds_all:
         click.echo(_cv_report(summary, Path(job.config.out)))
     elif summary.get("is_main", True):
         click.echo(summary["report"])

@@ -35,6 +35,7 @@ from fdseg_core.data import (
 )
 from fdseg_core.infer import keep_largest_per_class
 from fdseg_core.metrics import dice_per_class
+from fdseg_core.parallel import in_shard, parallel_map
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.checkpoint import load_checkpoint, load_model
 from fdseg_core.train.config import TrainConfig
@@ -60,30 +61,42 @@ _MODES = ("none", "class", "hemisphere")
 
 
 def cross_validate(
-    config: TrainConfig, *, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train every fold of ``config``'s split into ``config.out/fold_k``, then pool the
     validation predictions and decide the post-processing.
 
     Folds resume one by one: with ``resume``, a finished fold (its last epoch done, or
     stopped early) is kept, an unfinished one continues from its ``last.pt`` and a
-    missing one starts. ``config.fold`` is ignored (every fold runs).
+    missing one starts. ``config.fold`` is ignored (every fold runs). Each fold holds
+    its own folder's lock while it trains, so shards of the folds (job-array tasks) and
+    parallel workers run side by side; the pooled validation and the post-processing
+    decision are made once every fold has finished, by whichever call finds them all.
 
     Args:
         config: The runs' configuration (``out`` is the cross-validation's folder).
         resume: Continue a cross-validation in ``config.out``.
         progress: Progress bars.
+        shard: ``(K, N)``: train only the folds ``k`` with ``k % N == K - 1``.
+        jobs: Folds at once on this machine, one process each.
 
     Returns:
         The summary written to ``cv_summary.json``: ``n_folds``, ``pooled_dice`` (per
         class and ``mean``, before post-processing), ``postprocessed_dice`` and
         ``keep_largest`` (the decision), ``folds`` (each fold's best validation Dice
-        during training and its cases).
+        during training and its cases); or, while folds are missing, ``n_folds``,
+        ``missing_folds`` and ``pooled_dice`` ``None``.
 
     Raises:
         ValueError: A dataset with a single training case (no folds to validate on).
-        FileExistsError: ``config.out`` holds a cross-validation and ``resume`` is false.
-        RunLockedError: Another live fdseg process writes into ``config.out``.
+        FileExistsError: A fold this call would train holds a run and ``resume`` is
+            false.
+        RunLockedError: Another live fdseg process writes into a fold's folder.
     """
     out = Path(config.out)
     info = load_dataset(config.dataset)
@@ -92,28 +105,34 @@ def cross_validate(
         raise ValueError(
             f"{config.dataset}: cross-validation needs at least 2 training cases, the dataset has 1"
         )
-    if not resume and any(out.glob("fold_*/last.pt")):
+    mine = in_shard(list(range(plan.n_folds)), shard)
+    if not resume and shard is None and any((out / f"fold_{k}" / "last.pt").exists() for k in mine):
         raise FileExistsError(
             f"{out} already holds a cross-validation (fold_k/last.pt); resume it or choose "
             "another output folder"
         )
+    if plan.note:
+        logger.info(plan.note)
+    args = (config, plan.n_folds, resume or shard is not None, progress)
+    if jobs > 1 and len(mine) > 1:
+        list(parallel_map(_fold_job, args, mine, jobs=jobs))
+    else:
+        for k in mine:
+            _fold_job(args, k)
+    folds = [_fold_record(out / f"fold_{k}", k) for k in range(plan.n_folds)]
+    missing = [k for k, fold in enumerate(folds) if fold is None]
+    if missing:
+        logger.info(
+            f"cross-validation: {plan.n_folds - len(missing)} of {plan.n_folds} folds done; "
+            "the pooled validation is made once every fold has finished"
+        )
+        return {"n_folds": plan.n_folds, "missing_folds": missing, "pooled_dice": None}
     with RunLock(out, command="fdseg train --folds-all"):
-        if plan.note:
-            logger.info(plan.note)
-        folds = []
         device = resolve_device(config.device)
         by_id = {c.case_id: c for c in info.training}
         pairs = []
-        for k in range(plan.n_folds):
-            fold_config = config.replace(fold=k, n_folds=plan.n_folds, out=str(out / f"fold_{k}"))
-            logger.info(f"cross-validation: fold {k + 1} of {plan.n_folds} -> {fold_config.out}")
-            fold = _train_fold(fold_config, resume=resume, progress=progress)
-            folds.append(fold)
+        for k, fold in enumerate(folds):
             pairs += _validate_fold(out / f"fold_{k}", [by_id[i] for i in fold["val"]], device)
-            logger.info(
-                f"cross-validation: fold {k + 1} of {plan.n_folds} done, best mean Dice "
-                f"{fold['best_dice']:.4f} at epoch {fold['best_epoch']}"
-            )
         summary = _summarise(pairs, info.labels, plan.n_folds, folds)
         atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")
         decision = {
@@ -122,6 +141,36 @@ def cross_validate(
         }
         atomic_write_text(out / POSTPROCESSING, json.dumps(decision, indent=1) + "\n")
     return summary
+
+
+def _fold_job(args: tuple, k: int) -> None:
+    """Train (or resume, or keep) fold ``k``: the unit of ``jobs`` and shards."""
+    config, n_folds, resume, progress = args
+    out = Path(config.out)
+    fold_config = config.replace(fold=k, n_folds=n_folds, out=str(out / f"fold_{k}"))
+    logger.info(f"cross-validation: fold {k + 1} of {n_folds} -> {fold_config.out}")
+    fold = _train_fold(fold_config, resume=resume, progress=progress)
+    logger.info(
+        f"cross-validation: fold {k + 1} of {n_folds} done, best mean Dice "
+        f"{fold['best_dice']:.4f} at epoch {fold['best_epoch']}"
+    )
+
+
+def _fold_record(fold_dir: Path, k: int) -> dict[str, Any] | None:
+    """A finished fold's best Dice and validation cases; ``None`` while it is not."""
+    last = fold_dir / "last.pt"
+    if not last.is_file():
+        return None
+    ckpt = load_checkpoint(last)
+    done = bool(ckpt.get("stopped_early")) or int(ckpt["epoch"]) >= int(ckpt["config"]["epochs"])
+    if not done or ckpt.get("epoch_progress"):
+        return None
+    splits = json.loads((fold_dir / "splits_final.json").read_text())
+    return {
+        "best_dice": float(ckpt["best_dice"]),
+        "best_epoch": int(ckpt["best_epoch"]),
+        "val": list(splits[k]["val"]),
+    }
 
 
 def _train_fold(config: TrainConfig, *, resume: bool, progress: bool) -> dict[str, Any]:

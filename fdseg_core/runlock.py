@@ -43,6 +43,9 @@ class RunLock:
     Args:
         folder: The output folder (created when missing).
         command: What holds it, for the message of the next one (``"fdseg train"``).
+        shared: Take the folder together with other shared holders (the processes of
+            one experiment: its shards and workers, each run under a lock of its own),
+            while an exclusive holder (``train``, ``predict``) still refuses them all.
 
     Attributes:
         took_over: What the lock file said of a process that ended without letting go
@@ -57,9 +60,12 @@ class RunLock:
         ...     train(config)
     """
 
-    def __init__(self, folder: str | os.PathLike, *, command: str = "fdseg") -> None:
+    def __init__(
+        self, folder: str | os.PathLike, *, command: str = "fdseg", shared: bool = False
+    ) -> None:
         self.folder = Path(folder)
         self.command = command
+        self.shared = shared
         self.path = self.folder / LOCK_NAME
         self.took_over: dict | None = None
         self._fh = None
@@ -101,7 +107,8 @@ class RunLock:
         while True:
             fh = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+                fcntl.flock(fh.fileno(), mode | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read(fh)
                 fh.close()
@@ -142,9 +149,16 @@ class RunLock:
         made it and nothing else was written into it (a refused run)."""
         if self._fh is None:
             return
-        self.path.unlink(missing_ok=True)
-        if self._created and not any(self.folder.iterdir()):
-            self.folder.rmdir()
+        last = True
+        if self.shared:  # the file goes with the last holder: who can take it whole
+            try:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                last = False
+        if last:
+            self.path.unlink(missing_ok=True)
+            if self._created and not any(self.folder.iterdir()):
+                self.folder.rmdir()
         fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
         self._fh.close()
         self._fh = None

@@ -43,6 +43,9 @@ fi
 PLATEAU=(--iters-per-epoch 10 --val-every 1 --early-stop-patience 10
   --early-stop-min-epochs 30 --early-stop-min-delta 0.005 --checkpoint best --channels-last
   --epochs 120)
+# the runs of issue 17 and of the first ablation runs trained the fixed 64^3 default
+# patch, not a planned one (`fdseg experiment` plans since issue 28): --no-plan keeps that
+RUNNER=(--no-plan)
 
 # the recipe ablation: fdseg train's default recipe with one factor of the paper's recipe on
 # patches (issue 17, table c) at a time, and the whole paper recipe on patches; fusion none
@@ -57,13 +60,13 @@ declare -A ARMS=(
 )
 ARM_ORDER=(default network loss optimiser patch no-augment paper-patches)
 
-run_ablation() {
-  for size in 2 8; do
+run_ablation() {  # run_ablation SIZE...: every arm at these training sizes, in order
+  for size in "$@"; do
     for arm in "${ARM_ORDER[@]}"; do
       echo "== ablation $arm, $size cases ($(date -u +%FT%TZ))"
       # shellcheck disable=SC2086
       "$FDSEG" experiment data/phantom2mm --out "ablation/$arm-n$size" --train-sizes "$size" \
-        --fusion none --seeds 3 ${ARMS[$arm]} "${PLATEAU[@]}" --no-progress
+        --fusion none --seeds 3 ${ARMS[$arm]} "${PLATEAU[@]}" "${RUNNER[@]}" --no-progress
     done
   done
 }
@@ -71,7 +74,17 @@ run_ablation() {
 for part in "${PARTS[@]}"; do
   echo "== part $part ($(date -u +%FT%TZ), code at $COMMIT)"
   case "$part" in
-    ablation) run_ablation ;;
-    *) echo "unknown part $part (expected ablation)" >&2; exit 2 ;;
+    ablation) run_ablation 2 8 ;;
+    ablation-n2) run_ablation 2 ;;
+    ablation-n8) run_ablation 8 ;;
+    # both sizes at once, one thread each: two single-threaded runs more than double the
+    # runs per hour of one two-threaded run on a 2-core machine (benchmarks/README.md,
+    # "Parallel runs"); what each run computes does not change
+    ablation-parallel)
+      OMP_NUM_THREADS=1 bash "$HERE/run.sh" ablation-n2 > "$HERE/ablation-n2.log" 2>&1 &
+      OMP_NUM_THREADS=1 bash "$HERE/run.sh" ablation-n8 > "$HERE/ablation-n8.log" 2>&1 &
+      wait ;;
+    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel)" >&2
+      exit 2 ;;
   esac
 done

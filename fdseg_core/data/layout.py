@@ -15,7 +15,9 @@ __all__ = [
     "strip_nifti_ending",
     "group_channel_files",
     "class_names",
+    "label_names_near",
     "num_classes",
+    "read_label_names",
 ]
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
@@ -114,6 +116,38 @@ def _labels_name_to_int(raw: dict, path: Path, msd: bool) -> dict[str, int]:
     if len(set(out.values())) != len(out):
         raise ValueError(f"{path}: 'labels' repeats a value")
     return out
+
+
+def read_label_names(path: str | Path) -> dict[str, int]:
+    """The class names of a ``dataset.json`` (nnU-Net v2 ``{"name": value}`` or MSD
+    ``{"value": "name"}``), as ``{name: value}``.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not JSON, or no usable ``labels`` (the message names the file).
+    """
+    path = Path(path)
+    raw = _read_json(path)
+    labels = raw.get("labels")
+    msd = isinstance(labels, dict) and bool(labels) and all(str(k).isdigit() for k in labels)
+    return _labels_name_to_int(raw, path, msd=msd)
+
+
+def label_names_near(*folders: str | Path) -> tuple[dict[str, int] | None, Path | None]:
+    """The class names of the dataset a folder sits in (``imagesTs``, ``labelsTs`` and
+    the like, beside ``dataset.json``), from the first folder that has one.
+
+    Returns:
+        ``(names, dataset_json)``, or ``(None, None)`` when no folder sits in a dataset.
+    """
+    for folder in folders:
+        candidate = Path(folder).resolve().parent / "dataset.json"
+        if candidate.is_file():
+            try:
+                return read_label_names(candidate), candidate
+            except ValueError:
+                continue
+    return None, None
 
 
 def group_channel_files(folder: Path, file_ending: str | None = None) -> dict[str, list[Path]]:

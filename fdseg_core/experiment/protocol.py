@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,8 +26,9 @@ from fdseg_core.data import (
 from fdseg_core.errors import OptionError
 from fdseg_core.experiment.report import write_report
 from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
+from fdseg_core.parallel import in_shard, parallel_map
 from fdseg_core.provenance import code_provenance
-from fdseg_core.runlock import RunLock
+from fdseg_core.runlock import RunLock, RunLockedError
 from fdseg_core.train.checkpoint import load_model
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.evaluation import evaluate_volumes
@@ -35,10 +37,18 @@ from fdseg_core.train.loop import resolve_device, train
 
 __all__ = [
     "ExperimentConfig",
+    "RunSpec",
     "evaluate_run",
+    "experiment_report",
+    "grid",
     "held_out_cases",
+    "is_finished",
+    "prepare_experiment",
     "relative_to",
     "run_experiment",
+    "run_indices",
+    "run_list",
+    "run_one",
 ]
 
 logger = logging.getLogger(__name__)
@@ -247,28 +257,215 @@ def _held_out(config: ExperimentConfig, info) -> tuple[list[str], list, str, Any
     return pool, held_out, source, plan
 
 
-def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every training run of the experiment, then write the report.
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of an experiment's grid.
+
+    Attributes:
+        index: Its place in the grid's fixed order (training sizes, then seeds, then
+            methods), from 0: what ``--shard`` and job arrays count.
+        train_size: Training cases.
+        method: Method label (``"none"``, ``"early"``, ``"early-reference"``, ...).
+        seed: Seed.
+    """
+
+    index: int
+    train_size: int
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The run's folder name, ``n002-early-s0``."""
+        return f"n{self.train_size:03d}-{self.method}-s{self.seed}"
+
+
+def grid(config: ExperimentConfig) -> list[RunSpec]:
+    """Every run of the experiment in its fixed, documented order: training sizes as
+    given, then seeds from ``first_seed``, then methods as
+    :attr:`ExperimentConfig.methods` lists them."""
+    runs = [
+        (size, label, seed)
+        for size in config.train_sizes
+        for seed in range(config.first_seed, config.first_seed + config.seeds)
+        for label, _, _ in config.methods
+    ]
+    return [RunSpec(i, size, label, seed) for i, (size, label, seed) in enumerate(runs)]
+
+
+def is_finished(config: ExperimentConfig, run: RunSpec) -> bool:
+    """Whether the run has its ``result.json``."""
+    return (config.run_dir(run.train_size, run.method, run.seed) / "result.json").is_file()
+
+
+def run_list(config: ExperimentConfig) -> list[tuple[RunSpec, bool]]:
+    """Every run in the fixed order, with whether it has finished (``--list``)."""
+    return [(run, is_finished(config, run)) for run in grid(config)]
+
+
+def prepare_experiment(config: ExperimentConfig) -> tuple[list, str]:
+    """Check the experiment against its dataset (held-out cases, sizes), then write
+    ``experiment.json``: every check that can refuse it runs before the first file.
+
+    Returns:
+        ``(held_out_cases, where_they_come_from)``.
+    """
+    info = load_dataset(config.dataset)
+    _, held_out, source, _ = _held_out(config, info)
+    _write_meta(config, Path(config.out), held_out, source)
+    return held_out, source
+
+
+def run_one(config: ExperimentConfig, index: int) -> dict[str, Any] | None:
+    """Train and evaluate one run of the grid: the unit a scheduler runs (a job-array
+    task, a ``--jobs`` worker, a submitit job).
+
+    The run holds a lock of its own (``OUT/.locks/<run>``) from its start to its
+    ``result.json``, so two shards, two workers or a rerun never train it twice: a run
+    that has finished, or that another live process holds, is skipped.
+
+    Returns:
+        The run's result, or ``None`` when it was skipped.
+    """
+    run = grid(config)[index]
+    if is_finished(config, run):
+        return None
+    lock_dir = Path(config.out) / ".locks" / run.name
+    try:
+        lock = RunLock(lock_dir, command=f"fdseg experiment run {run.name}").acquire()
+    except RunLockedError as exc:
+        logger.info(f"{run.name}: skipped, {exc}")
+        return None
+    try:
+        if is_finished(config, run):  # it finished while we took the lock
+            return None
+        info = load_dataset(config.dataset)
+        _, held_out, _, _ = _held_out(config, info)
+        device = resolve_device(cast(TrainConfig, config.training).device)
+        return _train_and_evaluate(config, run, held_out, device)
+    finally:
+        lock.release()
+        with contextlib.suppress(OSError):
+            lock_dir.parent.rmdir()  # .locks/ goes with its last run
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    jobs: int = 1,
+    report_only: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume) the experiment's unfinished runs, then write the report from
+    every result that exists.
 
     Finished runs (those with ``result.json``) are skipped, so an interrupted
-    experiment continues where it stopped.
+    experiment continues where it stopped, on this machine or another.
+
+    Args:
+        config: The experiment.
+        progress: A progress bar over the runs.
+        shard: ``(K, N)``: only the unfinished runs of shard K of N (:func:`parse_shard`).
+        jobs: Runs at once, one process each, with the CPU threads (or the visible
+            GPUs, one per run) divided among them.
+        report_only: Train nothing; rebuild the report from the results there are.
 
     Returns:
         ``{"results": [...], "table": [...], "markdown": str, "plot": path,
-        "curves": path}`` (``curves``: ``training_curves.png``, the training loss and
-        validation Dice of every run).
+        "curves": path, "missing": [run names without a result], "trained": n}``.
     """
-    out = Path(config.out)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise OptionError(f"{{jobs}} {jobs!r}: expected a positive number of processes", "jobs")
     info = load_dataset(config.dataset)
-    _, held_out, source, _ = _held_out(config, info)
-    with RunLock(out, command="fdseg experiment"):
-        return _run_locked(config, out, held_out, source, progress)
+    _held_out(config, info)  # every check that can refuse it, before anything is written
+    # shared: the shards and workers of this experiment side by side, each run under a
+    # lock of its own; a train or predict that holds the folder refuses them all
+    with RunLock(config.out, command="fdseg experiment", shared=True):
+        prepare_experiment(config)
+        trained = 0
+        if not report_only:
+            todo = [r for r in in_shard(grid(config), shard) if not is_finished(config, r)]
+            trained = run_indices(config, [r.index for r in todo], jobs=jobs, progress=progress)
+        report = experiment_report(config)
+    report["trained"] = trained
+    return report
 
 
-def _run_locked(
-    config: ExperimentConfig, out: Path, held_out: list, source: str, progress: bool
-) -> dict[str, Any]:
+def experiment_report(config: ExperimentConfig) -> dict[str, Any]:
+    """The report (tables, plots, seed-level statistics) of the results that exist;
+    ``missing`` names the runs without one, and the Markdown table says how many."""
+    out = Path(config.out)
+    runs = grid(config)
+    results, missing, curves = [], [], {}
+    for run in runs:
+        run_dir = config.run_dir(run.train_size, run.method, run.seed)
+        if not is_finished(config, run):
+            missing.append(run.name)
+            continue
+        results.append(json.loads((run_dir / "result.json").read_text()))
+        log = MetricsLog.load(run_dir)
+        if log.rows:
+            curves[(run.train_size, run.method, run.seed)] = log.rows
+    methods = [label for label, _, _ in config.methods]
+    report = write_report(
+        results, out, methods=methods, n_resamples=config.n_resamples, curves=curves
+    )
+    if missing:
+        note = f"{len(missing)} of {len(runs)} runs have no result yet: {', '.join(missing)}"
+        report["markdown"] = f"Note: {note}.\n\n" + report["markdown"]
+        atomic_write_text(out / "table.md", report["markdown"])
+    report["results"] = results
+    report["missing"] = missing
+    return report
+
+
+def run_indices(
+    config: ExperimentConfig, indices: list[int], *, jobs: int = 1, progress: bool = True
+) -> int:
+    """Run these runs of the grid (:func:`run_one`), ``jobs`` at a time, one process
+    each; the number trained."""
+    if not indices:
+        return 0
+    bar = tqdm(total=len(indices), disable=not progress, desc="experiment", unit="run")
+    done = 0
+    try:
+        if jobs == 1:
+            train_logger = logging.getLogger("fdseg_core.train.loop")
+            once = _OncePerMessage()
+            train_logger.addFilter(once)
+            try:
+                for index in indices:
+                    bar.set_postfix_str(grid(config)[index].name)
+                    done += run_one(config, index) is not None
+                    bar.update()
+            finally:
+                train_logger.removeFilter(once)
+        else:
+            for result in parallel_map(run_one, config, indices, jobs=jobs):
+                done += result is not None
+                bar.update()
+    finally:
+        bar.close()
+    return done
+
+
+def _train_and_evaluate(config, run: RunSpec, held_out, device) -> dict[str, Any]:
+    """Train one run (resuming its ``last.pt``), evaluate it, write ``result.json``."""
+    size, method, seed = run.train_size, run.method, run.seed
+    run_dir = config.run_dir(size, method, seed)
+    run_cfg = config.run_config(size, method, seed).replace(progress=False)
+    summary = train(run_cfg, resume=(run_dir / "last.pt").is_file())
+    rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
+    result = _result(config, run_cfg, size, method, seed, rows, summary)
+    result["largest_size"] = max(config.train_sizes)
+    atomic_write_text(run_dir / "result.json", json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _write_meta(config: ExperimentConfig, out: Path, held_out: list, source: str) -> None:
     template = cast(TrainConfig, config.training)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         out / "experiment.json",
         json.dumps(
@@ -279,6 +476,7 @@ def _run_locked(
                 "layouts": list(config.layouts),
                 "methods": [label for label, _, _ in config.methods],
                 "seeds": list(range(config.first_seed, config.first_seed + config.seeds)),
+                "runs": [r.name for r in grid(config)],
                 "checkpoint": config.checkpoint,
                 "training": _template_options(template),
                 "test_set": source,
@@ -293,31 +491,6 @@ def _run_locked(
     note = few_seeds_note(config.seeds)
     if note:
         logger.warning(note)
-    device = resolve_device(template.device)
-    runs = [
-        (s, label, seed)
-        for s in config.train_sizes
-        for seed in range(config.first_seed, config.first_seed + config.seeds)
-        for label, _, _ in config.methods
-    ]
-    train_logger = logging.getLogger("fdseg_core.train.loop")
-    once = _OncePerMessage()
-    train_logger.addFilter(once)
-    try:
-        results = _run_all(config, runs, held_out, device, progress)
-    finally:
-        train_logger.removeFilter(once)
-    methods = [label for label, _, _ in config.methods]
-    curves = {}
-    for size, method, seed in runs:
-        log = MetricsLog.load(config.run_dir(size, method, seed))
-        if log.rows:
-            curves[(size, method, seed)] = log.rows
-    report = write_report(
-        results, out, methods=methods, n_resamples=config.n_resamples, curves=curves
-    )
-    report["results"] = results
-    return report
 
 
 def relative_to(path: str | Path, folder: str | Path) -> str:
@@ -370,27 +543,3 @@ def _result(config, run_cfg, size, method, seed, rows, summary) -> dict[str, Any
         "run_dir": relative_to(config.run_dir(size, method, seed), config.out),
         **code_provenance(),
     }
-
-
-def _run_all(config, runs, held_out, device, progress) -> list[dict[str, Any]]:
-    """Train and evaluate every run that has no ``result.json`` yet."""
-    results: list[dict[str, Any]] = []
-    largest = max(config.train_sizes)
-    bar = tqdm(runs, disable=not progress, desc="experiment", unit="run")
-    for size, method, seed in bar:
-        bar.set_postfix_str(f"n={size} {method} seed={seed}")
-        run_dir = config.run_dir(size, method, seed)
-        result_path = run_dir / "result.json"
-        if result_path.is_file():
-            results.append(json.loads(result_path.read_text()))
-            continue
-        run_cfg = config.run_config(size, method, seed).replace(progress=False)
-        resume = (run_dir / "last.pt").is_file()
-        summary = train(run_cfg, resume=resume)
-        rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
-        result = _result(config, run_cfg, size, method, seed, rows, summary)
-        result["largest_size"] = largest
-        atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
-        results.append(result)
-    bar.close()
-    return results

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,26 +139,52 @@ def _dynamic_shapes(
 
 
 def _trace(model: nn.Module, example: torch.Tensor, divisor: int, min_size: int, dynamic: bool):
-    return torch.export.export(
-        model,
-        (example,),
-        dynamic_shapes=_dynamic_shapes(example, divisor, min_size, dynamic),
-        strict=False,
-    )
+    with _quiet_exporter():
+        return torch.export.export(
+            model,
+            (example,),
+            dynamic_shapes=_dynamic_shapes(example, divisor, min_size, dynamic),
+            strict=False,
+        )
+
+
+class _NotUsedOps(logging.Filter):
+    """torch.onnx's registry warns, once per operator, that torchvision's operators are
+    skipped when torchvision is absent: fdseg's models use none of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter without the noise that says nothing about fdseg's model: the
+    torchvision registry lines, and torch's own deprecation of ``LeafSpec`` checks
+    inside its exporter (a ``FutureWarning`` from torch's code, not ours)."""
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    quiet = _NotUsedOps()
+    registry.addFilter(quiet)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            yield
+    finally:
+        registry.removeFilter(quiet)
 
 
 def _to_onnx(program: Any, example: torch.Tensor, opset: int | None) -> Any:
     """The ``torch.onnx`` program of an exported program; untranslatable layers named."""
     try:
-        return torch.onnx.export(
-            program,
-            (example,),
-            input_names=["image"],
-            output_names=["logits"],
-            opset_version=opset,
-            dynamo=True,
-            verbose=False,
-        )
+        with _quiet_exporter():
+            return torch.onnx.export(
+                program,
+                (example,),
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
     except Exception as exc:
         layer = _layer_of(exc, program)
         what = layer or str(exc).strip().splitlines()[0]

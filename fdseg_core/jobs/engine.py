@@ -242,10 +242,18 @@ def resume_config(
 
 
 def run_training_job(
-    job: TrainingJob, *, resume: bool = False, folds_all: bool = False
+    job: TrainingJob,
+    *,
+    resume: bool = False,
+    folds_all: bool = False,
+    shard: tuple[int, int] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train the job (every fold with ``folds_all``), and record a plan made now in
     ``plans.json`` once the run has started (not for a run that was refused).
+
+    ``shard`` (the folds of shard K of N) and ``jobs`` (folds at once, one process each)
+    apply to ``folds_all``; the pooled validation is made once every fold exists.
 
     Returns:
         The summary of :func:`fdseg_core.train.train` or, with ``folds_all``, of
@@ -258,7 +266,16 @@ def run_training_job(
         if folds_all:
             from fdseg_core.crossval import cross_validate  # lazy: torch, on use
 
-            return cross_validate(job.config, resume=resume, progress=job.config.progress)
+            return cross_validate(
+                job.config, resume=resume, progress=job.config.progress, shard=shard, jobs=jobs
+            )
+        if shard is not None or jobs != 1:
+            raise OptionError(
+                "{shard} and {jobs} split the folds of a cross-validation: give {folds_all}",
+                "shard",
+                "jobs",
+                "folds_all",
+            )
         return train_pkg.train(job.config, resume=resume)
     finally:
         if _saved_config_path(out) is not None:

@@ -92,17 +92,45 @@ def _plan_record(job: TrainingJob) -> dict[str, Any] | None:
     }
 
 
-def run_experiment_job(config: Any, job: TrainingJob, *, progress: bool = True) -> dict[str, Any]:
+def run_experiment_job(
+    config: Any,
+    job: TrainingJob,
+    *,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    jobs: int = 1,
+    report_only: bool = False,
+    slurm: Any = None,
+    wait: bool = True,
+) -> dict[str, Any]:
     """Run (or continue) the experiment, and record a plan made now in its
     ``plans.json`` once it has started (a refused experiment writes nothing).
 
+    Args:
+        config: The experiment (:func:`experiment_job`).
+        job: Its resolved template.
+        progress: A progress bar over the runs.
+        shard: ``(K, N)``: only the runs of shard K of N.
+        jobs: Runs at once on this machine, one process each.
+        report_only: Train nothing; report the results there are.
+        slurm: :class:`~fdseg_core.experiment.slurm.SlurmOptions`: submit the unfinished
+            runs as one SLURM job array instead of running them here.
+        wait: With ``slurm``, wait for the array and report; else return at once.
+
     Returns:
-        The report of :func:`fdseg_core.experiment.run_experiment`.
+        The report of :func:`fdseg_core.experiment.run_experiment`, or with ``slurm``
+        the submission (``job_ids``, ``submitted``, ``report``).
     """
     from fdseg_core.experiment import run_experiment  # lazy: the protocol imports torch
 
     try:
-        return run_experiment(config, progress=progress)
+        if slurm is not None and not report_only:
+            from fdseg_core.experiment.slurm import submit_experiment  # lazy: submitit
+
+            return submit_experiment(config, slurm, shard=shard, wait=wait)
+        return run_experiment(
+            config, progress=progress, shard=shard, jobs=jobs, report_only=report_only
+        )
     finally:
         if (Path(config.out) / "experiment.json").is_file():
             job.save_plan(config.out)

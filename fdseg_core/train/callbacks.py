@@ -23,12 +23,27 @@ one validation (``TrainConfig.best_selection="ema"``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from fdseg_core.train.loop import RunState
+from torch import nn
 
-__all__ = ["EMASelection", "SELECTION_KEY", "TrainingCallback"]
+from fdseg_core.train.config import TrainConfig
+from fdseg_core.train.distributed import DistInfo
+
+__all__ = ["EMASelection", "RunView", "SELECTION_KEY", "TrainingCallback"]
+
+
+class RunView(Protocol):
+    """What a callback may read of the run (:class:`fdseg_core.train.loop.RunState`
+    holds these and more: the optimiser, the loader, the metrics log)."""
+
+    config: TrainConfig
+    dist_info: DistInfo
+    net: nn.Module
+    epoch: int
+    steps: int
+    meta: dict[str, Any]
+
 
 #: The key of a validation row that, when a callback sets it, is the score that picks
 #: ``best.pt`` and drives early stopping (default: ``val_dice_mean``).
@@ -47,24 +62,24 @@ class TrainingCallback:
     def name(self) -> str:
         return type(self).__name__
 
-    def on_train_start(self, run: RunState) -> None:
+    def on_train_start(self, run: RunView) -> None:
         """After the set-up (data, model, optimiser; restored state on resume), before
         the first step."""
 
-    def on_epoch_start(self, run: RunState) -> None:
+    def on_epoch_start(self, run: RunView) -> None:
         """Before the steps of epoch ``run.epoch + 1``."""
 
-    def on_epoch_end(self, run: RunState, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, run: RunView, row: dict[str, Any]) -> None:
         """After the steps (``run.epoch`` counts this epoch) and the validation, if one
         ran: ``row`` is the epoch's log row, and may be given more entries (they go into
         ``metrics.jsonl``), before the checkpoints are written."""
 
-    def on_validation_end(self, run: RunState, row: dict[str, Any]) -> None:
+    def on_validation_end(self, run: RunView, row: dict[str, Any]) -> None:
         """After a validation: ``row`` holds ``val_dice_<class>`` and ``val_dice_mean``.
         Setting ``row[SELECTION_KEY]`` makes that the score that picks ``best.pt`` and
         drives early stopping."""
 
-    def on_train_end(self, run: RunState, summary: dict[str, Any]) -> None:
+    def on_train_end(self, run: RunView, summary: dict[str, Any]) -> None:
         """After the last epoch (or an early stop), with the summary ``train`` returns."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -93,7 +108,7 @@ class EMASelection(TrainingCallback):
         self.weight = float(weight)
         self.ema: float | None = None
 
-    def on_validation_end(self, run: RunState, row: dict[str, Any]) -> None:
+    def on_validation_end(self, run: RunView, row: dict[str, Any]) -> None:
         dice = row["val_dice_mean"]
         if math.isnan(dice):
             dice = 0.0

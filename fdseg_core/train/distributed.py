@@ -56,30 +56,28 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Mean of ``t`` over all processes (identity when not distributed)."""
+def _all_reduce(t: torch.Tensor, info: DistInfo, op: dist.ReduceOp) -> torch.Tensor:
+    """``t`` reduced over all processes by ``op`` (a copy; ``t`` itself alone)."""
     if not info.enabled:
         return t
     t = t.clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t / info.world_size
+    dist.all_reduce(t, op=op)
+    return t
+
+
+def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of ``t`` over all processes (identity when not distributed)."""
+    return _all_reduce(t, info, dist.ReduceOp.SUM) / info.world_size
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if not info.enabled:
-        return t
-    t = t.clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
+    """Sum of ``t`` over all processes (identity when not distributed)."""
+    return _all_reduce(t, info, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """The element-wise maximum over processes (a flag any rank raised)."""
-    if not info.enabled:
-        return t
-    t = t.clone()
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t
+    return _all_reduce(t, info, dist.ReduceOp.MAX)
 
 
 def barrier(info: DistInfo) -> None:

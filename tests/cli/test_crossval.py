@@ -169,3 +169,20 @@ def test_several_onnx_files_are_an_ensemble_too(cv, tmp_path):
         a = np.asarray(nib.load(str(p)).dataobj)
         b = np.asarray(nib.load(str(onnx_out / p.name)).dataobj)
         assert (a != b).mean() < 1e-3
+
+
+def test_folds_in_shards_pool_once_every_fold_exists_as_one_run_does(cv, tmp_path):
+    ds, run, _ = cv
+    out = tmp_path / "sharded"
+    args = ["train", str(ds), "--out", str(out), "--folds-all", *TINY]
+    r = CliRunner().invoke(cli, [*args, "--shard", "1/2"])
+    assert r.exit_code == 0, r.output
+    assert "still to finish: fold_1" in r.output and not (out / "cv_summary.json").exists()
+    r = CliRunner().invoke(cli, [*args, "--shard", "2/2"])
+    assert r.exit_code == 0, r.output
+    sharded = json.loads((out / "cv_summary.json").read_text())
+    whole = json.loads((run / "cv_summary.json").read_text())
+    assert sharded["pooled_dice"] == pytest.approx(whole["pooled_dice"])
+    assert sharded["keep_largest"] == whole["keep_largest"]
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(tmp_path / "x"), "--shard", "1/2"])
+    assert r.exit_code == 2 and "--folds-all" in r.output.splitlines()[-1]

@@ -5,26 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from builders import tiny_args
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
 from fdseg_core.data import make_toy_dataset
 
-FAST = [
-    "--epochs",
-    "1",
-    "--iters-per-epoch",
-    "2",
-    "--patch-size",
-    "16",
-    "16",
-    "8",
-    "--val-every",
-    "1",
-    "--folds",
-    "2",
-    "--no-progress",
-]
+FAST = tiny_args(iters=2)
 
 
 @pytest.mark.parametrize("layout", ["nnunet", "msd"])
@@ -69,6 +56,13 @@ def test_train_resume_predict_evaluate(tmp_path, layout):
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "m.json").read_text())
     assert set(report["summary"]) == {"blob", "ball"}
+    # labelsTs sits in the dataset: its dataset.json names the classes without the option
+    r = CliRunner().invoke(
+        cli, ["evaluate", str(pred), str(labels), "--json", str(tmp_path / "n.json")]
+    )
+    assert r.exit_code == 0, r.output
+    assert f"class names from {ds.resolve() / 'dataset.json'}" in r.output
+    assert set(json.loads((tmp_path / "n.json").read_text())["summary"]) == {"blob", "ball"}
 
 
 def test_bad_dataset_is_one_line_exit_2_naming_the_file(tmp_path):

@@ -89,3 +89,20 @@ def test_a_second_train_on_a_live_runs_folder_exits_2_in_one_line(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_shared_holders_coexist_refuse_an_exclusive_one_and_the_last_removes_the_file(tmp_path):
+    from fdseg_core.runlock import LOCK_NAME, RunLock, RunLockedError
+
+    folder = tmp_path / "exp"
+    first = RunLock(folder, command="fdseg experiment", shared=True).acquire()
+    second = RunLock(folder, command="fdseg experiment", shared=True).acquire()
+    with pytest.raises(RunLockedError, match="in use by a running fdseg experiment"):
+        RunLock(folder, command="fdseg predict").acquire()
+    first.release()
+    assert (folder / LOCK_NAME).exists()  # the second still holds it
+    second.release()
+    assert list(folder.iterdir()) == []  # the last one let go: the file went with it
+    with RunLock(folder, command="fdseg predict"):
+        with pytest.raises(RunLockedError, match="in use by a running fdseg predict"):
+            RunLock(folder, command="fdseg experiment", shared=True).acquire()

@@ -5,27 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from builders import tiny_args
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
 from fdseg_core.data import make_toy_dataset
 from fdseg_core.experiment import ExperimentConfig
 
-FAST = [
-    "--epochs",
-    "1",
-    "--iters-per-epoch",
-    "2",
-    "--patch-size",
-    "16",
-    "16",
-    "8",
-    "--val-every",
-    "1",
-    "--folds",
-    "2",
-    "--no-progress",
-]
+FAST = tiny_args(iters=2)
 
 
 def test_tiny_experiment_writes_table_and_plot_and_resumes(tmp_path):

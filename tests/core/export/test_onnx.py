@@ -206,3 +206,16 @@ def test_export_and_predict_input_errors_exit_2_with_one_line(tmp_path, monkeypa
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
+
+
+def test_export_says_nothing_about_torchvision_or_torchs_own_deprecations(tmp_path, caplog):
+    import logging
+    import warnings
+
+    net = FrequencyDisentangledNet("unet3d", 1, 2, fusion="early", beta=0.25, **SMALL).eval()
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        export_onnx(net, tmp_path / "m.onnx", example_shape=(1, 1, 16, 16, 8), check=False)
+    assert not [r for r in caplog.records if "torchvision" in r.getMessage()]
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    assert (tmp_path / "m.onnx").stat().st_size > 0

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from builders import tiny_config
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -31,28 +32,13 @@ from fdseg_core.train.setup import (
 )
 from fdseg_core.train.steps import train_step, validate
 
-SMALL = {"base_filters": 4, "levels": 3}
-
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
     return make_toy_dataset(tmp_path_factory.mktemp("data") / "ds", n_cases=4, n_test=1)
 
 
-def cfg(ds, out, **kw):
-    base = dict(
-        dataset=str(ds),
-        out=str(out),
-        epochs=1,
-        iters_per_epoch=1,
-        patch_size=(16, 16, 8),
-        val_every=1,
-        n_folds=2,
-        progress=False,
-        backbone_options=SMALL,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+cfg = tiny_config
 
 
 def test_prepare_data_checks_and_preprocesses_without_writing(ds, tmp_path):

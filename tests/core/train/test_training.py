@@ -10,29 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import tiny_args, tiny_config
 
 from fdseg_core.data import make_toy_dataset
 from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train
 from fdseg_core.train import loop as loop_module
 
-SMALL = {"base_filters": 4, "levels": 3}
-
 
 def config(ds, out, **kw):
-    base = dict(
-        dataset=str(ds),
-        out=str(out),
-        epochs=2,
-        iters_per_epoch=2,
-        patch_size=(16, 16, 8),
-        batch_size=2,
-        val_every=1,
-        n_folds=2,
-        progress=False,
-        backbone_options=SMALL,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(ds, out, **{"epochs": 2, "iters_per_epoch": 2, "batch_size": 2, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -151,19 +137,7 @@ def test_torchrun_with_two_cpu_processes(ds, tmp_path):
         str(ds),
         "--out",
         str(out),
-        "--epochs",
-        "2",
-        "--iters-per-epoch",
-        "2",
-        "--patch-size",
-        "16",
-        "16",
-        "8",
-        "--val-every",
-        "1",
-        "--folds",
-        "2",
-        "--no-progress",
+        *tiny_args(epochs=2, iters=2),
         "--device",
         "cpu",
     ]

@@ -1,0 +1,149 @@
+"""An experiment beyond one process: the run list, shards, per-run locks, the report
+from whatever exists, parallel runs and submitit's executor give the same runs and the
+same report as one unsharded run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from builders import TINY_FIELDS
+from click.testing import CliRunner
+
+from fdseg_cli.main import cli
+from fdseg_core.data import make_toy_dataset
+from fdseg_core.errors import OptionError
+from fdseg_core.experiment.protocol import ExperimentConfig, grid
+from fdseg_core.parallel import in_shard, parse_shard
+
+FAST = ["--epochs", "1", "--iters-per-epoch", "1", "--patch-size", "16", "16", "8"]
+FAST += ["--val-every", "1", "--folds", "2", "--no-progress", "--bootstrap", "100"]
+GRID = ["--train-sizes", "1", "--fusion", "none,early", "--seeds", "2"]  # 4 runs
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("grid") / "ds", n_cases=4, n_test=1)
+
+
+def _args(ds, out, *extra):
+    return ["experiment", str(ds), "--out", str(out), *GRID, *FAST, *extra]
+
+
+def _results(out: Path) -> dict[str, list]:
+    found = {}
+    for path in sorted((out / "runs").glob("*/result.json")):
+        found[path.parent.name] = json.loads(path.read_text())["cases"]
+    return found
+
+
+def _table(out: Path) -> str:
+    return (out / "table.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def whole(ds, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "exp"
+    r = CliRunner().invoke(cli, _args(ds, out))
+    assert r.exit_code == 0, r.output
+    assert "trained 4 runs here; every run has its result" in r.output
+    return out
+
+
+def test_the_grid_has_a_fixed_order_and_shards_partition_it():
+    config = ExperimentConfig(
+        dataset="d", out="o", train_sizes=(1, 2), fusions=("none", "early"), seeds=2
+    )
+    names = [r.name for r in grid(config)]
+    assert names == [
+        "n001-none-s0", "n001-early-s0", "n001-none-s1", "n001-early-s1",
+        "n002-none-s0", "n002-early-s0", "n002-none-s1", "n002-early-s1",
+    ]  # fmt: skip
+    shards = [in_shard(grid(config), (k, 3)) for k in (1, 2, 3)]
+    assert sorted(r.index for s in shards for r in s) == list(range(8))  # every run, once
+    assert [r.index for r in shards[1]] == [1, 4, 7]
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "x", "1/0"):
+        with pytest.raises(OptionError, match=f"shard '{bad}': expected K/N"):
+            parse_shard(bad)
+
+
+def test_list_shows_every_run_with_its_index_and_state(ds, whole, tmp_path):
+    r = CliRunner().invoke(cli, _args(ds, tmp_path / "new", "--list"))
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0] == "0\tn001-none-s0\tto run" and len(lines) == 4
+    assert not (tmp_path / "new").exists()  # listing writes nothing
+    r = CliRunner().invoke(cli, _args(ds, whole, "--list"))
+    assert all(line.endswith("\tfinished") for line in r.output.strip().splitlines())
+
+
+def test_every_shard_then_report_only_reproduces_the_unsharded_runs_and_report(ds, whole, tmp_path):
+    out = tmp_path / "sharded"
+    for k in (1, 2, 3):
+        r = CliRunner().invoke(cli, _args(ds, out, "--shard", f"{k}/3"))
+        assert r.exit_code == 0, r.output
+        if k < 3:
+            assert "runs have no result yet" in r.output
+    assert _results(out) == _results(whole)  # the same runs, the same Dice per case
+    r = CliRunner().invoke(cli, _args(ds, out, "--report-only"))
+    assert r.exit_code == 0 and "trained 0 runs here" in r.output
+    assert _table(out) == _table(whole)
+
+
+def test_report_only_says_how_many_runs_are_missing(ds, tmp_path):
+    out = tmp_path / "half"
+    assert CliRunner().invoke(cli, _args(ds, out, "--shard", "1/2")).exit_code == 0
+    r = CliRunner().invoke(cli, _args(ds, out, "--report-only"))
+    assert r.exit_code == 0
+    assert "2 of 4 runs have no result yet: n001-early-s0" in (out / "table.md").read_text()
+
+
+def test_two_concurrent_processes_never_train_a_run_twice(ds, tmp_path):
+    out = tmp_path / "race"
+    fdseg = Path(sys.executable).parent / "fdseg"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [str(fdseg), *_args(ds, out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=env,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    trained = [int(o.split("trained ")[-1].split(" runs")[0]) for o in outputs]
+    assert sum(trained) == 4, outputs  # each run trained by one of them
+    for run in (out / "runs").iterdir():
+        rows = (run / "metrics.jsonl").read_text().splitlines()
+        assert len(rows) == 1  # one epoch: trained once, not twice
+    assert not (out / ".locks").exists()
+
+
+def test_parallel_jobs_give_the_same_result_files(ds, whole, tmp_path):
+    out = tmp_path / "jobs"
+    r = CliRunner().invoke(cli, _args(ds, out, "--jobs", "2"))
+    assert r.exit_code == 0, r.output
+    assert sorted(_results(out)) == sorted(_results(whole))
+
+
+def test_the_submitit_local_executor_runs_the_array(ds, whole, tmp_path):
+    from fdseg_core.experiment.slurm import SlurmOptions, submit_experiment
+
+    config = ExperimentConfig(
+        dataset=str(ds),
+        out=str(tmp_path / "slurm"),
+        train_sizes=(1,),
+        fusions=("none", "early"),
+        seeds=2,
+        training=TINY_FIELDS,  # the CLI's FAST options
+        n_resamples=100,
+    )
+    done = submit_experiment(config, SlurmOptions(cluster="local", time_min=30))
+    assert len(done["submitted"]) == 4 and len(done["job_ids"]) == 4
+    assert sorted(_results(tmp_path / "slurm")) == sorted(_results(whole))
+    assert done["report"]["missing"] == []
