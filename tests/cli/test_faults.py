@@ -173,6 +173,16 @@ def read_only(tmp_path, monkeypatch):
     yield target
 
 
+def _train(ds, run: Path) -> None:
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), *TINY, "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+
+
+def _predict(run: Path, ds, out: Path):
+    args = ["predict", str(run / "last.pt"), str(ds), "--out", str(out), "--no-progress"]
+    return CliRunner().invoke(cli, args)
+
+
 def _listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
@@ -191,38 +201,16 @@ def test_a_disk_full_before_the_command_starts_ends_in_one_line(ds, tmp_path, fu
     assert _listing(full_disk) == before  # no partial lock file, no folder left behind
     # prediction the same way
     run = tmp_path / "run"
-    assert (
-        CliRunner()
-        .invoke(cli, ["train", str(ds), "--out", str(run), *TINY, "--epochs", "1"])
-        .exit_code
-        == 0
-    )
-    r = CliRunner().invoke(
-        cli,
-        [
-            "predict",
-            str(run / "last.pt"),
-            str(ds),
-            "--out",
-            str(full_disk / "pred"),
-            "--no-progress",
-        ],
-    )
+    _train(ds, run)
+    r = _predict(run, ds, full_disk / "pred")
     assert r.exit_code == 1 and "no space left on the device" in r.output.splitlines()[-1]
     assert _listing(full_disk) == before
 
 
 def test_a_read_only_output_folder_is_named_as_such(ds, tmp_path, read_only):
     run = tmp_path / "run"
-    assert (
-        CliRunner()
-        .invoke(cli, ["train", str(ds), "--out", str(run), *TINY, "--epochs", "1"])
-        .exit_code
-        == 0
-    )
-    r = CliRunner().invoke(
-        cli, ["predict", str(run / "last.pt"), str(ds), "--out", str(read_only), "--no-progress"]
-    )
+    _train(ds, run)
+    r = _predict(run, ds, read_only)
     assert r.exit_code == 2
     line = r.output.strip().splitlines()[-1]
     assert line.startswith(f"Error: the output folder {read_only} is not writable")
@@ -253,12 +241,7 @@ def test_torchrun_on_a_folder_holding_a_run_ends_every_rank_with_one_line(ds, tm
     in its summary, as it does for any rank that exits non-zero (that summary is
     torchrun's; exiting 0 would tell a scheduler that the job succeeded)."""
     run = tmp_path / "run"
-    assert (
-        CliRunner()
-        .invoke(cli, ["train", str(ds), "--out", str(run), *TINY, "--epochs", "1"])
-        .exit_code
-        == 0
-    )
+    _train(ds, run)
     fdseg = Path(sys.executable).parent / "fdseg"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     cmd += ["--no-python", str(fdseg), "train", str(ds), "--out", str(run), *TINY, "--epochs", "1"]
