@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_OVERLAP",
     "DEFAULT_BAND_DIMS",
     "DEFAULT_BETA",
+    "DEFAULT_KERNEL",
     "DEFAULT_MEMORY_GB",
     "COMPILE_MODES",
     "DEVICES",
@@ -23,6 +24,7 @@ __all__ = [
     "FUSIONS",
     "FUSION_AT",
     "FUSION_POINTS",
+    "KERNELS",
     "LAYOUTS",
     "LOSSES",
     "LOSS_ACTIVATION",
@@ -44,6 +46,14 @@ FUSION_POINTS: tuple[str, ...] = ("stem", "decoder")
 LAYOUTS: tuple[str, ...] = ("centered", "reference")
 #: Band-operator backends (``"auto"`` picks one per call).
 BACKENDS: tuple[str, ...] = ("torch", "matmul", "triton")
+#: Designs of the Triton kernels (used when the Triton backend serves a call): one launch
+#: per axis and direction, the two-pass kernels (both in-plane axes per launch, where two
+#: adjacent band dims allow them; per-axis elsewhere), or ``"auto"`` (= fused where it
+#: applies).
+KERNELS: tuple[str, ...] = ("per_axis", "fused", "auto")
+#: The kernel design when none is given: the per-axis kernels, measured on an H100; the
+#: two-pass kernels are not measured on a GPU yet (``kernels/README.md``).
+DEFAULT_KERNEL = "per_axis"
 #: Where the band split is computed: in the model on each input, or once per whole
 #: volume in the data pipeline.
 BANDS: tuple[str, ...] = ("model", "volume")

@@ -19,9 +19,10 @@ with the row stride ``n``, so that its tiles stay 2D and coalesced.
 Layers: the ``@triton.jit`` kernel; :func:`apply_along` (host launcher: strides,
 blocks, grid, autotuning); :func:`band_project` (the sequence of steps); :func:`project`
 (the kernel design chosen per call: these per-axis kernels or the two-pass ones of
-:mod:`fdseg_kernels.band_fused`, imported here); :func:`check_band_args` (validation
-shared by the public launchers). Dtypes, dot precision and the device context come from
-:mod:`fdseg_kernels._launch` (re-exported here).
+:mod:`fdseg_kernels.band_fused`, imported here); :func:`check_band_args` and
+:func:`refuse_autograd` (the checks of the public launchers in
+:mod:`fdseg_kernels.band_split` and ``band_fuse``). Dtypes, dot precision and the device
+context come from :mod:`fdseg_kernels._launch` (re-exported here).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import triton
 import triton.language as tl
 
 from fdseg_core.bands.operators import downsample_matrix, upsample_matrix
+from fdseg_core.choices import DEFAULT_KERNEL, KERNELS
 from fdseg_kernels._env import interpreter_enabled, triton_runs_on
 from fdseg_kernels._launch import (
     GPU_FLOAT32_PRECISION,
@@ -54,6 +56,7 @@ __all__ = [
     "apply_along",
     "band_project",
     "check_band_args",
+    "refuse_autograd",
     "compute_dtype",
     "dot_precision",
     "launch_config",
@@ -360,9 +363,10 @@ def band_project(
     return on_device_of(a, _band_project, a, dims, widths, b, b_scale)
 
 
-#: Kernel designs: the per-axis kernels (one launch per axis and direction) or the
-#: two-pass kernels of ``band_fused`` (both band axes per launch), or "auto".
-IMPLS = ("per_axis", "fused", "auto")
+#: Kernel designs (:data:`fdseg_core.choices.KERNELS`): the per-axis kernels (one launch
+#: per axis and direction) or the two-pass kernels of ``band_fused`` (both band axes per
+#: launch), or "auto".
+IMPLS = KERNELS
 
 
 def project(
@@ -372,7 +376,7 @@ def project(
     *,
     b: torch.Tensor | None = None,
     b_scale: float = 1.0,
-    impl: str = "per_axis",
+    impl: str = DEFAULT_KERNEL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`band_project` with the kernel design chosen per call.
 
@@ -484,3 +488,18 @@ def check_band_args(
         if not 1 <= k < t.shape[d]:
             raise ValueError(f"width k={k} on dim {d} must satisfy 1 <= k < n={t.shape[d]}")
     return tuple(d for d, _ in pairs), tuple(k for _, k in pairs)
+
+
+def refuse_autograd(name: str, *tensors: torch.Tensor) -> None:
+    """Refuse inputs that need a gradient: these launchers record no graph.
+
+    Raises:
+        ValueError: Grad mode is on and one of ``tensors`` requires a gradient.
+    """
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        raise ValueError(
+            f"fdseg_kernels.{name} computes no gradient (the kernels' autograd lives in "
+            "the custom ops); for a differentiable call use fdseg_core.bands."
+            f"{name.removesuffix('_triton')}(..., backend='triton', kernel=...), or call "
+            "this one under torch.no_grad()"
+        )

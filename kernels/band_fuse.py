@@ -1,19 +1,22 @@
-"""Forward launcher of the centred band fusion: ``out = high - U (D high - low)``.
+"""The centred band fusion with the Triton kernels: ``out = high - U (D high - low)``.
 
-Three layers, as in Liger-Kernel: the ``@triton.jit`` kernels (shared with the
-split, :mod:`fdseg_kernels._common` and :mod:`fdseg_kernels.band_fused`), this host
-launcher :func:`band_fuse_forward`, and the autograd function
-:class:`fdseg_kernels.autograd.BandFuseFunction` whose backward is the split's
-launcher (``fuse'(g) = (D g / c, g - U D g)``, see :mod:`fdseg_core.bands.operators`).
+Two layers, as in Liger-Kernel: the ``@triton.jit`` kernels (shared with the split,
+:mod:`fdseg_kernels._common` and :mod:`fdseg_kernels.band_fused`) and these host
+launchers. There is no autograd here: the one differentiable path is the custom op
+``fdseg::band_fuse`` (:mod:`fdseg_core.bands.ops`), whose backward calls the split's
+launcher (``fuse'(g) = (D g / c, g - U D g)``, see :mod:`fdseg_core.bands.operators`)
+with the same kernel design.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fdseg_kernels._common import project
+from fdseg_core.bands.checks import check_low_matches
+from fdseg_core.choices import DEFAULT_KERNEL
+from fdseg_kernels._common import check_band_args, project, refuse_autograd
 
-__all__ = ["band_fuse_forward"]
+__all__ = ["band_fuse_forward", "band_fuse_triton"]
 
 
 def band_fuse_forward(
@@ -23,7 +26,7 @@ def band_fuse_forward(
     widths: tuple[int, ...],
     low_scale: float = 1.0,
     *,
-    impl: str = "per_axis",
+    impl: str = DEFAULT_KERNEL,
 ) -> torch.Tensor:
     """Launch the kernels of a fusion, ``high - U (D high - s * low)`` (no autograd).
 
@@ -38,7 +41,7 @@ def band_fuse_forward(
         dims: Band dims, increasing.
         widths: Kept width ``k`` per band dim.
         low_scale: ``s`` (the split's backward passes ``c = prod k / n``).
-        impl: ``"per_axis"``, ``"fused"`` or ``"auto"`` (see ``band_split_forward``).
+        impl: One of :data:`fdseg_core.choices.KERNELS` (see ``band_split_forward``).
 
     Returns:
         Tensor shaped like ``high`` in its dtype.
@@ -47,3 +50,44 @@ def band_fuse_forward(
         high.contiguous(), dims, widths, b=low.contiguous(), b_scale=low_scale, impl=impl
     )
     return out
+
+
+def band_fuse_triton(
+    low: torch.Tensor,
+    high: torch.Tensor,
+    dims: tuple[int, ...],
+    widths: tuple[int, ...],
+    *,
+    impl: str = DEFAULT_KERNEL,
+) -> torch.Tensor:
+    """Fuse bands (layout ``"centered"``): ``low``'s spectrum replaces ``high``'s band.
+
+    Computes ``high - U (D high - low)``, so that
+    ``band_fuse_triton(*band_split_triton(x, dims, widths), dims, widths) == x``
+    up to rounding. Float16/bfloat16 inputs are computed with float32
+    accumulation and cast back; float32 dots use ``tf32x3`` on the GPU (~1e-6 relative)
+    and exact products in float64 (see ``_launch.dot_precision``). Forward only: for
+    gradients use ``fdseg_core.bands.band_fuse(..., backend="triton")``.
+
+    Args:
+        low: Tensor shaped like ``high`` with ``k`` on each band dim, same dtype and device.
+        high: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``: float16, bfloat16,
+            float32 or float64, on a CUDA device (or any device under ``TRITON_INTERPRET=1``).
+        dims: Band dims (1 to 3 distinct spatial dims; negative allowed).
+        widths: Kept width ``k`` per band dim, ``1 <= k < n``.
+        impl: Kernel design, as in :func:`fdseg_kernels.band_split_triton`.
+
+    Returns:
+        Tensor shaped like ``high`` in its dtype.
+
+    Raises:
+        TypeError: Non-tensor inputs, unsupported or mismatched dtypes, non-int dims/widths.
+        ValueError: Bad rank, dims, widths, shapes or kernel design, a device the kernels
+            cannot run on, or an input that requires a gradient.
+    """
+    dims, widths = check_band_args("high", high, dims, widths)
+    if not isinstance(low, torch.Tensor):
+        raise TypeError(f"low must be a torch.Tensor, got {type(low).__name__}")
+    check_low_matches(low, high, dims, widths)
+    refuse_autograd("band_fuse_triton", low, high)
+    return band_fuse_forward(low, high, dims, widths, impl=impl)

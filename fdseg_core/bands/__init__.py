@@ -7,7 +7,8 @@ Backends (chosen per call with ``backend=``):
   (no complex copies of the volume), for both layouts (``"reference"``: the paper's
   public code, with complex per-axis matrices);
 * ``"triton"``: fused GPU kernels from ``fdseg_kernels`` (CUDA, or the CPU under
-  ``TRITON_INTERPRET=1``), ``layout="centered"`` only.
+  ``TRITON_INTERPRET=1``), ``layout="centered"`` only; ``kernel=`` picks their design
+  (per-axis or two-pass), forward and backward, through the same custom ops.
 
 Modules, top to bottom (a module imports only modules of lower layers, function-level
 imports included): this package, :mod:`~.paper` and :mod:`~.api` (validation, the call
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from fdseg_core.bands.api import (
     BACKENDS,
+    KERNELS,
     LAYOUTS,
     available_backends,
     band_fuse,
@@ -38,6 +40,7 @@ from fdseg_core.bands.paper import paper_band_fuse, paper_band_split
 
 __all__ = [
     "BACKENDS",
+    "KERNELS",
     "LAYOUTS",
     "available_backends",
     "band_fuse",

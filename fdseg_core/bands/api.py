@@ -19,12 +19,21 @@ from fdseg_core.bands.checks import check_low_matches
 from fdseg_core.bands.dispatch import available_backends, check_names, resolve_backend
 from fdseg_core.bands.operators import band_width, min_band_size
 from fdseg_core.bands.ops import band_fuse_op, band_split_op
-from fdseg_core.choices import BACKENDS, DEFAULT_BAND_DIMS, DEFAULT_BETA, LAYOUTS
+from fdseg_core.choices import (
+    BACKENDS,
+    DEFAULT_BAND_DIMS,
+    DEFAULT_BETA,
+    DEFAULT_KERNEL,
+    KERNELS,
+    LAYOUTS,
+)
 
 __all__ = [
     "BACKENDS",
+    "KERNELS",
     "LAYOUTS",
     "Backend",
+    "Kernel",
     "Layout",
     "available_backends",
     "band_fuse",
@@ -37,6 +46,7 @@ __all__ = [
 
 Layout = Literal["centered", "reference"]
 Backend = Literal["auto", "torch", "matmul", "triton"]
+Kernel = Literal["per_axis", "fused", "auto"]
 
 
 def _check_tensor(name: str, t: object) -> torch.Tensor:
@@ -128,6 +138,7 @@ def band_split(
     dims: Sequence[int] = DEFAULT_BAND_DIMS,
     layout: Layout = "centered",
     backend: Backend = "auto",
+    kernel: Kernel = DEFAULT_KERNEL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a volume into its low- and high-frequency bands (Fu et al. 2023).
 
@@ -154,6 +165,10 @@ def band_split(
         layout: ``"centered"`` or ``"reference"``.
         backend: ``"auto"``, ``"torch"`` (torch.fft reference), ``"matmul"``
             (truncated-DFT matmuls) or ``"triton"`` (fused GPU kernels).
+        kernel: Design of the Triton kernels, used when the Triton backend serves the
+            call (forward and backward): ``"per_axis"`` (one launch per axis and
+            direction), ``"fused"`` (two-pass kernels where two adjacent band dims
+            allow them, per-axis elsewhere) or ``"auto"`` (fused where it applies).
 
     Returns:
         ``(low, high)``: ``low`` has x's shape with each band dim of size ``k``;
@@ -171,11 +186,11 @@ def band_split(
         (torch.Size([1, 1, 4, 4, 16]), torch.Size([1, 1, 40, 40, 16]))
     """
     band_dims, widths = validate_split(x, beta, dims)
-    check_names(layout, backend)
+    check_names(layout, backend, kernel)
     if torch.compiler.is_exporting():  # torch.export / ONNX: plain matmuls in the graph
         fn = _matmul.split_reference if layout == "reference" else _matmul.split
         return fn(x, band_dims, widths)
-    return band_split_op(x, list(band_dims), list(widths), layout, backend, False)
+    return band_split_op(x, list(band_dims), list(widths), layout, backend, False, kernel)
 
 
 def band_fuse(
@@ -186,6 +201,7 @@ def band_fuse(
     dims: Sequence[int] = DEFAULT_BAND_DIMS,
     layout: Layout = "centered",
     backend: Backend = "auto",
+    kernel: Kernel = DEFAULT_KERNEL,
 ) -> torch.Tensor:
     """Fuse feature maps in the frequency domain: ``low``'s spectrum replaces ``high``'s band.
 
@@ -201,6 +217,7 @@ def band_fuse(
         dims: Band dims, as in :func:`band_split`.
         layout: ``"centered"`` or ``"reference"``.
         backend: ``"auto"``, ``"torch"``, ``"matmul"`` or ``"triton"``.
+        kernel: Design of the Triton kernels, as in :func:`band_split`.
 
     Returns:
         Tensor shaped like ``high``, with its dtype and device, differentiable
@@ -212,8 +229,8 @@ def band_fuse(
             bad beta, dims, layout or backend.
     """
     band_dims, widths = validate_fuse(low, high, beta, dims)
-    check_names(layout, backend)
+    check_names(layout, backend, kernel)
     if torch.compiler.is_exporting():  # torch.export / ONNX: plain matmuls in the graph
         fn = _matmul.fuse_reference if layout == "reference" else _matmul.fuse
         return fn(low, high, band_dims, widths)
-    return band_fuse_op(low, high, list(band_dims), list(widths), layout, backend, False)
+    return band_fuse_op(low, high, list(band_dims), list(widths), layout, backend, False, kernel)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 import fdseg_kernels
-from fdseg_core.choices import BACKENDS, LAYOUTS
+from fdseg_core.choices import BACKENDS, DEFAULT_KERNEL, KERNELS, LAYOUTS
 
 __all__ = ["available_backends", "check_names", "resolve_backend"]
 
@@ -47,14 +47,22 @@ def available_backends(device: torch.device | str | None = None) -> list[str]:
     return names
 
 
-def check_names(layout: object, backend: object) -> None:
-    """Layout and backend names, and their combination; whether the backend can run
-    here is decided per call, where the op runs (:func:`resolve_backend`).
+def check_names(layout: object, backend: object, kernel: object = DEFAULT_KERNEL) -> None:
+    """Layout, backend and kernel-design names, and their combination; whether the
+    backend can run here is decided per call, where the op runs (:func:`resolve_backend`).
 
     Raises:
-        ValueError: Unknown layout or backend, or ``backend="triton"`` with
-            ``layout="reference"``.
+        ValueError: Unknown layout, backend or kernel design, ``backend="triton"`` with
+            ``layout="reference"``, or a kernel design other than the default with a
+            backend that has no kernels (``"torch"``, ``"matmul"``).
     """
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel design {kernel!r}; expected one of {list(KERNELS)}")
+    if kernel != DEFAULT_KERNEL and backend in ("torch", "matmul"):
+        raise ValueError(
+            f"kernel={kernel!r} picks a design of the Triton kernels, but backend={backend!r} "
+            "runs none; use backend='triton' or 'auto'"
+        )
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
     if backend != "auto" and backend not in BACKENDS:

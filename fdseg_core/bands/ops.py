@@ -19,7 +19,11 @@ where ``^T`` swaps ``(A, V)`` for ``(V^T, A^T)``. For the centred layout ``D^T =
 original, so backward passes are themselves differentiable.
 
 The backend (``"auto"`` included) is resolved when the op runs, per call; validation
-happens once, in :func:`fdseg_core.bands.band_split` / ``band_fuse``.
+happens once, in :func:`fdseg_core.bands.band_split` / ``band_fuse``. ``kernel`` picks the
+Triton kernels' design (:data:`~fdseg_core.choices.KERNELS`) when the Triton backend
+serves the call, forward and backward alike; the other backends ignore it. These ops are
+the only autograd path of the Triton kernels: :mod:`fdseg_kernels` holds forward
+launchers only.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def _scale(dims, widths, shape) -> float:
     return adjoint_scale(tuple(shape[d] for d in dims), tuple(widths))
 
 
-def _split_impl(x, dims, widths, layout, backend, transposed):
+def _split_impl(x, dims, widths, layout, backend, transposed, kernel):
     chosen = resolve_backend(backend, layout, x.device)
     if layout == "reference":
         if chosen == "torch":
@@ -61,13 +65,13 @@ def _split_impl(x, dims, widths, layout, backend, transposed):
         # lazy: the kernel modules import triton, an optional extra
         from fdseg_kernels.band_split import band_split_forward
 
-        low, high = band_split_forward(x, dims, widths)
+        low, high = band_split_forward(x, dims, widths, impl=kernel)
     if transposed:  # split^T(x) = (D x / c, x - U D x)
         low = low / _scale(dims, widths, x.shape)
     return low, high
 
 
-def _fuse_impl(low, high, dims, widths, layout, backend, transposed):
+def _fuse_impl(low, high, dims, widths, layout, backend, transposed, kernel):
     chosen = resolve_backend(backend, layout, high.device)
     if layout == "reference":
         if chosen == "torch":
@@ -85,7 +89,7 @@ def _fuse_impl(low, high, dims, widths, layout, backend, transposed):
     # lazy: the kernel modules import triton, an optional extra
     from fdseg_kernels.band_fuse import band_fuse_forward
 
-    return band_fuse_forward(low.contiguous(), high.contiguous(), dims, widths, scale)
+    return band_fuse_forward(low.contiguous(), high.contiguous(), dims, widths, scale, impl=kernel)
 
 
 @torch.library.custom_op("fdseg::band_split", mutates_args=())
@@ -96,9 +100,10 @@ def band_split_op(
     layout: str,
     backend: str,
     transposed: bool,
+    kernel: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(low, high)`` of ``x`` (arguments validated by the caller). See the module doc."""
-    low, high = _split_impl(x, tuple(dims), tuple(widths), layout, backend, transposed)
+    low, high = _split_impl(x, tuple(dims), tuple(widths), layout, backend, transposed, kernel)
     # contiguous, as the fake implementation promises (torch.fft's real parts are strided
     # views of complex tensors), and never a view of the input
     return _fresh(low, x), _fresh(high, x)
@@ -110,7 +115,7 @@ def _fresh(out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
 
 
 @band_split_op.register_fake
-def _(x, dims, widths, layout, backend, transposed):
+def _(x, dims, widths, layout, backend, transposed, kernel):
     return x.new_empty(low_band_shape(x.shape, dims, widths)), torch.empty_like(x)
 
 
@@ -123,44 +128,54 @@ def band_fuse_op(
     layout: str,
     backend: str,
     transposed: bool,
+    kernel: str,
 ) -> torch.Tensor:
     """``high - V (A high - low)`` (arguments validated by the caller)."""
-    out = _fuse_impl(low, high, tuple(dims), tuple(widths), layout, backend, transposed)
+    out = _fuse_impl(low, high, tuple(dims), tuple(widths), layout, backend, transposed, kernel)
     return _fresh(out, low, high)
 
 
 @band_fuse_op.register_fake
-def _(low, high, dims, widths, layout, backend, transposed):
+def _(low, high, dims, widths, layout, backend, transposed, kernel):
     return torch.empty_like(high)
 
 
 def _split_setup(ctx, inputs, output):
-    x, dims, widths, layout, backend, transposed = inputs
-    ctx.args = (dims, widths, layout, backend, transposed)
+    x, dims, widths, layout, backend, transposed, kernel = inputs
+    ctx.args = (dims, widths, layout, backend, transposed, kernel)
     ctx.shape = tuple(x.shape)
 
 
 def _split_backward(ctx, g_low, g_high):
-    dims, widths, layout, backend, transposed = ctx.args
+    dims, widths, layout, backend, transposed, kernel = ctx.args
     if g_high is None:
         g_high = g_low.new_zeros(ctx.shape)
     if g_low is None:
         g_low = g_high.new_zeros(low_band_shape(ctx.shape, dims, widths))
     g = band_fuse_op(
-        g_low.contiguous(), g_high.contiguous(), dims, widths, layout, backend, not transposed
+        g_low.contiguous(),
+        g_high.contiguous(),
+        dims,
+        widths,
+        layout,
+        backend,
+        not transposed,
+        kernel,
     )
-    return g, None, None, None, None, None
+    return g, None, None, None, None, None, None
 
 
 def _fuse_setup(ctx, inputs, output):
-    _, _, dims, widths, layout, backend, transposed = inputs
-    ctx.args = (dims, widths, layout, backend, transposed)
+    _, _, dims, widths, layout, backend, transposed, kernel = inputs
+    ctx.args = (dims, widths, layout, backend, transposed, kernel)
 
 
 def _fuse_backward(ctx, g):
-    dims, widths, layout, backend, transposed = ctx.args
-    g_low, g_high = band_split_op(g.contiguous(), dims, widths, layout, backend, not transposed)
-    return g_low, g_high, None, None, None, None, None
+    dims, widths, layout, backend, transposed, kernel = ctx.args
+    g_low, g_high = band_split_op(
+        g.contiguous(), dims, widths, layout, backend, not transposed, kernel
+    )
+    return g_low, g_high, None, None, None, None, None, None
 
 
 band_split_op.register_autograd(_split_backward, setup_context=_split_setup)

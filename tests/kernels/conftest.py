@@ -122,3 +122,34 @@ class BandCase:
 @pytest.fixture(params=BAND_CASES)
 def case(request) -> BandCase:
     return BandCase(*request.param)
+
+
+def _sorted_band(ndim: int, dims, widths) -> tuple[list[int], list[int]]:
+    pairs = sorted(zip((d % ndim for d in dims), widths, strict=True))
+    return [d for d, _ in pairs], [k for _, k in pairs]
+
+
+@pytest.fixture
+def triton_split() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """The differentiable split on the Triton backend with explicit widths: the custom op
+    ``fdseg::band_split`` that production dispatch calls, so forward, backward and
+    double backward all run the kernels (of design ``impl``)."""
+    from fdseg_core.bands.ops import band_split_op
+
+    def split(x, dims, widths, impl="per_axis"):
+        d, k = _sorted_band(x.ndim, dims, widths)
+        return band_split_op(x, d, k, "centered", "triton", False, impl)
+
+    return split
+
+
+@pytest.fixture
+def triton_fuse() -> Callable[..., torch.Tensor]:
+    """The differentiable fusion on the Triton backend (custom op ``fdseg::band_fuse``)."""
+    from fdseg_core.bands.ops import band_fuse_op
+
+    def fuse(low, high, dims, widths, impl="per_axis"):
+        d, k = _sorted_band(high.ndim, dims, widths)
+        return band_fuse_op(low, high, d, k, "centered", "triton", False, impl)
+
+    return fuse

@@ -32,12 +32,12 @@ def test_fuse_forward_matches_torch_backend_and_dense_reference(case, dense, ass
     assert_matches(out, dense.fuse(low, high, case.dims, case.widths), torch.float32)
 
 
-def test_fuse_backward_matches_torch_backend(case, assert_matches):
+def test_fuse_backward_matches_torch_backend(case, assert_matches, triton_fuse):
     low, high = _inputs(case, 1)
     g = torch.randn(case.shape, generator=torch.Generator().manual_seed(2))
     lt, ht = low.clone().requires_grad_(), high.clone().requires_grad_()
     got_low, got_high = torch.autograd.grad(
-        band_fuse_triton(lt, ht, case.given_dims, case.widths), (lt, ht), g
+        triton_fuse(lt, ht, case.given_dims, case.widths), (lt, ht), g
     )
     lr, hr = low.double().requires_grad_(), high.double().requires_grad_()
     ref_low, ref_high = torch.autograd.grad(_torch_fuse(lr, hr, case), (lr, hr), g.double())
@@ -57,7 +57,9 @@ def test_fuse_inverts_split(case, assert_matches):
     [((2, 3, 17, 20, 9), (2, 4), 0.25), ((3, 2, 21, 19), (2, 3), 0.3)],
     ids=["3d-dims24", "2d-dims23"],
 )
-def test_fuse_low_precision_matches_float64_reference(shape, dims, beta, dtype, assert_matches):
+def test_fuse_low_precision_matches_float64_reference(
+    shape, dims, beta, dtype, assert_matches, triton_fuse
+):
     gen = torch.Generator().manual_seed(4)
     widths = tuple(int(shape[d] * beta) for d in dims)
     low_shape = list(shape)
@@ -67,7 +69,7 @@ def test_fuse_low_precision_matches_float64_reference(shape, dims, beta, dtype, 
     high = torch.randn(shape, generator=gen).to(dtype)
     g = torch.randn(shape, generator=gen).to(dtype)
     lt, ht = low.clone().requires_grad_(), high.clone().requires_grad_()
-    out = band_fuse_triton(lt, ht, dims, widths)
+    out = triton_fuse(lt, ht, dims, widths)
     lr, hr = low.double().requires_grad_(), high.double().requires_grad_()
     ref = band_fuse(lr, hr, beta, dims=dims, backend="torch")
     assert_matches(out, ref, dtype)
@@ -97,7 +99,7 @@ def test_fuse_accepts_non_contiguous_inputs():
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
-def test_fuse_double_backward_matches_torch_backend(assert_matches):
+def test_fuse_double_backward_matches_torch_backend(assert_matches, triton_fuse):
     gen = torch.Generator().manual_seed(7)
     low = torch.randn(1, 2, 4, 4, 5, generator=gen)
     high = torch.randn(1, 2, 11, 10, 5, generator=gen)
@@ -109,7 +111,7 @@ def test_fuse_double_backward_matches_torch_backend(assert_matches):
         return torch.autograd.grad((g_lo * vl).sum() + (g_hi * vh).sum(), (lo, hi))
 
     got = second(
-        lambda a, b: band_fuse_triton(a, b, (2, 3), (4, 4)),
+        lambda a, b: triton_fuse(a, b, (2, 3), (4, 4)),
         low.clone().requires_grad_(),
         high.clone().requires_grad_(),
         v_low,

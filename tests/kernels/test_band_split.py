@@ -32,13 +32,13 @@ def test_split_forward_matches_torch_backend_and_dense_reference(case, dense, as
     assert_matches(high, dense_high, torch.float32)
 
 
-def test_split_backward_matches_torch_backend(case, assert_matches):
+def test_split_backward_matches_torch_backend(case, assert_matches, triton_split):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(case.shape, generator=gen)
     g_low = torch.randn(case.low_shape, generator=gen)
     g_high = torch.randn(case.shape, generator=gen)
     xt = x.clone().requires_grad_()
-    low, high = band_split_triton(xt, case.given_dims, case.widths)
+    low, high = triton_split(xt, case.given_dims, case.widths)
     (got,) = torch.autograd.grad((low, high), xt, (g_low, g_high))
     xr = x.double().requires_grad_()
     ref_low, ref_high = _torch_split(xr, case)
@@ -52,12 +52,14 @@ def test_split_backward_matches_torch_backend(case, assert_matches):
     [((2, 3, 17, 20, 9), (2, 3), 0.2), ((2, 3, 21, 19), (3,), 0.3)],
     ids=["3d-dims23", "2d-dims3"],
 )
-def test_split_low_precision_matches_float64_reference(shape, dims, beta, dtype, assert_matches):
+def test_split_low_precision_matches_float64_reference(
+    shape, dims, beta, dtype, assert_matches, triton_split
+):
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(shape, generator=gen).to(dtype)
     widths = tuple(int(shape[d] * beta) for d in dims)
     xt = x.clone().requires_grad_()
-    low, high = band_split_triton(xt, dims, widths)
+    low, high = triton_split(xt, dims, widths)
     ref_x = x.double().requires_grad_()
     ref_low, ref_high = band_split(ref_x, beta, dims=dims, backend="torch")
     assert_matches(low, ref_low, dtype)
@@ -97,10 +99,10 @@ def test_split_accepts_non_contiguous_input(make):
 
 
 @pytest.mark.parametrize("which", ["low", "high"])
-def test_split_gradient_of_one_output_only(which, assert_matches):
+def test_split_gradient_of_one_output_only(which, assert_matches, triton_split):
     x = torch.randn(2, 2, 15, 12, 6)
     xt = x.clone().requires_grad_()
-    out = dict(zip(("low", "high"), band_split_triton(xt, (2, 3), (4, 3)), strict=True))
+    out = dict(zip(("low", "high"), triton_split(xt, (2, 3), (4, 3)), strict=True))
     w = torch.randn(out[which].shape)
     (got,) = torch.autograd.grad((out[which] * w).sum(), xt)
     xr = x.double().requires_grad_()
@@ -109,7 +111,7 @@ def test_split_gradient_of_one_output_only(which, assert_matches):
     assert_matches(got, want, torch.float32)
 
 
-def test_split_double_backward_matches_torch_backend(assert_matches):
+def test_split_double_backward_matches_torch_backend(assert_matches, triton_split):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(1, 2, 11, 10, 5, generator=gen)
     v = torch.randn(1, 2, 11, 10, 5, generator=gen)
@@ -119,7 +121,7 @@ def test_split_double_backward_matches_torch_backend(assert_matches):
         (g,) = torch.autograd.grad((low**2).sum() + (high**2).sum(), xx, create_graph=True)
         return torch.autograd.grad((g * vv).sum(), xx)[0]
 
-    got = second(lambda t: band_split_triton(t, (2, 3), (4, 4)), x.clone().requires_grad_(), v)
+    got = second(lambda t: triton_split(t, (2, 3), (4, 4)), x.clone().requires_grad_(), v)
     want = second(
         lambda t: band_split(t, 0.4, dims=(2, 3), backend="torch"),
         x.double().requires_grad_(),

@@ -16,7 +16,7 @@ from fdseg_core.bands import band_fuse, band_split
 
 pytest.importorskip("triton", reason="the Triton kernels need the optional 'triton' package")
 
-from fdseg_kernels import band_fuse_triton, band_split_triton  # noqa: E402
+from fdseg_kernels import band_split_triton  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,
@@ -40,7 +40,7 @@ def _cuda(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 @pytest.mark.parametrize("impl", ["per_axis", "fused"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
 def test_cuda_split_and_fuse_forward_backward_match_float64_torch_backend(
-    case, dtype, impl, assert_matches
+    case, dtype, impl, assert_matches, triton_split, triton_fuse
 ):
     gen = torch.Generator().manual_seed(10)
     x = torch.randn(case.shape, generator=gen, dtype=torch.float64)
@@ -48,7 +48,7 @@ def test_cuda_split_and_fuse_forward_backward_match_float64_torch_backend(
     g_high = torch.randn(case.shape, generator=gen, dtype=torch.float64)
 
     xt = _cuda(x, dtype).requires_grad_()
-    low, high = band_split_triton(xt, case.given_dims, case.widths, impl=impl)
+    low, high = triton_split(xt, case.given_dims, case.widths, impl=impl)
     assert low.is_cuda and high.is_cuda
     (gx,) = torch.autograd.grad((low, high), xt, (_cuda(g_low, dtype), _cuda(g_high, dtype)))
 
@@ -64,7 +64,7 @@ def test_cuda_split_and_fuse_forward_backward_match_float64_torch_backend(
 
     lt = _cuda(g_low, dtype).requires_grad_()
     ht = _cuda(g_high, dtype).requires_grad_()
-    fused = band_fuse_triton(lt, ht, case.given_dims, case.widths, impl=impl)
+    fused = triton_fuse(lt, ht, case.given_dims, case.widths, impl=impl)
     g = torch.randn(case.shape, generator=gen, dtype=torch.float64)
     g_lt, g_ht = torch.autograd.grad(fused, (lt, ht), _cuda(g, dtype))
     lr = g_low.to(dtype).double().requires_grad_()

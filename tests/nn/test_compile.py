@@ -67,7 +67,7 @@ def test_custom_ops_have_fake_implementations_and_pass_opcheck():
     for layout in ("centered", "reference"):
         for backend in ("matmul", "torch"):
             for transposed in (False, True):
-                args = ([2, 3], [4, 4], layout, backend, transposed)
+                args = ([2, 3], [4, 4], layout, backend, transposed, "per_axis")
                 torch.library.opcheck(torch.ops.fdseg.band_split.default, (x, *args))
                 torch.library.opcheck(torch.ops.fdseg.band_fuse.default, (low, x, *args))
     with torch._subclasses.fake_tensor.FakeTensorMode():

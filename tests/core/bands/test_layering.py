@@ -24,7 +24,6 @@ LAYERS = [
 #: Inside fdseg_kernels, top to bottom.
 KERNEL_LAYERS = [
     ("fdseg_kernels",),
-    ("fdseg_kernels.autograd",),
     ("fdseg_kernels.band_split", "fdseg_kernels.band_fuse"),
     ("fdseg_kernels._common",),
     ("fdseg_kernels.band_fused",),
