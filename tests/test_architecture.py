@@ -143,3 +143,18 @@ def test_the_lazy_import_check_finds_an_unexplained_import(tmp_path):
         "    from pathlib import Path\n\n\ndef b():\n    import csv\n"
     )
     assert _unexplained(source) == ["m.py:12: import csv"]
+
+
+def test_the_test_tree_mirrors_the_packages():
+    """Every test folder is named after the package (or subpackage) it tests."""
+    root = Path(__file__).resolve().parents[1]
+    tops = {"core": "fdseg_core", "cli": "fdseg_cli", "backbones": "fdseg_backbones"}
+    tops |= {"kernels": "kernels", "benchmarks": "benchmarks"}
+    strays = []
+    for folder in sorted(p for p in (root / "tests").rglob("*") if p.is_dir()):
+        if folder.name == "__pycache__":
+            continue
+        parts = folder.relative_to(root / "tests").parts
+        if parts[0] not in tops or not (root / tops[parts[0]]).joinpath(*parts[1:]).is_dir():
+            strays.append("/".join(parts))
+    assert strays == []

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.experiment.report import ALL_SIZES, format_delta, format_per_seed, write_report
+from fdseg_core.experiment.report import compact_table, write_report
 from fdseg_core.experiment.results import method_of
 from fdseg_core.train.logs import MetricsLog
 
@@ -89,51 +89,6 @@ def _stops(results: list[dict]) -> str:
     )
 
 
-def _summary(table: list[dict], results: list[dict], methods: list[str]) -> str:
-    """One row per (training size, method), and per method pooled over the sizes: the
-    runs behind it, the mean Dice with its paired difference to the baseline (the
-    seed-level interval, the verdict, each seed's difference and the pooled (seed, case)
-    interval), and each nucleus's Dice with its difference and verdict; the compact
-    form the README quotes."""
-    classes = [c for c in dict.fromkeys(r["class"] for r in table) if c != "mean"]
-    rows = {(r["train_size"], r["method"], r["class"]): r for r in table}
-    names = [c.replace("_", " ") for c in classes]
-    lines = [
-        "| train cases | method | runs | mean Dice | Δ mean [seed-level 95% CI] | verdict | "
-        "Δ mean per seed | Δ mean [pooled 95% CI] | "
-        + " | ".join(f"{n}: Dice, Δ [seed-level CI], verdict" for n in names)
-        + " |",
-        "|---:|---|---:|---:|---|---|---|---|" + "---|" * len(classes),
-    ]
-    sizes = list(dict.fromkeys(r["train_size"] for r in table))
-    for size in sizes:
-        for method in methods:
-            mean = rows.get((size, method, "mean"))
-            if mean is None:
-                continue
-            runs = sum(
-                (size == ALL_SIZES or r["train_size"] == size) and r["method"] == method
-                for r in results
-            )
-            cells = []
-            for c in classes:
-                row = rows.get((size, method, c))
-                if row is None:
-                    cells.append("—")
-                elif row["diff"] is None:
-                    cells.append(f"{100 * row['dice_mean']:.1f}")
-                else:
-                    cells.append(
-                        f"{100 * row['dice_mean']:.1f}, {format_delta(row)}, {row['verdict']}"
-                    )
-            lines.append(
-                f"| {size} | {method} | {runs} | {100 * mean['dice_mean']:.1f} | "
-                f"{format_delta(mean)} | {mean['verdict'] or '—'} | {format_per_seed(mean)} | "
-                f"{format_delta(mean, pooled=True)} | " + " | ".join(cells) + " |"
-            )
-    return "\n".join(lines) + "\n"
-
-
 def main() -> int:
     commit = (HERE / "COMMIT").read_text().strip()
     lines = [
@@ -163,7 +118,7 @@ def main() -> int:
             out = HERE / "report" / table
             out.mkdir(parents=True, exist_ok=True)
             report = write_report(results, out, methods=methods, curves=curves)
-            summary = _summary(report["table"], results, methods)
+            summary = compact_table(report["table"], results, methods)
             atomic_write_text(out / "summary.md", summary)
             lines += [
                 "Summary (Dice in points; Δ: paired difference to method none; the headline "

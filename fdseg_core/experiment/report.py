@@ -28,6 +28,8 @@ from fdseg_core.train.logs import integer_epochs
 
 __all__ = [
     "ALL_SIZES",
+    "BASELINE",
+    "compact_table",
     "dice_vs_size_figure",
     "format_delta",
     "format_per_seed",
@@ -38,14 +40,21 @@ __all__ = [
 
 #: The ``train_size`` of the rows pooled over every training size.
 ALL_SIZES = "all"
+#: The method every other one is compared with, unless a caller names another: no band
+#: split.
+BASELINE = "none"
 
 
 def summarise(
-    results: list[dict], *, methods, n_resamples: int = N_RESAMPLES
+    results: list[dict],
+    *,
+    methods,
+    n_resamples: int = N_RESAMPLES,
+    baseline: str = BASELINE,
 ) -> list[dict[str, Any]]:
     """One row per (training size, class, method), and per (class, method) pooled over
     the sizes: Dice mean and std, and the paired difference to the baseline (method
-    ``"none"``) at seed level.
+    ``baseline``, ``"none"`` unless told: the network without band split) at seed level.
 
     Scores are paired by (seed, test case). A ``"mean"`` class averages the foreground
     classes of each case. A method's row carries:
@@ -77,7 +86,7 @@ def summarise(
     table = []
     for label, group in groups:
         for key in keys:
-            base = _scores(results, group, "none", key) if "none" in methods else {}
+            base = _scores(results, group, baseline, key) if baseline in methods else {}
             for method in methods:
                 scores = _scores(results, group, method, key)
                 if not scores:
@@ -92,7 +101,7 @@ def summarise(
                     "dice_std": std,
                     **_EMPTY_DELTA,
                 }
-                if base and method != "none":
+                if base and method != baseline:
                     row.update(_delta(scores, base, n_resamples, pooled_sizes=len(group) > 1))
                 table.append(row)
     return table
@@ -168,7 +177,63 @@ def format_per_seed(row: dict[str, Any]) -> str:
     return ", ".join(_points(v) for v in row["per_seed"])
 
 
-def _markdown(table: list[dict], n_seeds: int | None = None) -> str:
+def compact_table(table: list[dict], results: list[dict], methods) -> str:
+    """The compact Markdown table of an experiment: one row per (training size, method),
+    and per method pooled over the sizes.
+
+    Each row gives the runs behind it, the mean Dice with its paired difference to the
+    baseline (the seed-level interval, the verdict, each seed's difference and the
+    pooled (seed, case) interval), and each class's Dice with its difference and verdict.
+
+    Args:
+        table: The rows of :func:`summarise`.
+        results: The ``result.json`` of every run behind ``table`` (each with
+            ``train_size`` and ``method``).
+        methods: The method labels, in row order.
+
+    Returns:
+        The table, ending with a newline.
+    """
+    classes = [c for c in dict.fromkeys(r["class"] for r in table) if c != "mean"]
+    rows = {(r["train_size"], r["method"], r["class"]): r for r in table}
+    names = [c.replace("_", " ") for c in classes]
+    lines = [
+        "| train cases | method | runs | mean Dice | Δ mean [seed-level 95% CI] | verdict | "
+        "Δ mean per seed | Δ mean [pooled 95% CI] | "
+        + " | ".join(f"{n}: Dice, Δ [seed-level CI], verdict" for n in names)
+        + " |",
+        "|---:|---|---:|---:|---|---|---|---|" + "---|" * len(classes),
+    ]
+    sizes = list(dict.fromkeys(r["train_size"] for r in table))
+    for size in sizes:
+        for method in methods:
+            mean = rows.get((size, method, "mean"))
+            if mean is None:
+                continue
+            runs = sum(
+                (size == ALL_SIZES or r["train_size"] == size) and r["method"] == method
+                for r in results
+            )
+            cells = []
+            for c in classes:
+                row = rows.get((size, method, c))
+                if row is None:
+                    cells.append("—")
+                elif row["diff"] is None:
+                    cells.append(f"{100 * row['dice_mean']:.1f}")
+                else:
+                    cells.append(
+                        f"{100 * row['dice_mean']:.1f}, {format_delta(row)}, {row['verdict']}"
+                    )
+            lines.append(
+                f"| {size} | {method} | {runs} | {100 * mean['dice_mean']:.1f} | "
+                f"{format_delta(mean)} | {mean['verdict'] or '—'} | {format_per_seed(mean)} | "
+                f"{format_delta(mean, pooled=True)} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(table: list[dict], n_seeds: int | None = None, baseline: str = BASELINE) -> str:
     lines = [
         "| train size | class | method | Dice (mean ± std) | Δ vs baseline [seed-level 95% CI] "
         "| verdict | Δ per seed | Δ [pooled (seed, case) 95% CI] | n |",
@@ -184,7 +249,7 @@ def _markdown(table: list[dict], n_seeds: int | None = None) -> str:
     lines.append("")
     lines.append(
         "Dice in points (×100); n: (seed, test case) pairs. Δ: the mean over seeds of each "
-        "seed's mean paired difference to the baseline (method none). Seed-level CI: a "
+        f"seed's mean paired difference to the baseline (method {baseline}). Seed-level CI: a "
         "percentile bootstrap that resamples seeds, then test cases within each seed: what "
         "a new seed (a new draw of training cases and initialisation) may give. Pooled CI: "
         "(seed, case) pairs resampled as if independent; narrower, it says how precisely "
@@ -197,7 +262,7 @@ def _markdown(table: list[dict], n_seeds: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dice_vs_size_figure(table: list[dict], methods) -> Figure:
+def dice_vs_size_figure(table: list[dict], methods, *, baseline: str = BASELINE) -> Figure:
     """Test Dice against the training size, one column per class, on a log-2 size axis.
 
     The top row shows each method's Dice (mean ± std over (seed, case) pairs). When the
@@ -209,6 +274,8 @@ def dice_vs_size_figure(table: list[dict], methods) -> Figure:
     Args:
         table: The rows of :func:`summarise`.
         methods: The method labels, in legend order.
+        baseline: The method the differences are taken to (labelled "baseline" when it
+            is ``"none"``).
 
     Returns:
         The figure, not yet saved. Its x axis reaches half an octave beyond the
@@ -232,7 +299,7 @@ def dice_vs_size_figure(table: list[dict], methods) -> Figure:
             )
             if not rows:
                 continue
-            label = "baseline" if method == "none" else method
+            label = "baseline" if method == baseline == BASELINE else method
             colour = colours[i % len(colours)]
             shift = 1 + 0.03 * (i - 1)
             axes[0, col].errorbar(
@@ -316,7 +383,9 @@ def _finite(value) -> bool:
     return value is not None and not math.isnan(value)
 
 
-def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, methods) -> None:
+def _plot_training_curves(
+    curves: dict[tuple, list[dict]], path: Path, methods, baseline: str = BASELINE
+) -> None:
     """One row per training size: training loss and validation mean Dice against epochs,
     a thin line per seed and a thick one for the mean over seeds (up to the epoch where
     the first seed stopped), per method."""
@@ -330,7 +399,7 @@ def _plot_training_curves(curves: dict[tuple, list[dict]], path: Path, methods) 
             if not runs:
                 continue
             colour = colours[i % len(colours)]
-            label = "baseline" if method == "none" else method
+            label = "baseline" if method == baseline == BASELINE else method
             for ax, key in zip(row, ("train_loss", "val_dice_mean"), strict=True):
                 series = [
                     {r["epoch"]: r[key] for r in rows if r.get(key) is not None} for rows in runs
@@ -365,6 +434,7 @@ def write_report(
     methods,
     n_resamples: int = N_RESAMPLES,
     curves: dict[tuple, list[dict]] | None = None,
+    baseline: str = BASELINE,
 ) -> dict[str, Any]:
     """Write ``table.csv``, ``table.md``, ``summary.json`` and ``dice_vs_size.png`` into
     ``out``, and ``training_curves.png`` when ``curves`` are given.
@@ -376,9 +446,11 @@ def write_report(
         n_resamples: Bootstrap resamples of the paired confidence intervals.
         curves: ``{(train_size, method, seed): metrics rows}`` of each run's
             ``metrics.jsonl`` (training loss and validation Dice per epoch).
+        baseline: The method the others are compared with (``"none"``: no band split;
+            an ablation of recipes names its reference recipe).
     """
     out = Path(out)
-    table = summarise(results, methods=methods, n_resamples=n_resamples)
+    table = summarise(results, methods=methods, n_resamples=n_resamples, baseline=baseline)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else ["train_size"])
     writer.writeheader()
@@ -386,7 +458,7 @@ def write_report(
         writer.writerow({**row, "per_seed": ";".join(f"{v:.6f}" for v in row["per_seed"] or [])})
     atomic_write_text(out / "table.csv", buf.getvalue())
     n_seeds = len({r["seed"] for r in results}) if results else None
-    markdown = _markdown(table, n_seeds)
+    markdown = _markdown(table, n_seeds, baseline)
     atomic_write_text(out / "table.md", markdown)
     atomic_write_text(
         out / "summary.json",
@@ -401,7 +473,7 @@ def write_report(
     )
     plot = out / "dice_vs_size.png"
     if table:
-        atomic_save_figure(dice_vs_size_figure(table, methods), plot, dpi=110)
+        atomic_save_figure(dice_vs_size_figure(table, methods, baseline=baseline), plot, dpi=110)
     report: dict[str, Any] = {
         "table": table,
         "markdown": markdown,
@@ -411,5 +483,5 @@ def write_report(
     }
     if curves:
         report["curves"] = str(out / "training_curves.png")
-        _plot_training_curves(curves, out / "training_curves.png", methods)
+        _plot_training_curves(curves, out / "training_curves.png", methods, baseline)
     return report

@@ -74,8 +74,9 @@ def _number(value) -> float:
 
 
 def integer_epochs(ax) -> None:
-    """Whole-number ticks on an epoch axis (a run of 2 epochs has no epoch 1.5)."""
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    """Whole-number ticks on an epoch axis (a run of 2 epochs has no epoch 1.5), even
+    when the axis spans a single epoch (one finite point): one integer tick is enough."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 #: Axis label of each training loss (``TrainConfig.loss``).

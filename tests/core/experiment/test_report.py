@@ -115,3 +115,41 @@ def test_the_plot_shows_each_methods_seed_level_interval_and_its_seeds():
     assert sorted(y for line in seed_dots for y in line.get_ydata())[:3] == pytest.approx(
         [-2.0, 2.0, 3.0]
     )
+
+
+def test_another_baseline_is_compared_with_when_named(tmp_path):
+    """An ablation of recipes: every arm against the reference recipe, not against none."""
+    results = _results({2: [0.02, 0.03, 0.04]})
+    for r in results:
+        r["method"] = {"none": "default", "late": "paper"}[r["method"]]
+    report = write_report(results, tmp_path, methods=("default", "paper"), baseline="default")
+    rows = {r["method"]: r for r in report["table"] if r["class"] == "red"}
+    assert rows["default"]["diff"] is None
+    assert rows["paper"]["diff"] == pytest.approx(0.03)
+    assert rows["paper"]["per_seed"] == pytest.approx([0.02, 0.03, 0.04])
+    assert "baseline (method default)" in (tmp_path / "table.md").read_text()
+    # the default baseline finds no "none" here: no differences at all
+    plain = summarise(results, methods=("default", "paper"), n_resamples=100)
+    assert all(r["diff"] is None for r in plain)
+
+
+def test_the_compact_table_has_a_row_per_size_and_method_with_its_runs_and_delta():
+    from fdseg_core.experiment.report import compact_table
+
+    results = _results({2: [0.02, 0.03, 0.04], 8: [0.01, 0.01, 0.01]})
+    table = summarise(results, methods=("none", "late"), n_resamples=200)
+    lines = compact_table(table, results, ("none", "late")).splitlines()
+    body = [line.split(" | ") for line in lines[2:]]
+    assert [(cells[0].strip("| "), cells[1], cells[2]) for cells in body] == [
+        ("2", "none", "3"),
+        ("2", "late", "3"),
+        ("8", "none", "3"),
+        ("8", "late", "3"),
+        (ALL_SIZES, "none", "6"),
+        (ALL_SIZES, "late", "6"),
+    ]
+    late2 = body[1]
+    assert late2[3] == "74.5"  # 0.7 + 0.015 (the cases) + 0.03 (the seeds), in points
+    assert late2[4].startswith("+3.0 [")
+    assert "gain in every seed" in late2[5]
+    assert late2[6] == "+2.0, +3.0, +4.0"

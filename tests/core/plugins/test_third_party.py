@@ -9,7 +9,7 @@ import torch
 
 from fdseg_core import FrequencyDisentangledNet, get_backbone
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fdseg-backbone-example"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fdseg-backbone-example"
 
 
 @pytest.mark.parametrize(
