@@ -14,40 +14,49 @@ from fdseg_core.plugins import BackboneSpec, hookimpl
 __all__ = ["fdseg_register_backbones"]
 
 
+#: The built-in networks of this package: (name, builder, size divisor, description,
+#: default options). All of them take 2D and 3D inputs and declare both fusion points.
+_BUILT_IN = (
+    (
+        "unet3d",
+        build_unet3d,
+        8,
+        "Residual U-Net of Isensee et al. 2017, the paper's backbone family "
+        "(4 levels, 8 base filters, deep supervision)",
+        {"levels": 4, "base_filters": 8},
+    ),
+    (
+        "paper_unet3d",
+        build_paper_unet3d,
+        4,
+        "The paper's public-code network, layer for layer (UNet3D_3: "
+        "3 levels, 8 base filters, dropout 0.6)",
+        {"base_filters": 8, "dropout": 0.6},
+    ),
+    (
+        "plainunet",
+        build_plainunet,
+        8,
+        "Plain U-Net of Cicek et al. 2016 (4 levels, 16 base filters)",
+        {"levels": 4, "base_filters": 16},
+    ),
+)
+
+
 @hookimpl
 def fdseg_register_backbones() -> list[BackboneSpec]:
-    """unet3d, paper_unet3d (the paper's own network), plainunet, and MONAI's networks
-    when installed."""
-    return [
+    """unet3d, paper_unet3d (the paper's own network), plainunet, and MONAI's and
+    nnU-Net's networks when installed."""
+    own = [
         BackboneSpec(
-            name="unet3d",
-            builder=build_unet3d,
+            name=name,
+            builder=builder,
             spatial_dims=(2, 3),
-            size_divisor=8,
-            description="Residual U-Net of Isensee et al. 2017, the paper's backbone family "
-            "(4 levels, 8 base filters, deep supervision)",
-            default_options={"levels": 4, "base_filters": 8},
+            size_divisor=divisor,
+            description=description,
+            default_options=options,
             fusion_points=FUSION_POINTS,
-        ),
-        BackboneSpec(
-            name="paper_unet3d",
-            builder=build_paper_unet3d,
-            spatial_dims=(2, 3),
-            size_divisor=4,
-            description="The paper's public-code network, layer for layer (UNet3D_3: "
-            "3 levels, 8 base filters, dropout 0.6)",
-            default_options={"base_filters": 8, "dropout": 0.6},
-            fusion_points=FUSION_POINTS,
-        ),
-        BackboneSpec(
-            name="plainunet",
-            builder=build_plainunet,
-            spatial_dims=(2, 3),
-            size_divisor=8,
-            description="Plain U-Net of Cicek et al. 2016 (4 levels, 16 base filters)",
-            default_options={"levels": 4, "base_filters": 16},
-            fusion_points=FUSION_POINTS,
-        ),
-        *monai_specs(),
-        *nnunet_specs(),
+        )
+        for name, builder, divisor, description, options in _BUILT_IN
     ]
+    return [*own, *monai_specs(), *nnunet_specs()]

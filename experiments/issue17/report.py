@@ -21,8 +21,7 @@ from pathlib import Path
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.experiment.report import compact_table, write_report
-from fdseg_core.experiment.results import method_of
-from fdseg_core.train.logs import MetricsLog
+from fdseg_core.experiment.results import load_run, method_of
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,20 +59,19 @@ def _load(part: str, sizes, methods) -> tuple[list[dict], dict, list[str]]:
         for seed in SEEDS:
             for method in methods:
                 run = HERE / part / "runs" / f"n{size:03d}-{method}-s{seed}"
-                path = run / "result.json"
-                if not path.is_file():
+                loaded = load_run(run)
+                if loaded is None:
                     missing.append(f"{part}/{run.name}")
                     continue
-                result = json.loads(path.read_text())
+                result, rows = loaded
                 label = _label(part, method_of(result))
                 result["method"] = label
                 # the step a run stopped at, from its own steps per epoch
                 steps = json.loads((run / "config.json").read_text())["iters_per_epoch"]
                 result["steps_run"] = steps * result["epochs_run"]
                 results.append(result)
-                log = MetricsLog.load(run)
-                if log.rows:
-                    curves[(size, label, seed)] = log.rows
+                if rows:
+                    curves[(size, label, seed)] = rows
     return results, curves, missing
 
 

@@ -15,13 +15,11 @@ and validation cases in every arm, so each arm's Δ is what that one factor chan
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.experiment.report import compact_table, write_report
-from fdseg_core.train.logs import MetricsLog
+from fdseg_core.experiment.results import load_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,27 +37,36 @@ ARMS: dict[str, str] = {
     "paper-patches": "the whole paper recipe on 48 × 48 × 32 patches (`--recipe paper`)",
 }
 SIZES = (2, 8)
+FIGURES = (("Dice against training size", "dice_vs_size"), ("Training curves", "training_curves"))
 SEEDS = (0, 1, 2)
 
 
 def _load() -> tuple[list[dict], dict, list[str]]:
     """Finished results (method = arm), their training curves, and the runs still to do."""
     results, curves, missing = [], {}, []
-    for size in SIZES:
-        for arm in ARMS:
-            for seed in SEEDS:
-                run = HERE / "ablation" / f"{arm}-n{size}" / "runs" / f"n{size:03d}-none-s{seed}"
-                path = run / "result.json"
-                if not path.is_file():
-                    missing.append(f"{arm}-n{size} seed {seed}")
-                    continue
-                result = json.loads(path.read_text())
-                result["method"] = arm
-                results.append(result)
-                log = MetricsLog.load(run)
-                if log.rows:
-                    curves[(size, arm, seed)] = log.rows
+    for (size, arm, seed), run in _runs().items():
+        loaded = load_run(run)
+        if loaded is None:
+            missing.append(f"{arm}-n{size} seed {seed}")
+        else:
+            loaded[0]["method"] = arm
+            results.append(loaded[0])
+            curves |= {(size, arm, seed): loaded[1]} if loaded[1] else {}
     return results, curves, missing
+
+
+def _runs() -> dict[tuple[int, str, int], Path]:
+    """Every planned run's folder, by (training size, arm, seed), in run.sh's order."""
+    return {
+        (size, arm, seed): HERE
+        / "ablation"
+        / f"{arm}-n{size}"
+        / "runs"
+        / f"n{size:03d}-none-s{seed}"
+        for size in SIZES
+        for arm in ARMS
+        for seed in SEEDS
+    }
 
 
 def _stops(results: list[dict]) -> str:
@@ -108,6 +115,7 @@ def main() -> int:
         report = write_report(results, out, methods=methods, curves=curves, baseline="default")
         summary = compact_table(report["table"], results, methods)
         atomic_write_text(out / "summary.md", summary)
+        figures = [f"![{title}](report/ablation/{name}.png)" for title, name in FIGURES]
         lines += [
             "Summary (Dice in points; Δ: paired difference to the arm `default`, same seed and "
             "test case; the headline interval is seed-level: seeds resampled, then test cases "
@@ -115,22 +123,22 @@ def main() -> int:
             "",
             summary.rstrip(),
             "",
+            *figures,
+            "",
             "When each run chose its checkpoint and stopped (validation every 10 steps):",
             "",
             _stops(results).rstrip(),
             "",
-            "Every class and arm:",
+            f"Every class and arm ({len(results)} runs):",
             "",
             report["markdown"].rstrip(),
             "",
-            "![Dice against training size](report/ablation/dice_vs_size.png)",
-            "![Training curves](report/ablation/training_curves.png)",
-            "",
         ]
-    atomic_write_text(HERE / "REPORT.md", "\n".join(lines).rstrip() + "\n")
-    print(HERE / "REPORT.md")
+    path = HERE / "REPORT.md"
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    print(f"wrote {path} ({len(results)} of {planned} runs)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -25,6 +25,7 @@ from fdseg_core.data import (
 )
 from fdseg_core.errors import OptionError
 from fdseg_core.experiment.report import write_report
+from fdseg_core.experiment.results import RESULT, load_run
 from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
 from fdseg_core.parallel import in_shard, parallel_map
 from fdseg_core.provenance import code_provenance
@@ -32,7 +33,6 @@ from fdseg_core.runlock import RunLock, RunLockedError
 from fdseg_core.train.checkpoint import load_model
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.evaluation import evaluate_volumes
-from fdseg_core.train.logs import MetricsLog
 from fdseg_core.train.loop import resolve_device, train
 
 __all__ = [
@@ -295,7 +295,7 @@ def grid(config: ExperimentConfig) -> list[RunSpec]:
 
 def is_finished(config: ExperimentConfig, run: RunSpec) -> bool:
     """Whether the run has its ``result.json``."""
-    return (config.run_dir(run.train_size, run.method, run.seed) / "result.json").is_file()
+    return (config.run_dir(run.train_size, run.method, run.seed) / RESULT).is_file()
 
 
 def run_list(config: ExperimentConfig) -> list[tuple[RunSpec, bool]]:
@@ -399,14 +399,14 @@ def experiment_report(config: ExperimentConfig) -> dict[str, Any]:
     runs = grid(config)
     results, missing, curves = [], [], {}
     for run in runs:
-        run_dir = config.run_dir(run.train_size, run.method, run.seed)
-        if not is_finished(config, run):
+        loaded = load_run(config.run_dir(run.train_size, run.method, run.seed))
+        if loaded is None:
             missing.append(run.name)
             continue
-        results.append(json.loads((run_dir / "result.json").read_text()))
-        log = MetricsLog.load(run_dir)
-        if log.rows:
-            curves[(run.train_size, run.method, run.seed)] = log.rows
+        result, rows = loaded
+        results.append(result)
+        if rows:
+            curves[(run.train_size, run.method, run.seed)] = rows
     methods = [label for label, _, _ in config.methods]
     report = write_report(
         results, out, methods=methods, n_resamples=config.n_resamples, curves=curves
@@ -459,7 +459,7 @@ def _train_and_evaluate(config, run: RunSpec, held_out, device) -> dict[str, Any
     rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
     result = _result(config, run_cfg, size, method, seed, rows, summary)
     result["largest_size"] = max(config.train_sizes)
-    atomic_write_text(run_dir / "result.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(run_dir / RESULT, json.dumps(result, indent=1) + "\n")
     return result
 
 

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-__all__ = ["class_keys", "method_of", "per_pair_scores"]
+from fdseg_core.train.logs import MetricsLog
+
+__all__ = ["RESULT", "class_keys", "load_run", "method_of", "per_pair_scores"]
+
+#: The file a finished run of an experiment leaves in its folder.
+RESULT = "result.json"
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict]] | None:
+    """A finished run's ``result.json`` and the rows of its ``metrics.jsonl``.
+
+    Args:
+        run_dir: The run's folder (``EXPERIMENT/runs/<run>``).
+
+    Returns:
+        ``(result, rows)``, or ``None`` when the run has no result yet (``rows`` is empty
+        when the run left no metrics log).
+    """
+    path = Path(run_dir) / RESULT
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()), MetricsLog.load(run_dir).rows
 
 
 def method_of(result: dict[str, Any]) -> str:
