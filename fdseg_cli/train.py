@@ -96,16 +96,26 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
     "array); the pooled validation is made once every fold exists.",
 )
 @count_option("--jobs", default=1, help="With --folds-all: folds at once, one process each.")
+@count_option(
+    "--nproc-per-node",
+    "nproc",
+    default=None,
+    minimum=2,
+    help="Train on this many processes of this machine (DistributedDataParallel) through "
+    "torchrun's launcher, as `torchrun --standalone --nproc-per-node N` would; a failed "
+    "rank ends the job with its own one-line error and exit code, without torchrun's "
+    "traceback.",
+)
 @memory_option
 @training_options
-def train(dataset, out, resume, folds_all, planning, shard, jobs, memory_gb, **opts):
+def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_gb, **opts):
     """Train on DATASET (nnU-Net v2 or MSD layout).
 
     Without DATASET, a small synthetic QSM midbrain dataset is generated once (cached
     in the user's cache folder) and a frequency-disentangled unet3d is trained on it.
     With DATASET and no size options, target spacing, patch and batch size are planned
-    from the dataset (`fdseg plan` prints the same plan). Use `torchrun
-    --nproc-per-node N --no-python fdseg train ...` for several processes. `--resume`
+    from the dataset (`fdseg plan` prints the same plan). Use `--nproc-per-node N`
+    (or `torchrun --nproc-per-node N --no-python fdseg train ...`) for several processes. `--resume`
     continues the run in OUT from its own configuration: give only what changes
     (--epochs to extend or end it earlier, --device, --num-workers, --tensorboard,
     --progress).
@@ -113,6 +123,8 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, memory_gb, **o
     from fdseg_core.jobs import run_training_job, training_job  # lazy: keeps --help light
     from fdseg_core.parallel import parse_shard  # lazy: with the job engine
 
+    if nproc is not None:
+        _launch(nproc)
     given = given_fields(opts)
     if resume and out is None:
         raise click.UsageError("--resume needs --out: the folder of the run to continue")
@@ -137,6 +149,40 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, memory_gb, **o
         click.echo(_cv_report(summary, Path(job.config.out)))
     elif summary.get("is_main", True):
         click.echo(summary["report"])
+
+
+def _launch(nproc: int) -> None:
+    """Start this same command on ``nproc`` ranks (without ``--nproc-per-node``) and exit
+    with the job's exit code; the ranks print their own lines."""
+    import sys
+
+    from fdseg_core.train.distributed import launch, under_torchrun  # lazy: loads torch
+
+    if under_torchrun():
+        raise click.UsageError(
+            "--nproc-per-node: this is already a rank of a torchrun job; give the process "
+            "count to torchrun or to fdseg train, not to both"
+        )
+    ctx = click.get_current_context()
+    argv = _without_option(sys.argv[1:], "--nproc-per-node")
+    result = launch(argv, nproc, quiet=not (ctx.obj or {}).get("debug", False))
+    if result.exit_code not in (0, 2) and result.rank is not None:
+        # an input error (2) has said so on rank 0 in one line; anything else names its rank
+        click.echo(f"rank {result.rank} exited with code {result.exit_code}", err=True)
+    ctx.exit(result.exit_code)
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without the option ``name`` and its value (``NAME V`` or ``NAME=V``)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 def _cv_report(summary: dict, out: Path) -> str:

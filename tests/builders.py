@@ -1,11 +1,16 @@
-"""Builders the tests share: a tiny training run as a configuration or as command-line
-options (imported as ``builders``: ``pythonpath = ["tests"]`` in pyproject.toml)."""
+"""Builders the tests share: a small synthetic dataset on disk, in either layout, and a
+tiny training run as a configuration or as command-line options (imported as
+``builders``: ``pythonpath = ["tests"]`` in pyproject.toml)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from fdseg_core.data.io import save_nifti
 from fdseg_core.train import TrainConfig
 
 #: A small unet3d: two levels below the top, four filters.
@@ -35,3 +40,80 @@ def tiny_args(*, epochs: int = 1, iters: int = 1, folds: bool = True) -> list[st
     args += ["--patch-size", "16", "16", "8", "--val-every", "1"]
     args += ["--folds", "2"] if folds else []
     return [*args, "--no-progress"]
+
+
+def toy_case(shape: tuple[int, int, int], seed: int, channels: int = 1):
+    """An image with two bright ellipsoids (labels 1 and 2) on a noisy background."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+    label = np.zeros(shape, dtype=np.uint8)
+    for cls in (1, 2):
+        centre = np.array([rng.uniform(0.3, 0.7) * s for s in shape])
+        radii = np.array([rng.uniform(0.12, 0.2) * s for s in shape])
+        inside = (((grid - centre) / radii) ** 2).sum(-1) <= 1
+        label[inside] = cls
+    image = rng.normal(0, 0.2, (channels, *shape)).astype(np.float32)
+    for c in range(channels):
+        image[c] += (label == 1) * (1.0 + 0.2 * c) + (label == 2) * (2.0 - 0.3 * c)
+    return image, label
+
+
+def make_toy_dataset(
+    root: str | Path,
+    *,
+    layout: str = "nnunet",
+    n_cases: int = 4,
+    n_test: int = 1,
+    shape: tuple[int, int, int] = (24, 24, 16),
+    channels: int = 1,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 2.0),
+    seed: int = 0,
+) -> Path:
+    """Write a small dataset with two labelled structures in the nnU-Net v2 or MSD layout.
+
+    Returns:
+        The dataset root.
+    """
+    if layout not in ("nnunet", "msd"):
+        raise ValueError(f"layout must be 'nnunet' or 'msd', got {layout!r}")
+    root = Path(root)
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = [-10.0, 20.0, 5.0]
+    training = []
+    for i in range(n_cases + n_test):
+        split = "Tr" if i < n_cases else "Ts"
+        case = f"toy_{i:03d}"
+        image, label = toy_case(shape, seed * 1000 + i, channels)
+        if layout == "nnunet":
+            for c in range(channels):
+                save_nifti(image[c], affine, root / f"images{split}" / f"{case}_{c:04d}.nii.gz")
+        else:
+            data = image[0] if channels == 1 else np.moveaxis(image, 0, -1)
+            save_nifti(data, affine, root / f"images{split}" / f"{case}.nii.gz")
+        save_nifti(label, affine, root / f"labels{split}" / f"{case}.nii.gz")
+        if split == "Tr":
+            training.append(
+                {"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"}
+            )
+    names = ["MRI"] + [f"MRI{c}" for c in range(1, channels)]
+    if layout == "nnunet":
+        meta = {
+            "name": "Toy",
+            "channel_names": {str(c): n for c, n in enumerate(names)},
+            "labels": {"background": 0, "blob": 1, "ball": 2},
+            "numTraining": n_cases,
+            "file_ending": ".nii.gz",
+        }
+    else:
+        meta = {
+            "name": "Toy",
+            "modality": {str(c): n for c, n in enumerate(names)},
+            "labels": {"0": "background", "1": "blob", "2": "ball"},
+            "numTraining": n_cases,
+            "training": training,
+            "test": [f"./imagesTs/toy_{i:03d}.nii.gz" for i in range(n_cases, n_cases + n_test)],
+        }
+    (root / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return root

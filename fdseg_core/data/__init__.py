@@ -35,7 +35,6 @@ from fdseg_core.data.splits import (
     save_splits,
     select_subset,
 )
-from fdseg_core.data.synthetic import make_toy_dataset
 
 __all__ = [
     "ALL_FOLD",
@@ -61,7 +60,6 @@ __all__ = [
     "load_splits",
     "num_classes",
     "make_splits",
-    "make_toy_dataset",
     "normalize",
     "plan_folds",
     "resample",

@@ -10,10 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import Preprocessor, load_dataset, make_toy_dataset
+from fdseg_core.data import Preprocessor, load_dataset
 from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
 from fdseg_core.train import load_model
 

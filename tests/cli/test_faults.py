@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import subprocess
 import sys
@@ -14,10 +15,10 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 import torch
+from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import make_toy_dataset
 from fdseg_core.runlock import RunLock, RunLockedError
 
 TINY = ["--iters-per-epoch", "1", "--patch-size", "16", "16", "8", "--val-every", "1"]
@@ -253,3 +254,51 @@ def test_torchrun_on_a_folder_holding_a_run_ends_every_rank_with_one_line(ds, tm
     assert output.count("already holds a training run") == 1, output
     # no traceback from fdseg on any rank: torchrun's summary has frames of its own only
     assert "fdseg_core" not in output and "fdseg_cli" not in output, output
+
+
+def _nproc(ds, run, *extra):
+    cmd = [sys.executable, "-m", "fdseg_cli", "train", str(ds), "--out", str(run), *TINY]
+    cmd += ["--epochs", "1", "--device", "cpu", "--nproc-per-node", "2", *extra]
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE")}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_nproc_per_node_on_a_folder_holding_a_run_prints_one_line_and_no_traceback(ds, tmp_path):
+    """fdseg's own launch (torchrun's launcher, torch.distributed.run) turns a failed rank
+    into its exit code: the user sees rank 0's one line and nothing of torchrun's."""
+    run = tmp_path / "run"
+    _train(ds, run)
+    proc = _nproc(ds, run)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert output.strip().splitlines() == [
+        f"Error: {run} already holds a training run (last.pt); resume it or choose another "
+        "output folder"
+    ]
+
+
+def test_nproc_per_node_trains_on_two_ranks(ds, tmp_path):
+    run = tmp_path / "run"
+    proc = _nproc(ds, run)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("trained unet3d") == 1  # only rank 0 reports
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["world_size"] == 2
+
+
+def test_nproc_per_node_inside_a_torchrun_rank_is_refused(ds, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    r = CliRunner().invoke(
+        cli, ["train", str(ds), "--out", str(tmp_path / "r"), "--nproc-per-node", "2"]
+    )
+    assert r.exit_code == 2
+    assert "already a rank of a torchrun job" in r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_launch_passes_every_other_option_on():
+    from fdseg_cli.train import _without_option
+
+    argv = ["--debug", "train", "ds", "--nproc-per-node", "2", "--epochs", "3"]
+    assert _without_option(argv, "--nproc-per-node") == ["--debug", "train", "ds", "--epochs", "3"]
+    assert _without_option(["train", "--nproc-per-node=4"], "--nproc-per-node") == ["train"]

@@ -9,10 +9,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import load_dataset, make_toy_dataset
+from fdseg_core.data import load_dataset
 
 Z_SPACINGS = [4.0, 5.0, 3.0, 4.5]
 

@@ -65,7 +65,7 @@ def test_a_refused_run_leaves_no_folder_behind_and_a_finished_one_no_lock(tmp_pa
 
 
 def test_a_second_train_on_a_live_runs_folder_exits_2_in_one_line(tmp_path):
-    from fdseg_core.data import make_toy_dataset
+    from builders import make_toy_dataset
 
     ds = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=0)
     proc = _holder(tmp_path / "run")

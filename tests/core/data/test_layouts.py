@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from builders import make_toy_dataset
 
 from fdseg_core.data import (
     Preprocessor,
@@ -14,7 +15,6 @@ from fdseg_core.data import (
     default_normalization,
     load_case,
     load_dataset,
-    make_toy_dataset,
     save_nifti,
 )
 

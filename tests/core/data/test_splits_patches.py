@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from builders import make_toy_dataset
 
 from fdseg_core.data import (
     ALL_FOLD,
@@ -14,7 +15,6 @@ from fdseg_core.data import (
     load_dataset,
     load_splits,
     make_splits,
-    make_toy_dataset,
     plan_folds,
     save_splits,
     select_subset,

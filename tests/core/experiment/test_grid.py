@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from builders import TINY_FIELDS
+from builders import TINY_FIELDS, make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import make_toy_dataset
 from fdseg_core.errors import OptionError
 from fdseg_core.experiment.protocol import ExperimentConfig, grid
 from fdseg_core.parallel import in_shard, parse_shard

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from builders import tiny_args
+from builders import make_toy_dataset, tiny_args
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import make_toy_dataset
 from fdseg_core.experiment import ExperimentConfig
 
 FAST = tiny_args(iters=2)

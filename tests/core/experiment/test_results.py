@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from builders import make_toy_dataset
 
-from fdseg_core.data import load_dataset, make_toy_dataset
+from fdseg_core.data import load_dataset
 from fdseg_core.experiment import ExperimentConfig, run_experiment
 from fdseg_core.experiment import protocol as protocol_module
 from fdseg_core.experiment.report import summarise

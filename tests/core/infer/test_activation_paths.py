@@ -15,10 +15,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import Preprocessor, load_dataset, make_toy_dataset
+from fdseg_core.data import Preprocessor, load_dataset
 from fdseg_core.experiment.protocol import evaluate_run
 from fdseg_core.infer.sliding_window import gaussian_importance, window_starts
 from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train

@@ -6,8 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from builders import make_toy_dataset
 
-from fdseg_core.data import load_dataset, make_toy_dataset
+from fdseg_core.data import load_dataset
 from fdseg_core.infer import (
     gather_inputs,
     predict_cases,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import torch
+from builders import make_toy_dataset
 
-from fdseg_core.data import load_dataset, make_toy_dataset
+from fdseg_core.data import load_dataset
 from fdseg_core.infer import gather_inputs, keep_largest_per_class, predict_ensemble
 from fdseg_core.infer.postprocess import hemisphere_of_voxels
 

@@ -157,10 +157,10 @@ def test_the_wrapped_network_compiles_and_runs_under_autocast(fusion):
 
 
 def test_fdseg_train_trains_nnunet_plainconv(tmp_path):
+    from builders import make_toy_dataset
     from click.testing import CliRunner
 
     from fdseg_cli.main import cli
-    from fdseg_core.data import make_toy_dataset
 
     ds = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=0, shape=(32, 32, 16))
     run = tmp_path / "run"

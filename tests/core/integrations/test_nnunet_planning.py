@@ -19,7 +19,9 @@ pytest.importorskip(
     "nnunetv2", reason="nnU-Net v2 is the nnunet extra: pip install 'fdseg[nnunet]'"
 )
 
-from fdseg_core.data import load_dataset, make_toy_dataset  # noqa: E402
+from builders import make_toy_dataset  # noqa: E402
+
+from fdseg_core.data import load_dataset  # noqa: E402
 from fdseg_core.planning import plan_run  # noqa: E402
 from fdseg_core.train import TrainConfig  # noqa: E402
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import make_toy_dataset
 from fdseg_core.errors import OptionError
 from fdseg_core.jobs import resume_config, training_job
 

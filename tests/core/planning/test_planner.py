@@ -8,8 +8,9 @@ import math
 import nibabel as nib
 import numpy as np
 import pytest
+from builders import make_toy_dataset
 
-from fdseg_core.data import load_dataset, make_toy_dataset
+from fdseg_core.data import load_dataset
 from fdseg_core.planning import (
     CaseFingerprint,
     Fingerprint,

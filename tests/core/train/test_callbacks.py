@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from builders import make_toy_dataset
 
-from fdseg_core.data import make_toy_dataset
 from fdseg_core.train import TrainConfig, load_checkpoint, train
 from fdseg_core.train import loop as loop_module
 from fdseg_core.train.callbacks import EMASelection, TrainingCallback

@@ -11,10 +11,10 @@ import signal
 
 import pytest
 import torch
+from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import make_toy_dataset
 from fdseg_core.errors import TrainingDivergedError, TrainingInterrupted
 from fdseg_core.train import TrainConfig, load_checkpoint, train
 from fdseg_core.train import steps as steps_module

@@ -8,10 +8,10 @@ import json
 import logging
 
 import pytest
+from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import make_toy_dataset
 from fdseg_core.train import TrainConfig, load_checkpoint, train
 from fdseg_core.train import loop as loop_module
 from fdseg_core.train import steps as steps_module

@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from builders import tiny_config
+from builders import make_toy_dataset, tiny_config
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import PatchDataset, Preprocessor, VolumeBands, make_toy_dataset
+from fdseg_core.data import PatchDataset, Preprocessor, VolumeBands
 from fdseg_core.train import (
     RECIPES,
     SigmoidDiceLoss,

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from builders import tiny_args, tiny_config
+from builders import make_toy_dataset, tiny_args, tiny_config
 
-from fdseg_core.data import make_toy_dataset
 from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train
 from fdseg_core.train import loop as loop_module
 
