@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -154,8 +155,6 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_
 def _launch(nproc: int) -> None:
     """Start this same command on ``nproc`` ranks (without ``--nproc-per-node``) and exit
     with the job's exit code; the ranks print their own lines."""
-    import sys
-
     from fdseg_core.train.distributed import launch, under_torchrun  # lazy: loads torch
 
     if under_torchrun():
