@@ -155,13 +155,8 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_
 def _launch(nproc: int) -> None:
     """Start this same command on ``nproc`` ranks (without ``--nproc-per-node``) and exit
     with the job's exit code; the ranks print their own lines."""
-    from fdseg_core.train.distributed import launch, under_torchrun  # lazy: loads torch
+    from fdseg_core.train.distributed import launch  # lazy: loads torch
 
-    if under_torchrun():
-        raise click.UsageError(
-            "--nproc-per-node: this is already a rank of a torchrun job; give the process "
-            "count to torchrun or to fdseg train, not to both"
-        )
     ctx = click.get_current_context()
     argv = _without_option(sys.argv[1:], "--nproc-per-node")
     result = launch(argv, nproc, quiet=not (ctx.obj or {}).get("debug", False))

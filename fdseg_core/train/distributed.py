@@ -136,8 +136,8 @@ def launch(argv: Sequence[str], nproc: int, *, quiet: bool = True) -> LaunchResu
         raise ValueError(f"nproc must be >= 2 to launch several processes, got {nproc}")
     if under_torchrun():
         raise ValueError(
-            "this process is already a rank of a torchrun job: give the process count "
-            "to torchrun or to fdseg, not to both"
+            f"nproc={nproc}: this process is already a rank of a torchrun job; give the "
+            "process count to torchrun or to fdseg train (--nproc-per-node), not to both"
         )
     # lazy: torchrun's launcher and its errors load only when a launch is asked for
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -156,7 +156,9 @@ def launch(argv: Sequence[str], nproc: int, *, quiet: bool = True) -> LaunchResu
         run(args)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
-        return LaunchResult(exit_code=failure.exitcode or 1, rank=rank)
+        code = failure.exitcode or 1
+        # a rank killed by a signal reports -signum; a shell reports 128 + signum
+        return LaunchResult(exit_code=code if code > 0 else 128 - code, rank=rank)
     except SignalException as err:
         return LaunchResult(exit_code=128 + int(err.sigval))
     finally:
