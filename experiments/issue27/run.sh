@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Issue 27, parts 2 and 3: run (or resume) the recipe ablation, then the decisive experiment.
 #
-#   bash experiments/issue27/run.sh              # every part, in order: ablation, decisive
-#   bash experiments/issue27/run.sh ablation     # only this part
+#   bash experiments/issue27/run.sh                     # the ablation (part 2)
+#   bash experiments/issue27/run.sh ablation-parallel   # the same, both sizes at once
+#   bash experiments/issue27/run.sh decisive            # part 3, once RECIPE is written
+#
+# Part 3 trains the recipe that part 2 chose: experiments/issue27/RECIPE holds its options
+# on one line (empty for fdseg train's default recipe), written when part 2 decides.
+#
+# Never edit this file in place while a part runs (bash reads a running script as it
+# goes): write the new version beside it and rename it over this one.
 #
 # The code that trains is a git worktree at the commit in experiments/issue27/COMMIT, with
 # its own virtual environment, so that edits to this checkout never change a running
@@ -84,7 +91,24 @@ for part in "${PARTS[@]}"; do
       OMP_NUM_THREADS=1 bash "$HERE/run.sh" ablation-n2 > "$HERE/ablation-n2.log" 2>&1 &
       OMP_NUM_THREADS=1 bash "$HERE/run.sh" ablation-n8 > "$HERE/ablation-n8.log" 2>&1 &
       wait ;;
-    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel)" >&2
+    # part 3: a fresh draw that no decision has seen (seed 27 instead of issue 17's 1),
+    # 12 training and 16 test cases; 4 folds, so that fold 0 validates on 3 cases and
+    # leaves 9 for the training sizes; none, early and late; 8 seeds; two single-threaded
+    # runs at once (--jobs 2)
+    decisive)
+      if [ ! -f "$HERE/RECIPE" ]; then
+        echo "part decisive needs $HERE/RECIPE: the options of the recipe part 2 chose" >&2
+        exit 2
+      fi
+      read -r -a RECIPE < "$HERE/RECIPE" || true
+      if [ ! -f data/phantom-fresh/dataset.json ]; then
+        "$FDSEG" phantom data/phantom-fresh --cases 12 --test-cases 16 --seed 27 \
+          --shape 80 80 64 --spacing 2
+      fi
+      "$FDSEG" experiment data/phantom-fresh --out decisive --train-sizes 2,4,8 \
+        --fusion none,early,late --seeds 8 --folds 4 "${RECIPE[@]}" "${PLATEAU[@]}" \
+        "${RUNNER[@]}" --jobs 2 --no-progress ;;
+    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel, decisive)" >&2
       exit 2 ;;
   esac
 done
