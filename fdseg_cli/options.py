@@ -207,6 +207,7 @@ TRAINING_FIELDS: tuple[str, ...] = (
     "beta",
     "layout",
     "backend",
+    "kernel",
     "fusion_at",
     "stem_channels",
     "bands",

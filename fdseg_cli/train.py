@@ -71,7 +71,8 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
     "--resume",
     is_flag=True,
     help="Continue the run in OUT where it stopped, with its own configuration (no other "
-    "option is needed; runtime options and --epochs may change).",
+    "option is needed; runtime options (--device, --num-workers, --kernel, --tensorboard, "
+    "--progress) and --epochs may change).",
 )
 @click.option(
     "--folds-all",

@@ -30,6 +30,7 @@ from torch.export import Dim
 
 from fdseg_core.atomic import atomic_path
 from fdseg_core.bands import min_band_size
+from fdseg_core.choices import DEFAULT_KERNEL
 from fdseg_core.export.metadata import METADATA_KEY, checkpoint_metadata
 from fdseg_core.export.runtime import OnnxModel
 from fdseg_core.nn import FrequencyDisentangledNet
@@ -95,16 +96,17 @@ class ExportResult:
 
 @contextlib.contextmanager
 def _matmul_bands(model: nn.Module) -> Iterator[None]:
-    """Run every FrequencyDisentangledNet inside ``model`` on the matmul backend."""
+    """Run every FrequencyDisentangledNet inside ``model`` on the matmul backend (which has
+    no kernel designs: the default design goes with it)."""
     nets = [m for m in model.modules() if isinstance(m, FrequencyDisentangledNet)]
-    saved = [n.backend for n in nets]
+    saved = [(n.backend, n.kernel) for n in nets]
     try:
         for n in nets:
-            n.backend = "matmul"
+            n.backend, n.kernel = "matmul", DEFAULT_KERNEL
         yield
     finally:
-        for n, b in zip(nets, saved, strict=True):
-            n.backend = b
+        for n, (backend, kernel) in zip(nets, saved, strict=True):
+            n.backend, n.kernel = backend, kernel
 
 
 def _layer_of(error: BaseException, program: Any) -> str | None:

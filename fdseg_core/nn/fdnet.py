@@ -10,8 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from fdseg_core.bands import band_fuse, band_split, band_width, low_band_shape_at, min_band_size
+from fdseg_core.bands.dispatch import check_names
 from fdseg_core.choices import BANDS as INPUT_BANDS
-from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_BETA, FUSION_AT, FUSIONS, LAYOUTS
+from fdseg_core.choices import (
+    DEFAULT_BAND_DIMS,
+    DEFAULT_BETA,
+    DEFAULT_KERNEL,
+    FUSION_AT,
+    FUSIONS,
+    LAYOUTS,
+)
 from fdseg_core.plugins import BackboneSpec, check_fusion_point, get_backbone
 
 # The choices of the constructor, defined once in fdseg_core.choices and re-exported here:
@@ -67,6 +75,9 @@ class FrequencyDisentangledNet(nn.Module):
         dims: Band dims of the input tensor; ``None``: the first two spatial dims, ``(2, 3)``.
         layout: ``"centered"`` (the paper's text) or ``"reference"`` (its public code).
         backend: Band operator backend (``"auto"``, ``"torch"``, ``"matmul"``, ``"triton"``).
+        kernel: Design of the Triton kernels when they serve the band operators
+            (``"per_axis"``, ``"fused"``: two-pass, or ``"auto"``); the same numbers up
+            to rounding.
         stem_channels: Channels of the generic stems and head (the paper: 8, its base
             filters); at a backbone's fusion point the low stem has the channels of the
             features fused there instead.
@@ -105,6 +116,7 @@ class FrequencyDisentangledNet(nn.Module):
         dims: Sequence[int] | None = None,
         layout: str = "centered",
         backend: str = "auto",
+        kernel: str = DEFAULT_KERNEL,
         stem_channels: int = 8,
         fusion_at: str = "auto",
         input_bands: str = "model",
@@ -136,7 +148,9 @@ class FrequencyDisentangledNet(nn.Module):
         self.beta = float(beta)
         self.dims = tuple(dims) if dims is not None else DEFAULT_BAND_DIMS
         self.layout = layout
+        check_names(layout, backend, kernel)
         self.backend = backend
+        self.kernel = kernel
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.input_bands = input_bands
@@ -180,7 +194,14 @@ class FrequencyDisentangledNet(nn.Module):
             grid = list(low_band_shape_at(x.shape, self.dims, self.beta)[2:])
             pool = F.adaptive_avg_pool3d if self.spatial_dims == 3 else F.adaptive_avg_pool2d
             return pool(low_full, grid), high
-        return band_split(x, self.beta, dims=self.dims, layout=self.layout, backend=self.backend)
+        return band_split(
+            x,
+            self.beta,
+            dims=self.dims,
+            layout=self.layout,
+            backend=self.backend,
+            kernel=self.kernel,
+        )
 
     def _fuse(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         # under autocast the two branches can end in different dtypes (CUDA float16 AMP:
@@ -190,7 +211,13 @@ class FrequencyDisentangledNet(nn.Module):
             common = torch.promote_types(low.dtype, high.dtype)
             low, high = low.to(common), high.to(common)
         return band_fuse(
-            low, high, self.beta, dims=self.dims, layout=self.layout, backend=self.backend
+            low,
+            high,
+            self.beta,
+            dims=self.dims,
+            layout=self.layout,
+            backend=self.backend,
+            kernel=self.kernel,
         )
 
     def _check_input(self, x: torch.Tensor) -> None:

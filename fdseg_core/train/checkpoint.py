@@ -149,6 +149,7 @@ def build_model(
         dims=tuple(config.dims) if config.dims else None,
         layout=config.layout,
         backend=config.backend,
+        kernel=config.kernel,
         stem_channels=config.stem_channels,
         fusion_at=config.fusion_at,
         input_bands=config.bands,

@@ -129,3 +129,14 @@ def test_the_custom_ops_pass_opcheck_on_the_triton_backend(kernel):
         args = ([2, 3], [2, 2], "centered", "triton", transposed, kernel)
         torch.library.opcheck(torch.ops.fdseg.band_split.default, (x, *args))
         torch.library.opcheck(torch.ops.fdseg.band_fuse.default, (low, x, *args))
+
+
+def test_the_training_configuration_chooses_the_design_the_network_runs(fused_calls):
+    from fdseg_core.train import TrainConfig
+    from fdseg_core.train.checkpoint import build_model
+
+    config = TrainConfig(dataset="d", out="o", backend="triton", kernel="fused", fusion="early")
+    net = build_model(config.replace(backbone_options={"levels": 2, "base_filters": 4}), 1, 3)
+    assert (net.backend, net.kernel) == ("triton", "fused")
+    net(torch.randn(1, 1, 20, 20, 16))
+    assert len(fused_calls) >= 2  # the split of the input and the early fusion

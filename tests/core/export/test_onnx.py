@@ -219,3 +219,13 @@ def test_export_says_nothing_about_torchvision_or_torchs_own_deprecations(tmp_pa
     assert not [r for r in caplog.records if "torchvision" in r.getMessage()]
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
     assert (tmp_path / "m.onnx").stat().st_size > 0
+
+
+def test_export_runs_the_bands_on_matmuls_with_the_default_kernel_design_and_restores_them():
+    from fdseg_core.export.onnx import _matmul_bands
+
+    net = FrequencyDisentangledNet("unet3d", 1, 2, backend="triton", kernel="fused", levels=2)
+    with _matmul_bands(net):
+        assert (net.backend, net.kernel) == ("matmul", "per_axis")
+        net(torch.randn(1, 1, 20, 20, 8))  # the matmul backend accepts the pair
+    assert (net.backend, net.kernel) == ("triton", "fused")

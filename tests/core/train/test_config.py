@@ -16,11 +16,12 @@ def make(**kw):
     return TrainConfig(dataset="d", out="o", **kw)
 
 
-def test_runtime_fields_are_the_four_that_say_how_a_run_executes():
-    assert RUNTIME_FIELDS == {"device", "num_workers", "tensorboard", "progress"}
+def test_runtime_fields_are_the_five_that_say_how_a_run_executes():
+    assert RUNTIME_FIELDS == {"device", "num_workers", "kernel", "tensorboard", "progress"}
     c = make(device="cpu", num_workers=3)
     assert "device" not in c.run_dict() and "num_workers" not in c.run_dict()
     assert c.run_dict() == make(progress=False, tensorboard=True).run_dict()
+    assert c.run_dict() == make(kernel="fused").run_dict()  # the same numbers up to rounding
     assert c.run_dict() != make(lr=0.1).run_dict()
 
 
@@ -35,6 +36,12 @@ def test_runtime_fields_are_the_four_that_say_how_a_run_executes():
         ({"schedule": "step"}, "schedule must be one of"),
         ({"loss": "focal"}, "loss must be one of"),
         ({"backend": "cuda"}, "backend must be one of"),
+        ({"kernel": "fastest"}, r"kernel must be one of \['per_axis', 'fused', 'auto'\]"),
+        (
+            {"kernel": "fused", "backend": "matmul"},
+            "kernel='fused' picks a design of the Triton kernels, but backend='matmul' runs none",
+        ),
+        ({"layout": "reference", "backend": "triton"}, "implements layout='centered' only"),
         ({"recipe": "nnunet"}, r"recipe must be one of \['default', 'paper'\]"),
         ({"beta": 0.0}, r"beta must lie in \(0, 1\), got 0.0"),
         ({"overlap": 1.0}, r"overlap must lie in \[0, 1\), got 1.0"),
