@@ -20,7 +20,7 @@ __all__ = ["demo"]
     type=(int, int, int),
     default=(160, 160, 128),
     show_default=True,
-    help="Volume size D H W of the built-in volume.",
+    help="Volume size X Y Z of the built-in volume.",
 )
 def demo(beta: float, shape: tuple[int, int, int]) -> None:
     """Split and fuse a built-in volume with every backend and print what it did."""

@@ -53,7 +53,7 @@ def band_split_triton(
     for gradients use ``fdseg_core.bands.band_split(..., backend="triton", kernel=impl)``.
 
     Args:
-        x: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)`` (float16/bfloat16/
+        x: Real tensor ``(N, C, X, Y, Z)`` or ``(N, C, X, Y)`` (float16/bfloat16/
             float32/float64) on CUDA, or any device under ``TRITON_INTERPRET=1``.
         dims: Band dims (1 to 3 distinct spatial dims).
         widths: Kept width ``k`` per band dim, ``1 <= k < n``.
@@ -90,7 +90,7 @@ def band_fuse_triton(
 
     Args:
         low: Tensor shaped like ``high`` with ``k`` on each band dim, same dtype and device.
-        high: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``.
+        high: Real tensor ``(N, C, X, Y, Z)`` or ``(N, C, X, Y)``.
         dims: Band dims (1 to 3 distinct spatial dims).
         widths: Kept width ``k`` per band dim, ``1 <= k < n``.
         impl: Kernel design, as in :func:`band_split_triton`.

@@ -71,7 +71,7 @@ def band_fuse_triton(
 
     Args:
         low: Tensor shaped like ``high`` with ``k`` on each band dim, same dtype and device.
-        high: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``: float16, bfloat16,
+        high: Real tensor ``(N, C, X, Y, Z)`` or ``(N, C, X, Y)``: float16, bfloat16,
             float32 or float64, on a CUDA device (or any device under ``TRITON_INTERPRET=1``).
         dims: Band dims (1 to 3 distinct spatial dims; negative allowed).
         widths: Kept width ``k`` per band dim, ``1 <= k < n``.

@@ -60,7 +60,7 @@ def band_split_triton(
     Forward only: for gradients use ``fdseg_core.bands.band_split(..., backend="triton")``.
 
     Args:
-        x: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``: float16, bfloat16,
+        x: Real tensor ``(N, C, X, Y, Z)`` or ``(N, C, X, Y)``: float16, bfloat16,
             float32 or float64, on a CUDA device (or any device under
             ``TRITON_INTERPRET=1``). Non-contiguous tensors are copied.
         dims: Band dims (1 to 3 distinct spatial dims; negative allowed).

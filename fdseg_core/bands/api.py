@@ -158,7 +158,7 @@ def band_split(
     in-plane frequencies), with raw unnormalised spectra (see ``docs/bands.md``).
 
     Args:
-        x: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``, float16/32/64 or bfloat16.
+        x: Real tensor ``(N, C, X, Y, Z)`` or ``(N, C, X, Y)``, float16/32/64 or bfloat16.
         beta: Relative width of the low band, in ``(0, 1)``.
         dims: Tensor dims that carry the band (spatial dims; negative allowed).
             Other spatial dims keep all their frequencies.
@@ -212,7 +212,7 @@ def band_fuse(
 
     Args:
         low: Real tensor, ``high``'s shape with each band dim of size ``k = int(n * beta)``.
-        high: Real tensor ``(N, C, D, H, W)`` or ``(N, C, H, W)``.
+        high: Real tensor ``(N, C, X, Y, Z)`` or ``(N, C, X, Y)``.
         beta: Relative width of the band, in ``(0, 1)``.
         dims: Band dims, as in :func:`band_split`.
         layout: ``"centered"`` or ``"reference"``.

@@ -11,11 +11,11 @@ def demo_volume(shape: tuple[int, int, int] = (160, 160, 128), *, seed: int = 0)
     """A head-like volume: an ellipsoidal brain, two ventricles, four bright nuclei, noise.
 
     Args:
-        shape: ``(D, H, W)``.
+        shape: ``(X, Y, Z)``.
         seed: Seed of the noise.
 
     Returns:
-        float32 tensor of shape ``(D, H, W)`` with QSM-like values (ppm).
+        float32 tensor of shape ``(X, Y, Z)`` with QSM-like values (ppm).
     """
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be 3 positive sizes, got {shape}")

@@ -223,7 +223,7 @@ class FrequencyDisentangledNet(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2:
             raise ValueError(
-                f"expected input (N, C, {'D, H, W' if self.spatial_dims == 3 else 'H, W'})"
+                f"expected input (N, C, {'X, Y, Z' if self.spatial_dims == 3 else 'X, Y'})"
                 f", got shape {tuple(x.shape)}"
             )
         expected = 2 * self.in_channels if self.input_bands == "volume" else None

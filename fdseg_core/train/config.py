@@ -100,7 +100,7 @@ class TrainConfig:
             table a (this recipe, 2 to 8 training cases; in every seed only at 8); the
             ``"paper"`` recipe sets ``"early"``.
         beta: Relative width of the low band.
-        dims: Band dims of the ``(N, C, D, H, W)`` input; ``None``: the first two spatial dims.
+        dims: Band dims of the ``(N, C, X, Y, Z)`` input; ``None``: the first two spatial dims.
         layout: ``"centered"`` or ``"reference"`` (the paper's code).
         backend: Band operator backend (``"auto"``, ``"torch"``, ``"matmul"``, ``"triton"``).
         kernel: Design of the Triton kernels (``"per_axis"``, ``"fused"``, ``"auto"``);
@@ -117,7 +117,7 @@ class TrainConfig:
         epochs: Number of epochs (an upper bound with early stopping).
         iters_per_epoch: Optimiser steps per epoch (per process); ``None``: one pass over
             the training cases, ``ceil(cases / (batch_size * processes))`` (the paper's).
-        patch_size: Training patch ``(D, H, W)``, or ``"full"``: whole volumes, padded
+        patch_size: Training patch ``(X, Y, Z)``, or ``"full"``: whole volumes, padded
             to a common shape that the backbone's size divisor divides (the paper's).
         bands: ``"model"``: the model splits each input (patch or whole volume);
             ``"volume"``: the pipeline splits each whole volume once and the patches

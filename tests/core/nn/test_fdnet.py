@@ -104,7 +104,7 @@ def test_bad_options_raise(kwargs, message):
 
 def test_wrong_input_rank_raises():
     net = FrequencyDisentangledNet("unet3d", 1, 2, fusion="none", base_filters=4, levels=2)
-    with pytest.raises(ValueError, match=r"expected input \(N, C, D, H, W\)"):
+    with pytest.raises(ValueError, match=r"expected input \(N, C, X, Y, Z\)"):
         net(torch.randn(1, 16, 16, 4))
 
 
