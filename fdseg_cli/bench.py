@@ -41,7 +41,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _Timings:
     """What to time, from the checked options."""
 
     shapes: list[tuple[int, ...]]
@@ -51,7 +51,7 @@ class _Plan:
     ops: list[str]
 
     def cases(self, step_sizes: Sequence[int]) -> int:
-        """How many timings (progress bar ticks) the plan and the training steps take."""
+        """How many timings (progress bar ticks) the timings and the training steps take."""
         backends_timed = len(dict.fromkeys(["torch", *self.backends]))
         total = len(self.shapes) * len(self.ops) * backends_timed * len(self.modes)
         return total + len(step_sizes) * _STEP_FUSIONS * len(self.modes)
@@ -69,7 +69,7 @@ def _resolve_device(device: str, modes: Sequence[str]) -> str:
     return device
 
 
-def _plan(shapes, backends, ops, device, beta, layout, modes) -> _Plan:
+def _timings(shapes, backends, ops, device, beta, layout, modes) -> _Timings:
     """The options checked (click.BadParameter naming the option otherwise)."""
     # lazy: the band operators import torch (heavy), `fdseg bench --help` stays fast
     from fdseg_core.bands import BACKENDS, available_backends, band_width
@@ -103,7 +103,7 @@ def _plan(shapes, backends, ops, device, beta, layout, modes) -> _Plan:
                     f"no sample at beta={beta}",
                     param_hint="--shape",
                 )
-    return _Plan(parsed, device, modes, names, chosen_ops)
+    return _Timings(parsed, device, modes, names, chosen_ops)
 
 
 @contextmanager
@@ -122,7 +122,7 @@ def _progress_bar(total: int, progress: bool) -> Iterator[Callable[[str], None]]
 
 
 def _run(
-    plan: _Plan,
+    timings: _Timings,
     step_sizes: Sequence[int],
     *,
     dtype: str,
@@ -137,24 +137,24 @@ def _run(
 
     from fdseg_core.benchmark import run_benchmarks, run_step_benchmarks
 
-    with _progress_bar(plan.cases(step_sizes), progress) as step:
+    with _progress_bar(timings.cases(step_sizes), progress) as step:
         rows = run_benchmarks(
-            plan.shapes,
-            plan.backends,
-            ops=plan.ops,
+            timings.shapes,
+            timings.backends,
+            ops=timings.ops,
             dtype=getattr(torch, dtype),
-            device=plan.device,
+            device=timings.device,
             beta=beta,
             warmup=warmup,
             repeats=repeats,
             progress=step,
             layout=layout,
-            modes=plan.modes,
+            modes=timings.modes,
         )
         steps = run_step_benchmarks(
             step_sizes,
-            device=plan.device,
-            modes=plan.modes,
+            device=timings.device,
+            modes=timings.modes,
             repeats=repeats,
             warmup=max(warmup, 2),
             progress=step,
@@ -337,9 +337,9 @@ def bench(
     backend and the paper's pipeline; print median ms, effective GB/s and the speed-up
     over the torch.fft backend measured in the same run; on CUDA also the GPU busy time
     (profiler) beside the wall time, and both as a percentage of the copy bandwidth."""
-    plan = _plan(shapes, backends, ops, device, beta, layout, modes)
+    timings = _timings(shapes, backends, ops, device, beta, layout, modes)
     rows, steps = _run(
-        plan,
+        timings,
         step_sizes,
         dtype=dtype,
         beta=beta,
@@ -348,8 +348,8 @@ def bench(
         repeats=repeats,
         progress=progress,
     )
-    env = _environment(plan.device)
+    env = _environment(timings.device)
     _echo_op_table(rows, env, layout)
-    _echo_step_table(steps, plan.device)
+    _echo_step_table(steps, timings.device)
     if json_path:
         _write_json(json_path, rows, steps, env, beta)
