@@ -16,8 +16,8 @@ __all__ = ["METADATA_KEY", "checkpoint_metadata"]
 #: Metadata key holding the JSON of everything inference needs (``meta`` of a checkpoint).
 METADATA_KEY = "fdseg.meta"
 
-#: Keys of ``load_model``'s info copied as they are.
-_INFO_KEYS = (
+#: Keys of ``load_model``'s meta copied as they are.
+_META_KEYS = (
     "in_channels",
     "num_classes",
     "labels",
@@ -33,15 +33,15 @@ _INFO_KEYS = (
 _CONFIG_KEYS = ("backbone", "fusion", "beta", "layout", "dims", "fusion_at", "loss")
 
 
-def checkpoint_metadata(info: Mapping[str, Any]) -> dict[str, Any]:
-    """What an exported file records about its model, from ``load_model``'s info: the
+def checkpoint_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What an exported file records about its model, from ``load_model``'s meta: the
     classes, the input pipeline (normalisation, spacing, patch size, pipeline bands),
     the activation (how its logits become labels) and the loss it was trained with,
     the band parameters and the fdseg version."""
-    config = info["config"]
-    meta = {k: info.get(k) for k in _INFO_KEYS}
-    meta["classes"] = dict(info["labels"])
+    config = meta["config"]
+    recorded = {k: meta.get(k) for k in _META_KEYS}
+    recorded["classes"] = dict(meta["labels"])
     for key in _CONFIG_KEYS:
-        meta[key] = config.get(key)
-    meta["fdseg_version"] = __version__
-    return meta
+        recorded[key] = config.get(key)
+    recorded["fdseg_version"] = __version__
+    return recorded

@@ -412,14 +412,14 @@ def export_checkpoint(
         An :class:`ExportResult`.
     """
     _require_onnx()  # before loading the model
-    model, info = load_model(checkpoint)
-    size = tuple(int(s) for s in (spatial or info["patch_size"]))
-    channels = info["in_channels"] * (2 if info.get("bands") else 1)
+    model, meta = load_model(checkpoint)
+    size = tuple(int(s) for s in (spatial or meta["patch_size"]))
+    channels = meta["in_channels"] * (2 if meta.get("bands") else 1)
     return export_onnx(
         model,
         path,
         example_shape=(1, channels, *size),
         dynamic_spatial=dynamic_spatial,
-        metadata=checkpoint_metadata(info),
+        metadata=checkpoint_metadata(meta),
         check=check,
     )
