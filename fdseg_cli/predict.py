@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fdseg_cli.options import count_option, device_option, out_option, progress_option
-from fdseg_core.choices import DEFAULT_OVERLAP
+from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 
 __all__ = ["predict"]
 
@@ -79,7 +79,11 @@ def _split_models(args: tuple[str, ...]) -> tuple[list[Path], list[str]]:
 @click.option("--save-probabilities", is_flag=True, help="Also write class probability maps.")
 @click.option("--overlay", is_flag=True, help="Also write PNG overlays in OUT/overlays.")
 @device_option
-@count_option("--batch-size", default=1, help="Windows per forward pass.")
+@count_option(
+    "--batch-size",
+    default=DEFAULT_WINDOW_BATCH,
+    help="Windows per forward pass: the time and the memory, not the result.",
+)
 @progress_option
 def predict(
     args,

@@ -14,6 +14,7 @@ __all__ = [
     "BENCH_OPS",
     "BEST_SELECTIONS",
     "DEFAULT_OVERLAP",
+    "DEFAULT_WINDOW_BATCH",
     "DEFAULT_BAND_DIMS",
     "DEFAULT_BETA",
     "DEFAULT_KERNEL",
@@ -69,6 +70,14 @@ DEFAULT_BAND_DIMS: tuple[int, ...] = (2, 3)
 BEST_SELECTIONS: tuple[str, ...] = ("dice", "ema")
 #: The overlap of neighbouring sliding windows when none is given.
 DEFAULT_OVERLAP = 0.5
+#: Sliding windows per forward pass when none is given (``fdseg predict --batch-size``;
+#: validation batches windows as training batches patches, ``TrainConfig.batch_size``).
+#: Not 1: at one thread, PyTorch's CPU ``conv3d`` runs a batch of one window on its slow
+#: im2col path (``aten::slow_conv3d_forward``) and a batch of two on oneDNN, 3.3 times
+#: faster for 48 x 48 x 32 windows (``benchmarks/test_sliding_window_cpu.py``). The
+#: windows are independent (a network in eval mode), so the probabilities are the same
+#: up to float rounding.
+DEFAULT_WINDOW_BATCH = 2
 #: The operations ``fdseg bench`` times.
 BENCH_OPS: tuple[str, ...] = ("split", "split+bwd", "fuse", "fuse+bwd")
 #: The memory budget of one training step when planning from a dataset, in GiB.

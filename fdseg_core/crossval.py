@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.choices import DEFAULT_OVERLAP
+from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 from fdseg_core.data import (
     ALL_FOLD,
     Preprocessor,
@@ -207,6 +207,7 @@ def _validate_fold(fold_dir: Path, cases: list, device: torch.device) -> list[tu
         target_spacing=meta.get("target_spacing"),
         case_grid=True,
         keep_labels=True,
+        batch_size=int(meta["config"].get("batch_size", DEFAULT_WINDOW_BATCH)),
     )
     return [(s.case_id, s.labels, s.reference, s.affine) for s in scores]
 

@@ -84,6 +84,19 @@ for part in "${PARTS[@]}"; do
     ablation) run_ablation 2 8 ;;
     ablation-n2) run_ablation 2 ;;
     ablation-n8) run_ablation 8 ;;
+    # one arm at one size: arm-SIZE-NAME, e.g. arm-8-no-augment
+    arm-*) rest="${part#arm-}"; size="${rest%%-*}"; ARM_ORDER=("${rest#*-}")
+      [ -n "${ARMS[${ARM_ORDER[0]}]+set}" ] || { echo "unknown arm in $part" >&2; exit 2; }
+      run_ablation "$size" ;;
+    # what the last session left, split into two chains of about equal length (the
+    # remaining 2-case runs are short): finished runs are skipped, so this is the same
+    # ablation as ablation-parallel, only scheduled so that neither core idles
+    ablation-balanced)
+      OMP_NUM_THREADS=1 bash "$HERE/run.sh" ablation-n2 arm-8-paper-patches \
+        > "$HERE/ablation-chain-a.log" 2>&1 &
+      OMP_NUM_THREADS=1 bash "$HERE/run.sh" arm-8-patch arm-8-no-augment \
+        > "$HERE/ablation-chain-b.log" 2>&1 &
+      wait ;;
     # both sizes at once, one thread each: two single-threaded runs more than double the
     # runs per hour of one two-threaded run on a 2-core machine (benchmarks/README.md,
     # "Parallel runs"); what each run computes does not change
@@ -108,7 +121,7 @@ for part in "${PARTS[@]}"; do
       "$FDSEG" experiment data/phantom-fresh --out decisive --train-sizes 2,4,8 \
         --fusion none,early,late --seeds 8 --folds 4 "${RECIPE[@]}" "${PLATEAU[@]}" \
         "${RUNNER[@]}" --jobs 2 --no-progress ;;
-    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel, decisive)" >&2
+    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel, ablation-balanced, arm-SIZE-NAME, decisive)" >&2
       exit 2 ;;
   esac
 done

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -14,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.choices import DEFAULT_OVERLAP, FUSIONS, LAYOUTS
+from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH, FUSIONS, LAYOUTS
 from fdseg_core.data import (
     ALL_FOLD,
     Preprocessor,
@@ -198,7 +199,8 @@ def evaluate_run(
         cases: Labelled cases.
         device: Where the model runs.
         overlap: Sliding-window overlap (``None``: the run's own, ``TrainConfig.overlap``,
-            the one its validation used).
+            the one its validation used). Windows are batched as the run's validation
+            batched them (its ``batch_size``).
 
     Returns:
         One dict per case: ``case`` and ``dice_<class name>`` for every foreground class.
@@ -216,6 +218,7 @@ def evaluate_run(
         overlap=overlap,
         device=device,
         activation=meta["activation"],
+        batch_size=int(meta["config"].get("batch_size", DEFAULT_WINDOW_BATCH)),
     )
     rows = []
     for score in scores:
@@ -456,7 +459,9 @@ def _train_and_evaluate(config, run: RunSpec, held_out, device) -> dict[str, Any
     run_dir = config.run_dir(size, method, seed)
     run_cfg = config.run_config(size, method, seed).replace(progress=False)
     summary = train(run_cfg, resume=(run_dir / "last.pt").is_file())
+    t0 = time.perf_counter()
     rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
+    summary = {**summary, "test_time_s": time.perf_counter() - t0}
     result = _result(config, run_cfg, size, method, seed, rows, summary)
     result["largest_size"] = max(config.train_sizes)
     atomic_write_text(run_dir / RESULT, json.dumps(result, indent=1) + "\n")
@@ -540,6 +545,13 @@ def _result(config, run_cfg, size, method, seed, rows, summary) -> dict[str, Any
         "step_cap": run_cfg.epochs * steps,
         # a run that ended at its cap without a plateau may still have been improving
         "hit_step_cap": hit_cap,
+        # where the run's time went, in seconds: training steps and validation (summed
+        # over its log, resumed parts included) and the evaluation on the test cases
+        "time_s": {
+            "train": round(summary.get("train_time_s", 0.0), 1),
+            "validation": round(summary.get("val_time_s", 0.0), 1),
+            "test": round(summary.get("test_time_s", 0.0), 1),
+        },
         "run_dir": relative_to(config.run_dir(size, method, seed), config.out),
         **code_provenance(),
     }

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fdseg_core.choices import DEFAULT_OVERLAP
+from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 from fdseg_core.data.io import load_case, save_nifti
 from fdseg_core.data.layout import Case, group_channel_files, load_dataset, strip_nifti_ending
 from fdseg_core.data.preprocess import Preprocessor, resample
@@ -132,7 +132,7 @@ def predict_ensemble(
     save_probabilities: bool = False,
     overlay: bool = False,
     device: torch.device | str = "cpu",
-    batch_size: int = 1,
+    batch_size: int = DEFAULT_WINDOW_BATCH,
     progress: bool = True,
     keep_largest: str | Mapping[int, str] = "none",
     names: Sequence[str] | None = None,
@@ -162,7 +162,7 @@ def predict_ensemble(
         save_probabilities: Also write the averaged probabilities.
         overlay: Also write PNG overlays.
         device: Where PyTorch models run.
-        batch_size: Windows per forward pass.
+        batch_size: Windows per forward pass (the time and memory, not the result).
         progress: Show a progress bar over cases.
         keep_largest: ``"none"``, ``"class"`` or ``"hemisphere"`` for every class, or a
             mode per class value (the decision of a cross-validation).

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fdseg_core.choices import DEFAULT_OVERLAP
+from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 from fdseg_core.infer.activation import check_activation, probabilities
 
 __all__ = ["sliding_window_inference", "gaussian_importance", "tta_passes", "window_starts"]
@@ -85,7 +85,7 @@ def sliding_window_inference(
     overlap: float = DEFAULT_OVERLAP,
     gaussian: bool = True,
     sigma_scale: float = 0.125,
-    batch_size: int = 1,
+    batch_size: int = DEFAULT_WINDOW_BATCH,
     tta_flips: bool = False,
     device: torch.device | str | None = None,
     progress: bool = False,
@@ -110,7 +110,9 @@ def sliding_window_inference(
         overlap: Fraction of overlap between neighbouring windows, in ``[0, 1)``.
         gaussian: Gaussian importance weighting (else uniform).
         sigma_scale: Std of the Gaussian relative to the patch size.
-        batch_size: Windows per predictor call.
+        batch_size: Windows per predictor call (MONAI's ``sw_batch_size``). The windows
+            are independent, so it changes the time and the memory, not the result
+            (up to float rounding).
         tta_flips: Flip test-time augmentation.
         device: Where the predictor runs (default: the volume's device); results are
             accumulated on the volume's device.
@@ -124,6 +126,8 @@ def sliding_window_inference(
         Probabilities ``(N, K, *spatial)`` (float32).
     """
     check_activation(activation)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if volume.ndim not in (4, 5):
         raise ValueError(f"volume must be (N, C, *spatial), got shape {tuple(volume.shape)}")
     nd = volume.ndim - 2

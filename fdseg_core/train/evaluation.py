@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fdseg_core.choices import DEFAULT_WINDOW_BATCH
 from fdseg_core.data.preprocess import Volume, resample
 from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
 from fdseg_core.metrics import dice_per_class
@@ -65,6 +66,7 @@ def evaluate_volumes(
     target_spacing: Sequence[float] | None = None,
     case_grid: bool = False,
     keep_labels: bool = False,
+    batch_size: int = DEFAULT_WINDOW_BATCH,
 ) -> list[VolumeScore]:
     """Score a model on whole preprocessed volumes.
 
@@ -84,6 +86,7 @@ def evaluate_volumes(
             one.
         keep_labels: Keep the predicted and reference labels (and the affine) in the
             scores, e.g. to decide post-processing.
+        batch_size: Windows per forward pass (the time and memory, not the scores).
 
     Returns:
         One :class:`VolumeScore` per volume, in order.
@@ -92,7 +95,13 @@ def evaluate_volumes(
     for vol in volumes:
         image = torch.as_tensor(vol.image)[None].to(device)
         probs = sliding_window_inference(
-            image, model, patch_size, overlap=overlap, device=device, activation=activation
+            image,
+            model,
+            patch_size,
+            overlap=overlap,
+            device=device,
+            activation=activation,
+            batch_size=batch_size,
         )
         reference = vol.label
         affine = vol.loaded.affine if vol.loaded is not None else None

@@ -141,7 +141,8 @@ def train(
         class), ``report`` (a printable text), ``is_main``, ``out``, ``n_folds``,
         ``fold``, ``epochs_run``, ``stopped_early``, ``steps_per_epoch``, ``train_ids``
         and ``val_ids`` (the run's case ids), ``activation`` (how its logits become
-        labels: ``"softmax"`` or ``"sigmoid"``).
+        labels: ``"softmax"`` or ``"sigmoid"``), ``train_time_s`` and ``val_time_s``
+        (seconds in training steps and in validation, summed over the log).
 
     Raises:
         ValueError: Bad dataset, configuration or resume state (message names the file).
@@ -492,11 +493,13 @@ def _interrupted(run: RunState, stop: StepStop) -> TrainingInterrupted:
 
 
 def _validate_epoch(run: RunState, row: dict[str, Any]) -> bool:
-    """Validate every ``val_every`` epochs and after the last: the Dice per class goes
-    into ``row``, the mean into the early-stopping tracker. Returns whether it improved."""
+    """Validate every ``val_every`` epochs and after the last: the Dice per class and
+    the time it took (``val_time_s``) go into ``row``, the mean into the early-stopping
+    tracker. Returns whether it improved."""
     config, data = run.config, run.data
     if not (run.epoch % config.val_every == 0 or run.epoch == config.epochs):
         return False
+    t0 = time.perf_counter()
     dice = validate(
         run.net,
         data.val_vols,
@@ -506,7 +509,10 @@ def _validate_epoch(run: RunState, row: dict[str, Any]) -> bool:
         device=run.device,
         dist_info=run.dist_info,
         activation=run.meta["activation"],
+        # windows are batched as training batches patches: a size known to fit
+        batch_size=config.batch_size,
     )
+    row["val_time_s"] = time.perf_counter() - t0
     for c in range(1, data.num_classes):
         row[f"val_dice_{data.class_names.get(c, c)}"] = float(dice[c])
     row["val_dice_mean"] = mean_foreground(dice)
@@ -585,7 +591,15 @@ def _summary(run: RunState) -> dict[str, Any]:
         "train_ids": list(run.data.train_ids),
         "val_ids": list(run.data.val_ids),
         "activation": run.meta["activation"],
+        # seconds over every epoch logged (resumed runs included): where a run's time goes
+        "train_time_s": _total(rows, "epoch_time_s"),
+        "val_time_s": _total(rows, "val_time_s"),
     }
+
+
+def _total(rows: list[dict[str, Any]], key: str) -> float:
+    """The sum of a log column over the rows that have it (0 when none has)."""
+    return float(sum(r[key] for r in rows if isinstance(r.get(key), int | float)))
 
 
 def _resume_checkpoint(

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fdseg_core.choices import DEFAULT_WINDOW_BATCH
 from fdseg_core.train.distributed import DistInfo, all_reduce_max, all_reduce_sum
 from fdseg_core.train.evaluation import evaluate_volumes
 from fdseg_core.train.setup import Optimisation
@@ -152,11 +153,13 @@ def validate(
     device: torch.device,
     dist_info: DistInfo,
     activation: str = "softmax",
+    batch_size: int = DEFAULT_WINDOW_BATCH,
 ) -> np.ndarray:
     """Mean Dice per class over the validation volumes, scored by
     :func:`~fdseg_core.train.evaluation.evaluate_volumes` (whole volumes; labels by
     ``activation``, the rule of the run's loss). Each process takes every
-    ``world_size``-th volume; the sums are reduced over processes.
+    ``world_size``-th volume; the sums are reduced over processes. ``batch_size``
+    windows go through the network at a time.
 
     Returns:
         ``(num_classes,)`` float64; NaN for a class absent from every prediction and
@@ -172,6 +175,7 @@ def validate(
         overlap=overlap,
         device=device,
         activation=activation,
+        batch_size=batch_size,
     )
     dice = np.stack([s.dice for s in scores]) if scores else np.full((0, num_classes), np.nan)
     valid = ~np.isnan(dice)

@@ -53,6 +53,15 @@ def test_tiny_experiment_writes_table_and_plot_and_resumes(tmp_path):
     assert result["best_step"] == 2 and result["hit_step_cap"] is True  # 1 epoch, no plateau
     assert result["fdseg_version"] and len(result["fdseg_commit"] or "x" * 40) == 40
     assert result["run_dir"] == "runs/n001-early-s0"  # relative to the experiment folder
+    # where the run's time went: the sums of its log's columns, and the test evaluation
+    log = [
+        json.loads(line)
+        for line in (out / "runs" / "n001-early-s0" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert all("val_time_s" in row for row in log if "val_dice_mean" in row)
+    assert result["time_s"]["train"] == round(sum(r["epoch_time_s"] for r in log), 1)
+    assert result["time_s"]["validation"] == round(sum(r["val_time_s"] for r in log), 1)
+    assert result["time_s"]["test"] > 0
     meta = json.loads((out / "experiment.json").read_text())
     assert meta["test_set"] == "imagesTs/labelsTs"
     assert meta["dataset"] == "../ds"  # relative: no machine's absolute path is committed

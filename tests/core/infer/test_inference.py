@@ -32,6 +32,30 @@ def test_tiling_equals_a_full_volume_pass_for_a_pointwise_model(overlap, gaussia
     torch.testing.assert_close(probs, net(x).softmax(1), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch_size", [2, 5, 64])
+def test_batched_windows_give_the_probabilities_of_one_window_at_a_time(batch_size):
+    # a 3x3x3 convolution sees each window's border, so every window's output differs;
+    # 5 does not divide the 24 windows (a last, smaller batch), 64 takes them all at once
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 3, 3, padding=1)
+    ).eval()
+    x = torch.randn(2, 1, 20, 16, 12)
+    one = sliding_window_inference(x, net, (8, 8, 8), overlap=0.5, batch_size=1)
+    batched = sliding_window_inference(x, net, (8, 8, 8), overlap=0.5, batch_size=batch_size)
+    n_windows = [len(window_starts(s, 8, 0.5)) for s in (20, 16, 12)]
+    assert np.prod(n_windows) == 24
+    torch.testing.assert_close(batched, one, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, True])
+def test_bad_window_batch_size_is_refused_by_name(batch_size):
+    with pytest.raises(ValueError, match=r"batch_size must be a positive int, got"):
+        sliding_window_inference(
+            torch.zeros(1, 1, 8, 8, 8), pointwise(), (4, 4, 4), batch_size=batch_size
+        )
+
+
 def test_volume_smaller_than_patch_is_padded_and_cropped_back():
     net = pointwise()
     x = torch.randn(2, 2, 5, 6, 7)
