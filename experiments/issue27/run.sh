@@ -3,7 +3,7 @@
 #
 #   bash experiments/issue27/run.sh                     # the ablation (part 2)
 #   bash experiments/issue27/run.sh ablation-parallel   # the same, both sizes at once
-#   bash experiments/issue27/run.sh decisive            # part 3, once RECIPE is written
+#   bash experiments/issue27/run.sh choose decisive     # part 3: choose the recipe, then run
 #
 # Part 3 trains the recipe that part 2 chose: experiments/issue27/RECIPE holds its options
 # on one line (empty for fdseg train's default recipe), written when part 2 decides.
@@ -21,10 +21,25 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel)"
-COMMIT="$(tr -d '[:space:]' < "$HERE/COMMIT")"
-WT="${FDSEG_EXP_WORKTREE:-$(dirname "$REPO")/fdseg-exp27-${COMMIT:0:10}}"
 PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(ablation)
+
+# part 2 (the ablation) ran its code at COMMIT; part 3 (choose, decisive) at
+# COMMIT.decisive, which batches the sliding windows of validation (the same Dice, about
+# half the time of a run on 48 x 48 x 32 patches: benchmarks/README.md, "Sliding-window
+# batch"). One invocation runs the parts of one of the two.
+case "${PARTS[0]}" in
+  choose | decisive) COMMIT_FILE="$HERE/COMMIT.decisive" ;;
+  *) COMMIT_FILE="$HERE/COMMIT" ;;
+esac
+for part in "${PARTS[@]}"; do
+  case "$part" in
+    choose | decisive) [ "$COMMIT_FILE" = "$HERE/COMMIT.decisive" ] ;;
+    *) [ "$COMMIT_FILE" = "$HERE/COMMIT" ] ;;
+  esac || { echo "run the parts of part 2 and of part 3 in separate calls" >&2; exit 2; }
+done
+COMMIT="$(tr -d '[:space:]' < "$COMMIT_FILE")"
+WT="${FDSEG_EXP_WORKTREE:-$(dirname "$REPO")/fdseg-exp27-${COMMIT:0:10}}"
 
 if [ ! -d "$WT" ]; then
   git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
@@ -108,6 +123,13 @@ for part in "${PARTS[@]}"; do
     # 12 training and 16 test cases; 4 folds, so that fold 0 validates on 3 cases and
     # leaves 9 for the training sizes; none, early and late; 8 seeds; two single-threaded
     # runs at once (--jobs 2)
+    # part 3's recipe, by the rule fixed in choose_recipe.py before the ablation ended:
+    # RECIPE gets the chosen arm's options (an empty line for the default recipe)
+    choose)
+      arm="$("$WT/.venv/bin/python" "$HERE/choose_recipe.py")"
+      [ -n "${ARMS[$arm]+set}" ] || { echo "choose_recipe.py chose an unknown arm $arm" >&2; exit 1; }
+      printf '%s\n' "${ARMS[$arm]}" > "$HERE/RECIPE.tmp" && mv "$HERE/RECIPE.tmp" "$HERE/RECIPE"
+      echo "chose $arm: RECIPE = '${ARMS[$arm]}'" ;;
     decisive)
       if [ ! -f "$HERE/RECIPE" ]; then
         echo "part decisive needs $HERE/RECIPE: the options of the recipe part 2 chose" >&2
@@ -121,7 +143,7 @@ for part in "${PARTS[@]}"; do
       "$FDSEG" experiment data/phantom-fresh --out decisive --train-sizes 2,4,8 \
         --fusion none,early,late --seeds 8 --folds 4 "${RECIPE[@]}" "${PLATEAU[@]}" \
         "${RUNNER[@]}" --jobs 2 --no-progress ;;
-    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel, ablation-balanced, arm-SIZE-NAME, decisive)" >&2
+    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel, ablation-balanced, arm-SIZE-NAME, choose, decisive)" >&2
       exit 2 ;;
   esac
 done
