@@ -15,6 +15,7 @@ and validation cases in every arm, so each arm's Δ is what that one factor chan
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from fdseg_core.atomic import atomic_write_text
@@ -90,6 +91,30 @@ def _stops(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _qualifiers_paired(results: list[dict]) -> str:
+    """The two arms that qualified in ``choose_recipe.py`` (``CHOICE.md``), paired with
+    each other: what the rest of the paper recipe adds to turning augmentation off."""
+    pair = ("no-augment", "paper-patches")
+    sub = [r for r in results if r["method"] in pair]
+    if {r["method"] for r in sub} != set(pair):
+        return ""
+    with tempfile.TemporaryDirectory() as tmp:
+        table = write_report(sub, tmp, methods=list(pair), baseline=pair[0])["table"]
+    lines = [
+        "| train cases | class | Δ [seed-level 95% CI] | verdict | Δ per seed |",
+        "|---|---|---|---|---|",
+    ]
+    for r in table:
+        if r["method"] == pair[1] and r["diff"] is not None:
+            lines.append(
+                f"| {r['train_size']} | {r['class']} | {100 * r['diff']:+.1f} "
+                f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] | {r['verdict']} | "
+                + ", ".join(f"{100 * v:+.1f}" for v in r["per_seed"])
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     commit = (HERE / "COMMIT").read_text().strip()
     results, curves, missing = _load()
@@ -128,6 +153,12 @@ def main() -> int:
             "When each run chose its checkpoint and stopped (validation every 10 steps):",
             "",
             _stops(results).rstrip(),
+            "",
+            "The two arms that qualified (`CHOICE.md`), paired with each other by seed and "
+            "test case: `paper-patches` against `no-augment`, i.e. what the paper's network, "
+            "loss, optimiser and patch add once augmentation is off (points):",
+            "",
+            _qualifiers_paired(results).rstrip(),
             "",
             f"Every class and arm ({len(results)} runs):",
             "",

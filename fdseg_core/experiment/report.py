@@ -72,12 +72,10 @@ def summarise(
     In the rows pooled over sizes (``train_size`` :data:`ALL_SIZES`), the top-level unit
     of the interval is the (size, seed) pair, and ``per_seed`` lists those pairs.
     """
-    keys = class_keys(results)
-    # add a per-case mean over classes
-    for r in results:
-        for row in r["cases"]:
-            vals = [row[k] for k in keys if row.get(k) is not None]
-            row["dice_mean"] = sum(vals) / len(vals) if vals else None
+    keys = [k for k in class_keys(results) if k != "dice_mean"]
+    # a per-case mean over classes, on copies: the caller's results stay as they were, so
+    # that a second summary of the same results has the same rows
+    results = [{**r, "cases": [_with_mean(row, keys) for row in r["cases"]]} for r in results]
     keys = [*keys, "dice_mean"]
     sizes = sorted({r["train_size"] for r in results})
     groups: list[tuple[Any, list[int]]] = [(size, [size]) for size in sizes]
@@ -105,6 +103,12 @@ def summarise(
                     row.update(_delta(scores, base, n_resamples, pooled_sizes=len(group) > 1))
                 table.append(row)
     return table
+
+
+def _with_mean(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """A copy of one case's row with ``dice_mean``, the mean of its classes' Dice."""
+    vals = [row[k] for k in keys if row.get(k) is not None]
+    return {**row, "dice_mean": sum(vals) / len(vals) if vals else None}
 
 
 _EMPTY_DELTA: dict[str, Any] = {

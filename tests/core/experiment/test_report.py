@@ -80,6 +80,18 @@ def test_summary_rows_carry_seed_level_and_pooled_intervals_per_seed_deltas_and_
     assert rows[(2, "red", "none")]["verdict"] is None
 
 
+def test_a_second_summary_of_the_same_results_has_the_same_rows_and_leaves_them_as_they_were():
+    results = _results({2: [-0.02, 0.03, 0.08], 8: [0.02, 0.03, 0.04]})
+    before = json.dumps(results, sort_keys=True)
+    first = summarise(results, methods=["none", "late"], n_resamples=200)
+    assert json.dumps(results, sort_keys=True) == before  # no per-case mean added
+    second = summarise(results, methods=["none", "late"], n_resamples=200)
+    assert [(r["train_size"], r["class"], r["method"]) for r in second] == [
+        (r["train_size"], r["class"], r["method"]) for r in first
+    ]
+    assert sum(r["class"] == "mean" and r["method"] == "late" for r in second) == 3  # 2, 8, all
+
+
 def test_the_report_writes_strict_json_and_the_few_seeds_note(tmp_path):
     results = _results({2: [0.01, 0.02, 0.03]})
     report = write_report(results, tmp_path, methods=["none", "late"], n_resamples=200)
