@@ -114,7 +114,9 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_
     """Train on DATASET (nnU-Net v2 or MSD layout).
 
     Without DATASET, a small synthetic QSM midbrain dataset is generated once (cached
-    in the user's cache folder) and a frequency-disentangled unet3d is trained on it.
+    in the user's cache folder) and the default recipe is trained on it: the paper's
+    network, loss and optimiser on patches without augmentation, chosen by issue 27's
+    ablation (--recipe nnunet_like: the earlier default, unet3d with late fusion).
     With DATASET and no size options, target spacing, patch and batch size are planned
     from the dataset (`fdseg plan` prints the same plan). Use `--nproc-per-node N`
     (or `torchrun --nproc-per-node N --no-python fdseg train ...`) for several processes. `--resume`

@@ -16,9 +16,18 @@ from fdseg_core.train import TrainConfig
 #: A small unet3d: two levels below the top, four filters.
 SMALL_NET = {"base_filters": 4, "levels": 3}
 
+#: The network of a tiny run, named rather than left to the defaults (which train the
+#: larger ``paper_unet3d`` with the sigmoid Dice loss): a ``unet3d`` with the softmax
+#: Dice + CE loss. Tests of the defaults themselves build their config without it.
+TINY_NETWORK: dict[str, Any] = dict(backbone="unet3d", loss="dice_ce")
+#: The fusion of a tiny single run (an experiment sets its own per run), so that tiny
+#: runs exercise the band split and fusion.
+TINY_FUSION = "late"
+
 #: The fields of a tiny run: one step of 16 x 16 x 8 patches, a validation per epoch,
 #: two folds, no progress bars.
 TINY_FIELDS: dict[str, Any] = dict(
+    **TINY_NETWORK,
     epochs=1,
     iters_per_epoch=1,
     patch_size=(16, 16, 8),
@@ -30,13 +39,26 @@ TINY_FIELDS: dict[str, Any] = dict(
 
 def tiny_config(ds: str | Path, out: str | Path, **changes: Any) -> TrainConfig:
     """A tiny run's :class:`TrainConfig` on ``ds`` (with the small network), changed."""
-    fields = {**TINY_FIELDS, "backbone_options": SMALL_NET, **changes}
+    fields = {**TINY_FIELDS, "fusion": TINY_FUSION, "backbone_options": SMALL_NET, **changes}
     return TrainConfig(dataset=str(ds), out=str(out), **fields)
 
 
-def tiny_args(*, epochs: int = 1, iters: int = 1, folds: bool = True) -> list[str]:
-    """The command-line options of a tiny run (the default network)."""
-    args = ["--epochs", str(epochs), "--iters-per-epoch", str(iters)]
+def tiny_args(
+    *,
+    epochs: int = 1,
+    iters: int = 1,
+    folds: bool = True,
+    fusion: str | None = TINY_FUSION,
+    network: bool = True,
+) -> list[str]:
+    """The command-line options of a tiny run (:data:`TINY_NETWORK` at its default size);
+    ``fusion=None`` leaves the fusion out (an experiment's ``--fusion`` lists its own),
+    ``network=False`` the backbone and loss (a recipe's, or the defaults, then apply)."""
+    args = (
+        ["--backbone", TINY_NETWORK["backbone"], "--loss", TINY_NETWORK["loss"]] if network else []
+    )
+    args += ["--fusion", fusion] if fusion else []
+    args += ["--epochs", str(epochs), "--iters-per-epoch", str(iters)]
     args += ["--patch-size", "16", "16", "8", "--val-every", "1"]
     args += ["--folds", "2"] if folds else []
     return [*args, "--no-progress"]

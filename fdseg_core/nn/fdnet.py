@@ -69,8 +69,10 @@ class FrequencyDisentangledNet(nn.Module):
         in_channels: Image channels.
         out_channels: Classes (logits, no final activation).
         spatial_dims: 2 or 3.
-        fusion: ``"none"``, ``"early"`` or ``"late"`` (the default, as for
-            ``fdseg train``).
+        fusion: ``"none"``, ``"early"`` or ``"late"`` (the default here: the class
+            builds a frequency-disentangled network unless told otherwise).
+            ``fdseg train``'s default is a separate, measured choice
+            (:attr:`fdseg_core.train.TrainConfig.fusion`).
         beta: Relative width of the low band.
         dims: Band dims of the input tensor; ``None``: the first two spatial dims, ``(2, 3)``.
         layout: ``"centered"`` (the paper's text) or ``"reference"`` (its public code).

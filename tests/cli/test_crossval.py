@@ -91,9 +91,11 @@ def _member_labels(ckpts, case):
     for path in ckpts:
         model, meta = load_model(path)
         image = torch.from_numpy(Preprocessor.from_meta(meta)(case, with_label=False).image)[None]
-        probs = sliding_window_inference(image, model, meta["patch_size"], overlap=0.5)
+        probs = sliding_window_inference(
+            image, model, meta["patch_size"], overlap=0.5, activation=meta["activation"]
+        )
         total = probs if total is None else total + probs
-    return labels_from_probabilities(total / len(ckpts), "softmax")[0].numpy()
+    return labels_from_probabilities(total / len(ckpts), meta["activation"])[0].numpy()
 
 
 def test_predict_run_dir_averages_the_folds(cv, tmp_path):

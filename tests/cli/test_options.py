@@ -13,6 +13,7 @@ from fdseg_cli.main import cli
 from fdseg_cli.options import TRAINING_FIELDS, config_option, flag_of
 from fdseg_cli.train import train as train_command
 from fdseg_core.errors import OptionError
+from fdseg_core.jobs.default import PHANTOM_TRAINING
 from fdseg_core.train.config import option_spec
 
 
@@ -54,7 +55,7 @@ def test_help_shows_the_config_defaults_and_the_phantom_ones():
     assert r.exit_code == 0
     text = " ".join(r.output.split())
     assert "[default: 50; x>=1]" in text  # epochs, from TrainConfig
-    assert "[12 for the built-in phantom]" in text
+    assert f"[{PHANTOM_TRAINING['epochs']} for the built-in phantom]" in text
     assert "--folds" in text and "--fold FOLD" in text
 
 

@@ -33,16 +33,23 @@ def anisotropic(tmp_path_factory):
 
 
 def test_plan_explains_the_anisotropic_spacing(anisotropic):
-    r = CliRunner().invoke(cli, ["plan", str(anisotropic), "--no-progress"])
+    fused = ["--backbone", "unet3d", "--fusion", "late"]
+    r = CliRunner().invoke(cli, ["plan", str(anisotropic), *fused, "--no-progress"])
     assert r.exit_code == 0, r.output
     z = np.percentile(Z_SPACINGS, 10)  # nnU-Net's rule for the coarse axis
     assert f"target spacing [0.8, 0.8, {z:.3g}] mm" in r.output
     assert "10th percentile" in r.output
     assert "fewer than 4 in-plane low-band samples" in r.output  # 32 voxels x 0.1 -> 3
-    r = CliRunner().invoke(cli, ["plan", str(anisotropic), "--json", "--no-progress"])
+    r = CliRunner().invoke(cli, ["plan", str(anisotropic), *fused, "--json", "--no-progress"])
     plan = json.loads(r.output)
     assert plan["target_spacing"][2] == pytest.approx(z)
-    assert all(p % 8 == 0 for p in plan["patch_size"])
+    assert all(p % 8 == 0 for p in plan["patch_size"])  # unet3d's divisor
+
+
+def test_the_low_band_warning_is_for_fusion_models_only(anisotropic):
+    r = CliRunner().invoke(cli, ["plan", str(anisotropic), "--fusion", "none", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "target spacing" in r.output and "low-band samples" not in r.output
 
 
 def test_train_without_size_options_plans_records_the_plan_and_trains(anisotropic, tmp_path):

@@ -135,7 +135,9 @@ def test_the_training_configuration_chooses_the_design_the_network_runs(fused_ca
     from fdseg_core.train import TrainConfig
     from fdseg_core.train.checkpoint import build_model
 
-    config = TrainConfig(dataset="d", out="o", backend="triton", kernel="fused", fusion="early")
+    config = TrainConfig(
+        dataset="d", out="o", backbone="unet3d", backend="triton", kernel="fused", fusion="early"
+    )
     net = build_model(config.replace(backbone_options={"levels": 2, "base_filters": 4}), 1, 3)
     assert (net.backend, net.kernel) == ("triton", "fused")
     net(torch.randn(1, 1, 20, 20, 16))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from builders import TINY_FIELDS, make_toy_dataset
+from builders import TINY_FIELDS, TINY_NETWORK, make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -21,6 +21,7 @@ from fdseg_core.parallel import in_shard, parse_shard
 
 FAST = ["--epochs", "1", "--iters-per-epoch", "1", "--patch-size", "16", "16", "8"]
 FAST += ["--val-every", "1", "--folds", "2", "--no-progress", "--bootstrap", "100"]
+FAST += ["--backbone", TINY_NETWORK["backbone"], "--loss", TINY_NETWORK["loss"]]  # as TINY_FIELDS
 GRID = ["--train-sizes", "1", "--fusion", "none,early", "--seeds", "2"]  # 4 runs
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from fdseg_cli.main import cli
 from fdseg_core.experiment import ExperimentConfig
 
-FAST = tiny_args(iters=2)
+FAST = tiny_args(iters=2, fusion=None)  # each run takes its fusion from --fusion
 
 
 def test_tiny_experiment_writes_table_and_plot_and_resumes(tmp_path):
@@ -144,7 +144,7 @@ def test_a_recipes_fusion_gives_way_to_the_experiments_methods(tmp_path):
     out = tmp_path / "exp"
     args = ["experiment", str(ds), "--out", str(out), "--recipe", "paper"]
     args += ["--fusion", "none,late", "--train-sizes", "1", "--seeds", "1", "--bootstrap", "100"]
-    r = CliRunner().invoke(cli, [*args, *FAST])
+    r = CliRunner().invoke(cli, [*args, *tiny_args(iters=2, fusion=None, network=False)])
     assert r.exit_code == 0, r.output
     assert "  fusion: per run, from --fusion none,late" in r.output
     assert "fusion = 'early'" not in r.output

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from builders import make_toy_dataset
+from builders import TINY_NETWORK, make_toy_dataset
 
 from fdseg_core.data import load_dataset
 from fdseg_core.experiment import ExperimentConfig, run_experiment
@@ -19,6 +19,7 @@ from fdseg_core.train import TrainConfig
 
 TINY = dict(epochs=1, iters_per_epoch=1, patch_size=(16, 16, 8), val_every=1, n_folds=2)
 TINY |= dict(progress=False, backbone_options={"base_filters": 4, "levels": 3})
+TINY |= TINY_NETWORK
 
 
 def test_results_keep_the_method_label_apart_from_the_fusion(tmp_path):

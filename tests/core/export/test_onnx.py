@@ -18,6 +18,7 @@ ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime is the onnx extra"
 from fdseg_cli.main import cli  # noqa: E402
 from fdseg_core import BackboneSpec, FrequencyDisentangledNet  # noqa: E402
 from fdseg_core.export import METADATA_KEY, OnnxModel, export_onnx  # noqa: E402
+from fdseg_core.train import load_model  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -167,7 +168,8 @@ def test_cli_export_then_predict_with_onnx_gives_the_checkpoints_label_maps(tmp_
     model_path = tmp_path / "model.onnx"
     r = CliRunner().invoke(cli, ["export", str(run / "best.pt"), "--out", str(model_path)])
     assert r.exit_code == 0, r.output
-    assert "max |difference|" in r.output and "any multiple of 8" in r.output
+    divisor = int(load_model(run / "best.pt")[0].size_divisor)  # the trained backbone's
+    assert "max |difference|" in r.output and f"any multiple of {divisor}" in r.output
     sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     meta = json.loads(sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
     assert meta["classes"] == {"background": 0, "red_nucleus": 1, "dentate_nucleus": 2}

@@ -54,35 +54,36 @@ def _perturb_channel0(model: torch.nn.Module, num_classes: int, seed: int) -> No
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A sigmoid-trained and a softmax-trained checkpoint, each with two perturbed twins
-    (channel-0 head weights redrawn with two seeds)."""
+    """A sigmoid-trained and a softmax-trained checkpoint of a small unet3d, and one of
+    fdseg train's defaults (sigmoid-trained), each with two perturbed twins (channel-0
+    head weights redrawn with two seeds)."""
     root = tmp_path_factory.mktemp("act")
     ds = make_toy_dataset(root / "ds", n_cases=4, n_test=2)
     out = {}
-    for loss in ("sigmoid_dice", "dice_ce"):
-        run = root / loss
-        cfg = TrainConfig(
-            dataset=str(ds),
-            out=str(run),
-            loss=loss,
-            fusion="early",
-            epochs=6,
-            iters_per_epoch=5,
-            patch_size=(16, 16, 8),
-            val_every=6,
-            n_folds=2,
-            lr=3e-3,
-            progress=False,
-            backbone_options=SMALL,
-            seed=1,
-        )
+    sizes = dict(epochs=6, iters_per_epoch=5, val_every=6, n_folds=2, progress=False, seed=1)
+    for name in ("sigmoid_dice", "dice_ce", "default"):
+        run = root / name
+        if name == "default":  # fdseg train's defaults (paper_unet3d, sigmoid Dice, no fusion)
+            cfg = TrainConfig(dataset=str(ds), out=str(run), patch_size=(16, 16, 16), **sizes)
+        else:
+            cfg = TrainConfig(
+                dataset=str(ds),
+                out=str(run),
+                backbone="unet3d",
+                loss=name,
+                fusion="early",
+                patch_size=(16, 16, 8),
+                lr=3e-3,
+                backbone_options=SMALL,
+                **sizes,
+            )
         train(cfg)
         ckpt = load_checkpoint(run / "last.pt")
-        for seed, name in ((7, "plus"), (8, "minus")):
+        for seed, twin_name in ((7, "plus"), (8, "minus")):
             twin, _ = load_model(run / "last.pt")
             _perturb_channel0(twin, ckpt["data"]["num_classes"], seed)
-            torch.save({**ckpt, "model": twin.state_dict()}, run / f"{name}.pt")
-        out[loss] = {"dir": run, "ds": ds}
+            torch.save({**ckpt, "model": twin.state_dict()}, run / f"{twin_name}.pt")
+        out[name] = {"dir": run, "ds": ds}
     return out
 
 
@@ -104,7 +105,11 @@ def _validation_dice(path, ds, activation):
 
 
 def test_checkpoints_record_the_activation_of_their_loss(runs):
-    for loss, activation in (("sigmoid_dice", "sigmoid"), ("dice_ce", "softmax")):
+    for loss, activation in (
+        ("sigmoid_dice", "sigmoid"),
+        ("dice_ce", "softmax"),
+        ("default", "sigmoid"),
+    ):
         ckpt = load_checkpoint(runs[loss]["dir"] / "last.pt")
         assert ckpt["data"]["activation"] == activation
         assert load_model(runs[loss]["dir"] / "last.pt")[1]["activation"] == activation
@@ -117,8 +122,9 @@ def test_a_checkpoint_without_an_activation_takes_it_from_its_loss(runs, tmp_pat
     assert load_model(tmp_path / "old.pt")[1]["activation"] == "sigmoid"
 
 
-def test_validation_of_a_sigmoid_model_ignores_channel0(runs):
-    run, ds = runs["sigmoid_dice"]["dir"], runs["sigmoid_dice"]["ds"]
+@pytest.mark.parametrize("sig", ["sigmoid_dice", "default"])
+def test_validation_of_a_sigmoid_model_ignores_channel0(runs, sig):
+    run, ds = runs[sig]["dir"], runs[sig]["ds"]
     dice = {n: _validation_dice(run / f"{n}.pt", ds, "sigmoid") for n in ("last", "plus", "minus")}
     np.testing.assert_array_equal(dice["plus"], dice["last"])
     np.testing.assert_array_equal(dice["minus"], dice["last"])
@@ -128,8 +134,9 @@ def test_validation_of_a_sigmoid_model_ignores_channel0(runs):
     assert not np.array_equal(soft, dice["last"])
 
 
-def test_experiment_evaluation_of_a_sigmoid_model_ignores_channel0(runs):
-    run, ds = runs["sigmoid_dice"]["dir"], runs["sigmoid_dice"]["ds"]
+@pytest.mark.parametrize("sig", ["sigmoid_dice", "default"])
+def test_experiment_evaluation_of_a_sigmoid_model_ignores_channel0(runs, sig):
+    run, ds = runs[sig]["dir"], runs[sig]["ds"]
     cases = load_dataset(ds).test
     rows = {n: evaluate_run(run / f"{n}.pt", cases, torch.device("cpu")) for n in ("last", "plus")}
     assert rows["plus"] == rows["last"]
@@ -150,9 +157,10 @@ def _same_labels(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("sig", ["sigmoid_dice", "default"])
 @pytest.mark.parametrize("extra", [[], ["--tta", "--save-probabilities"]], ids=["plain", "tta"])
-def test_predict_from_a_sigmoid_checkpoint_ignores_channel0(runs, tmp_path, extra):
-    run, ds = runs["sigmoid_dice"]["dir"], runs["sigmoid_dice"]["ds"]
+def test_predict_from_a_sigmoid_checkpoint_ignores_channel0(runs, tmp_path, extra, sig):
+    run, ds = runs[sig]["dir"], runs[sig]["ds"]
     got = {
         n: _predict(["predict", str(run / f"{n}.pt"), str(ds), *extra], tmp_path / n)
         for n in ("last", "plus", "minus")
@@ -202,7 +210,8 @@ def test_predict_from_a_softmax_checkpoint_is_the_softmax_argmax(runs, tmp_path)
     assert not _same_labels(plus, got)
 
 
-def test_predict_with_onnx_of_a_sigmoid_model_ignores_channel0(runs, tmp_path):
+@pytest.mark.parametrize("sig", ["sigmoid_dice", "default"])
+def test_predict_with_onnx_of_a_sigmoid_model_ignores_channel0(runs, sig, tmp_path):
     pytest.importorskip("onnx", reason="ONNX export is the onnx extra")
     pytest.importorskip("onnxscript", reason="ONNX export is the onnx extra")
     pytest.importorskip("onnxruntime", reason="ONNX Runtime is the onnx extra")
@@ -212,7 +221,7 @@ def test_predict_with_onnx_of_a_sigmoid_model_ignores_channel0(runs, tmp_path):
 
     from fdseg_core.export import METADATA_KEY
 
-    run, ds = runs["sigmoid_dice"]["dir"], runs["sigmoid_dice"]["ds"]
+    run, ds = runs[sig]["dir"], runs[sig]["ds"]
     got = {}
     for n in ("last", "plus"):
         path = tmp_path / f"{n}.onnx"

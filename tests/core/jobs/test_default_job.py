@@ -61,7 +61,14 @@ def test_train_without_dataset_uses_the_phantom_and_its_defaults(tmp_path, monke
     r = CliRunner().invoke(cli, ["train", "--epochs", "3"])
     assert r.exit_code == 0, r.output
     c = seen["config"]
-    assert c.dataset == str(tmp_path / "ds") and c.backbone == "unet3d" and c.fusion == "late"
+    assert c.dataset == str(tmp_path / "ds")
+    # the default recipe (issue 27's ablation): the paper's network and loss, no fusion yet
+    assert (c.backbone, c.loss, c.fusion, c.augment) == (
+        "paper_unet3d",
+        "sigmoid_dice",
+        "none",
+        False,
+    )
     assert c.epochs == 3  # the command line wins
     assert c.iters_per_epoch == default.PHANTOM_TRAINING["iters_per_epoch"]
     assert c.patch_size == default.PHANTOM_TRAINING["patch_size"]

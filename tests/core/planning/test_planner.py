@@ -132,7 +132,10 @@ def test_fingerprint_reads_shapes_spacings_volumes_and_foreground_intensities(tm
 def test_plan_run_measures_the_network_and_plans_the_toy_dataset(tmp_path):
     root = make_toy_dataset(tmp_path / "ds", n_cases=4, n_test=0, spacing=(1.0, 1.0, 2.0))
     config = TrainConfig(
-        dataset=str(root), out=str(tmp_path / "run"), backbone_options={"levels": 3}
+        dataset=str(root),
+        out=str(tmp_path / "run"),
+        backbone="unet3d",
+        backbone_options={"levels": 3},
     )
     plan, fp = plan_run(config)
     assert plan.target_spacing == (1.0, 1.0, 2.0) and plan.size_divisor == (4, 4, 4)

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from builders import make_toy_dataset
+from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset
 
 from fdseg_core.train import TrainConfig, load_checkpoint, train
 from fdseg_core.train import loop as loop_module
@@ -15,6 +15,7 @@ from fdseg_core.train.callbacks import EMASelection, TrainingCallback
 
 BASE = dict(iters_per_epoch=1, patch_size=(16, 16, 8), val_every=1, n_folds=2, progress=False)
 BASE |= dict(backbone_options={"base_filters": 4, "levels": 3})
+BASE |= dict(TINY_NETWORK, fusion=TINY_FUSION)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_runtime_fields_are_the_five_that_say_how_a_run_executes():
             "kernel='fused' picks a design of the Triton kernels, but backend='matmul' runs none",
         ),
         ({"layout": "reference", "backend": "triton"}, "implements layout='centered' only"),
-        ({"recipe": "nnunet"}, r"recipe must be one of \['default', 'paper'\]"),
+        ({"recipe": "nnunet"}, r"recipe must be one of \['default', 'nnunet_like', 'paper'\]"),
         ({"beta": 0.0}, r"beta must lie in \(0, 1\), got 0.0"),
         ({"overlap": 1.0}, r"overlap must lie in \[0, 1\), got 1.0"),
         ({"foreground_oversample": 1.5}, r"foreground_oversample must lie in \[0, 1\]"),

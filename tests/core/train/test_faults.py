@@ -11,7 +11,7 @@ import signal
 
 import pytest
 import torch
-from builders import make_toy_dataset
+from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -22,7 +22,12 @@ from fdseg_core.train.logs import MetricsLog
 
 ITERS = 3
 BASE = dict(iters_per_epoch=ITERS, patch_size=(16, 16, 8), val_every=1, n_folds=2)
-BASE |= dict(progress=False, backbone_options={"base_filters": 4, "levels": 3})
+BASE |= dict(
+    progress=False,
+    backbone_options={"base_filters": 4, "levels": 3},
+    **TINY_NETWORK,
+    fusion=TINY_FUSION,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import logging
 
 import pytest
-from builders import make_toy_dataset
+from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -20,6 +20,7 @@ ITERS = 2
 #: a tiny run: 2 steps per epoch of 16 x 16 x 8 patches, a small unet3d, 2 folds
 BASE = dict(iters_per_epoch=ITERS, patch_size=(16, 16, 8), val_every=1, n_folds=2)
 BASE |= dict(progress=False, backbone_options={"base_filters": 4, "levels": 3}, epochs=2)
+BASE |= dict(TINY_NETWORK, fusion=TINY_FUSION, schedule="poly")  # the schedule is recomputed
 
 
 @pytest.fixture(scope="module")

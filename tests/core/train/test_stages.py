@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from fdseg_core.train import (
     apply_recipe,
     load_checkpoint,
     load_model,
+    resolve_fields,
     train,
 )
 from fdseg_core.train.checkpoint import build_model
@@ -122,13 +124,59 @@ def test_paper_recipe_sets_its_values_and_explicit_options_win():
     assert merged["lr"] == 1e-3 and applied["lr"] == 1e-3  # lr was a default, not given
     assert merged["backbone"] == "paper_unet3d" and merged["patch_size"] == "full"
     assert merged["loss"] == "sigmoid_dice" and merged["optimizer"] == "adam"
-    # fdseg's default fusion is late (table a); the paper recipe keeps the early model
-    assert merged["fusion"] == "early" and TrainConfig(dataset="d", out="o").fusion == "late"
+    # fdseg's default fusion is none until issue 27's part 3; the paper recipe keeps early
+    assert merged["fusion"] == "early" and TrainConfig(dataset="d", out="o").fusion == "none"
     given, _ = apply_recipe("paper", {"fusion": "late"}, explicit={"fusion"})
     assert given["fusion"] == "late"
     with pytest.raises(ValueError, match="unknown recipe 'nnunet'"):
         apply_recipe("nnunet", {})
     assert RECIPES["default"] == {}
+
+
+#: The options of the arm issue 27's ablation chose (experiments/issue27/RECIPE); its other
+#: options there (the plateau rule, the epoch length) describe the experiment, not the recipe.
+CHOSEN_ARM = {"layout": "centered", "patch_size": (48, 48, 32)}
+#: The paper recipe's fields that the chosen arm's runs took from the experiment instead.
+EXPERIMENT_FIELDS = {"fusion", "epochs", "iters_per_epoch", "val_every"}
+
+
+def test_the_defaults_are_the_recipe_the_ablation_chose():
+    """``TrainConfig``'s defaults equal ``--recipe paper --layout centered --patch-size 48
+    48 32`` field for field, but for fusion (part 3 decides it; none meanwhile) and mixed
+    precision (the ablation ran on a CPU, where it does nothing; kept on for CUDA)."""
+    default = TrainConfig(dataset="d", out="o")
+    chosen = {**RECIPES["paper"], **CHOSEN_ARM}
+    differ = {
+        k: (getattr(default, k), v)
+        for k, v in chosen.items()
+        if k not in EXPERIMENT_FIELDS | {"amp"} and getattr(default, k) != v
+    }
+    assert differ == {}
+    assert default.fusion == "none" and default.amp is True
+    # and the chosen arm's own runs, as their committed configs record them
+    runs = Path(__file__).parents[3] / "experiments/issue27/ablation/paper-patches-n2/runs"
+    recipe_fields = (
+        "backbone", "fusion", "loss", "optimizer", "lr", "weight_decay", "schedule",
+        "grad_clip", "batch_size", "patch_size", "augment", "layout", "beta", "bands",
+        "stem_channels", "fusion_at", "foreground_oversample", "overlap",
+    )  # fmt: skip
+    for config in sorted(runs.glob("*/config.json")):
+        run = json.loads(config.read_text())
+        run["patch_size"] = tuple(run["patch_size"])
+        assert {k: run[k] for k in recipe_fields} == {
+            k: getattr(default, k) for k in recipe_fields
+        }, config
+
+
+def test_the_nnunet_like_recipe_gives_the_default_before_issue_27():
+    fields, applied = resolve_fields({}, recipe="nnunet_like")
+    config = TrainConfig(dataset="d", out="o", **fields)
+    assert (config.backbone, config.fusion, config.loss) == ("unet3d", "late", "dice_ce")
+    assert (config.optimizer, config.schedule, config.weight_decay) == ("adamw", "poly", 1e-5)
+    assert config.grad_clip == 12.0 and config.augment is True
+    assert "patch_size" not in applied  # sizes stay planned, as they were
+    given, applied = resolve_fields({"fusion": "none"}, recipe="nnunet_like")
+    assert given["fusion"] == "none" and "fusion" not in applied
 
 
 def test_cli_paper_recipe_builds_the_papers_late_model_and_prints_every_value(ds, tmp_path):
