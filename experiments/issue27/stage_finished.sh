@@ -5,14 +5,16 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 cd "$HERE"
-for result in */*/runs/*/result.json; do
+# the ablation's runs (ablation/<arm>-n<size>/runs/<run>) and part 3's (decisive/runs/<run>)
+for result in */*/runs/*/result.json decisive/runs/*/result.json; do
   [ -e "$result" ] || continue
   run="$(dirname "$result")"
   git add -f -- "$run"/result.json "$run"/config.json "$run"/metrics.jsonl "$run"/metrics.csv \
     "$run"/splits_final.json 2>/dev/null || true
 done
-for exp in */*/; do
+for exp in */*/ decisive/; do
   [ "${exp%%/*}" = data ] && continue
+  [ "$exp" = decisive/runs/ ] && continue
   for f in experiment.json table.csv table.md summary.json dice_vs_size.png training_curves.png; do
     [ -e "$exp$f" ] && git add -f -- "$exp$f"
   done

@@ -109,7 +109,8 @@ def test_a_signal_saves_the_current_step_and_resume_continues_from_it_exactly(
     before = signal.getsignal(signal.SIGTERM)
     args = ["train", str(ds), "--out", str(run), "--epochs", "2", "--iters-per-epoch", "3"]
     args += ["--patch-size", "16", "16", "8", "--val-every", "1", "--folds", "2"]
-    args += ["--no-progress"]
+    args += ["--backbone", BASE["backbone"], "--loss", BASE["loss"], "--fusion", BASE["fusion"]]
+    args += ["--no-progress"]  # the same run as `whole`, from the command line
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == code, r.output
     name = signal.Signals(signum).name
