@@ -501,9 +501,15 @@ def _write_meta(config: ExperimentConfig, out: Path, held_out: list, source: str
 def relative_to(path: str | Path, folder: str | Path) -> str:
     """``path`` relative to ``folder`` (POSIX separators), so that committed results
     name no machine's absolute paths; an absolute path where there is no relative one
-    (another drive on Windows)."""
+    (another drive on Windows).
+
+    Symbolic links are kept as the user named them, not followed: a dataset reached
+    through a link beside the experiment (``data -> /scratch/...``) is recorded as
+    ``../data/...``, which holds on another machine that makes the same link, rather
+    than as the path to where the link pointed on this one.
+    """
     try:
-        rel = os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
     except ValueError:
         return str(path)
     return Path(rel).as_posix()

@@ -13,6 +13,7 @@ from builders import TINY_NETWORK, make_toy_dataset
 from fdseg_core.data import load_dataset
 from fdseg_core.experiment import ExperimentConfig, run_experiment
 from fdseg_core.experiment import protocol as protocol_module
+from fdseg_core.experiment.protocol import relative_to
 from fdseg_core.experiment.report import summarise
 from fdseg_core.experiment.results import method_of
 from fdseg_core.train import TrainConfig
@@ -43,6 +44,18 @@ def test_results_keep_the_method_label_apart_from_the_fusion(tmp_path):
     assert {row["method"] for row in report["table"]} == set(by_method)
     saved = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     assert saved["training"]["epochs"] == 1 and "fusion" not in saved["training"]
+
+
+def test_a_dataset_reached_through_a_link_is_recorded_by_the_links_path(tmp_path):
+    target = tmp_path / "elsewhere" / "worktree-abc" / "data"
+    (target / "ds").mkdir(parents=True)
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "data").symlink_to(target, target_is_directory=True)
+    out = tmp_path / "exp" / "runs"
+    # what a committed experiment.json records: the link, not the machine's worktree
+    assert relative_to(tmp_path / "exp" / "data" / "ds", out) == "../data/ds"
+    assert relative_to(out / "n002-none-s0", out) == "n002-none-s0"
+    assert relative_to(tmp_path / "elsewhere", out) == "../../elsewhere"
 
 
 def test_results_written_before_the_method_key_still_read():
