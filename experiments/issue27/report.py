@@ -1,4 +1,5 @@
-"""Issue 27's ablation (part 2) from the committed results, finished or not.
+"""Issue 27's ablation (part 2) from the committed results, finished or not, and the
+decisive experiment (part 3) once all its runs have finished.
 
     python experiments/issue27/report.py        # writes experiments/issue27/REPORT.md
 
@@ -15,6 +16,7 @@ and validation cases in every arm, so each arm's Δ is what that one factor chan
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from fdseg_core.experiment.report import compact_table, write_report
 from fdseg_core.experiment.results import load_run
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # choose_fusion, beside this file
 
 #: run.sh's arms, in its order, with what each changes from the default recipe.
 ARMS: dict[str, str] = {
@@ -70,14 +73,14 @@ def _runs() -> dict[tuple[int, str, int], Path]:
     }
 
 
-def _stops(results: list[dict]) -> str:
-    """Per (arm, size): the steps of the best checkpoint and of the stop, and the cap."""
+def _stops(results: list[dict], methods=tuple(ARMS), sizes=SIZES) -> str:
+    """Per (method, size): the steps of the best checkpoint and of the stop, and the cap."""
     lines = [
         "| arm | train cases | best step per seed | stop step per seed | hit the cap |",
         "|---|---:|---|---|---|",
     ]
-    for arm in ARMS:
-        for size in SIZES:
+    for arm in methods:
+        for size in sizes:
             runs = sorted(
                 (r for r in results if r["method"] == arm and r["train_size"] == size),
                 key=lambda r: r["seed"],
@@ -113,6 +116,64 @@ def _qualifiers_paired(results: list[dict]) -> str:
                 + " |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _decisive() -> list[str]:
+    """Part 3's section: its report once every run has finished, its progress before.
+
+    Nothing is read from part 3's results until all 72 have finished, so that no
+    interim number is reported or acted on (``choose_fusion.py`` holds the same rule).
+    """
+    import choose_fusion  # this folder's: part 3's grid and its rule
+
+    planned = choose_fusion.runs()
+    done = [run for run in planned.values() if (run / "result.json").is_file()]
+    head = [
+        "## Part 3: the decisive experiment",
+        "",
+        f"Code at commit `{(HERE / 'COMMIT.decisive').read_text().strip()}`; a fresh draw "
+        "(seed 27: 12 training cases, 16 test cases), the recipe part 2 chose (`RECIPE`), "
+        "fusion none, early and late, 2, 4 and 8 training cases, 8 seeds, 3 validation "
+        "cases. The default fusion is chosen by `choose_fusion.py` (`FUSION.md`).",
+        "",
+    ]
+    if len(done) < len(planned):
+        return [
+            *head,
+            f"{len(done)} of {len(planned)} runs finished. The report is written here when "
+            "all have finished; nothing is read from them before.",
+            "",
+        ]
+    results, curves = [], {}
+    for (size, fusion, seed), run in planned.items():
+        result, rows = load_run(run)
+        results.append(result)
+        curves |= {(size, fusion, seed): rows} if rows else {}
+    out = HERE / "report" / "decisive"
+    out.mkdir(parents=True, exist_ok=True)
+    methods = list(choose_fusion.FUSIONS)
+    report = write_report(results, out, methods=methods, curves=curves, baseline="none")
+    summary = compact_table(report["table"], results, methods)
+    atomic_write_text(out / "summary.md", summary)
+    return [
+        *head,
+        f"All {len(planned)} runs finished. Summary (Dice in points; Δ: paired difference to "
+        "`none`, same seed and test case; seed-level intervals; rows 'all' pool the sizes):",
+        "",
+        summary.rstrip(),
+        "",
+        "![Dice against training size](report/decisive/dice_vs_size.png)",
+        "![Training curves](report/decisive/training_curves.png)",
+        "",
+        "When each run chose its checkpoint and stopped (validation every 10 steps):",
+        "",
+        _stops(results, methods, choose_fusion.SIZES).rstrip(),
+        "",
+        f"Every class and method ({len(results)} runs):",
+        "",
+        report["markdown"].rstrip(),
+        "",
+    ]
 
 
 def main() -> int:
@@ -165,6 +226,7 @@ def main() -> int:
             report["markdown"].rstrip(),
             "",
         ]
+    lines += _decisive()
     path = HERE / "REPORT.md"
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     print(f"wrote {path} ({len(results)} of {planned} runs)")
