@@ -37,14 +37,18 @@ PLAN_FIELDS = ("recipe", "backbone", "fusion", "beta", "layout", "bands", "fusio
 @progress_option
 def plan(dataset, out, memory_gb, as_json, progress, **opts):
     """Fingerprint DATASET (shapes, spacings, foreground intensities, label volumes) and
-    plan the target spacing, patch size and batch size that `fdseg train DATASET` uses
-    when no size option is given, each with its reason (docs/planning.md)."""
+    plan the target spacing, patch and batch size, each with its reason. The last line
+    is what `fdseg train DATASET` trains when no size option is given: the plan, but
+    for the sizes the recipe sets (the default recipe's measured patch and batch size,
+    --recipe paper's whole volumes; docs/planning.md)."""
     # lazy: planning builds the network (torch); `--help` stays instant
+    from fdseg_core.jobs import recipe_over_plan
     from fdseg_core.planning import plan_run, save_plan
 
     explicit = explicit_options(opts)
     given = {k: v for k, v in opts.items() if k in explicit}
-    fields, _ = resolve_fields(given, recipe=given.pop("recipe", "default"))
+    recipe = given.pop("recipe", "default")
+    fields, _ = resolve_fields(given, recipe=recipe)
     config = TrainConfig(dataset=str(dataset), out=".", **fields)
     result, fp = plan_run(config, memory_gb=memory_gb, progress=progress)
     if out is not None:
@@ -58,11 +62,20 @@ def plan(dataset, out, memory_gb, as_json, progress, **opts):
         f"{[round(s) for s in fp.median_shape()]}"
     )
     click.echo(result.report())
-    fields = result.fields()
-    click.echo(
-        "plan: --target-spacing {} --patch-size {} --batch-size {}".format(
-            " ".join(f"{s:g}" for s in fields["target_spacing"]),
-            " ".join(map(str, fields["patch_size"])),
-            fields["batch_size"],
-        )
+    planned = result.fields()
+    click.echo(f"plan: {_size_options(planned)}")
+    # what `fdseg train DATASET` trains: the recipe's sizes win over the plan's
+    trained, applied = resolve_fields(given, recipe=recipe, defaults=planned)
+    for line in recipe_over_plan(recipe, applied, planned, result.median_shape):
+        click.echo(line.removeprefix("plan: "))
+    click.echo(f"fdseg train DATASET trains: {_size_options(trained)}")
+
+
+def _size_options(fields: dict) -> str:
+    """The size options that train these fields."""
+    patch = fields["patch_size"]
+    return "--target-spacing {} --patch-size {} --batch-size {}".format(
+        " ".join(f"{s:g}" for s in fields["target_spacing"]),
+        patch if isinstance(patch, str) else " ".join(map(str, patch)),
+        fields["batch_size"],
     )

@@ -88,7 +88,8 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
     show_default=True,
     help="Plan target spacing, patch and batch size from the dataset's fingerprint when "
     "you give no --patch-size, --target-spacing or --whole-volume (not on the built-in "
-    "phantom, whose job pins its own); written to OUT/plans.json.",
+    "phantom, whose job pins its own); written to OUT/plans.json. A recipe's sizes win "
+    "over the plan's (the default recipe's 48 x 48 x 32 patches and batch of 2).",
 )
 @click.option(
     "--shard",
@@ -118,7 +119,9 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_
     network, loss and optimiser on patches without augmentation, chosen by issue 27's
     ablation (--recipe nnunet_like: the earlier default, unet3d with late fusion).
     With DATASET and no size options, target spacing, patch and batch size are planned
-    from the dataset (`fdseg plan` prints the same plan). Use `--nproc-per-node N`
+    from the dataset, and the recipe's sizes win over the plan's: the default recipe
+    trains the 48 x 48 x 32 patches and batch of 2 it was measured with, on the planned
+    spacing (`fdseg plan` prints the plan and what is trained). Use `--nproc-per-node N`
     (or `torchrun --nproc-per-node N --no-python fdseg train ...`) for several processes. `--resume`
     continues the run in OUT from its own configuration: give only what changes
     (--epochs to extend or end it earlier, --device, --num-workers, --tensorboard,

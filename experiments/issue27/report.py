@@ -101,14 +101,20 @@ def _qualifiers_paired(results: list[dict]) -> str:
     sub = [r for r in results if r["method"] in pair]
     if {r["method"] for r in sub} != set(pair):
         return ""
+    return _paired_table(sub, *pair)
+
+
+def _paired_table(results: list[dict], baseline: str, method: str) -> str:
+    """``method`` against ``baseline``, paired by seed and test case: one row per
+    (training size, class), in points, with the seed-level interval and verdict."""
     with tempfile.TemporaryDirectory() as tmp:
-        table = write_report(sub, tmp, methods=list(pair), baseline=pair[0])["table"]
+        table = write_report(results, tmp, methods=[baseline, method], baseline=baseline)
     lines = [
         "| train cases | class | Δ [seed-level 95% CI] | verdict | Δ per seed |",
         "|---|---|---|---|---|",
     ]
-    for r in table:
-        if r["method"] == pair[1] and r["diff"] is not None:
+    for r in table["table"]:
+        if r["method"] == method and r["diff"] is not None:
             lines.append(
                 f"| {r['train_size']} | {r['class']} | {100 * r['diff']:+.1f} "
                 f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] | {r['verdict']} | "
@@ -116,6 +122,43 @@ def _qualifiers_paired(results: list[dict]) -> str:
                 + " |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _whole_vs_patch(results: list[dict]) -> str:
+    """The chosen arm (the paper recipe on 48 x 48 x 32 patches) against the same recipe
+    on whole cases (issue 17's table b baselines: the size ``fdseg plan`` takes for this
+    draw's 80 x 80 x 64 cases), paired by seed and test case.
+
+    The two were trained at different commits, by the same code path; the pairing holds
+    because each run of a seed trained on the same cases: the same fold split (their
+    ``splits_final.json`` files are equal) and the same subset drawn from it by
+    ``(train_cases, seed)``, which both ``config.json`` files record.
+    """
+    import json
+
+    whole_dirs = {2: "b2", 8: "b48"}
+    pairs = []
+    for r in results:
+        if r["method"] != "paper-patches":
+            continue
+        size, seed = r["train_size"], r["seed"]
+        run = HERE.parent / "issue17" / whole_dirs[size] / "runs" / f"n{size:03d}-none-s{seed}"
+        loaded = load_run(run)
+        if loaded is None:
+            return ""
+        patch_run = _runs()[(size, "paper-patches", seed)]
+        same = [json.loads((d / "splits_final.json").read_text()) for d in (run, patch_run)]
+        keys = [
+            {k: json.loads((d / "config.json").read_text())[k] for k in ("train_cases", "seed")}
+            for d in (run, patch_run)
+        ]
+        if same[0] != same[1] or keys[0] != keys[1]:
+            raise SystemExit(f"{run} and {patch_run} did not train on the same cases")
+        whole = dict(loaded[0], method="whole cases")
+        pairs += [whole, dict(r, method="48 x 48 x 32")]
+    if not pairs:
+        return ""
+    return _paired_table(pairs, "whole cases", "48 x 48 x 32")
 
 
 def _decisive() -> list[str]:
@@ -220,6 +263,14 @@ def main() -> int:
             "loss, optimiser and patch add once augmentation is off (points):",
             "",
             _qualifiers_paired(results).rstrip(),
+            "",
+            "The chosen arm against the same recipe on whole cases (issue 17's table b "
+            "baselines, `--recipe paper`, fusion none), paired by seed and test case (each "
+            "seed trained on the same cases in both): the whole 80 x 80 x 64 case is the "
+            "patch `fdseg plan` takes for this draw, which is why the default recipe sets "
+            "its patch and batch size over the plan's (points):",
+            "",
+            _whole_vs_patch(results).rstrip(),
             "",
             f"Every class and arm ({len(results)} runs):",
             "",

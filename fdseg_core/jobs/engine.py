@@ -18,7 +18,9 @@ wherever they are given:
    * a plan of target spacing, patch and batch size made from the dataset's
      fingerprint (:func:`~fdseg_core.planning.plan_run`) when the user gave no size
      field and planning is on; ``plans.json`` is written beside the run once it has
-     started, and read back when an experiment continues;
+     started, and read back when an experiment continues. A recipe's sizes win over
+     the plan's (the default recipe sets the patch and batch size it was measured
+     with, ``"paper"`` whole volumes), and a note says which;
    * :class:`~fdseg_core.train.TrainConfig`'s defaults for the rest.
 """
 
@@ -41,6 +43,7 @@ __all__ = [
     "SIZE_FIELDS",
     "TrainingJob",
     "default_out",
+    "recipe_over_plan",
     "resume_config",
     "run_training_job",
     "training_job",
@@ -148,28 +151,83 @@ def training_job(
     if not planning or any(k in given for k in SIZE_FIELDS):
         config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
         return TrainingJob(config=config, applied=applied)
-    planned, source, notes, made = _plan(dataset, out, fields, memory_gb, progress)
+    planned, source, notes, made, median = _plan(dataset, out, fields, memory_gb, progress)
     fields, applied = resolve_fields(given, recipe=recipe, defaults=planned)
+    notes += recipe_over_plan(recipe, applied, planned, median)
     config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
     return TrainingJob(config=config, applied=applied, defaults=source, notes=notes, plan=made)
 
 
 def _plan(dataset, out: Path, fields: dict, memory_gb: float, progress: bool):
     """The planned fields: read back from ``out/plans.json`` when an earlier start of
-    this job wrote one (an experiment that continues), else planned now."""
+    this job wrote one (an experiment that continues), else planned now.
+
+    Returns:
+        ``(planned, source, notes, made, median_shape)``: ``made`` is ``(plan,
+        fingerprint)`` when planned now, ``median_shape`` the median resampled case
+        (``None`` when a saved plan does not record it).
+    """
     path = out / PLANS
     if path.is_file():
         saved = json.loads(path.read_text())
         planned = {
             k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in _PLANNED
         }
-        return planned, PLANS, (f"plan: read from {path}",), None
+        median = saved.get("median_shape")
+        median = tuple(median) if median else None
+        return planned, PLANS, (f"plan: read from {path}",), None, median
     from fdseg_core.planning import plan_run  # lazy: planning builds the network (torch)
 
     probe = TrainConfig(dataset=str(dataset), out=str(out), **fields)
     plan, fp = plan_run(probe, memory_gb=memory_gb, progress=progress)
     notes = tuple(f"plan: {line}" for line in plan.report().splitlines())
-    return plan.fields(), "plan", notes, (plan, fp)
+    return plan.fields(), "plan", notes, (plan, fp), tuple(plan.median_shape)
+
+
+def recipe_over_plan(
+    recipe: str, applied: Mapping[str, Any], planned: Mapping[str, Any], median: Any
+) -> tuple[str, ...]:
+    """Lines that say which planned sizes the recipe replaced (its values win over a
+    plan), and whether its patch is larger than the median case along an axis.
+
+    Args:
+        recipe: The recipe's name.
+        applied: The values the recipe set (``resolve_fields``' second result).
+        planned: The plan's fields (:meth:`fdseg_core.planning.Plan.fields`).
+        median: The median resampled case shape ``(X, Y, Z)`` (``None``: unknown).
+
+    Returns:
+        The lines, each starting with ``plan:`` (none when the recipe set no size).
+    """
+    over = [k for k in _PLANNED if k in applied and applied[k] != planned.get(k)]
+    if not over:
+        return ()
+    said = ", ".join(
+        f"{k.replace('_', ' ')} {_size(applied[k])} (planned: {_size(planned.get(k))})"
+        for k in over
+    )
+    notes = [
+        f"plan: the {recipe!r} recipe sets {said}; a recipe's sizes win over the plan's "
+        "(docs/planning.md); give the size options to train others"
+    ]
+    patch = applied.get("patch_size")
+    if "patch_size" in over and not isinstance(patch, str) and median:
+        axes = [a for a, (p, m) in enumerate(zip(patch, median, strict=True)) if p > m]
+        if axes:
+            notes.append(
+                f"plan: warning: the patch {_size(patch)} is larger than the median case "
+                f"({_size([round(m) for m in median])}) along axis "
+                f"{', '.join(map(str, axes))}: cases are padded to it; --patch-size sets "
+                "a smaller one"
+            )
+    return tuple(notes)
+
+
+def _size(value: Any) -> str:
+    """A size as the CLI takes it: ``48 x 48 x 32``, ``2``, ``full``."""
+    if isinstance(value, list | tuple):
+        return " x ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
 
 
 def _saved_config_path(out: Path) -> Path | None:

@@ -1,6 +1,6 @@
 """`fdseg plan` and planned defaults in `fdseg train`: an anisotropic dataset gets
-nnU-Net's spacing rule, the plan is written with the run, and sizes given by the user
-turn planning off."""
+nnU-Net's spacing rule, the plan is written with the run, a recipe's sizes win over the
+plan's (and say so), and sizes given by the user turn planning off."""
 
 from __future__ import annotations
 
@@ -52,9 +52,53 @@ def test_the_low_band_warning_is_for_fusion_models_only(anisotropic):
     assert "target spacing" in r.output and "low-band samples" not in r.output
 
 
+def test_plan_prints_what_train_trains_the_default_recipes_measured_sizes(anisotropic):
+    r = CliRunner().invoke(cli, ["plan", str(anisotropic), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    z = np.percentile(Z_SPACINGS, 10)
+    planned = next(line for line in lines if line.startswith("plan: --target-spacing"))
+    assert "--patch-size 48 48 32" not in planned  # the plan fits the 32 x 32 x 8 cases
+    assert "the 'default' recipe sets patch size 48 x 48 x 32 (planned: " in r.output
+    assert "larger than the median case" in r.output and "axis 2" in r.output
+    assert lines[-1] == (
+        f"fdseg train DATASET trains: --target-spacing 0.8 0.8 {z:g} --patch-size 48 48 32 "
+        "--batch-size 2"
+    )
+    r = CliRunner().invoke(cli, ["plan", str(anisotropic), "--recipe", "nnunet_like"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert "recipe sets" not in r.output  # nnunet_like sets no size: the plan is trained
+    assert lines[-1].split(": ", 1)[1] == lines[-2].split(": ", 1)[1]
+
+
+def test_train_takes_the_plans_spacing_and_the_default_recipes_patch_and_batch(
+    anisotropic, tmp_path
+):
+    from fdseg_core.jobs import training_job
+
+    job = training_job(anisotropic, tmp_path / "run")
+    plan, _ = job.plan
+    assert job.defaults == "plan"
+    assert job.config.target_spacing == pytest.approx(plan.target_spacing)
+    assert job.config.patch_size == (48, 48, 32) and job.config.batch_size == 2
+    assert tuple(plan.patch_size) != (48, 48, 32)
+    assert any("'default' recipe sets patch size 48 x 48 x 32" in n for n in job.notes)
+    # an experiment's runs get the same sizes, and experiment.json records them
+    from fdseg_core.jobs import experiment_job
+
+    config, _ = experiment_job(anisotropic, tmp_path / "exp", train_sizes=[1], fusions=["none"])
+    assert config.training.patch_size == (48, 48, 32) and config.training.batch_size == 2
+    assert config.plan["patch_size"] == [48, 48, 32] and config.plan["source"] == "plan"
+    # an option the user gives wins over the recipe, and turns planning off for sizes
+    job = training_job(anisotropic, tmp_path / "b", given={"patch_size": (16, 16, 8)})
+    assert job.plan is None and job.config.patch_size == (16, 16, 8)
+
+
 def test_train_without_size_options_plans_records_the_plan_and_trains(anisotropic, tmp_path):
+    # nnunet_like sets no size, so every planned size is trained
     run = tmp_path / "run"
-    args = ["train", str(anisotropic), "--out", str(run)]
+    args = ["train", str(anisotropic), "--out", str(run), "--recipe", "nnunet_like"]
     args += ["--iters-per-epoch", "1", "--folds", "2", "--no-progress"]
     r = CliRunner().invoke(cli, [*args, "--epochs", "1"])
     assert r.exit_code == 0, r.output
@@ -77,6 +121,7 @@ def test_train_without_size_options_plans_records_the_plan_and_trains(anisotropi
 def test_an_experiment_trains_the_planned_patch_and_spacing(anisotropic, tmp_path):
     out = tmp_path / "exp"
     args = ["experiment", str(anisotropic), "--out", str(out), "--train-sizes", "1"]
+    args += ["--recipe", "nnunet_like"]
     args += ["--fusion", "none", "--seeds", "1", "--epochs", "1", "--iters-per-epoch", "1"]
     args += ["--folds", "2", "--bootstrap", "100", "--no-progress"]
     r = CliRunner().invoke(cli, args)

@@ -90,7 +90,9 @@ def test_precedence_is_user_then_recipe_then_job_default_then_config_default():
     assert fields["patch_size"] == "full" and applied["patch_size"] == "full"  # recipe > job
     assert fields["val_every"] == 1  # the paper recipe sets it too
     assert fields["recipe"] == "paper"
-    plain, applied = resolve_fields({}, defaults={"val_every": 4})
-    assert plain == {"val_every": 4, "recipe": "default"} and applied == {}
+    plain, applied = resolve_fields({}, defaults={"val_every": 4, "patch_size": (80, 80, 64)})
+    # the default recipe sets only its measured sizes, over a job's (or a plan's) defaults
+    sizes = {"patch_size": (48, 48, 32), "batch_size": 2}
+    assert plain == {"val_every": 4, "recipe": "default", **sizes} and applied == sizes
     config = TrainConfig(dataset="d", out="o", **plain)
     assert config.epochs == option_spec("epochs")["default"]  # the config's own default

@@ -130,7 +130,11 @@ def test_paper_recipe_sets_its_values_and_explicit_options_win():
     assert given["fusion"] == "late"
     with pytest.raises(ValueError, match="unknown recipe 'nnunet'"):
         apply_recipe("nnunet", {})
-    assert RECIPES["default"] == {}
+    # the default recipe sets only the sizes it was measured with (so that they win over a
+    # plan), and they are TrainConfig's defaults
+    default = TrainConfig(dataset="d", out="o")
+    assert RECIPES["default"] == {"patch_size": (48, 48, 32), "batch_size": 2}
+    assert all(getattr(default, k) == v for k, v in RECIPES["default"].items())
 
 
 #: The options of the arm issue 27's ablation chose (experiments/issue27/RECIPE); its other
