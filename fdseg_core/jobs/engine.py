@@ -208,7 +208,7 @@ def recipe_over_plan(
     )
     notes = [
         f"plan: the {recipe!r} recipe sets {said}; a recipe's sizes win over the plan's "
-        "(docs/planning.md); give the size options to train others"
+        "(docs/planning.md); set the sizes yourself to train others"
     ]
     patch = applied.get("patch_size")
     if "patch_size" in over and not isinstance(patch, str) and median:
@@ -217,8 +217,8 @@ def recipe_over_plan(
             notes.append(
                 f"plan: warning: the patch {_size(patch)} is larger than the median case "
                 f"({_size([round(m) for m in median])}) along axis "
-                f"{', '.join(map(str, axes))}: cases are padded to it; --patch-size sets "
-                "a smaller one"
+                f"{', '.join(map(str, axes))}: cases are padded to it; set a smaller patch "
+                "size to avoid it"
             )
     return tuple(notes)
 
