@@ -9,6 +9,7 @@ import fdseg_core.train as train_pkg
 from fdseg_cli.main import cli
 from fdseg_core.data import check_cases, load_dataset
 from fdseg_core.jobs import default, engine
+from fdseg_core.train import TrainConfig
 
 
 def test_default_dataset_is_generated_once_into_the_cache(tmp_path, monkeypatch):
@@ -62,13 +63,10 @@ def test_train_without_dataset_uses_the_phantom_and_its_defaults(tmp_path, monke
     assert r.exit_code == 0, r.output
     c = seen["config"]
     assert c.dataset == str(tmp_path / "ds")
-    # the default recipe (issue 27's ablation): the paper's network and loss, no fusion yet
-    assert (c.backbone, c.loss, c.fusion, c.augment) == (
-        "paper_unet3d",
-        "sigmoid_dice",
-        "none",
-        False,
-    )
+    # the default recipe (issue 27's ablation): the paper's network and loss; the default
+    # fusion (tests/core/train/test_stages.py holds it to issue 27's part 3)
+    assert (c.backbone, c.loss, c.augment) == ("paper_unet3d", "sigmoid_dice", False)
+    assert c.fusion == TrainConfig(dataset="d", out="o").fusion
     assert c.epochs == 3  # the command line wins
     assert c.iters_per_epoch == default.PHANTOM_TRAINING["iters_per_epoch"]
     assert c.patch_size == default.PHANTOM_TRAINING["patch_size"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +125,10 @@ def test_paper_recipe_sets_its_values_and_explicit_options_win():
     assert merged["lr"] == 1e-3 and applied["lr"] == 1e-3  # lr was a default, not given
     assert merged["backbone"] == "paper_unet3d" and merged["patch_size"] == "full"
     assert merged["loss"] == "sigmoid_dice" and merged["optimizer"] == "adam"
-    # fdseg's default fusion is none until issue 27's part 3; the paper recipe keeps early
-    assert merged["fusion"] == "early" and TrainConfig(dataset="d", out="o").fusion == "none"
+    # fdseg's default fusion is part 3's choice (none until it decides); the paper recipe
+    # keeps early
+    assert merged["fusion"] == "early"
+    assert TrainConfig(dataset="d", out="o").fusion == decided_fusion()
     given, _ = apply_recipe("paper", {"fusion": "late"}, explicit={"fusion"})
     assert given["fusion"] == "late"
     with pytest.raises(ValueError, match="unknown recipe 'nnunet'"):
@@ -135,6 +138,28 @@ def test_paper_recipe_sets_its_values_and_explicit_options_win():
     default = TrainConfig(dataset="d", out="o")
     assert RECIPES["default"] == {"patch_size": (48, 48, 32), "batch_size": 2}
     assert all(getattr(default, k) == v for k, v in RECIPES["default"].items())
+
+
+#: Where issue 27's decisive experiment writes the default fusion its rule chose.
+FUSION_MD = Path(__file__).parents[3] / "experiments/issue27/FUSION.md"
+
+
+def decided_fusion() -> str:
+    """The fusion ``experiments/issue27/choose_fusion.py`` chose (its ``Chosen: `x```
+    line in ``FUSION.md``), or ``"none"`` while the experiment has not decided."""
+    if not FUSION_MD.is_file():
+        return "none"
+    found = re.search(r"^Chosen: `(\w+)`", FUSION_MD.read_text(), re.MULTILINE)
+    assert found, f"{FUSION_MD} names no chosen fusion"
+    return found.group(1)
+
+
+def test_the_default_fusion_is_the_one_the_decisive_experiment_chose():
+    """Once part 3 commits ``FUSION.md``, ``fdseg train``'s default must follow it: this
+    fails until ``TrainConfig.fusion`` is changed to the chosen fusion."""
+    assert TrainConfig(dataset="d", out="o").fusion == decided_fusion()
+    fields, _ = resolve_fields({})
+    assert TrainConfig(dataset="d", out="o", **fields).fusion == decided_fusion()
 
 
 #: The options of the arm issue 27's ablation chose (experiments/issue27/RECIPE); its other
@@ -156,7 +181,7 @@ def test_the_defaults_are_the_recipe_the_ablation_chose():
         if k not in EXPERIMENT_FIELDS | {"amp"} and getattr(default, k) != v
     }
     assert differ == {}
-    assert default.fusion == "none" and default.amp is True
+    assert default.fusion == decided_fusion() and default.amp is True
     # and the chosen arm's own runs, as their committed configs record them
     runs = Path(__file__).parents[3] / "experiments/issue27/ablation/paper-patches-n2/runs"
     recipe_fields = (
