@@ -42,7 +42,7 @@ def plan(dataset, out, memory_gb, as_json, progress, **opts):
     for the sizes the recipe sets (the default recipe's measured patch and batch size,
     --recipe paper's whole volumes; docs/planning.md)."""
     # lazy: planning builds the network (torch); `--help` stays instant
-    from fdseg_core.jobs import recipe_over_plan
+    from fdseg_core.jobs import resolve_planned
     from fdseg_core.planning import plan_run, save_plan
 
     explicit = explicit_options(opts)
@@ -65,8 +65,8 @@ def plan(dataset, out, memory_gb, as_json, progress, **opts):
     planned = result.fields()
     click.echo(f"plan: {_size_options(planned)}")
     # what `fdseg train DATASET` trains: the recipe's sizes win over the plan's
-    trained, applied = resolve_fields(given, recipe=recipe, defaults=planned)
-    for line in recipe_over_plan(recipe, applied, planned, result.median_shape):
+    trained, _, notes = resolve_planned(given, recipe, planned, result.median_shape)
+    for line in notes:
         click.echo(line.removeprefix("plan: "))
     click.echo(f"fdseg train DATASET trains: {_size_options(trained)}")
 

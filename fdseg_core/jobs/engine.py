@@ -43,7 +43,7 @@ __all__ = [
     "SIZE_FIELDS",
     "TrainingJob",
     "default_out",
-    "recipe_over_plan",
+    "resolve_planned",
     "resume_config",
     "run_training_job",
     "training_job",
@@ -152,8 +152,8 @@ def training_job(
         config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
         return TrainingJob(config=config, applied=applied)
     planned, source, notes, made, median = _plan(dataset, out, fields, memory_gb, progress)
-    fields, applied = resolve_fields(given, recipe=recipe, defaults=planned)
-    notes += recipe_over_plan(recipe, applied, planned, median)
+    fields, applied, over = resolve_planned(given, recipe, planned, median)
+    notes += over
     config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
     return TrainingJob(config=config, applied=applied, defaults=source, notes=notes, plan=made)
 
@@ -184,21 +184,32 @@ def _plan(dataset, out: Path, fields: dict, memory_gb: float, progress: bool):
     return plan.fields(), "plan", notes, (plan, fp), tuple(plan.median_shape)
 
 
-def recipe_over_plan(
-    recipe: str, applied: Mapping[str, Any], planned: Mapping[str, Any], median: Any
-) -> tuple[str, ...]:
-    """Lines that say which planned sizes the recipe replaced (its values win over a
-    plan), and whether its patch is larger than the median case along an axis.
+def resolve_planned(
+    given: Mapping[str, Any], recipe: str, planned: Mapping[str, Any], median: Any
+) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
+    """The fields a planned run trains: the user's, then the recipe's, then the plan's
+    (:func:`~fdseg_core.train.recipes.resolve_fields`), with lines that say which
+    planned sizes the recipe replaced and whether its patch is larger than the median
+    case along an axis.
 
     Args:
+        given: The fields the user set (no size field: those turn planning off).
         recipe: The recipe's name.
-        applied: The values the recipe set (``resolve_fields``' second result).
         planned: The plan's fields (:meth:`fdseg_core.planning.Plan.fields`).
         median: The median resampled case shape ``(X, Y, Z)`` (``None``: unknown).
 
     Returns:
-        The lines, each starting with ``plan:`` (none when the recipe set no size).
+        ``(fields, applied, notes)``: the merged fields, the recipe values applied, and
+        the lines, each starting with ``plan:`` (none when the recipe set no size).
     """
+    fields, applied = resolve_fields(given, recipe=recipe, defaults=planned)
+    return fields, applied, _recipe_over_plan(recipe, applied, planned, median)
+
+
+def _recipe_over_plan(
+    recipe: str, applied: Mapping[str, Any], planned: Mapping[str, Any], median: Any
+) -> tuple[str, ...]:
+    """The lines of :func:`resolve_planned`."""
     over = [k for k in _PLANNED if k in applied and applied[k] != planned.get(k)]
     if not over:
         return ()
