@@ -10,13 +10,13 @@ A recipe is configuration, not code: each is a dict of config fields that
   foreground-oversampled 48 x 48 x 32 patches without augmentation, and the paper text's
   centred band layout. The :class:`TrainConfig` defaults are that recipe. On issue 17's
   phantom draw it beat the recipe below at 2 and 8 training cases in every seed (README,
-  "The recipe"). Its fusion is chosen apart, by issue 27's decisive experiment:
-  ``"none"`` until that experiment decides. It sets its patch and batch size, the sizes
-  that were measured, so that they win over a plan (as ``"paper"``'s whole volumes do):
-  paired by seed on the same draw, the same recipe on whole cases (what the plan takes
-  for the phantom's 80 x 80 x 64 cases) lost 14.2 mean Dice points at 2 training cases
-  and 1.4 at 8, in every seed (``docs/planning.md``). A plan still sets the target
-  spacing.
+  "The recipe"). Its fusion, ``"none"``, was chosen apart, by issue 27's decisive
+  experiment (8 seeds on a fresh draw: neither fusion gained). It sets its patch and
+  batch size, the sizes that were measured, so that they win over a plan (as
+  ``"paper"``'s whole volumes do): paired by seed on the same draw, the same recipe on
+  whole cases (what the plan takes for the phantom's 80 x 80 x 64 cases) lost 14.2 mean
+  Dice points at 2 training cases and 1.4 at 8, in every seed (``docs/planning.md``). A
+  plan still sets the target spacing.
 * ``"nnunet_like"``: fdseg's default recipe before issue 27, nnU-Net-like: ``unet3d``,
   late fusion, Dice + cross-entropy, AdamW (weight decay 1e-5) with a poly schedule and
   a gradient clip of 12, augmented patches. Its sizes are planned (or the built-in
