@@ -9,6 +9,9 @@ own experiment report (``fdseg_core.experiment.report.write_report``, baseline: 
 ``default``, i.e. ``fdseg train``'s default recipe) the tables, the Dice-against-size plot
 and the training curves into ``report/ablation/``, and ``REPORT.md`` with the compact
 table the README quotes, the stopping steps of every arm, and what is still to run.
+Part 3 is one ``fdseg experiment``, which wrote its own report into ``decisive/`` when its
+last run finished: its section in ``REPORT.md`` reads that report (the compact table, the
+stops of every run and links to its plots) instead of computing it again.
 
 The arms are paired with ``default`` by (seed, test case): a seed draws the same training
 and validation cases in every arm, so each arm's Δ is what that one factor changes.
@@ -16,6 +19,7 @@ and validation cases in every arm, so each arm's Δ is what that one factor chan
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -187,17 +191,22 @@ def _decisive() -> list[str]:
             "all have finished; nothing is read from them before.",
             "",
         ]
-    results, curves = [], {}
-    for (size, fusion, seed), run in planned.items():
-        result, rows = load_run(run)
-        results.append(result)
-        curves |= {(size, fusion, seed): rows} if rows else {}
-    out = HERE / "report" / "decisive"
-    out.mkdir(parents=True, exist_ok=True)
+    # `fdseg experiment` wrote part 3's report into its own folder when its last run
+    # finished (one experiment, unlike the ablation's 14): read it, do not redo it
+    exp = HERE / "decisive"
+    summary_json = json.loads((exp / "summary.json").read_text())
+    rows = summary_json["rows"]
+    cells = {(r["train_size"], r["method"]) for r in rows if r["train_size"] != "all"}
+    grid = {(size, fusion) for size in choose_fusion.SIZES for fusion in choose_fusion.FUSIONS}
+    if cells != grid or summary_json["n_seeds"] != len(choose_fusion.SEEDS):
+        raise SystemExit(
+            f"{exp / 'summary.json'}: expected sizes {choose_fusion.SIZES} x methods "
+            f"{choose_fusion.FUSIONS} x {len(choose_fusion.SEEDS)} seeds; rerun part 3's "
+            "`fdseg experiment` command in run.sh (it skips finished runs) to rewrite it"
+        )
+    results = [load_run(run)[0] for run in planned.values()]
     methods = list(choose_fusion.FUSIONS)
-    report = write_report(results, out, methods=methods, curves=curves, baseline="none")
-    summary = compact_table(report["table"], results, methods)
-    atomic_write_text(out / "summary.md", summary)
+    summary = compact_table(rows, results, methods)
     return [
         *head,
         f"All {len(planned)} runs finished. Summary (Dice in points; Δ: paired difference to "
@@ -205,8 +214,8 @@ def _decisive() -> list[str]:
         "",
         summary.rstrip(),
         "",
-        "![Dice against training size](report/decisive/dice_vs_size.png)",
-        "![Training curves](report/decisive/training_curves.png)",
+        "![Dice against training size](decisive/dice_vs_size.png)",
+        "![Training curves](decisive/training_curves.png)",
         "",
         "When each run chose its checkpoint and stopped (validation every 10 steps):",
         "",
@@ -214,7 +223,7 @@ def _decisive() -> list[str]:
         "",
         f"Every class and method ({len(results)} runs):",
         "",
-        report["markdown"].rstrip(),
+        (exp / "table.md").read_text().rstrip(),
         "",
     ]
 
