@@ -13,7 +13,7 @@ from fdseg_cli.options import (
     training_options,
 )
 from fdseg_cli.train import echo_recipe, given_fields
-from fdseg_core.choices import FUSIONS, LAYOUTS
+from fdseg_core.choices import CASE_DRAWS, FUSIONS, LAYOUTS
 
 __all__ = ["experiment"]
 
@@ -32,6 +32,15 @@ __all__ = ["experiment"]
     help="Comma-separated methods; 'none' is the baseline.",
 )
 @count_option("--seeds", default=3, help="Seeds per (size, method).")
+@click.option(
+    "--case-draw",
+    type=click.Choice(CASE_DRAWS),
+    default="independent",
+    show_default=True,
+    help="How each run's training cases are drawn from the fold: a draw per seed and size "
+    "(independent), or the first N of one permutation per seed (nested: a seed's smaller "
+    "sets are part of its larger ones, so its sizes are not independent).",
+)
 @click.option(
     "--layouts",
     default=None,
@@ -114,6 +123,7 @@ def experiment(
     train_sizes,
     fusions,
     seeds,
+    case_draw,
     layouts,
     checkpoint,
     bootstrap,
@@ -170,6 +180,7 @@ def experiment(
         train_sizes=sizes,
         fusions=methods,
         seeds=seeds,
+        case_draw=case_draw,
         n_resamples=bootstrap,
         layouts=layout_list,
         checkpoint=checkpoint,

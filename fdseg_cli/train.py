@@ -67,6 +67,7 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
 @out_option("Output folder [default: runs/<dataset>-<backbone>-<fusion>].", required=False)
 @config_option("fusion")
 @config_option("train_cases")
+@config_option("case_draw")
 @click.option(
     "--resume",
     is_flag=True,

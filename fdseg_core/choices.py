@@ -13,6 +13,7 @@ __all__ = [
     "BANDS",
     "BENCH_OPS",
     "BEST_SELECTIONS",
+    "CASE_DRAWS",
     "DEFAULT_OVERLAP",
     "DEFAULT_WINDOW_BATCH",
     "DEFAULT_BAND_DIMS",
@@ -68,6 +69,10 @@ DEFAULT_BAND_DIMS: tuple[int, ...] = (2, 3)
 #: How ``best.pt`` is chosen: by the mean Dice of one validation, or by its exponential
 #: moving average over validations (nnU-Net's rule).
 BEST_SELECTIONS: tuple[str, ...] = ("dice", "ema")
+#: How a run's training cases are drawn from its fold: ``nested`` (one seeded
+#: permutation per seed, so a smaller training set is part of every larger one) or
+#: ``independent`` (a separate draw for each seed and training size).
+CASE_DRAWS: tuple[str, ...] = ("nested", "independent")
 #: The overlap of neighbouring sliding windows when none is given.
 DEFAULT_OVERLAP = 0.5
 #: Sliding windows per forward pass when none is given (``fdseg predict --batch-size``;

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fdseg_core.atomic import atomic_write_text
+from fdseg_core.choices import CASE_DRAWS
 from fdseg_core.errors import OptionError
 
 __all__ = [
@@ -174,20 +175,35 @@ def load_splits(path: str | Path) -> list[dict]:
     return splits
 
 
-def select_subset(train_ids: Sequence[str], n: int | None, *, seed: int = 0) -> list[str]:
-    """The first ``n`` cases of a seeded shuffle of ``train_ids`` (all when ``n`` is None).
+def select_subset(
+    train_ids: Sequence[str], n: int | None, *, seed: int = 0, draw: str = "nested"
+) -> list[str]:
+    """``n`` cases of ``train_ids`` drawn by a seeded shuffle (all when ``n`` is None).
+
+    Args:
+        train_ids: The fold's training cases.
+        n: How many to draw (``None``: all).
+        seed: The run's seed.
+        draw: ``"nested"``: the first ``n`` of one permutation per seed, so that with
+            one seed the cases of a smaller ``n`` are among those of every larger one;
+            ``"independent"``: a permutation seeded by ``(seed, n)``, so that the draws
+            of two sizes share cases only by chance.
 
     Raises:
-        ValueError: ``n`` exceeds the available cases.
+        OptionError: ``n`` exceeds the available cases.
+        ValueError: Unknown ``draw``.
     """
     ids = sorted(train_ids)
+    if draw not in CASE_DRAWS:
+        raise ValueError(f"draw must be one of {list(CASE_DRAWS)}, got {draw!r}")
     if n is None:
         return ids
     if n > len(ids):
         raise OptionError(
             f"{{train_cases}} {n} exceeds the {len(ids)} training cases of this fold", "train_cases"
         )
-    order = np.random.default_rng(seed + 1000).permutation(len(ids))
+    rng = np.random.default_rng(seed + 1000 if draw == "nested" else [seed, n])
+    order = rng.permutation(len(ids))
     return sorted(ids[i] for i in order[:n])
 
 

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH, FUSIONS, LAYOUTS
+from fdseg_core.choices import CASE_DRAWS, DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH, FUSIONS, LAYOUTS
 from fdseg_core.data import (
     ALL_FOLD,
     Preprocessor,
@@ -87,7 +87,7 @@ class ExperimentConfig:
         seeds: Number of seeds per (size, method): ``first_seed .. first_seed + seeds - 1``.
         first_seed: The first seed.
         training: The :class:`TrainConfig` every run starts from; each run replaces its
-            ``out``, ``fusion``, ``train_cases``, ``seed`` (and ``layout`` with
+            ``out``, ``fusion``, ``train_cases``, ``seed``, ``case_draw`` (and ``layout`` with
             ``layouts``). A dict of ``TrainConfig`` fields is turned into one (its
             ``dataset`` and ``out`` are the experiment's; the fields the experiment sets
             per run are refused).
@@ -97,6 +97,11 @@ class ExperimentConfig:
         plan: The plan the template's sizes came from, recorded in ``experiment.json``
             (``None``: none; :func:`fdseg_core.jobs.experiment_job` plans as ``fdseg
             train`` does).
+        case_draw: How each run's training cases are drawn from the fold's pool
+            (:func:`fdseg_core.data.select_subset`): ``"independent"``, a draw per seed
+            and size, so that the sizes of one seed are not nested and share cases only
+            by chance; or ``"nested"``, one permutation per seed whose first N cases
+            each size takes.
     """
 
     dataset: str
@@ -110,6 +115,7 @@ class ExperimentConfig:
     layouts: tuple[str, ...] = ()
     checkpoint: str = "best"
     plan: dict[str, Any] | None = None
+    case_draw: str = "independent"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
@@ -122,6 +128,8 @@ class ExperimentConfig:
             )
         if not isinstance(self.training, TrainConfig):
             object.__setattr__(self, "training", self._template(dict(self.training or {})))
+        if self.case_draw not in CASE_DRAWS:
+            raise ValueError(f"case_draw must be one of {list(CASE_DRAWS)}, got {self.case_draw!r}")
         if self.checkpoint not in ("last", "best"):
             raise ValueError(f"checkpoint must be 'last' or 'best', got {self.checkpoint!r}")
         if not self.train_sizes or any(
@@ -139,7 +147,7 @@ class ExperimentConfig:
             raise ValueError(f"seeds must be a positive integer, got {self.seeds!r}")
 
     def _template(self, fields: dict[str, Any]) -> TrainConfig:
-        reserved = {"dataset", "out", "fusion", "train_cases", "seed"} & set(fields)
+        reserved = {"dataset", "out", "fusion", "train_cases", "seed", "case_draw"} & set(fields)
         if reserved:
             raise ValueError(f"training options {sorted(reserved)} are set by the experiment")
         if self.layouts and "layout" in fields:
@@ -175,6 +183,7 @@ class ExperimentConfig:
             layout=layout if layout is not None else template.layout,
             train_cases=size,
             seed=seed,
+            case_draw=self.case_draw,
         )
 
 
@@ -481,6 +490,7 @@ def _write_meta(config: ExperimentConfig, out: Path, held_out: list, source: str
                 "layouts": list(config.layouts),
                 "methods": [label for label, _, _ in config.methods],
                 "seeds": list(range(config.first_seed, config.first_seed + config.seeds)),
+                "case_draw": config.case_draw,
                 "runs": [r.name for r in grid(config)],
                 "checkpoint": config.checkpoint,
                 "training": _template_options(template),
@@ -519,7 +529,7 @@ def _template_options(template: TrainConfig) -> dict[str, Any]:
     """The template's fields that differ from ``TrainConfig``'s defaults (what the
     experiment was asked to train with), without the per-run and runtime fields."""
     default = TrainConfig(dataset=template.dataset, out=template.out).run_dict()
-    per_run = {"dataset", "out", "fusion", "train_cases", "seed"}
+    per_run = {"dataset", "out", "fusion", "train_cases", "seed", "case_draw"}
     return {
         k: v for k, v in template.run_dict().items() if k not in per_run and default.get(k) != v
     }

@@ -16,12 +16,13 @@ from matplotlib.figure import Figure
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 from fdseg_core.experiment.results import class_keys, per_pair_scores
 from fdseg_core.experiment.stats import (
+    BOOTSTRAP_FROM_SEEDS,
     N_RESAMPLES,
     few_seeds_note,
-    hierarchical_paired_bootstrap_ci,
     mean_std,
     paired_bootstrap_ci,
-    per_unit_means,
+    seed_level,
+    seeds_needed,
     verdict,
 )
 from fdseg_core.train.logs import integer_epochs
@@ -29,10 +30,14 @@ from fdseg_core.train.logs import integer_epochs
 __all__ = [
     "ALL_SIZES",
     "BASELINE",
+    "DEFAULT_MARGIN",
     "compact_table",
     "dice_vs_size_figure",
     "format_delta",
+    "format_detectable",
+    "format_interval",
     "format_per_seed",
+    "seeds_table",
     "summarise",
     "write_report",
 ]
@@ -43,6 +48,9 @@ ALL_SIZES = "all"
 #: The method every other one is compared with, unless a caller names another: no band
 #: split.
 BASELINE = "none"
+#: The equivalence margin of the verdicts (Dice): an interval that lies within ±1 point
+#: says that no effect beyond it exists; a wider one that includes 0 is "not detected".
+DEFAULT_MARGIN = 0.01
 
 
 def summarise(
@@ -51,26 +59,36 @@ def summarise(
     methods,
     n_resamples: int = N_RESAMPLES,
     baseline: str = BASELINE,
+    margin: float = DEFAULT_MARGIN,
 ) -> list[dict[str, Any]]:
     """One row per (training size, class, method), and per (class, method) pooled over
     the sizes: Dice mean and std, and the paired difference to the baseline (method
     ``baseline``, ``"none"`` unless told: the network without band split) at seed level.
 
     Scores are paired by (seed, test case). A ``"mean"`` class averages the foreground
-    classes of each case. A method's row carries:
+    classes of each case. A method's row carries (:func:`~fdseg_core.experiment.stats.
+    seed_level`):
 
     * ``diff``: the mean over seeds of each seed's mean paired difference;
-    * ``ci_low``/``ci_high``: the headline, seed-level interval
-      (:func:`~fdseg_core.experiment.stats.hierarchical_paired_bootstrap_ci`: seeds
-      resampled, then test cases within each seed);
+    * ``ci_low``/``ci_high``: the headline seed-level 95 % interval, named by
+      ``ci_method``: the t interval on the seed means below
+      :data:`~fdseg_core.experiment.stats.BOOTSTRAP_FROM_SEEDS` seeds (``"t"``), the
+      two-level bootstrap from there on (``"bootstrap"``);
+    * ``t_low``/``t_high`` and ``boot_low``/``boot_high``: both seed-level intervals;
+    * ``pi_low``/``pi_high``: the 95 % prediction interval of one more seed's
+      difference: what a user who trains once may get;
+    * ``sd_seeds``: the standard deviation of the seed means; ``detectable``: the
+      smallest true mean difference these seeds detect with 80 % power;
     * ``pooled_ci_low``/``pooled_ci_high``: the interval over (seed, case) pairs as if
       they were independent (narrower; it says how precisely these seeds were
       measured, not what another seed would give);
     * ``per_seed``: each seed's mean difference, in seed order; ``n_seeds``;
-    * ``verdict``: :func:`~fdseg_core.experiment.stats.verdict` of those numbers.
+    * ``verdict``: :func:`~fdseg_core.experiment.stats.verdict` of the headline
+      interval, with the equivalence ``margin``.
 
-    In the rows pooled over sizes (``train_size`` :data:`ALL_SIZES`), the top-level unit
-    of the interval is the (size, seed) pair, and ``per_seed`` lists those pairs.
+    In the rows pooled over sizes (``train_size`` :data:`ALL_SIZES`), each seed's
+    difference is its mean over the sizes (the unit stays the seed: the sizes of one
+    seed share its initialisation, and with nested draws their training cases).
     """
     keys = [k for k in class_keys(results) if k != "dice_mean"]
     # a per-case mean over classes, on copies: the caller's results stay as they were, so
@@ -100,7 +118,7 @@ def summarise(
                     **_EMPTY_DELTA,
                 }
                 if base and method != baseline:
-                    row.update(_delta(scores, base, n_resamples, pooled_sizes=len(group) > 1))
+                    row.update(_delta(scores, base, n_resamples, margin))
                 table.append(row)
     return table
 
@@ -112,14 +130,26 @@ def _with_mean(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
 
 
 _EMPTY_DELTA: dict[str, Any] = {
-    "diff": None,
-    "ci_low": None,
-    "ci_high": None,
-    "pooled_ci_low": None,
-    "pooled_ci_high": None,
-    "n_seeds": None,
-    "per_seed": None,
-    "verdict": None,
+    key: None
+    for key in (
+        "diff",
+        "ci_low",
+        "ci_high",
+        "ci_method",
+        "t_low",
+        "t_high",
+        "boot_low",
+        "boot_high",
+        "pi_low",
+        "pi_high",
+        "sd_seeds",
+        "detectable",
+        "pooled_ci_low",
+        "pooled_ci_high",
+        "n_seeds",
+        "per_seed",
+        "verdict",
+    )
 }
 
 
@@ -132,30 +162,54 @@ def _scores(results, sizes, method, key) -> dict[tuple, float]:
     }
 
 
-def _delta(scores, base, n_resamples: int, *, pooled_sizes: bool) -> dict[str, Any]:
+def _delta(scores, base, n_resamples: int, margin: float) -> dict[str, Any]:
     pairs = sorted(set(scores) & set(base))
-    by_unit: dict[tuple, list[float]] = {}
+    by_seed_size: dict[tuple, list[float]] = {}
     for size, seed, case in pairs:
-        by_unit.setdefault((size, seed), []).append(
+        by_seed_size.setdefault((seed, size), []).append(
             scores[(size, seed, case)] - base[(size, seed, case)]
         )
-    diff, low, high = hierarchical_paired_bootstrap_ci(by_unit, n_resamples=n_resamples)
+    # one unit per seed: with several sizes, a seed's cases of every size (each size's
+    # mean weighs the same, as the per-seed mean over sizes is what the unit stands for)
+    by_seed: dict[Any, list[float]] = {}
+    for (seed, _), diffs in sorted(by_seed_size.items()):
+        by_seed.setdefault(seed, []).append(diffs)
+    units = {seed: _size_balanced(groups) for seed, groups in by_seed.items()}
+    stats = seed_level(units, n_resamples=n_resamples)
     _, pooled_low, pooled_high = paired_bootstrap_ci(
         [scores[p] for p in pairs], [base[p] for p in pairs], n_resamples=n_resamples
     )
-    per_unit = per_unit_means(by_unit)
     return {
-        "diff": diff,
-        "ci_low": low,
-        "ci_high": high,
+        "diff": stats.diff,
+        "ci_low": stats.low,
+        "ci_high": stats.high,
+        "ci_method": stats.method,
+        "t_low": stats.t_low,
+        "t_high": stats.t_high,
+        "boot_low": stats.boot_low,
+        "boot_high": stats.boot_high,
+        "pi_low": stats.pi_low,
+        "pi_high": stats.pi_high,
+        "sd_seeds": stats.sd,
+        "detectable": stats.detectable,
         "pooled_ci_low": pooled_low,
         "pooled_ci_high": pooled_high,
-        "n_seeds": len(per_unit),
-        "per_seed": list(per_unit.values()),
-        "verdict": verdict(
-            list(per_unit.values()), low, high, unit="(size, seed) pair" if pooled_sizes else "seed"
-        ),
+        "n_seeds": stats.n_seeds,
+        "per_seed": list(stats.per_seed),
+        "verdict": verdict(list(stats.per_seed), stats.low, stats.high, margin=margin),
     }
+
+
+def _size_balanced(groups: list[list[float]]) -> list[float]:
+    """One seed's case differences over several sizes, each size weighted equally: a
+    size's cases are repeated so that every size contributes the same count (the least
+    common multiple), so that the unit's mean is the mean of the sizes' means."""
+    groups = [[v for v in g if not math.isnan(v)] for g in groups]
+    groups = [g for g in groups if g]
+    if len(groups) <= 1:
+        return groups[0] if groups else []
+    lcm = math.lcm(*(len(g) for g in groups))
+    return [v for g in groups for v in g * (lcm // len(g))]
 
 
 def _points(value: float | None, sign: bool = True) -> str:
@@ -164,14 +218,27 @@ def _points(value: float | None, sign: bool = True) -> str:
     return f"{100 * value:+.1f}" if sign else f"{100 * value:.1f}"
 
 
-def format_delta(row: dict[str, Any], *, pooled: bool = False) -> str:
-    """A ``summarise`` row's paired difference and its seed-level interval in Dice
-    points, ``"+2.8 [+1.5, +4.3]"`` (``pooled``: the (seed, case) interval), or ``"—"``
-    for the baseline."""
+def format_delta(row: dict[str, Any], *, interval: str = "ci") -> str:
+    """A ``summarise`` row's paired difference and an interval of it in Dice points,
+    ``"+2.8 [+1.5, +4.3]"``, or ``"—"`` for the baseline.
+
+    Args:
+        row: A row of :func:`summarise`.
+        interval: ``"ci"`` (the headline seed-level interval), ``"t"``, ``"boot"``
+            (the two-level bootstrap), ``"pooled_ci"`` (over (seed, case) pairs) or
+            ``"pi"`` (the prediction interval of one more seed).
+    """
     if row["diff"] is None:
         return "—"
-    low, high = ("pooled_ci_low", "pooled_ci_high") if pooled else ("ci_low", "ci_high")
-    return f"{_points(row['diff'])} [{_points(row.get(low))}, {_points(row.get(high))}]"
+    low, high = row.get(f"{interval}_low"), row.get(f"{interval}_high")
+    return f"{_points(row['diff'])} [{_points(low)}, {_points(high)}]"
+
+
+def format_interval(row: dict[str, Any], interval: str) -> str:
+    """An interval of a row alone, ``"[-8.1, +6.7]"`` (``"—"`` for the baseline)."""
+    if row["diff"] is None:
+        return "—"
+    return f"[{_points(row.get(f'{interval}_low'))}, {_points(row.get(f'{interval}_high'))}]"
 
 
 def format_per_seed(row: dict[str, Any]) -> str:
@@ -181,13 +248,23 @@ def format_per_seed(row: dict[str, Any]) -> str:
     return ", ".join(_points(v) for v in row["per_seed"])
 
 
+def format_detectable(row: dict[str, Any]) -> str:
+    """The smallest true gain the row's seeds detect with 80 % power, ``"±2.3"``."""
+    value = row.get("detectable")
+    if row["diff"] is None or value is None or math.isnan(value):
+        return "—"
+    return f"±{100 * value:.1f}"
+
+
 def compact_table(table: list[dict], results: list[dict], methods) -> str:
     """The compact Markdown table of an experiment: one row per (training size, method),
     and per method pooled over the sizes.
 
     Each row gives the runs behind it, the mean Dice with its paired difference to the
-    baseline (the seed-level interval, the verdict, each seed's difference and the
-    pooled (seed, case) interval), and each class's Dice with its difference and verdict.
+    baseline (the headline seed-level interval, the verdict, the smallest effect the
+    seeds detect with 80 % power, the prediction interval of one more seed, each seed's
+    difference and the pooled (seed, case) interval), and each class's Dice with its
+    difference and verdict.
 
     Args:
         table: The rows of :func:`summarise`.
@@ -203,10 +280,11 @@ def compact_table(table: list[dict], results: list[dict], methods) -> str:
     names = [c.replace("_", " ") for c in classes]
     lines = [
         "| train cases | method | runs | mean Dice | Δ mean [seed-level 95% CI] | verdict | "
-        "Δ mean per seed | Δ mean [pooled 95% CI] | "
+        "detectable (80% power) | next seed [95% PI] | Δ mean per seed | "
+        "Δ mean [pooled 95% CI] | "
         + " | ".join(f"{n}: Dice, Δ [seed-level CI], verdict" for n in names)
         + " |",
-        "|---:|---|---:|---:|---|---|---|---|" + "---|" * len(classes),
+        "|---:|---|---:|---:|---|---|---|---|---|---|" + "---|" * len(classes),
     ]
     sizes = list(dict.fromkeys(r["train_size"] for r in table))
     for size in sizes:
@@ -231,34 +309,77 @@ def compact_table(table: list[dict], results: list[dict], methods) -> str:
                     )
             lines.append(
                 f"| {size} | {method} | {runs} | {100 * mean['dice_mean']:.1f} | "
-                f"{format_delta(mean)} | {mean['verdict'] or '—'} | {format_per_seed(mean)} | "
-                f"{format_delta(mean, pooled=True)} | " + " | ".join(cells) + " |"
+                f"{format_delta(mean)} | {mean['verdict'] or '—'} | {format_detectable(mean)} | "
+                f"{format_interval(mean, 'pi')} | {format_per_seed(mean)} | "
+                f"{format_delta(mean, interval='pooled_ci')} | " + " | ".join(cells) + " |"
             )
     return "\n".join(lines) + "\n"
+
+
+def seeds_table(table: list[dict], effect: float, *, power: float = 0.8) -> list[dict[str, Any]]:
+    """How many seeds each (training size, method) needs to detect a true mean gain of
+    ``effect`` (Dice) with ``power``, from the spread of its seeds so far (a pilot).
+
+    Args:
+        table: The rows of :func:`summarise`.
+        effect: The target effect, in Dice (0.02 for 2 points).
+        power: The power.
+
+    Returns:
+        One dict per (size, method) row of the ``"mean"`` class with a paired difference:
+        ``train_size``, ``method``, ``n_seeds``, ``sd_seeds``, ``seeds_needed`` (``None``
+        when no reasonable number suffices or the spread is unknown).
+    """
+    out = []
+    for row in table:
+        if row["class"] != "mean" or row["diff"] is None or row["train_size"] == ALL_SIZES:
+            continue
+        sd = row.get("sd_seeds")
+        needed = None
+        if sd is not None and not math.isnan(sd):
+            needed = seeds_needed(sd, effect, power=power)
+        out.append(
+            {
+                "train_size": row["train_size"],
+                "method": row["method"],
+                "n_seeds": row["n_seeds"],
+                "sd_seeds": sd,
+                "seeds_needed": needed,
+            }
+        )
+    return out
 
 
 def _markdown(table: list[dict], n_seeds: int | None = None, baseline: str = BASELINE) -> str:
     lines = [
         "| train size | class | method | Dice (mean ± std) | Δ vs baseline [seed-level 95% CI] "
-        "| verdict | Δ per seed | Δ [pooled (seed, case) 95% CI] | n |",
-        "|---:|---|---|---|---|---|---|---|---:|",
+        "| verdict | detectable (80% power) | next seed [95% PI] | Δ per seed "
+        "| Δ [t on seed means] | Δ [two-level bootstrap] | Δ [pooled (seed, case) 95% CI] | n |",
+        "|---:|---|---|---|---|---|---|---|---|---|---|---|---:|",
     ]
     for r in table:
         lines.append(
             f"| {r['train_size']} | {r['class']} | {r['method']} | "
             f"{100 * r['dice_mean']:.1f} ± {100 * r['dice_std']:.1f} | {format_delta(r)} | "
-            f"{r['verdict'] or '—'} | {format_per_seed(r)} | {format_delta(r, pooled=True)} | "
-            f"{r['n']} |"
+            f"{r['verdict'] or '—'} | {format_detectable(r)} | {format_interval(r, 'pi')} | "
+            f"{format_per_seed(r)} | {format_interval(r, 't')} | {format_interval(r, 'boot')} | "
+            f"{format_interval(r, 'pooled_ci')} | {r['n']} |"
         )
     lines.append("")
     lines.append(
         "Dice in points (×100); n: (seed, test case) pairs. Δ: the mean over seeds of each "
-        f"seed's mean paired difference to the baseline (method {baseline}). Seed-level CI: a "
-        "percentile bootstrap that resamples seeds, then test cases within each seed: what "
-        "a new seed (a new draw of training cases and initialisation) may give. Pooled CI: "
-        "(seed, case) pairs resampled as if independent; narrower, it says how precisely "
-        f"these seeds were measured. Rows of train size {ALL_SIZES!r} pool the sizes: their "
-        "unit is the (size, seed) pair."
+        f"seed's mean paired difference to the baseline (method {baseline}). Seed-level CI, "
+        "the headline: what the mean gain over new seeds (new draws of training cases and "
+        f"initialisations) may be; with fewer than {BOOTSTRAP_FROM_SEEDS} seeds it is the t "
+        "interval on the seed means (a percentile bootstrap over few seeds is too narrow), "
+        "from there on the two-level bootstrap that resamples seeds, then test cases within "
+        "each seed; both are given. Detectable: the smallest true mean gain these seeds "
+        "detect with 80 % power (two-sided 5 % t test, from the spread of the seed means): "
+        "a smaller one may exist undetected. Next seed: the 95 % prediction interval of "
+        "one more run's gain, what a user who trains once may get. Pooled CI: (seed, case) "
+        "pairs resampled as if independent; narrower, it says how precisely these seeds "
+        f"were measured. Rows of train size {ALL_SIZES!r} pool the sizes: each seed's Δ "
+        "is its mean over the sizes."
     )
     note = few_seeds_note(n_seeds) if n_seeds is not None else None
     if note:
@@ -439,6 +560,7 @@ def write_report(
     n_resamples: int = N_RESAMPLES,
     curves: dict[tuple, list[dict]] | None = None,
     baseline: str = BASELINE,
+    margin: float = DEFAULT_MARGIN,
 ) -> dict[str, Any]:
     """Write ``table.csv``, ``table.md``, ``summary.json`` and ``dice_vs_size.png`` into
     ``out``, and ``training_curves.png`` when ``curves`` are given.
@@ -452,9 +574,12 @@ def write_report(
             ``metrics.jsonl`` (training loss and validation Dice per epoch).
         baseline: The method the others are compared with (``"none"``: no band split;
             an ablation of recipes names its reference recipe).
+        margin: The equivalence margin of the verdicts (Dice).
     """
     out = Path(out)
-    table = summarise(results, methods=methods, n_resamples=n_resamples, baseline=baseline)
+    table = summarise(
+        results, methods=methods, n_resamples=n_resamples, baseline=baseline, margin=margin
+    )
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else ["train_size"])
     writer.writeheader()

@@ -12,7 +12,7 @@ from fdseg_core.jobs.engine import TrainingJob, training_job
 __all__ = ["PER_RUN_FIELDS", "experiment_job", "run_experiment_job"]
 
 #: The fields an experiment sets per run; a recipe's value of them gives way.
-PER_RUN_FIELDS = ("fusion", "train_cases", "seed")
+PER_RUN_FIELDS = ("fusion", "train_cases", "seed", "case_draw")
 
 
 def experiment_job(
@@ -56,6 +56,8 @@ def experiment_job(
     first_seed = given.pop("seed", 0)
     for key in ("fusion", "train_cases"):
         given.pop(key, None)
+    if "case_draw" in given:
+        experiment.setdefault("case_draw", given.pop("case_draw"))
     job = training_job(
         dataset, out, given=given, planning=planning, memory_gb=memory_gb, progress=progress
     )

@@ -20,6 +20,7 @@ from fdseg_core.choices import (
     BACKENDS,
     BANDS,
     BEST_SELECTIONS,
+    CASE_DRAWS,
     COMPILE_MODES,
     DEFAULT_BETA,
     DEFAULT_KERNEL,
@@ -155,7 +156,10 @@ class TrainConfig:
             training cases when fewer; a single case trains and validates on itself,
             nnU-Net's ``"all"`` fold). See :func:`fdseg_core.data.plan_folds`.
         fold: Fold used for validation, or ``"all"`` (train and validate on every case).
-        train_cases: Train on the first N cases of the fold's training list (``None``: all).
+        train_cases: Train on N cases drawn from the fold's training list (``None``: all).
+        case_draw: How those N cases are drawn: ``"nested"`` (one seeded permutation per
+            seed; a smaller N's cases are among a larger N's) or ``"independent"`` (a
+            draw per seed and N). See :func:`fdseg_core.data.select_subset`.
         seed: Seed of everything random.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (runtime).
         num_workers: Data-loading worker processes (runtime).
@@ -276,6 +280,13 @@ class TrainConfig:
         low=1,
         integer=True,
         none_ok=True,
+    )
+    case_draw: str = _opt(
+        "nested",
+        "How --train-cases are drawn: one seeded permutation per seed, whose first N are "
+        "taken (nested: a smaller set is part of every larger one), or a draw per seed and "
+        "size (independent).",
+        choices=CASE_DRAWS,
     )
     seed: int = _opt(0, "Seed of everything random.", integer=True)
     device: str = _opt("auto", "Device.", choices=DEVICES, runtime=True)

@@ -130,7 +130,9 @@ def split_cases(
     pool, val_ids, new_splits = fdata.fold_cases(
         case_ids, plan, split_file=Path(out) / "splits_final.json"
     )
-    train_ids = fdata.select_subset(pool, config.train_cases, seed=config.seed)
+    train_ids = fdata.select_subset(
+        pool, config.train_cases, seed=config.seed, draw=config.case_draw
+    )
     return train_ids, val_ids, plan, new_splits
 
 

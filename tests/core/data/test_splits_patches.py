@@ -51,6 +51,26 @@ def test_subsets_are_nested_and_deterministic():
         select_subset(ids, 11)
 
 
+def test_independent_draws_of_two_sizes_are_not_nested_and_share_cases_only_by_chance():
+    ids = [f"c{i:03d}" for i in range(150)]
+    nested = [select_subset(ids, n, seed=s) for s in range(20) for n in (5, 50)]
+    assert all(set(nested[i]) <= set(nested[i + 1]) for i in range(0, 40, 2))
+    draws = {
+        (s, n): select_subset(ids, n, seed=s, draw="independent")
+        for s in range(200)
+        for n in (5, 50)
+    }
+    assert draws[(3, 5)] == select_subset(ids, 5, seed=3, draw="independent")
+    # a case of the 5-case draw is among the 50 with probability 50/150: 5/3 on average
+    shared = [len(set(draws[(s, 5)]) & set(draws[(s, 50)])) for s in range(200)]
+    assert sum(len(set(draws[(s, 5)]) - set(draws[(s, 50)])) > 0 for s in range(200)) > 150
+    assert np.mean(shared) == pytest.approx(5 * 50 / 150, abs=0.25)
+    # and the draws of two seeds at one size differ
+    assert draws[(0, 5)] != draws[(1, 5)]
+    with pytest.raises(ValueError, match="draw must be one of"):
+        select_subset(ids, 5, draw="random")
+
+
 def test_flip_twice_is_identity_and_rot90_moves_image_and_label_together():
     image = torch.arange(2 * 4 * 4 * 3, dtype=torch.float32).reshape(2, 4, 4, 3)
     label = (image[0] % 3).long()

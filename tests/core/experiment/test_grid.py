@@ -147,3 +147,16 @@ def test_the_submitit_local_executor_runs_the_array(ds, whole, tmp_path):
     assert len(done["submitted"]) == 4 and len(done["job_ids"]) == 4
     assert sorted(_results(tmp_path / "slurm")) == sorted(_results(whole))
     assert done["report"]["missing"] == []
+
+
+def test_an_experiment_draws_each_size_independently_unless_told_to_nest(tmp_path):
+    config = ExperimentConfig(dataset="ds", out=str(tmp_path), train_sizes=(2, 4), seeds=1)
+    assert config.run_config(2, "none", 0).case_draw == "independent"
+    nested = ExperimentConfig(
+        dataset="ds", out=str(tmp_path), train_sizes=(2, 4), seeds=1, case_draw="nested"
+    )
+    assert nested.run_config(4, "early", 0).case_draw == "nested"
+    with pytest.raises(ValueError, match="case_draw must be one of"):
+        ExperimentConfig(dataset="ds", out=str(tmp_path), case_draw="sometimes")
+    with pytest.raises(ValueError, match="set by the experiment"):
+        ExperimentConfig(dataset="ds", out=str(tmp_path), training={"case_draw": "nested"})

@@ -71,12 +71,24 @@ def test_summary_rows_carry_seed_level_and_pooled_intervals_per_seed_deltas_and_
     # pairs, the seed-level one the spread of 3 seeds
     assert small["ci_low"] < 0 < small["ci_high"]
     assert small["pooled_ci_low"] > small["ci_low"] and small["pooled_ci_high"] < small["ci_high"]
-    assert small["verdict"] == "not established: interval includes 0 (2 of 3 seeds gain)"
+    # 3 seeds: the headline is the t interval on the seed means, 0.03 ± t(2) 0.05 / sqrt(3)
+    half = 4.302653 * 0.05 / 3**0.5
+    assert small["ci_method"] == "t"
+    assert (small["ci_low"], small["ci_high"]) == pytest.approx((0.03 - half, 0.03 + half))
+    assert small["verdict"] == (
+        "not detected: gains up to +15.4 and losses down to -9.4 points remain possible "
+        "(2 of 3 seeds gain)"
+    )
+    # one more seed: 0.03 ± t(2) 0.05 sqrt(1 + 1/3)
+    pi = 4.302653 * 0.05 * (4 / 3) ** 0.5
+    assert (small["pi_low"], small["pi_high"]) == pytest.approx((0.03 - pi, 0.03 + pi))
+    assert small["sd_seeds"] == pytest.approx(0.05)
     large = rows[(8, "red", "late")]
     assert large["verdict"] == "gain in every seed, interval above 0"
+    # pooled over sizes, the unit stays the seed: each seed's mean over the two sizes
     pooled = rows[(ALL_SIZES, "red", "late")]
-    assert pooled["n_seeds"] == 6 and pooled["diff"] == pytest.approx(0.03)
-    assert "(size, seed) pair" in pooled["verdict"]
+    assert pooled["n_seeds"] == 3 and pooled["diff"] == pytest.approx(0.03)
+    assert pooled["per_seed"] == pytest.approx([0.0, 0.03, 0.06])
     assert rows[(2, "red", "none")]["verdict"] is None
 
 
@@ -164,4 +176,6 @@ def test_the_compact_table_has_a_row_per_size_and_method_with_its_runs_and_delta
     assert late2[3] == "74.5"  # 0.7 + 0.015 (the cases) + 0.03 (the seeds), in points
     assert late2[4].startswith("+3.0 [")
     assert "gain in every seed" in late2[5]
-    assert late2[6] == "+2.0, +3.0, +4.0"
+    assert late2[6] == "±3.3"  # 3 seeds of sd 1 point detect 3.26 points with 80 % power
+    assert late2[7] == "[-2.0, +8.0]"  # one more seed: 3.0 ± t(2) sqrt(4/3) points
+    assert late2[8] == "+2.0, +3.0, +4.0"
