@@ -53,8 +53,11 @@ def _split_models(args: tuple[str, ...]) -> tuple[list[Path], list[str]]:
     "--tta/--no-tta",
     default=False,
     show_default=True,
-    help="Flip test-time augmentation: every combination of axis flips, 8 in 3D, so about "
-    "8 times the time of a prediction without it (a line per case says so).",
+    help="Flip test-time augmentation along the axes the model saw flipped in training: "
+    "every combination of their flips, 8 for a model trained with augmentation, so about "
+    "8 times the time of a prediction without it (a line per case says so). A model "
+    "trained without augmentation never saw a flipped image: it is not flipped, and one "
+    "line says so.",
 )
 @click.option(
     "--checkpoint",

@@ -28,6 +28,7 @@ _META_KEYS = (
     "patch_size",
     "bands",
     "activation",
+    "flip_axes",
 )
 #: Keys of the training configuration copied as they are.
 _CONFIG_KEYS = ("backbone", "fusion", "beta", "layout", "dims", "fusion_at", "loss")

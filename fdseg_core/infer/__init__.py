@@ -15,6 +15,7 @@ from fdseg_core.infer.predict import (
     gather_inputs,
     predict_cases,
     predict_ensemble,
+    tta_axes,
 )
 from fdseg_core.infer.sliding_window import (
     gaussian_importance,
@@ -35,5 +36,6 @@ __all__ = [
     "predict_cases",
     "render_overlay",
     "sliding_window_inference",
+    "tta_axes",
     "window_starts",
 ]

@@ -24,7 +24,14 @@ from fdseg_core.runlock import RunLock
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AGREE", "check_ensemble", "gather_inputs", "predict_cases", "predict_ensemble"]
+__all__ = [
+    "AGREE",
+    "check_ensemble",
+    "gather_inputs",
+    "predict_cases",
+    "predict_ensemble",
+    "tta_axes",
+]
 
 
 def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
@@ -106,6 +113,40 @@ def _agreeing(meta: Mapping[str, Any], key: str) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def tta_axes(metas: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], str | None]:
+    """The spatial axes test-time flips may use for these models, and a line to say
+    when that is fewer than all three.
+
+    A model is flipped only along axes it saw flipped in training (``flip_axes`` of its
+    meta: all three with augmentation, none without), as nnU-Net mirrors only along the
+    axes its training mirrored: a model that never saw a flipped image may fail on one
+    (an MSD hippocampus, cropped around one hemisphere, lost 60 Dice points). An
+    ensemble takes the axes every member saw flipped. A file that does not record them
+    (an ONNX file exported before they were recorded) is taken to have seen every axis.
+    """
+    axes = {0, 1, 2}
+    unknown = False
+    for meta in metas:
+        if meta.get("flip_axes") is None:
+            unknown = True
+        else:
+            axes &= {int(a) for a in meta["flip_axes"]}
+    if axes == {0, 1, 2}:
+        note = (
+            "test-time flips: the model does not record the flips of its training; "
+            "flipping every axis"
+            if unknown
+            else None
+        )
+        return (0, 1, 2), note
+    if not axes:
+        return (), (
+            "test-time flips are off: the model was trained without flips (no augmentation), "
+            "so flipped images are ones it never saw; predicting without them"
+        )
+    return tuple(sorted(axes)), f"test-time flips along the axes {sorted(axes)} only"
+
+
 def predict_cases(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     meta: dict,
@@ -158,7 +199,8 @@ def predict_ensemble(
         cases: The cases (:func:`gather_inputs`).
         out_dir: The output folder.
         overlap: Sliding-window overlap.
-        tta: Flip test-time augmentation.
+        tta: Flip test-time augmentation, along the axes the models saw flipped in
+            training (:func:`tta_axes`).
         save_probabilities: Also write the averaged probabilities.
         overlay: Also write PNG overlays.
         device: Where PyTorch models run.
@@ -188,12 +230,17 @@ def predict_ensemble(
             model = model.to(device).eval()
         runners.append((model, meta, Preprocessor.from_meta(meta)))
     written = []
+    flips: tuple[int, ...] = ()
+    if tta:
+        flips, note = tta_axes([m for _, m in members])
+        if note:
+            logger.warning(note)
     with RunLock(out_dir, command="fdseg predict"):
-        passes = len(runners) * (tta_passes(3) if tta else 1)
+        passes = len(runners) * tta_passes(len(flips))
         for index, case in enumerate(
             tqdm(cases, disable=not progress, desc="predict", unit="case"), start=1
         ):
-            if tta and not progress:  # TTA is slow: a line per case even without a bar
+            if flips and not progress:  # TTA is slow: a line per case even without a bar
                 logger.info(
                     f"predict {case.case_id} ({index} of {len(cases)}): {passes} passes "
                     "over the volume (test-time flips)"
@@ -207,7 +254,7 @@ def predict_ensemble(
             probs = None
             for model, meta, prep in runners:
                 p = _member_probabilities(
-                    model, meta, prep, loaded, overlap, tta, device, batch_size, activation
+                    model, meta, prep, loaded, overlap, flips, device, batch_size, activation
                 )
                 probs = p if probs is None else probs + p
             probs = probs / len(runners)
@@ -236,7 +283,7 @@ def predict_ensemble(
 
 
 def _member_probabilities(
-    model, meta, prep, loaded, overlap, tta, device, batch_size, activation
+    model, meta, prep, loaded, overlap, flips, device, batch_size, activation
 ) -> np.ndarray:
     """One member's probabilities of a case, on the case's own grid ``(K, X, Y, Z)``."""
     vol = prep(loaded, with_label=False)
@@ -246,7 +293,7 @@ def _member_probabilities(
         model,
         meta["patch_size"],
         overlap=overlap,
-        tta_flips=tta,
+        tta_flips=flips,
         device=device,
         batch_size=batch_size,
         activation=activation,

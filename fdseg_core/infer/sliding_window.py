@@ -65,15 +65,17 @@ def gaussian_importance(patch: Sequence[int], sigma_scale: float = 0.125) -> tor
     return _gaussian(tuple(int(p) for p in patch), float(sigma_scale))
 
 
-def _flip_sets(nd: int) -> list[tuple[int, ...]]:
-    return [c for r in range(nd + 1) for c in itertools.combinations(range(2, 2 + nd), r)]
+def _flip_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every combination of flips of these spatial axes, as tensor dims (axis + 2)."""
+    dims = [2 + a for a in axes]
+    return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
 
 
-def tta_passes(spatial_dims: int) -> int:
-    """Forward passes per window with flip test-time augmentation: every combination of
-    axis flips, ``2 ** spatial_dims`` (8 in 3D), so TTA costs about that many times the
-    time of a prediction without it."""
-    return len(_flip_sets(spatial_dims))
+def tta_passes(n_axes: int) -> int:
+    """Forward passes per window with flip test-time augmentation over ``n_axes`` spatial
+    axes: every combination of their flips, ``2 ** n_axes`` (8 over the 3 axes of a
+    volume), so TTA costs about that many times the time of a prediction without it."""
+    return 2**n_axes
 
 
 @torch.no_grad()
@@ -86,7 +88,7 @@ def sliding_window_inference(
     gaussian: bool = True,
     sigma_scale: float = 0.125,
     batch_size: int = DEFAULT_WINDOW_BATCH,
-    tta_flips: bool = False,
+    tta_flips: bool | Sequence[int] = False,
     device: torch.device | str | None = None,
     progress: bool = False,
     activation: str = "softmax",
@@ -100,8 +102,9 @@ def sliding_window_inference(
     importance map (or uniformly) and the weighted sum is normalised. When the padded
     volume is a single window (a model trained on whole volumes, ``patch_size`` its
     training shape) there is no tiling: the volume is predicted in one pass, at the
-    shape the model was trained on. With ``tta_flips`` every combination of axis flips
-    (8 in 3D) is predicted and the probabilities averaged (flipped back).
+    shape the model was trained on. With ``tta_flips`` every combination of flips of
+    the given axes (8 for the 3 axes of a volume) is predicted and the probabilities
+    averaged (flipped back).
 
     Args:
         volume: ``(N, C, *spatial)``, 2 or 3 spatial dims.
@@ -113,7 +116,10 @@ def sliding_window_inference(
         batch_size: Windows per predictor call (MONAI's ``sw_batch_size``). The windows
             are independent, so it changes the time and the memory, not the result
             (up to float rounding).
-        tta_flips: Flip test-time augmentation.
+        tta_flips: Flip test-time augmentation: the spatial axes to flip (0 for the
+            first spatial axis), ``True`` for every axis, ``False`` or ``()`` for none.
+            Flip only along axes the model was trained to be invariant to (its training
+            flips): a model that never saw a flipped image may fail on one.
         device: Where the predictor runs (default: the volume's device); results are
             accumulated on the volume's device.
         progress: Show a progress bar over windows.
@@ -148,7 +154,15 @@ def sliding_window_inference(
             *[window_starts(s, p, overlap) for s, p in zip(padded, patch, strict=True)]
         )
     )
-    flips = _flip_sets(nd) if tta_flips else [()]
+    if tta_flips is True:
+        axes: tuple[int, ...] = tuple(range(nd))
+    elif tta_flips is False:
+        axes = ()
+    else:
+        axes = tuple(int(a) for a in tta_flips)
+        if any(not 0 <= a < nd for a in axes) or len(set(axes)) != len(axes):
+            raise ValueError(f"tta_flips must be distinct spatial axes < {nd}, got {tta_flips}")
+    flips = _flip_sets(axes)
     crop = tuple(slice(e // 2, e // 2 + s) for e, s in zip(pad, spatial, strict=True))
     if len(starts) == 1:  # one window holds the whole volume: no tiling, no weights
         whole = torch.cat(

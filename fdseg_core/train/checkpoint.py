@@ -173,7 +173,8 @@ def load_model(
         ``normalization``, ``patch_size``, ``target_spacing``, ``bands``, and
         ``activation``: how logits become labels, the rule of the loss it was trained
         with; a checkpoint written before it was recorded takes it from its config's
-        loss), at top level;
+        loss), ``flip_axes`` (the spatial axes training flipped: all three with
+        augmentation, none without), at top level;
         :meth:`fdseg_core.data.Preprocessor.from_meta` rebuilds the input pipeline.
     """
     ckpt = load_checkpoint(path, map_location)
@@ -187,5 +188,8 @@ def load_model(
     info["patch_size"] = list(data.get("patch_size") or ckpt["config"]["patch_size"])
     info.setdefault("bands", None)
     info.setdefault("activation", activation_of_loss(ckpt["config"].get("loss", "dice_ce")))
+    # the axes the model saw flipped in training (augmentation flips all three): the
+    # only ones test-time flips may use
+    info["flip_axes"] = [0, 1, 2] if ckpt["config"].get("augment", True) else []
     info["backbone_package"] = ckpt.get("backbone_package")
     return model, info

@@ -86,6 +86,68 @@ def test_tta_averages_the_flipped_predictions_of_a_non_equivariant_model():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_tta_flips_only_the_axes_it_is_given():
+    calls = []
+
+    def predictor(windows):
+        calls.append(windows.clone())
+        return torch.cat([torch.zeros_like(windows), windows], 1)
+
+    x = torch.randn(1, 1, 8, 8, 8)
+    sliding_window_inference(x, predictor, (8, 8, 8), tta_flips=(0,))
+    assert len(calls) == 2
+    torch.testing.assert_close(calls[1], x.flip(2))
+    calls.clear()
+    none = sliding_window_inference(x, predictor, (8, 8, 8), tta_flips=())
+    plain = sliding_window_inference(x, predictor, (8, 8, 8))
+    assert len(calls) == 2 and torch.equal(none, plain)
+    with pytest.raises(ValueError, match="tta_flips must be distinct spatial axes < 3"):
+        sliding_window_inference(x, predictor, (8, 8, 8), tta_flips=(3,))
+
+
+@pytest.mark.parametrize(
+    ("flip_axes", "expected", "note"),
+    [
+        ([[0, 1, 2]], (0, 1, 2), None),
+        ([[]], (), "trained without flips"),
+        ([[0, 1, 2], []], (), "trained without flips"),
+        ([[0, 1, 2], [0, 2]], (0, 2), "along the axes [0, 2] only"),
+        ([None], (0, 1, 2), "does not record the flips of its training"),
+    ],
+)
+def test_test_time_flips_follow_the_flips_each_model_saw_in_training(flip_axes, expected, note):
+    from fdseg_core.infer import tta_axes
+
+    metas = [{} if axes is None else {"flip_axes": axes} for axes in flip_axes]
+    axes, line = tta_axes(metas)
+    assert axes == expected
+    assert (line is None) if note is None else (note in line)
+
+
+class LeftOnly(torch.nn.Module):
+    """Logits of a model that learnt where its structure lies: class 1 only in the first
+    half of the first axis (as a hippocampus cropped around one hemisphere)."""
+
+    def forward(self, x):
+        ramp = torch.linspace(1, -1, x.shape[2]).view(1, 1, -1, 1, 1).expand_as(x[:, :1])
+        return torch.cat([torch.zeros_like(ramp), 10 * ramp], 1)
+
+
+def test_a_model_trained_without_flips_predicts_the_same_with_and_without_tta(tmp_path):
+    root = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=1)
+    cases = gather_inputs([root], 1)
+    meta = {"normalization": ["zscore"], "patch_size": [24, 24, 16], "flip_axes": []}
+    plain = predict_cases(LeftOnly(), meta, cases, tmp_path / "plain", progress=False)[0]
+    tta = predict_cases(LeftOnly(), meta, cases, tmp_path / "tta", tta=True, progress=False)[0]
+    seg = np.asarray(nib.load(str(tta)).dataobj)
+    assert np.array_equal(seg, np.asarray(nib.load(str(plain)).dataobj))
+    assert seg[: seg.shape[0] // 2].all() and not seg[-(seg.shape[0] // 2) :].any()
+    # flipped along the first axis, half the passes contradict the model's own answer
+    flipped = {**meta, "flip_axes": [0, 1, 2]}
+    both = predict_cases(LeftOnly(), flipped, cases, tmp_path / "flip", tta=True, progress=False)
+    assert not np.array_equal(np.asarray(nib.load(str(both[0])).dataobj), seg)
+
+
 def test_window_starts_cover_the_axis():
     assert window_starts(10, 16, 0.5) == [0]
     s = window_starts(50, 16, 0.5)
