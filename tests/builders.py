@@ -5,10 +5,13 @@ tiny training run as a configuration or as command-line options (imported as
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from fdseg_core.data.io import save_nifti
 from fdseg_core.train import TrainConfig
@@ -139,3 +142,40 @@ def make_toy_dataset(
         }
     (root / "dataset.json").write_text(json.dumps(meta, indent=1))
     return root
+
+
+def hippocampus_root() -> Path:
+    """The MSD Task04 Hippocampus cases: ``../shared/data/msd-hippocampus`` beside the
+    repository, or ``FDSEG_HIPPOCAMPUS``; a test without them fails, naming the folder."""
+    env = os.environ.get("FDSEG_HIPPOCAMPUS")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared/data/msd-hippocampus"
+    if not (root / "dataset.json").is_file():
+        pytest.fail(
+            f"the MSD hippocampus cases are not at {root}: put ../shared beside the "
+            "repository, or name the folder in FDSEG_HIPPOCAMPUS"
+        )
+    return root
+
+
+def _hippocampus_case(root: Path, case: str) -> dict[str, str]:
+    return {
+        "image": str(root / "imagesTr" / f"hippocampus_{case}.nii.gz"),
+        "label": str(root / "labelsTr" / f"hippocampus_{case}.nii.gz"),
+    }
+
+
+def hippocampus_view(folder: Path, train: Sequence[str], test: Sequence[str]) -> Path:
+    """An MSD dataset of these cases (``"033"`` for ``hippocampus_033``): a
+    ``dataset.json`` in ``folder`` whose paths point at the shared files (no image is
+    copied), the test cases labelled."""
+    root = hippocampus_root()
+    raw = json.loads((root / "dataset.json").read_text())
+    folder.mkdir(parents=True)
+    view = {k: raw[k] for k in ("name", "modality", "labels")}
+    view |= {
+        "numTraining": len(train),
+        "training": [_hippocampus_case(root, c) for c in train],
+        "test": [_hippocampus_case(root, c) for c in test],
+    }
+    (folder / "dataset.json").write_text(json.dumps(view, indent=1))
+    return folder
