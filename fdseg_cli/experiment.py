@@ -13,7 +13,7 @@ from fdseg_cli.options import (
     training_options,
 )
 from fdseg_cli.train import echo_recipe, given_fields
-from fdseg_core.choices import CASE_DRAWS, FUSIONS, LAYOUTS
+from fdseg_core.choices import CASE_DRAWS, DEFAULT_MARGIN, FUSIONS, LAYOUTS
 
 __all__ = ["experiment"]
 
@@ -60,6 +60,23 @@ __all__ = ["experiment"]
     minimum=100,
     default=10000,
     help="Bootstrap resamples of the confidence intervals.",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(0, 100, min_open=True, max_open=True),
+    default=100 * DEFAULT_MARGIN,
+    show_default=True,
+    help="Equivalence margin of the verdicts, in Dice points: 'no effect beyond ±margin' "
+    "only where a seed-level interval lies within it; an interval that includes 0 and "
+    "reaches beyond is 'not detected', with the gains and losses that remain possible.",
+)
+@click.option(
+    "--target-effect",
+    type=click.FloatRange(0, 100, min_open=True),
+    default=None,
+    help="Also print how many seeds each (size, method) needs to detect a true mean gain "
+    "of this many Dice points with 80 % power, from the spread of the seeds in OUT (a "
+    "pilot); with --report-only, nothing is trained.",
 )
 @click.option(
     "--plan/--no-plan",
@@ -127,6 +144,8 @@ def experiment(
     layouts,
     checkpoint,
     bootstrap,
+    margin,
+    target_effect,
     planning,
     list_runs,
     shard,
@@ -184,6 +203,7 @@ def experiment(
         n_resamples=bootstrap,
         layouts=layout_list,
         checkpoint=checkpoint,
+        margin=margin / 100,
     )
     shard_k_n = parse_shard(shard) if shard is not None else None
     if list_runs:
@@ -227,8 +247,36 @@ def experiment(
     click.echo(result["markdown"])
     curves = f", {result['curves']}" if result.get("curves") else ""
     click.echo(f"wrote {out}/table.csv, {out}/table.md, {result['plot']}{curves}")
+    if target_effect is not None:
+        _echo_seeds_needed(result["table"], target_effect)
     missing = result.get("missing") or []
     click.echo(
         f"trained {result.get('trained', 0)} runs here; "
         + (f"{len(missing)} runs have no result yet" if missing else "every run has its result")
     )
+
+
+def _echo_seeds_needed(table: list[dict], points: float) -> None:
+    """One line per (size, method): the seeds a true mean gain of ``points`` needs."""
+    from fdseg_core.experiment.report import seeds_table  # lazy: the report imports scipy
+
+    rows = seeds_table(table, points / 100)
+    if not rows:
+        click.echo(
+            f"seeds for +{points:g} points: no (size, method) has a paired difference to "
+            "the baseline yet (run the baseline and a method with 2 or more seeds)"
+        )
+        return
+    click.echo(
+        f"seeds needed to detect a true mean gain of +{points:g} points (80 % power, "
+        "two-sided 5 % t test, from the spread of the seeds so far):"
+    )
+    for row in rows:
+        sd = row["sd_seeds"]
+        needed = row["seeds_needed"]
+        spread = "unknown (1 seed)" if sd is None or sd != sd else f"{100 * sd:.2f} points"
+        answer = needed if needed is not None else "more than 10000 (or unknown)"
+        click.echo(
+            f"  {row['train_size']} cases, {row['method']}: {answer} "
+            f"(between-seed SD {spread} from {row['n_seeds']} seeds)"
+        )

@@ -14,6 +14,7 @@ __all__ = [
     "BENCH_OPS",
     "BEST_SELECTIONS",
     "CASE_DRAWS",
+    "DEFAULT_MARGIN",
     "DEFAULT_OVERLAP",
     "DEFAULT_WINDOW_BATCH",
     "DEFAULT_BAND_DIMS",
@@ -73,6 +74,10 @@ BEST_SELECTIONS: tuple[str, ...] = ("dice", "ema")
 #: permutation per seed, so a smaller training set is part of every larger one) or
 #: ``independent`` (a separate draw for each seed and training size).
 CASE_DRAWS: tuple[str, ...] = ("nested", "independent")
+#: The equivalence margin of an experiment's verdicts (Dice): an interval within ±1
+#: point says that no effect beyond it exists; a wider one that includes 0 is "not
+#: detected".
+DEFAULT_MARGIN = 0.01
 #: The overlap of neighbouring sliding windows when none is given.
 DEFAULT_OVERLAP = 0.5
 #: Sliding windows per forward pass when none is given (``fdseg predict --batch-size``;

@@ -15,7 +15,14 @@ import torch
 from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.choices import CASE_DRAWS, DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH, FUSIONS, LAYOUTS
+from fdseg_core.choices import (
+    CASE_DRAWS,
+    DEFAULT_MARGIN,
+    DEFAULT_OVERLAP,
+    DEFAULT_WINDOW_BATCH,
+    FUSIONS,
+    LAYOUTS,
+)
 from fdseg_core.data import (
     ALL_FOLD,
     Preprocessor,
@@ -102,6 +109,9 @@ class ExperimentConfig:
             and size, so that the sizes of one seed are not nested and share cases only
             by chance; or ``"nested"``, one permutation per seed whose first N cases
             each size takes.
+        margin: The equivalence margin of the report's verdicts, in Dice: an interval
+            within ±margin says that no effect beyond it exists; one that includes 0
+            and reaches beyond is "not detected".
     """
 
     dataset: str
@@ -116,6 +126,7 @@ class ExperimentConfig:
     checkpoint: str = "best"
     plan: dict[str, Any] | None = None
     case_draw: str = "independent"
+    margin: float = DEFAULT_MARGIN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
@@ -128,6 +139,8 @@ class ExperimentConfig:
             )
         if not isinstance(self.training, TrainConfig):
             object.__setattr__(self, "training", self._template(dict(self.training or {})))
+        if not 0.0 < self.margin < 1.0:
+            raise ValueError(f"margin must lie in (0, 1) (Dice), got {self.margin!r}")
         if self.case_draw not in CASE_DRAWS:
             raise ValueError(f"case_draw must be one of {list(CASE_DRAWS)}, got {self.case_draw!r}")
         if self.checkpoint not in ("last", "best"):
@@ -421,7 +434,12 @@ def experiment_report(config: ExperimentConfig) -> dict[str, Any]:
             curves[(run.train_size, run.method, run.seed)] = rows
     methods = [label for label, _, _ in config.methods]
     report = write_report(
-        results, out, methods=methods, n_resamples=config.n_resamples, curves=curves
+        results,
+        out,
+        methods=methods,
+        n_resamples=config.n_resamples,
+        curves=curves,
+        margin=config.margin,
     )
     if missing:
         note = f"{len(missing)} of {len(runs)} runs have no result yet: {', '.join(missing)}"
@@ -491,6 +509,7 @@ def _write_meta(config: ExperimentConfig, out: Path, held_out: list, source: str
                 "methods": [label for label, _, _ in config.methods],
                 "seeds": list(range(config.first_seed, config.first_seed + config.seeds)),
                 "case_draw": config.case_draw,
+                "margin": config.margin,
                 "runs": [r.name for r in grid(config)],
                 "checkpoint": config.checkpoint,
                 "training": _template_options(template),

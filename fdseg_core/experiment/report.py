@@ -14,6 +14,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text
+from fdseg_core.choices import DEFAULT_MARGIN
 from fdseg_core.experiment.results import class_keys, per_pair_scores
 from fdseg_core.experiment.stats import (
     BOOTSTRAP_FROM_SEEDS,
@@ -30,7 +31,6 @@ from fdseg_core.train.logs import integer_epochs
 __all__ = [
     "ALL_SIZES",
     "BASELINE",
-    "DEFAULT_MARGIN",
     "compact_table",
     "dice_vs_size_figure",
     "format_delta",
@@ -48,9 +48,6 @@ ALL_SIZES = "all"
 #: The method every other one is compared with, unless a caller names another: no band
 #: split.
 BASELINE = "none"
-#: The equivalence margin of the verdicts (Dice): an interval that lies within ±1 point
-#: says that no effect beyond it exists; a wider one that includes 0 is "not detected".
-DEFAULT_MARGIN = 0.01
 
 
 def summarise(

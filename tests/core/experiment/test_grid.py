@@ -160,3 +160,19 @@ def test_an_experiment_draws_each_size_independently_unless_told_to_nest(tmp_pat
         ExperimentConfig(dataset="ds", out=str(tmp_path), case_draw="sometimes")
     with pytest.raises(ValueError, match="set by the experiment"):
         ExperimentConfig(dataset="ds", out=str(tmp_path), training={"case_draw": "nested"})
+
+
+def test_report_only_with_a_target_effect_prints_the_seeds_each_cell_needs(ds, tmp_path):
+    from fdseg_core.experiment.report import seeds_table
+
+    out = tmp_path / "exp"
+    r = CliRunner().invoke(cli, _args(ds, out))
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, _args(ds, out, "--report-only", "--target-effect", "2"))
+    assert r.exit_code == 0, r.output
+    assert "seeds needed to detect a true mean gain of +2 points" in r.output
+    table = json.loads((out / "summary.json").read_text())["rows"]
+    (row,) = seeds_table(table, 0.02)
+    expected = row["seeds_needed"] if row["seeds_needed"] is not None else "more than 10000"
+    assert f"1 cases, early: {expected} (between-seed SD" in r.output
+    assert json.loads((out / "experiment.json").read_text())["margin"] == 0.01
