@@ -323,7 +323,7 @@ def _set_up(
         model = torch.compile(model, mode=config.compile_mode)
     steps = steps_per_epoch(config, len(data.train_vols), dist_info.world_size)
     opt = build_optimisation(config, model, config.epochs * steps, device)
-    tracker = Tracker(config)
+    tracker = Tracker.from_config(config)
     log = MetricsLog(out)
     epoch = 0
     start = None
@@ -649,16 +649,26 @@ class Tracker:
     run stops.
     """
 
-    def __init__(self, config: TrainConfig) -> None:
-        self.patience = config.early_stop_patience
-        self.min_delta = config.early_stop_min_delta
-        self.min_epochs = config.early_stop_min_epochs
+    def __init__(
+        self, patience: int | None = None, min_delta: float = 0.0, min_epochs: int = 0
+    ) -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.min_epochs = min_epochs
         self.best = -math.inf
         self.best_epoch = 0
         self.stale = 0
         self.stopped = False
 
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> Tracker:
+        """The tracker of a run's ``early_stop_*`` fields."""
+        return cls(
+            config.early_stop_patience, config.early_stop_min_delta, config.early_stop_min_epochs
+        )
+
     def update(self, mean_dice: float, epoch: int) -> bool:
+        """Record the validation of ``epoch`` (from 1); whether it is the new best."""
         score = nan_as_worst(mean_dice)
         if self.best_epoch == 0 or score > self.best + self.min_delta:
             self.best, self.best_epoch, self.stale = score, epoch, 0

@@ -18,13 +18,19 @@ nnUNetTrainerFDEarly``), in a module of your own folder added to ``nnUNet_extTra
 
 from __future__ import annotations
 
+import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from torch import nn
 
 from fdseg_core.choices import DEFAULT_BETA
+from fdseg_core.train.loop import Tracker
 
 __all__ = [
+    "PlateauSchedule",
+    "nnUNetTrainer_plateau",
+    "nnUNetTrainerFDEarly_plateau",
+    "nnUNetTrainerFDLate_plateau",
     "nnUNetTrainerFD",
     "nnUNetTrainerFDEarly",
     "nnUNetTrainerFDEarly_beta0p05",
@@ -130,3 +136,88 @@ class nnUNetTrainerFDLate_beta0p2(nnUNetTrainerFDLate):  # noqa: N801
     """Late fusion, beta 0.2."""
 
     fd_beta = 0.2
+
+
+#: nnU-Net's default device argument (a module-level value, not a call in the signature)
+_CUDA = torch.device("cuda")
+
+
+class PlateauSchedule:
+    """A short schedule that ends on the validation plateau: a mixin for nnU-Net trainers.
+
+    nnU-Net's standard schedule is 1000 epochs of 250 iterations, days on a CPU. This
+    schedule runs epochs of ``plateau_iterations`` iterations with
+    ``plateau_val_iterations`` validation iterations, at most ``plateau_max_epochs``
+    epochs (the poly learning rate decays over them, as nnU-Net's over its 1000), and
+    stops after the epoch at which nnU-Net's EMA pseudo Dice (the number that chooses its
+    ``checkpoint_best.pth``) has gone ``plateau_patience`` epochs without improving by more
+    than ``plateau_min_delta``, never before ``plateau_min_epochs``: fdseg's own plateau
+    rule (:class:`fdseg_core.train.loop.Tracker`), replayed on the logged EMA each epoch,
+    so a resumed run (``--c``) stops where an uninterrupted one does.
+
+    Put it first among the bases, before an nnU-Net trainer::
+
+        class nnUNetTrainer_plateau(PlateauSchedule, nnUNetTrainer): ...
+    """
+
+    plateau_iterations: int = 50
+    plateau_val_iterations: int = 10
+    plateau_max_epochs: int = 40
+    plateau_patience: int = 8
+    plateau_min_epochs: int = 10
+    plateau_min_delta: float = 0.002
+
+    # nnU-Net records its __init__ arguments by name: keep its signature
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_iterations_per_epoch = self.plateau_iterations
+        self.num_val_iterations_per_epoch = self.plateau_val_iterations
+        self.num_epochs = self.plateau_max_epochs
+
+    def plateau_reached(self) -> bool:
+        """Whether the EMA pseudo Dice logged so far has reached the plateau."""
+        tracker = Tracker(self.plateau_patience, self.plateau_min_delta, self.plateau_min_epochs)
+        for epoch, ema in enumerate(self.logger.get_value("ema_fg_dice", step=None), start=1):
+            tracker.update(float(ema), epoch)
+        return tracker.stopped
+
+    def run_training(self):
+        """nnU-Net's training loop, ended after the epoch that reaches the plateau."""
+        self.on_train_start()
+        for _ in range(self.current_epoch, self.num_epochs):
+            self.on_epoch_start()
+            self.on_train_epoch_start()
+            train_outputs = [
+                self.train_step(next(self.dataloader_train))
+                for _ in range(self.num_iterations_per_epoch)
+            ]
+            self.on_train_epoch_end(train_outputs)
+            with torch.no_grad():
+                self.on_validation_epoch_start()
+                val_outputs = [
+                    self.validation_step(next(self.dataloader_val))
+                    for _ in range(self.num_val_iterations_per_epoch)
+                ]
+                self.on_validation_epoch_end(val_outputs)
+            self.on_epoch_end()
+            if self.plateau_reached():
+                self.print_to_log_file(
+                    f"plateau: the EMA pseudo Dice did not improve by more than "
+                    f"{self.plateau_min_delta} in {self.plateau_patience} epochs; stopping after "
+                    f"epoch {self.current_epoch - 1} ({self.current_epoch} of at most "
+                    f"{self.num_epochs})"
+                )
+                break
+        self.on_train_end()
+
+
+class nnUNetTrainer_plateau(PlateauSchedule, nnUNetTrainer):  # noqa: N801
+    """nnU-Net's stock trainer on the short plateau schedule (:class:`PlateauSchedule`)."""
+
+
+class nnUNetTrainerFDEarly_plateau(PlateauSchedule, nnUNetTrainerFDEarly):  # noqa: N801
+    """Early fusion on the short plateau schedule."""
+
+
+class nnUNetTrainerFDLate_plateau(PlateauSchedule, nnUNetTrainerFDLate):  # noqa: N801
+    """Late fusion on the short plateau schedule."""

@@ -31,7 +31,11 @@ TINY_TRAINERS = textwrap.dedent(
     """
     import torch
 
-    from fdseg_core.integrations.nnunet.trainer import nnUNetTrainerFDEarly, nnUNetTrainerFDLate
+    from fdseg_core.integrations.nnunet.trainer import (
+        nnUNetTrainer_plateau,
+        nnUNetTrainerFDEarly,
+        nnUNetTrainerFDLate,
+    )
 
 
     class _Tiny:
@@ -49,6 +53,16 @@ TINY_TRAINERS = textwrap.dedent(
 
     class nnUNetTrainerFDLate_tiny(_Tiny, nnUNetTrainerFDLate):
         pass
+
+
+    class nnUNetTrainer_plateau_tiny(nnUNetTrainer_plateau):
+        # no EMA gain can exceed 1: the plateau comes at the earliest epoch allowed
+        plateau_iterations = 1
+        plateau_val_iterations = 1
+        plateau_max_epochs = 8
+        plateau_patience = 2
+        plateau_min_epochs = 4
+        plateau_min_delta = 1.0
     """
 )
 
@@ -141,3 +155,23 @@ def test_nnunets_own_commands_train_predict_and_evaluate_fdseg_trainers(nnunet_e
     summary = json.loads((pred / "summary.json").read_text())
     dice = summary["foreground_mean"]["Dice"]
     assert isinstance(dice, float) and (np.isnan(dice) or 0.0 <= dice <= 1.0)
+
+
+def test_the_plateau_schedule_stops_nnunets_loop_at_the_plateau(nnunet_env):
+    """A short schedule that stops after the epoch the plateau rule names (here the 4th
+    of at most 8: no EMA gain can exceed the minimum of 1), then ends as nnU-Net's
+    training ends (final checkpoint, validation)."""
+    root, env = nnunet_env
+    trainer = "nnUNetTrainer_plateau_tiny"
+    _run(["nnUNetv2_train", "501", "3d_fullres", "0", "-tr", trainer, "-device", "cpu"], env)
+    fold = root / "results" / DATASET / f"{trainer}__nnUNetPlans__3d_fullres" / "fold_0"
+    import torch
+
+    saved = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    # nnU-Net saves the epoch to run next: 4 ran (0..3) of at most 8
+    assert saved["current_epoch"] == 4, (saved["logging"]["ema_fg_dice"], log[-3000:])
+    assert saved["init_args"]["fold"] == 0 and saved["trainer_name"] == trainer
+    assert len(saved["logging"]["ema_fg_dice"]) == 4
+    assert "plateau: the EMA pseudo Dice did not improve by more than 1.0 in 2 epochs" in log
+    assert (fold / "validation" / "summary.json").is_file()

@@ -11,13 +11,16 @@ there); this module only makes them findable by name.
 """
 
 from fdseg_core.integrations.nnunet.trainer import (  # noqa: F401 - found by name
+    nnUNetTrainer_plateau,
     nnUNetTrainerFD,
     nnUNetTrainerFDEarly,
     nnUNetTrainerFDEarly_beta0p05,
     nnUNetTrainerFDEarly_beta0p2,
+    nnUNetTrainerFDEarly_plateau,
     nnUNetTrainerFDEarly_reference,
     nnUNetTrainerFDLate,
     nnUNetTrainerFDLate_beta0p05,
     nnUNetTrainerFDLate_beta0p2,
+    nnUNetTrainerFDLate_plateau,
     nnUNetTrainerFDLate_reference,
 )
