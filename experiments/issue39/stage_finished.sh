@@ -12,6 +12,11 @@ for result in ablation/*/runs/*/result.json pilot/runs/*/result.json final/runs/
   git add -f -- "$run"/result.json "$run"/config.json "$run"/metrics.jsonl "$run"/metrics.csv \
     "$run"/splits_final.json 2>/dev/null || true
 done
+for result in nnunet/*/result.json; do
+  [ -e "$result" ] || continue
+  run="$(dirname "$result")"
+  git add -f -- "$run"/result.json "$run"/progress.json "$run"/training_log.txt 2>/dev/null || true
+done
 for exp in ablation/*/ pilot/ final/ schedule/*/; do
   [ -d "$exp" ] || continue
   for f in experiment.json plans.json table.csv table.md summary.json dice_vs_size.png \
