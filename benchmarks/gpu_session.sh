@@ -30,6 +30,12 @@
 #   3 bench.json     fdseg bench at the target shape, eager, compiled and CUDA graph
 #   4 steps.json     the training-step overhead at 64^3 and 128^3, eager
 #   5 steps_graph.json  the same at 64^3 with CUDA graphs (reduce-overhead)
+#   real data (last: it runs when the budget leaves room):
+#     nnunet-hippocampus  2 epochs of 250 iterations of nnU-Net's stock trainer and of
+#                     fdseg's early and late trainers on the MSD hippocampus split: the time
+#                     per epoch that sizes nnU-Net's standard schedule (experiments/issue39).
+#                     Needs nnunetv2 and the cases in $FDSEG_HIPPOCAMPUS (default
+#                     ../shared/data/msd-hippocampus, 16 MB: carry them to the machine)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RESULTS="$(mkdir -p "${OUT:-gpu-results}" && cd "${OUT:-gpu-results}" && pwd)"
@@ -107,5 +113,12 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit and a log of its
   step steps-graph 120 "${FDSEG[@]}" bench --device cuda --backend triton --op split \
     --shape 1x1x32x32x32 --train-step 64 --mode cuda-graph \
     --repeats 10 --warmup 3 --no-progress --json "$RESULTS/steps_graph.json"
+  HIPPO="${FDSEG_HIPPOCAMPUS:-$(dirname "$PWD")/shared/data/msd-hippocampus}"
+  if "$PY" -c "import nnunetv2" 2> /dev/null && [ -f "$HIPPO/dataset.json" ]; then
+    step nnunet-hippocampus 240 env FDSEG_HIPPOCAMPUS="$HIPPO" PYTHON="$PY" \
+      bash experiments/issue39/nnunet_gpu_epochs.sh "$RESULTS/nnunet-hippocampus"
+  else
+    echo "== nnunet-hippocampus: skipped (needs nnunetv2 and the MSD hippocampus cases in $HIPPO)"
+  fi
   echo "== done"
 } 2>&1 | tee "$RESULTS/session.log"

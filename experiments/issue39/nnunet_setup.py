@@ -22,23 +22,31 @@ import os
 import sys
 from pathlib import Path
 
-from fdseg_core.data import fold_cases, load_dataset, plan_folds, select_subset
+from fdseg_core.data import fold_cases, plan_folds, select_subset
 from fdseg_core.metrics import evaluate_folder
 
 HERE = Path(__file__).resolve().parent
-NNUNET = HERE / "nnunet"
+#: nnU-Net's folders and each run's files (FDSEG_NNUNET_OUT: elsewhere, e.g. on a GPU lease)
+NNUNET = Path(os.environ.get("FDSEG_NNUNET_OUT", HERE / "nnunet"))
 DATASET = "Dataset039_Hippocampus"
-FINAL = HERE / "views" / "final"
+#: the MSD hippocampus cases (FDSEG_HIPPOCAMPUS: elsewhere, e.g. carried to a GPU lease)
+DATA = Path(
+    os.environ.get("FDSEG_HIPPOCAMPUS", HERE.parents[2] / "shared" / "data" / "msd-hippocampus")
+)
 FOLDS = 16  # run.sh's --folds for the final view: fold 0 validates on 10 cases
 SIZE = 9
 SEEDS = (0, 1, 2)
 LABELS = {"background": 0, "Anterior": 1, "Posterior": 2}
 
 
+def _split() -> dict:
+    return json.loads((HERE / "split.json").read_text())
+
+
 def final_split() -> tuple[list[str], list[str]]:
-    """The final view's training pool and validation cases of fold 0."""
-    info = load_dataset(FINAL)
-    ids = [c.case_id for c in info.training]
+    """The final view's training pool and validation cases of fold 0 (the cases of
+    ``views/final``, split by fdseg's own fold rule)."""
+    ids = _split()["final_train"]
     pool, val, _ = fold_cases(ids, plan_folds(len(ids), FOLDS, 0))
     return pool, val
 
@@ -57,18 +65,18 @@ def _link(target: Path, link: Path) -> None:
 
 
 def write_raw() -> Path:
-    info = load_dataset(FINAL)
-    root = NNUNET / "raw" / DATASET
-    for case in info.training:
-        _link(case.image_paths[0], root / "imagesTr" / f"{case.case_id}_0000.nii.gz")
-        _link(case.label_path, root / "labelsTr" / f"{case.case_id}.nii.gz")
-    for case in info.test:
-        _link(case.image_paths[0], root / "imagesTs" / f"{case.case_id}_0000.nii.gz")
-        _link(case.label_path, root / "labelsTs" / f"{case.case_id}.nii.gz")
+    split = _split()
+    root = Path(os.environ.get("nnUNet_raw", str(NNUNET / "raw"))) / DATASET
+    for part, cases in (("Tr", split["final_train"]), ("Ts", split["test"])):
+        for case in cases:
+            _link(
+                DATA / "imagesTr" / f"{case}.nii.gz", root / f"images{part}" / f"{case}_0000.nii.gz"
+            )
+            _link(DATA / "labelsTr" / f"{case}.nii.gz", root / f"labels{part}" / f"{case}.nii.gz")
     meta = {
         "channel_names": {"0": "MRI"},
         "labels": LABELS,
-        "numTraining": len(info.training),
+        "numTraining": len(split["final_train"]),
         "file_ending": ".nii.gz",
         "name": "Hippocampus (MSD Task04), issue 39's final view",
     }
@@ -79,7 +87,8 @@ def write_raw() -> Path:
 def write_splits() -> Path:
     _, val = final_split()
     splits = [{"train": seed_cases(s), "val": val} for s in SEEDS]
-    path = NNUNET / "preprocessed" / DATASET / "splits_final.json"
+    preprocessed = os.environ.get("nnUNet_preprocessed", str(NNUNET / "preprocessed"))
+    path = Path(preprocessed) / DATASET / "splits_final.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(splits, indent=1) + "\n")
     return path

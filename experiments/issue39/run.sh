@@ -4,6 +4,7 @@
 #   bash experiments/issue39/run.sh ablation        # part 2: which recipe trains best here
 #   bash experiments/issue39/run.sh choose pilot    # choose the recipe; pilot of part 3
 #   bash experiments/issue39/run.sh seeds final     # size part 3 from the pilot; run it
+#   bash experiments/issue39/run.sh schedule        # the plateau rule against 2500 steps
 #
 # The split (split.json) and the dataset views (views/dev, views/final: MSD dataset.json
 # files whose paths point into the shared data; nothing is copied) come from
@@ -98,7 +99,14 @@ for part in "${PARTS[@]}"; do
       "$FDSEG" experiment "${FINAL[@]}" --out final --train-sizes "$sizes" \
         --fusion none,early,late --seeds "$seeds" "${RECIPE[@]}" "${PLATEAU[@]}" --jobs 2 \
         --no-progress ;;
-    *) echo "unknown part $part (expected ablation, choose, pilot, seeds, final)" >&2
+    # the default recipe on fdseg train's fixed schedule (2500 steps: 50 epochs of 50),
+    # validating every 50 steps and scoring best.pt, paired with ablation/default (the
+    # same seeds, draws and recipe, stopped by the plateau rule): choose_schedule.py
+    schedule)
+      "$FDSEG" experiment "${DEV[@]}" --out schedule/fixed2500 --train-sizes 9,50 \
+        --fusion none --seeds 3 --iters-per-epoch 50 --val-every 1 --epochs 50 \
+        --checkpoint best --channels-last --jobs 2 --no-progress ;;
+    *) echo "unknown part $part (expected ablation, choose, pilot, seeds, final, schedule)" >&2
       exit 2 ;;
   esac
 done

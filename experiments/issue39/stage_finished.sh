@@ -24,7 +24,7 @@ for exp in ablation/*/ pilot/ final/ schedule/*/; do
     [ -e "$exp$f" ] && git add -f -- "$exp$f"
   done
 done
-for f in CHOICE.md RECIPE SEEDS SEEDS.md FUSION.md REPORT.md; do
+for f in CHOICE.md RECIPE SEEDS SEEDS.md FUSION.md SCHEDULE.md REPORT.md; do
   [ -e "$f" ] && git add -- "$f"
 done
 git status --short -- . | grep -v '^??' || true
