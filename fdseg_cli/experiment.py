@@ -118,10 +118,24 @@ __all__ = ["experiment"]
     "--slurm",
     is_flag=True,
     help="Submit the unfinished runs as one SLURM job array through submitit "
-    "(pip install 'fdseg[slurm]'), then wait for them and report (see --no-wait).",
+    "(pip install 'fdseg[slurm]'), then wait for them, a line each time the counts of "
+    "pending, running, finished and failed runs change, and report (see --no-wait). "
+    "Needs SLURM's sbatch on PATH: without it, one line says so and nothing is written.",
+)
+@click.option(
+    "--slurm-local",
+    is_flag=True,
+    help="Run the same job array as processes on this machine through submitit's local "
+    "executor, without SLURM (to try a submission, or on a machine of your own).",
 )
 @click.option("--slurm-partition", default=None, help="SLURM partition of the array's tasks.")
+@click.option("--slurm-account", default=None, help="SLURM account the tasks are charged to.")
+@click.option("--slurm-qos", default=None, help="SLURM quality of service of the tasks.")
+@click.option(
+    "--slurm-constraint", default=None, help="SLURM node features the tasks need (--constraint)."
+)
 @count_option("--slurm-time", default=240, help="Time limit of each task, in minutes.")
+@count_option("--slurm-mem", default=32, help="Memory of each task, in GB.")
 @count_option("--slurm-gpus", minimum=0, default=1, help="GPUs of each task.")
 @count_option("--slurm-cpus", default=8, help="CPU cores of each task.")
 @count_option("--slurm-parallelism", default=8, help="Tasks of the array that run at once.")
@@ -152,8 +166,13 @@ def experiment(
     jobs,
     report_only,
     slurm,
+    slurm_local,
     slurm_partition,
+    slurm_account,
+    slurm_qos,
+    slurm_constraint,
     slurm_time,
+    slurm_mem,
     slurm_gpus,
     slurm_cpus,
     slurm_parallelism,
@@ -188,6 +207,26 @@ def experiment(
                 f"unknown layouts {bad_layouts}; expected {', '.join(LAYOUTS)}",
                 param_hint="--layouts",
             )
+    slurm_options = None
+    if slurm and slurm_local:
+        raise click.UsageError("--slurm and --slurm-local exclude each other")
+    if slurm or slurm_local:
+        from fdseg_core.experiment.slurm import SlurmOptions  # lazy: on use
+
+        slurm_options = SlurmOptions(
+            partition=slurm_partition,
+            account=slurm_account,
+            qos=slurm_qos,
+            constraint=slurm_constraint,
+            time_min=slurm_time,
+            mem_gb=slurm_mem,
+            gpus_per_task=slurm_gpus,
+            cpus_per_task=slurm_cpus,
+            parallelism=slurm_parallelism,
+            local=slurm_local,
+        )
+        if not report_only:
+            slurm_options.check()  # no SLURM here: one line, before anything is printed
     given = given_fields(opts)
     config, job = experiment_job(
         dataset,
@@ -216,17 +255,6 @@ def experiment(
     if layout_list:
         per_run["layout"] = f"per run, from --layouts {layouts}"
     echo_recipe(job.config, job.applied, per_run=per_run)
-    slurm_options = None
-    if slurm:
-        from fdseg_core.experiment.slurm import SlurmOptions  # lazy: on use
-
-        slurm_options = SlurmOptions(
-            partition=slurm_partition,
-            time_min=slurm_time,
-            gpus_per_task=slurm_gpus,
-            cpus_per_task=slurm_cpus,
-            parallelism=slurm_parallelism,
-        )
     result = run_experiment_job(
         config,
         job,
@@ -237,9 +265,14 @@ def experiment(
         slurm=slurm_options,
         wait=wait,
     )
-    if slurm_options is not None:
-        first = result["job_ids"][0].split("_")[0] if result["job_ids"] else "-"
-        click.echo(f"submitted {len(result['submitted'])} runs as job array {first}")
+    if slurm_options is not None and not report_only:
+        n = len(result["submitted"])
+        if result["local"]:
+            click.echo(f"ran {n} runs through submitit's local executor on this machine")
+        elif n:
+            click.echo(f"submitted {n} runs as job array {result['array']}")
+        else:
+            click.echo("nothing to submit: every run has its result")
         if result["report"] is None:
             click.echo(f"not waiting: `fdseg experiment ... --out {out} --report-only` reports")
             return

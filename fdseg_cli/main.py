@@ -69,13 +69,17 @@ class UserInputError(click.ClickException):
 
 
 class _EchoHandler(logging.Handler):
-    """Messages of the core's loggers as one line on stderr (``warning:`` prefixed)."""
+    """Messages of the core's loggers as one line on stderr (``warning:`` prefixed),
+    written above any progress bar on the screen (never inside one), flushed at once."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm  # lazy: --help stays instant
+
         text = record.getMessage()
         if record.levelno >= logging.WARNING:
             text = f"warning: {text}"
-        click.echo(text, err=True)
+        tqdm.write(text, file=sys.stderr)
+        sys.stderr.flush()
 
 
 def _route_core_logs() -> None:

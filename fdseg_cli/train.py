@@ -150,7 +150,11 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_
         click.echo(line, err=True)
     echo_recipe(job.config, job.applied)
     shard_k_n = parse_shard(shard) if shard is not None else None
-    summary = run_training_job(job, resume=resume, folds_all=folds_all, shard=shard_k_n, jobs=jobs)
+    # an explicit budget is also a limit for sizes given by hand
+    budget = memory_gb if "memory_gb" in explicit_options(["memory_gb"]) else None
+    summary = run_training_job(
+        job, resume=resume, folds_all=folds_all, shard=shard_k_n, jobs=jobs, memory_gb=budget
+    )
     if folds_all and summary.get("pooled_dice") is None:
         missing = ", ".join(f"fold_{k}" for k in summary["missing_folds"])
         click.echo(f"cross-validation in {job.config.out}: still to finish: {missing}")

@@ -18,12 +18,14 @@ from fdseg_core.infer.predict import (
     tta_axes,
 )
 from fdseg_core.infer.sliding_window import (
+    InferenceStopped,
     gaussian_importance,
     sliding_window_inference,
     window_starts,
 )
 
 __all__ = [
+    "InferenceStopped",
     "KEEP_LARGEST",
     "check_ensemble",
     "keep_largest_per_class",

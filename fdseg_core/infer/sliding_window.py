@@ -14,7 +14,19 @@ from tqdm import tqdm
 from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 from fdseg_core.infer.activation import check_activation, probabilities
 
-__all__ = ["sliding_window_inference", "gaussian_importance", "tta_passes", "window_starts"]
+__all__ = [
+    "InferenceStopped",
+    "gaussian_importance",
+    "sliding_window_inference",
+    "tta_passes",
+    "window_starts",
+]
+
+
+class InferenceStopped(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised between two batches of windows when ``should_stop`` asked for it (a signal
+    arrived): whatever was being predicted is dropped, and the caller decides what
+    to save."""
 
 
 def window_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -92,6 +104,7 @@ def sliding_window_inference(
     device: torch.device | str | None = None,
     progress: bool = False,
     activation: str = "softmax",
+    should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Class probabilities of a whole volume, predicted patch by patch.
 
@@ -127,9 +140,15 @@ def sliding_window_inference(
             (:data:`fdseg_core.choices.LOSS_ACTIVATION`); the labels then follow from
             :func:`~fdseg_core.infer.activation.labels_from_probabilities` with the
             same activation.
+        should_stop: Asked after every batch of windows; when it says so,
+            :class:`InferenceStopped` is raised there (a preempted job stops within one
+            batch, not after the volume).
 
     Returns:
         Probabilities ``(N, K, *spatial)`` (float32).
+
+    Raises:
+        InferenceStopped: ``should_stop`` asked for it.
     """
     check_activation(activation)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -192,6 +211,8 @@ def sliding_window_inference(
                 ]
             )
             probs = _window_probs(windows, predictor, flips, device, activation).to(volume.device)
+            if should_stop is not None and should_stop():
+                raise InferenceStopped
             if acc is None:
                 k = probs.shape[1]
                 acc = volume.new_zeros((volume.shape[0], k, *padded), dtype=torch.float32)

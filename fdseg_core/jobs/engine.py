@@ -35,7 +35,7 @@ from typing import Any
 from fdseg_core.choices import DEFAULT_MEMORY_GB
 from fdseg_core.errors import OptionError
 from fdseg_core.jobs.default import PHANTOM_TRAINING, ensure_default_dataset
-from fdseg_core.train.config import RUNTIME_FIELDS, TrainConfig, option_spec
+from fdseg_core.train.config import RUNTIME_FIELDS, TrainConfig, differing_run_fields, option_spec
 from fdseg_core.train.recipes import resolve_fields
 
 __all__ = [
@@ -255,20 +255,28 @@ def resume_config(
 ) -> tuple[TrainConfig, tuple[str, ...]]:
     """The configuration of the run in ``out``, with the changes a resume may make.
 
+    Nothing that identifies a run depends on where it sits: ``out`` may be spelled in
+    any way (relative, absolute, through a link) and the folder may have been moved or
+    copied. Without ``dataset``, the run's dataset is its recorded path, relative to this
+    working directory, or else where it was when the run started (its checkpoint
+    records it); a dataset given again must hold the run's cases.
+
     Args:
         out: The run's folder (or a cross-validation's, which holds ``fold_k/``).
         given: The fields the user set for this resume. Runtime fields and ``epochs``
-            replace the run's; any other field must equal the run's value.
-        dataset: The dataset given again (``None``: the run's own). It must be the
-            run's dataset.
+            replace the run's; any other field must equal the run's value
+            (:func:`~fdseg_core.train.config.differing_run_fields`).
+        dataset: The dataset given again (``None``: the run's own).
 
     Returns:
-        ``(config, notes)``: the configuration (``out`` is the folder given) and one
-        line that says where it came from.
+        ``(config, notes)``: the configuration (``out`` is the folder given, ``dataset``
+        the one found) and the lines that say where they came from.
 
     Raises:
-        FileNotFoundError: ``out`` holds no run (no ``config.json``).
-        OptionError: A run-defining field that differs from the run's, naming each.
+        FileNotFoundError: ``out`` holds no run (no ``config.json``), or its dataset is
+            found nowhere.
+        OptionError: A run-defining field that differs from the run's, naming each, or
+            a dataset that does not hold the run's cases.
     """
     out = Path(out)
     path = _saved_config_path(out)
@@ -278,25 +286,11 @@ def resume_config(
         saved = TrainConfig.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a configuration fdseg can resume ({exc})") from exc
-    if path.parent != out:  # a cross-validation: its own folder, every fold
-        saved = saved.replace(out=str(out), fold=0)
-    else:
-        saved = saved.replace(out=str(out))
-    if dataset is not None and Path(dataset).resolve() != Path(saved.dataset).resolve():
-        raise OptionError(
-            f"{{resume}}: the run in {out} was trained on {saved.dataset}, not {dataset}; "
-            "give the same dataset, or none to use the run's own",
-            "resume",
-        )
-    before = saved.to_dict()
-    differ, changes = [], {}
-    for key, value in given.items():
-        if before.get(key) == saved.replace(**{key: value}).to_dict()[key]:
-            continue
-        if key in _MAY_CHANGE:
-            changes[key] = value
-        else:
-            differ.append(key)
+    fold = {"fold": 0} if path.parent != out else {}  # a cross-validation: every fold
+    found, note = _resume_dataset(out, path.parent, saved.dataset, dataset)
+    saved = saved.replace(out=str(out), dataset=found, **fold)
+    wanted = saved.replace(**given) if given else saved
+    differ = differing_run_fields(saved.to_dict(), wanted.to_dict())
     if differ:
         named = ", ".join("{" + k + "}" for k in differ)
         raise OptionError(
@@ -307,7 +301,65 @@ def resume_config(
             *differ,
             "epochs",
         )
-    return saved.replace(**changes), (f"resuming from {path} (the run's own configuration)",)
+    changes = {k: v for k, v in given.items() if k in _MAY_CHANGE}
+    notes = (f"resuming from {path} (the run's own configuration)",) + ((note,) if note else ())
+    return saved.replace(**changes), notes
+
+
+def _resume_dataset(
+    out: Path, run_dir: Path, recorded: str, given: str | Path | None
+) -> tuple[str, str | None]:
+    """The dataset a resumed run reads, and a line when it is not the recorded path."""
+    from fdseg_core.data import load_dataset  # lazy: the data package imports torch
+
+    run_cases = _run_case_ids(run_dir)
+    if given is not None:
+        why = None
+        if run_cases:  # the same cases, wherever the dataset lies now
+            missing = sorted(run_cases - {c.case_id for c in load_dataset(given).training})
+            if missing:
+                why = f"{given} does not hold its cases ({len(missing)} missing, e.g. {missing[0]})"
+        elif Path(given).resolve() != Path(recorded).resolve():  # no split yet: the folder
+            why = f"not on {given}"
+        if why:
+            raise OptionError(
+                f"{{resume}}: the run in {out} was trained on {recorded}, {why}; give that "
+                "dataset, or none to use the run's own",
+                "resume",
+            )
+        return str(given), None
+    if (Path(recorded) / "dataset.json").is_file():
+        return recorded, None
+    started = _recorded_dataset_root(run_dir)
+    if started is not None and (Path(started) / "dataset.json").is_file():
+        return started, f"the run's dataset {recorded} is not here: using {started}"
+    where = f" or {started}" if started and started != recorded else ""
+    raise FileNotFoundError(
+        f"the run in {out} was trained on {recorded}, which is not at {recorded}{where} from "
+        f"here; give the dataset again: fdseg train DATASET --out {out} --resume"
+    )
+
+
+def _run_case_ids(run_dir: Path) -> set[str]:
+    """The case ids of a run's split (``splits_final.json``), empty without one."""
+    split = run_dir / "splits_final.json"
+    if not split.is_file():
+        return set()
+    folds = json.loads(split.read_text())
+    return {c for fold in folds for part in ("train", "val") for c in fold.get(part, [])}
+
+
+def _recorded_dataset_root(run_dir: Path) -> str | None:
+    """Where the dataset was when the run started (its ``last.pt`` records it)."""
+    from fdseg_core.train.checkpoint import load_checkpoint  # lazy: torch
+
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        return None
+    try:
+        return load_checkpoint(last, map_location="cpu").get("data", {}).get("dataset_root")
+    except (OSError, ValueError):
+        return None
 
 
 def run_training_job(
@@ -317,9 +369,13 @@ def run_training_job(
     folds_all: bool = False,
     shard: tuple[int, int] | None = None,
     jobs: int = 1,
+    memory_gb: float | None = None,
 ) -> dict[str, Any]:
     """Train the job (every fold with ``folds_all``), and record a plan made now in
     ``plans.json`` once the run has started (not for a run that was refused).
+
+    ``memory_gb``: a budget one training step must fit in (checked on the network before
+    anything is written), beside the device's free memory, which is always checked.
 
     ``shard`` (the folds of shard K of N) and ``jobs`` (folds at once, one process each)
     apply to ``folds_all``; the pooled validation is made once every fold exists.
@@ -345,7 +401,7 @@ def run_training_job(
                 "jobs",
                 "folds_all",
             )
-        return train_pkg.train(job.config, resume=resume)
+        return train_pkg.train(job.config, resume=resume, memory_gb=memory_gb)
     finally:
         if _saved_config_path(out) is not None:
             job.save_plan()

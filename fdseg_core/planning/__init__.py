@@ -7,12 +7,12 @@ from pathlib import Path
 
 from fdseg_core.choices import DEFAULT_BAND_DIMS
 from fdseg_core.data import load_dataset, num_classes
+from fdseg_core.nn.memory import activation_bytes_per_voxel
 from fdseg_core.planning.fingerprint import CaseFingerprint, Fingerprint, fingerprint
 from fdseg_core.planning.planner import (
     DEFAULT_MEMORY_GB,
     MIN_LOW_BAND,
     Plan,
-    activation_bytes_per_voxel,
     plan_training,
     target_spacing,
 )

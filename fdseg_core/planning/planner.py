@@ -15,7 +15,8 @@ The rules follow nnU-Net's default experiment planner where fdseg does the same 
 * **Batch size**: as many patches as the budget holds, at least 2, and at most 5 % of
   the dataset's voxels per step (nnU-Net's cap), but never below 2.
 
-Memory is estimated from the network itself: :func:`activation_bytes_per_voxel` runs
+Memory is estimated from the network itself:
+:func:`fdseg_core.nn.memory.activation_bytes_per_voxel` runs
 the model once on a small input and adds up the elements of every layer's output (a
 fully convolutional network's activations grow linearly with the voxels); training
 keeps about twice that (activations and their gradients).
@@ -31,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.bands import band_width
@@ -44,7 +43,6 @@ __all__ = [
     "DEFAULT_MEMORY_GB",
     "MIN_LOW_BAND",
     "Plan",
-    "activation_bytes_per_voxel",
     "plan_training",
     "target_spacing",
 ]
@@ -54,9 +52,6 @@ __all__ = [
 ANISOTROPY = 3.0
 #: Fewest in-plane low-band samples per band axis before planning warns.
 MIN_LOW_BAND = 4
-#: Activations a training step keeps per forward activation (the values and their
-#: gradients).
-TRAINING_FACTOR = 2.0
 #: Largest share of the dataset's voxels in one step (nnU-Net's 5 %).
 MAX_DATASET_SHARE = 0.05
 
@@ -143,37 +138,6 @@ def target_spacing(spacings: np.ndarray, shapes: np.ndarray) -> tuple[tuple[floa
             f"third of the voxels: its 10th percentile (nnU-Net's rule for anisotropic data)"
         )
     return tuple(float(v) for v in target), text
-
-
-def activation_bytes_per_voxel(model: nn.Module, in_channels: int, divisor: Sequence[int]) -> float:
-    """Training memory of ``model`` per input voxel, in bytes (float32).
-
-    The model runs once on a small zero input (a multiple of ``divisor`` per axis, at
-    least 16) under ``torch.no_grad``; the elements of every leaf module's output are
-    summed and divided by the input's voxels, then multiplied by 4 bytes and by
-    :data:`TRAINING_FACTOR`.
-    """
-    size = [d * max(1, math.ceil(16 / d)) for d in divisor]
-    elements = 0
-
-    def count(_module, _inputs, output):
-        nonlocal elements
-        outputs = output if isinstance(output, list | tuple) else [output]
-        elements += sum(o.numel() for o in outputs if isinstance(o, torch.Tensor))
-
-    leaves = [m for m in model.modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(count) for m in leaves]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, in_channels, *size))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    voxels = math.prod(size)
-    return (elements / voxels + in_channels) * 4.0 * TRAINING_FACTOR
 
 
 def plan_training(

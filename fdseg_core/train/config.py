@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ from fdseg_core.choices import (
 from fdseg_core.train.recipes import RECIPES
 
 __all__ = [
+    "LOCATION_FIELDS",
     "TrainConfig",
+    "differing_run_fields",
     "BANDS",
     "FULL",
     "FUSIONS",
@@ -378,6 +381,24 @@ class TrainConfig:
 RUNTIME_FIELDS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("runtime")
 )
+
+
+#: Fields that say where a run's folder and its dataset lie, not what the run computes: a
+#: run may be moved or copied, and resumed from anywhere, with its dataset given again.
+LOCATION_FIELDS: frozenset[str] = frozenset({"out", "dataset"})
+
+
+def differing_run_fields(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """The fields that define a run whose values differ between a run's saved
+    configuration and the one a resume asks for (both as :meth:`TrainConfig.to_dict`).
+
+    The one rule of what a resume may change: runtime fields, ``epochs`` (a run may be
+    extended or ended earlier) and where the run lies (:data:`LOCATION_FIELDS`) are not
+    compared; every other field must be equal.
+    """
+    skip = RUNTIME_FIELDS | LOCATION_FIELDS | {"epochs"}
+    keys = (set(saved) | set(wanted)) - skip
+    return sorted(k for k in keys if saved.get(k) != wanted.get(k))
 
 
 def option_spec(name: str) -> dict[str, Any]:

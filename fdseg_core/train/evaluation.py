@@ -17,6 +17,7 @@ import torch
 from fdseg_core.choices import DEFAULT_WINDOW_BATCH
 from fdseg_core.data.preprocess import Volume, resample
 from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
+from fdseg_core.infer.sliding_window import InferenceStopped
 from fdseg_core.metrics import dice_per_class
 
 __all__ = ["VolumeScore", "evaluate_volumes", "mean_foreground", "nan_as_worst"]
@@ -67,6 +68,8 @@ def evaluate_volumes(
     case_grid: bool = False,
     keep_labels: bool = False,
     batch_size: int = DEFAULT_WINDOW_BATCH,
+    should_stop: Callable[[], bool] | None = None,
+    on_case: Callable[[int], None] | None = None,
 ) -> list[VolumeScore]:
     """Score a model on whole preprocessed volumes.
 
@@ -87,12 +90,20 @@ def evaluate_volumes(
         keep_labels: Keep the predicted and reference labels (and the affine) in the
             scores, e.g. to decide post-processing.
         batch_size: Windows per forward pass (the time and memory, not the scores).
+        should_stop: Asked before each volume and after each batch of windows
+            (:class:`~fdseg_core.infer.sliding_window.InferenceStopped` then ends it).
+        on_case: Called with the number of volumes scored after each one.
 
     Returns:
         One :class:`VolumeScore` per volume, in order.
+
+    Raises:
+        InferenceStopped: ``should_stop`` asked for it.
     """
     scores = []
     for vol in volumes:
+        if should_stop is not None and should_stop():
+            raise InferenceStopped
         image = torch.as_tensor(vol.image)[None].to(device)
         probs = sliding_window_inference(
             image,
@@ -102,6 +113,7 @@ def evaluate_volumes(
             device=device,
             activation=activation,
             batch_size=batch_size,
+            should_stop=should_stop,
         )
         reference = vol.label
         affine = vol.loaded.affine if vol.loaded is not None else None
@@ -124,4 +136,6 @@ def evaluate_volumes(
             score.labels = pred.numpy()
             score.reference = ref.numpy()
         scores.append(score)
+        if on_case is not None:
+            on_case(len(scores))
     return scores

@@ -1,11 +1,15 @@
-"""Metric logs (JSON lines + CSV) and training-curve plots, written atomically."""
+"""Metric logs (JSON lines + CSV), the run's text log (``train.log``) and training-curve
+plots, written atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -13,7 +17,10 @@ from matplotlib.ticker import MaxNLocator
 
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 
-__all__ = ["MetricsLog", "integer_epochs", "plot_curves"]
+__all__ = ["TRAIN_LOG", "MetricsLog", "integer_epochs", "plot_curves", "run_log"]
+
+#: The run folder's copy of the lines a run prints (epochs, validations, notes).
+TRAIN_LOG = "train.log"
 
 
 class MetricsLog:
@@ -123,3 +130,34 @@ def plot_curves(
     fig.suptitle(title)
     fig.tight_layout()
     atomic_save_figure(fig, path, dpi=100)
+
+
+@contextlib.contextmanager
+def run_log(out_dir: str | Path, *, enabled: bool = True) -> Iterator[None]:
+    """Copy every line fdseg's core logs while the block runs into ``OUT/train.log``
+    (appended, with a time stamp; flushed line by line), beside what is printed.
+
+    Args:
+        out_dir: The run's folder.
+        enabled: ``False`` (a process other than rank 0): nothing is written.
+    """
+    if not enabled:
+        yield
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(Path(out_dir) / TRAIN_LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    core = logging.getLogger("fdseg_core")
+    core.addHandler(handler)
+    if core.level == logging.NOTSET or core.level > logging.INFO:
+        previous = core.level
+        core.setLevel(logging.INFO)
+    else:
+        previous = None
+    try:
+        yield
+    finally:
+        core.removeHandler(handler)
+        handler.close()
+        if previous is not None:
+            core.setLevel(previous)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import random
 import signal
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data import PatchDataset
 from fdseg_core.data.splits import save_splits
 from fdseg_core.errors import OptionError, TrainingDivergedError, TrainingInterrupted
+from fdseg_core.infer.sliding_window import InferenceStopped
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.callbacks import SELECTION_KEY, EMASelection, TrainingCallback
 from fdseg_core.train.checkpoint import (
@@ -33,7 +36,7 @@ from fdseg_core.train.checkpoint import (
     build_model,
     load_checkpoint,
 )
-from fdseg_core.train.config import TrainConfig
+from fdseg_core.train.config import TrainConfig, differing_run_fields
 from fdseg_core.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -42,12 +45,13 @@ from fdseg_core.train.distributed import (
     init_distributed,
 )
 from fdseg_core.train.evaluation import mean_foreground, nan_as_worst
-from fdseg_core.train.logs import MetricsLog, plot_curves
+from fdseg_core.train.logs import MetricsLog, plot_curves, run_log
 from fdseg_core.train.setup import (
     Optimisation,
     TrainingData,
     build_optimisation,
     check_patch_bands,
+    check_patch_fits,
     input_shape,
     make_loader,
     prepare_data,
@@ -108,6 +112,7 @@ def train(
     *,
     resume: bool = False,
     callbacks: Sequence[TrainingCallback] = (),
+    memory_gb: float | None = None,
 ) -> dict[str, Any]:
     """Train the network that ``config`` describes.
 
@@ -135,6 +140,8 @@ def train(
             (:class:`~fdseg_core.train.callbacks.TrainingCallback`); their state is
             saved in the checkpoints. ``config.best_selection="ema"`` adds
             :class:`~fdseg_core.train.callbacks.EMASelection`.
+        memory_gb: A budget one training step must fit in (GiB), checked on the network
+            before anything is written, beside the device's free memory.
 
     Returns:
         A summary dict: ``best_dice``, ``best_epoch``, ``final`` (last validation per
@@ -158,18 +165,24 @@ def train(
     stop = StopRequest()
     try:
         with lock, stop.installed():
-            run = _set_up(config, resume, device, dist_info, _callbacks(config, callbacks))
+            run = _set_up(
+                config, resume, device, dist_info, _callbacks(config, callbacks), memory_gb
+            )
             run.stop = stop
-            run.call("on_train_start")
-            while run.epoch < config.epochs and not run.tracker.stopped:
-                run.call("on_epoch_start")
-                row = _train_epoch(run)
-                improved = _validate_epoch(run, row)
-                run.call("on_epoch_end", row)
-                _end_epoch(run, row, improved)
-            summary = _summary(run)
-            run.call("on_train_end", summary)
-            return summary
+            # every line from here also goes to OUT/train.log (after the checks: a refused
+            # run writes nothing)
+            with run_log(config.out, enabled=dist_info.is_main):
+                _log_start(run)
+                run.call("on_train_start")
+                while run.epoch < config.epochs and not run.tracker.stopped:
+                    run.call("on_epoch_start")
+                    row = _train_epoch(run)
+                    improved = _validate_epoch(run, row)
+                    run.call("on_epoch_end", row)
+                    _end_epoch(run, row, improved)
+                summary = _summary(run)
+                run.call("on_train_end", summary)
+                return summary
     finally:
         cleanup(dist_info)
 
@@ -260,7 +273,23 @@ class RunState:
 
     @property
     def show(self) -> bool:
-        return self.config.progress and self.dist_info.is_main
+        """Progress bars: asked for, on rank 0, and a terminal to draw them on (a
+        scheduler's log gets plain lines instead)."""
+        return self.config.progress and self.dist_info.is_main and sys.stderr.isatty()
+
+
+def _log_start(run: RunState) -> None:
+    """The run's first line: what it trains, from where, for how long."""
+    if not run.dist_info.is_main:
+        return
+    c = run.config
+    total = c.epochs * run.steps
+    where = f"resuming at epoch {run.epoch + 1}" if run.epoch else "starting"
+    logger.info(
+        f"{where}: {c.backbone}, fusion {c.fusion}, {len(run.data.train_ids)} training and "
+        f"{len(run.data.val_ids)} validation cases, {c.epochs} epochs of {run.steps} steps "
+        f"({total} steps), validation every {c.val_every} epoch(s) -> {c.out}"
+    )
 
 
 def _start(config: TrainConfig) -> tuple[torch.device, DistInfo]:
@@ -292,6 +321,7 @@ def _set_up(
     device: torch.device,
     dist_info: DistInfo,
     callbacks: tuple[TrainingCallback, ...] = (),
+    memory_gb: float | None = None,
 ) -> RunState:
     """Everything before the first step: the resume checkpoint (checked against the
     config), the data, ``config.json`` and the split, the model and its optimisation,
@@ -305,6 +335,7 @@ def _set_up(
         net = net.to(memory_format=torch.channels_last_3d)
     shape = input_shape(config, data.train_vols, net.size_divisor)
     check_patch_bands(config, shape, net.size_divisor)
+    check_patch_fits(config, shape, net, data.in_channels, device, memory_gb=memory_gb)
     # every check that can refuse the run has passed: only now is anything written
     if dist_info.is_main:
         if data.plan.note:
@@ -445,15 +476,23 @@ def _train_epoch(run: RunState) -> dict[str, Any]:
     except StepStop as stop:
         if stop.reason == "diverged":
             raise _diverged(run, stop) from None
-        raise _interrupted(run, stop) from None
+        stop.progress.elapsed_s = _elapsed(start, t0)
+        raise _interrupted(run, stop.progress) from None
     run.epoch += 1
     return {
         "epoch": run.epoch,
         "train_loss": float(all_reduce_mean(loss, dist_info)),
         "lr": run.opt.optimizer.param_groups[0]["lr"],
-        "epoch_time_s": time.perf_counter() - t0,
+        "epoch_time_s": _elapsed(start, t0),
         "world_size": dist_info.world_size,
+        # this process's own loss sum: what a stop in the validation saves
+        "_loss_sum": float(loss) * run.steps,
     }
+
+
+def _elapsed(start: EpochProgress | None, t0: float) -> float:
+    """Seconds of the epoch's steps, those before a resume included."""
+    return time.perf_counter() - t0 + (start.elapsed_s if start else 0.0)
 
 
 def _diverged(run: RunState, stop: StepStop) -> TrainingDivergedError:
@@ -475,15 +514,23 @@ def _diverged(run: RunState, stop: StepStop) -> TrainingDivergedError:
     )
 
 
-def _interrupted(run: RunState, stop: StepStop) -> TrainingInterrupted:
-    """Save ``last.pt`` at the current step (atomically) and say how to continue."""
-    progress = {"done": stop.progress.done, "loss_sum": stop.progress.loss_sum}
-    _save(run, improved=False, epoch_progress=progress)
-    step = run.epoch * run.steps + stop.progress.done
+def _interrupted(run: RunState, progress: EpochProgress) -> TrainingInterrupted:
+    """Save ``last.pt`` at the current step (atomically) and say how to continue.
+
+    ``progress.done`` equal to the epoch's steps is a stop in the epoch's validation:
+    the checkpoint then holds the epoch as not yet ended, and the resumed run validates
+    it again before it goes on."""
+    _save(run, improved=False, epoch_progress=dataclasses.asdict(progress))
+    step = run.epoch * run.steps + progress.done
     name = run.stop.signal_name
+    where = (
+        f"in the validation after step {step} (epoch {run.epoch + 1}); the resumed run "
+        "validates again"
+        if progress.done == run.steps
+        else f"after step {step} (epoch {run.epoch + 1}, step {progress.done} of {run.steps})"
+    )
     return TrainingInterrupted(
-        f"{name}: stopped after step {step} (epoch {run.epoch + 1}, step "
-        f"{stop.progress.done} of {run.steps}) and saved {Path(run.config.out) / 'last.pt'}; "
+        f"{name}: stopped {where} and saved {Path(run.config.out) / 'last.pt'}; "
         "run again with {resume} to continue from that step",
         "resume",
         signal_name=name,
@@ -497,21 +544,34 @@ def _validate_epoch(run: RunState, row: dict[str, Any]) -> bool:
     the time it took (``val_time_s``) go into ``row``, the mean into the early-stopping
     tracker. Returns whether it improved."""
     config, data = run.config, run.data
+    loss_sum = row.pop("_loss_sum")
     if not (run.epoch % config.val_every == 0 or run.epoch == config.epochs):
         return False
     t0 = time.perf_counter()
-    dice = validate(
-        run.net,
-        data.val_vols,
-        data.num_classes,
-        run.shape,
-        overlap=config.overlap,
-        device=run.device,
-        dist_info=run.dist_info,
-        activation=run.meta["activation"],
-        # windows are batched as training batches patches: a size known to fit
-        batch_size=config.batch_size,
-    )
+    on_case = _validation_lines(run, len(data.val_vols))
+    try:
+        if run.stop():  # a signal during the epoch's last step: do not start validating
+            raise InferenceStopped
+        dice = validate(
+            run.net,
+            data.val_vols,
+            data.num_classes,
+            run.shape,
+            overlap=config.overlap,
+            device=run.device,
+            dist_info=run.dist_info,
+            activation=run.meta["activation"],
+            # windows are batched as training batches patches: a size known to fit
+            batch_size=config.batch_size,
+            should_stop=run.stop,
+            on_case=on_case,
+        )
+    except InferenceStopped:
+        # the epoch's steps are done, its validation is not: save it as unfinished, so
+        # that the resumed run validates it and ends it as an uninterrupted one does
+        run.epoch -= 1
+        progress = EpochProgress(run.steps, loss_sum, row["epoch_time_s"])
+        raise _interrupted(run, progress) from None
     row["val_time_s"] = time.perf_counter() - t0
     for c in range(1, data.num_classes):
         row[f"val_dice_{data.class_names.get(c, c)}"] = float(dice[c])
@@ -520,12 +580,64 @@ def _validate_epoch(run: RunState, row: dict[str, Any]) -> bool:
     return run.tracker.update(row.get(SELECTION_KEY, row["val_dice_mean"]), run.epoch)
 
 
+#: Without progress bars, a long validation says how far it is at most this often.
+VALIDATION_LINE_S = 30.0
+
+
+def _validation_lines(run: RunState, n_cases: int) -> Callable[[int], None] | None:
+    """What reports a validation's progress: a bar over its cases on a terminal, else a
+    line at its start and one every :data:`VALIDATION_LINE_S` seconds (its end is the
+    epoch's line). ``None`` on processes other than rank 0."""
+    if not run.dist_info.is_main:
+        return None
+    if run.show:
+        bar = tqdm(total=n_cases, leave=False, desc=f"validation {run.epoch}", unit="case")
+
+        def advance(done: int) -> None:
+            bar.update(done - bar.n)
+            if done >= n_cases:
+                bar.close()
+
+        return advance
+    logger.info(f"epoch {run.epoch}: validating on {n_cases} cases")
+    t0 = last = time.perf_counter()
+
+    def line(done: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= VALIDATION_LINE_S and done < n_cases:
+            last = now
+            elapsed = f"{now - t0:.0f} s"
+            logger.info(f"epoch {run.epoch}: validated {done} of {n_cases} cases ({elapsed})")
+
+    return line
+
+
+def _epoch_line(run: RunState, row: dict[str, Any], improved: bool) -> str:
+    """``epoch 3/50 (step 150): loss 0.1234, lr 1.0e-03, 12.3 s; validation 2.1 s: Dice
+    red 0.8512, ..., mean 0.8401 (best)``."""
+    text = (
+        f"epoch {run.epoch}/{run.config.epochs} (step {run.epoch * run.steps}): loss "
+        f"{row['train_loss']:.4f}, lr {row['lr']:.2e}, {row['epoch_time_s']:.1f} s"
+    )
+    if "val_dice_mean" in row:
+        dice = ", ".join(
+            f"{k.removeprefix('val_dice_')} {v:.4f}"
+            for k, v in row.items()
+            if k.startswith("val_dice_") and k != "val_dice_mean"
+        )
+        text += (
+            f"; validation {row['val_time_s']:.1f} s: Dice {dice}, mean "
+            f"{row['val_dice_mean']:.4f}" + (" (best)" if improved else "")
+        )
+    return text
+
+
 def _end_epoch(run: RunState, row: dict[str, Any], improved: bool) -> None:
     """The epoch's line, log row, TensorBoard scalars, curves and checkpoints."""
     config = run.config
-    if run.show:
-        shown = {k: round(v, 4) for k, v in row.items() if k.startswith("val_dice")}
-        tqdm.write(f"epoch {run.epoch}: loss {row['train_loss']:.4f} {shown or ''}")
+    if run.dist_info.is_main:
+        logger.info(_epoch_line(run, row, improved))
     if run.dist_info.is_main:
         out = Path(config.out)
         run.log.append(row)
@@ -626,14 +738,15 @@ def _resume_checkpoint(
     if not last.is_file():
         raise FileNotFoundError(f"{last} does not exist: there is no run to resume")
     ckpt = load_checkpoint(last, map_location="cpu")
-    saved = TrainConfig.from_dict(ckpt["config"]).run_dict()
-    wanted = config.run_dict()
-    diff = sorted(k for k in wanted if k != "epochs" and saved.get(k) != wanted[k])
+    saved = TrainConfig.from_dict(ckpt["config"]).to_dict()
+    diff = differing_run_fields(saved, config.to_dict())
     if diff:
+        named = ", ".join("{" + k + "}" for k in diff)
         raise OptionError(
-            f"{{resume}}: the options differ from the run in {last} in {diff}; resume with "
-            "the same options (only runtime options and {epochs} may change)",
+            f"{{resume}}: the run in {out} was trained with other values of {named}; "
+            "resume with the run's own (only runtime options and {epochs} may change)",
             "resume",
+            *diff,
             "epochs",
         )
     return ckpt

@@ -17,6 +17,7 @@ from fdseg_core import data as fdata
 from fdseg_core.bands import min_band_size
 from fdseg_core.choices import DEFAULT_BAND_DIMS, activation_of_loss
 from fdseg_core.errors import OptionError
+from fdseg_core.nn.memory import training_step_bytes
 from fdseg_core.plugins import get_backbone
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.distributed import DistInfo
@@ -97,6 +98,9 @@ class TrainingData:
             "bands": bands.as_dict() if bands is not None else None,
             # how logits become labels: the rule of the loss the model was trained with
             "activation": activation_of_loss(config.loss),
+            # where the dataset was when the run started, so that a run resumed from
+            # another working directory (or moved) finds it without being told
+            "dataset_root": str(Path(config.dataset).resolve()),
         }
 
 
@@ -247,6 +251,78 @@ def check_patch_bands(config: TrainConfig, shape: tuple[int, ...], divisor: Any)
                 "patch_size",
                 "beta",
             )
+
+
+def check_patch_fits(
+    config: TrainConfig,
+    shape: tuple[int, ...],
+    net: nn.Module,
+    in_channels: int,
+    device: torch.device,
+    *,
+    memory_gb: float | None = None,
+) -> None:
+    """Refuse, before anything is written, a patch the network cannot take as it is, or
+    a step that would not fit in memory.
+
+    * A patch must be a multiple of the network's size divisor on every axis: the
+      network would pad any other size, training on voxels that are not the data.
+    * One training step (:func:`fdseg_core.nn.memory.training_step_bytes`, measured on
+      the network) must fit in the memory free on the device (a CUDA device's free
+      memory, or the machine's available memory), and in ``memory_gb`` when given.
+
+    Raises:
+        OptionError: Naming the option and the value given, the estimate, and how to go
+            on.
+    """
+    divisor = net.size_divisor
+    divisors = divisor if isinstance(divisor, tuple) else (divisor,) * len(shape)
+    if not config.whole_volumes:
+        bad = [i for i, (p, d) in enumerate(zip(shape, divisors, strict=True)) if p % d]
+        if bad:
+            fixed = [math.ceil(p / d) * d for p, d in zip(shape, divisors, strict=True)]
+            raise OptionError(
+                f"{{patch_size}} {' '.join(map(str, shape))}: the network takes multiples of "
+                f"{' x '.join(map(str, divisors))} voxels (axis {bad[0]} is {shape[bad[0]]}); "
+                f"it would pad the rest with zeros: give {' '.join(map(str, fixed))}",
+                "patch_size",
+            )
+    model_in = in_channels * (2 if config.bands == "volume" else 1)
+    need = training_step_bytes(net, model_in, divisors, shape, config.batch_size)
+    free, where = free_memory(device)
+    limits = [(free, f"{where} ({free / 2**30:.1f} GiB)", ())] if free is not None else []
+    if memory_gb is not None:
+        limits.append(
+            (int(memory_gb * 2**30), f"the budget of {{memory_gb}} {memory_gb:g}", ("memory_gb",))
+        )
+    for limit, what, named in limits:
+        if need > limit:
+            given = "whole volumes of " if config.whole_volumes else ""
+            raise OptionError(
+                f"{{patch_size}} {given}{' '.join(map(str, shape))} with {{batch_size}} "
+                f"{config.batch_size}: one training step needs about {need / 2**30:.2g} GiB "
+                f"(measured on the network), more than {what}; give a smaller {{patch_size}} "
+                "or {batch_size}, or let `fdseg plan` choose sizes for a budget",
+                "patch_size",
+                "batch_size",
+                *named,
+            )
+
+
+def free_memory(device: torch.device) -> tuple[int | None, str]:
+    """Bytes free for a training step on ``device``, and where they are: a CUDA
+    device's free memory, or this machine's available memory (``None`` when unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free), f"the free memory of {torch.cuda.get_device_name(device)}"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "this machine's available memory"
+    except OSError:
+        pass
+    return None, "this machine's memory"
 
 
 def steps_per_epoch(config: TrainConfig, n_train: int, world_size: int) -> int:

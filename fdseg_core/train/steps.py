@@ -12,6 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fdseg_core.choices import DEFAULT_WINDOW_BATCH
+from fdseg_core.infer.sliding_window import InferenceStopped
 from fdseg_core.train.distributed import DistInfo, all_reduce_max, all_reduce_sum
 from fdseg_core.train.evaluation import evaluate_volumes
 from fdseg_core.train.setup import Optimisation
@@ -62,11 +63,13 @@ def train_step(
 
 @dataclass
 class EpochProgress:
-    """Where an epoch stands: the steps done in it and the sum of their losses (what a
-    run stopped by a signal saves, so that it resumes at the same step)."""
+    """Where an epoch stands: the steps done in it, the sum of their losses and the
+    seconds they took (what a run stopped by a signal saves, so that it resumes at the
+    same step; ``done`` equal to the epoch's steps: stopped in its validation)."""
 
     done: int = 0
     loss_sum: float = 0.0
+    elapsed_s: float = 0.0
 
 
 class StepStop(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -154,6 +157,8 @@ def validate(
     dist_info: DistInfo,
     activation: str = "softmax",
     batch_size: int = DEFAULT_WINDOW_BATCH,
+    should_stop: Callable[[], bool] | None = None,
+    on_case: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Mean Dice per class over the validation volumes, scored by
     :func:`~fdseg_core.train.evaluation.evaluate_volumes` (whole volumes; labels by
@@ -161,15 +166,23 @@ def validate(
     ``world_size``-th volume; the sums are reduced over processes. ``batch_size``
     windows go through the network at a time.
 
+    ``should_stop`` (a signal arrived) ends the validation early: in one process after
+    the current batch of windows; under ``torchrun`` after the current round of volumes
+    (one per process), decided by all processes together so that none waits in a
+    collective for one that stopped. ``on_case`` is called with the number of this
+    process's volumes scored after each one (a progress line or bar).
+
     Returns:
         ``(num_classes,)`` float64; NaN for a class absent from every prediction and
         reference.
+
+    Raises:
+        InferenceStopped: ``should_stop`` asked for it.
     """
     net = unwrap(model)
     net.eval()
-    scores = evaluate_volumes(
-        net,
-        volumes[dist_info.rank :: dist_info.world_size],
+    mine = volumes[dist_info.rank :: dist_info.world_size]
+    options = dict(
         num_classes=num_classes,
         patch_size=patch_size,
         overlap=overlap,
@@ -177,11 +190,26 @@ def validate(
         activation=activation,
         batch_size=batch_size,
     )
+    try:
+        if dist_info.enabled and should_stop is not None:
+            scores = []
+            for r in range(math.ceil(len(volumes) / dist_info.world_size)):
+                scores += evaluate_volumes(net, mine[r : r + 1], **options)
+                if on_case is not None:
+                    on_case(len(scores))
+                flag = torch.tensor([float(should_stop())], device=device)
+                if float(all_reduce_max(flag, dist_info)[0]) > 0:
+                    raise InferenceStopped
+        else:
+            scores = evaluate_volumes(
+                net, mine, should_stop=should_stop, on_case=on_case, **options
+            )
+    finally:
+        model.train()
     dice = np.stack([s.dice for s in scores]) if scores else np.full((0, num_classes), np.nan)
     valid = ~np.isnan(dice)
     sums = torch.as_tensor(np.where(valid, dice, 0.0).sum(axis=0), device=device)
     counts = torch.as_tensor(valid.sum(axis=0).astype(np.float64), device=device)
     sums = all_reduce_sum(sums, dist_info)
     counts = all_reduce_sum(counts, dist_info)
-    model.train()
     return (sums / counts.clamp(min=1)).where(counts > 0, torch.nan).cpu().numpy()

@@ -303,3 +303,77 @@ def test_the_launch_passes_every_other_option_on():
     argv = ["--debug", "train", "ds", "--nproc-per-node", "2", "--epochs", "3"]
     assert _without_option(argv, "--nproc-per-node") == ["--debug", "train", "ds", "--epochs", "3"]
     assert _without_option(["train", "--nproc-per-node=4"], "--nproc-per-node") == ["train"]
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_middle_of_validation_exits_143_within_seconds_and_the_run_resumes(
+    tmp_path,
+):
+    """A scheduler's SIGTERM while the phantom-sized validation volumes (80 x 80 x 64) are
+    scored: the process saves last.pt and exits 143 well inside SLURM's 30 s grace
+    period, and the resumed run validates that epoch again and finishes."""
+    import signal
+    import time
+
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=6, n_test=0, shape=(80, 80, 64))
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "fdseg_cli", "train", str(ds), "--out", str(run)]
+    args += ["--epochs", "1", "--iters-per-epoch", "2", "--patch-size", "16", "16", "8"]
+    args += ["--val-every", "1", "--folds", "2", "--no-progress"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "validating on 3 cases" in line:
+            break
+    time.sleep(1.0)  # well inside the first volume
+    assert proc.poll() is None, "".join(lines)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    code = proc.wait(timeout=60)
+    elapsed = time.perf_counter() - sent
+    assert code == 143, "".join(lines) + rest
+    assert elapsed < 10, f"{elapsed:.1f} s from SIGTERM to exit"
+    assert "SIGTERM: stopped in the validation after step 2 (epoch 1)" in rest
+    saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 0 and saved["epoch_progress"]["done"] == 2
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fdseg_cli",
+            "train",
+            "--out",
+            str(run),
+            "--resume",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1] and "val_dice_mean" in rows[0]
+
+
+def test_sizes_the_network_cannot_take_or_memory_cannot_hold_end_before_any_file(ds, tmp_path):
+    run = tmp_path / "run"
+    base = ["train", str(ds), "--out", str(run), "--epochs", "1", "--fusion", "none"]
+    base += ["--iters-per-epoch", "1", "--folds", "2", "--no-progress"]
+    r = CliRunner().invoke(cli, [*base, "--patch-size", "7", "7", "7"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        "Error: --patch-size 7 7 7: the network takes multiples of 4 x 4 x 4 voxels (axis 0 "
+        "is 7); it would pad the rest with zeros: give 8 8 8"
+    )
+    r = CliRunner().invoke(cli, [*base, "--patch-size", "400", "400", "400"])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("Error: --patch-size 400 400 400 with --batch-size 2: one training ")
+    assert "GiB (measured on the network), more than this machine's available memory" in line
+    r = CliRunner().invoke(cli, [*base, "--patch-size", "16", "16", "8", "--memory-gb", "0.001"])
+    assert r.exit_code == 2, r.output
+    assert "more than the budget of --memory-gb 0.001" in r.output
+    assert not run.exists()

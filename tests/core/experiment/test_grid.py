@@ -143,8 +143,16 @@ def test_the_submitit_local_executor_runs_the_array(ds, whole, tmp_path):
         training=TINY_FIELDS,  # the CLI's FAST options
         n_resamples=100,
     )
-    done = submit_experiment(config, SlurmOptions(cluster="local", time_min=30))
-    assert len(done["submitted"]) == 4 and len(done["job_ids"]) == 4
+    lines = []
+    options = SlurmOptions(local=True, time_min=30, poll_s=0.5)
+    done = submit_experiment(config, options, say=lines.append)
+    assert len(done["submitted"]) == 4 and len(done["job_ids"]) == 4 and done["local"]
+    # a line each time the counts changed, the last one with every run finished
+    assert lines[-1] == "runs: 0 pending, 0 running, 4 finished, 0 failed"
+    assert all(line.startswith("runs: ") for line in lines)
+    # nothing stray: submitit's folders hold the jobs' logs, no empty folder is left
+    stray = [p for p in (tmp_path / "slurm").rglob("*") if p.is_dir() and not any(p.iterdir())]
+    assert stray == []
     assert sorted(_results(tmp_path / "slurm")) == sorted(_results(whole))
     assert done["report"]["missing"] == []
 
@@ -176,3 +184,57 @@ def test_report_only_with_a_target_effect_prints_the_seeds_each_cell_needs(ds, t
     expected = row["seeds_needed"] if row["seeds_needed"] is not None else "more than 10000"
     assert f"1 cases, early: {expected} (between-seed SD" in r.output
     assert json.loads((out / "experiment.json").read_text())["margin"] == 0.01
+
+
+def test_slurm_without_slurm_exits_2_in_one_line_and_writes_nothing(ds, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no sbatch anywhere
+    out = tmp_path / "exp"
+    r = CliRunner().invoke(cli, _args(ds, out, "--slurm"))
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "sbatch is not on PATH" in lines[0]
+    assert "--slurm-local" in lines[0]
+    assert not out.exists()
+
+
+STAND_IN = """#!/bin/sh
+# a stand-in for SLURM's {name}: records what it is asked, answers as SLURM does
+echo "{name} $*" >> "{log}"
+case "{name}" in
+  sbatch) cp "$1" "{script}"; echo "Submitted batch job 4242" ;;
+  sacct) echo "JobID|State|NodeList" ;;
+esac
+"""
+
+
+def test_slurm_submits_the_array_it_says_with_the_resources_asked(ds, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log, script = tmp_path / "calls.log", tmp_path / "job.sh"
+    for name in ("sbatch", "squeue", "sacct", "srun", "scancel"):
+        path = bin_dir / name
+        path.write_text(STAND_IN.format(name=name, log=log, script=script))
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "exp"
+    options = ["--slurm", "--no-wait", "--slurm-mem", "16", "--slurm-time", "30"]
+    options += ["--slurm-partition", "gpu", "--slurm-account", "lab", "--slurm-qos", "high"]
+    options += ["--slurm-parallelism", "2", "--slurm-cpus", "4", "--slurm-gpus", "1"]
+    r = CliRunner().invoke(cli, _args(ds, out, *options))
+    assert r.exit_code == 0, r.output
+    assert "submitted 4 runs as job array 4242" in r.output
+    calls = log.read_text()
+    assert calls.count("sbatch ") == 1  # one array, not four jobs
+    text = script.read_text()
+    for line in (
+        "#SBATCH --array=0-3%2",
+        "#SBATCH --mem=16GB",
+        "#SBATCH --time=30",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab",
+        "#SBATCH --qos=high",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --gpus-per-node=1",
+    ):
+        assert line in text, text
+    assert (out / "experiment.json").is_file()  # the runs' record, for --report-only

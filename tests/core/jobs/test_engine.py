@@ -80,3 +80,48 @@ def test_the_api_job_applies_the_one_precedence_rule(ds, tmp_path):
     assert job.defaults == "config" and job.plan is None
     with pytest.raises(FileNotFoundError, match="does not exist"):
         training_job(tmp_path / "missing", tmp_path / "r", planning=False)
+
+
+def _fdseg(*args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "fdseg_cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_a_run_moved_to_another_folder_resumes_from_another_working_directory(tmp_path):
+    """Started with relative paths, moved (as from scratch to project space), resumed
+    from elsewhere with the new folder's path: absolute, then through a symbolic link."""
+    home = tmp_path / "home"
+    make_toy_dataset(home / "data" / "toy", n_cases=4, n_test=0)
+    args = ["train", "data/toy", "--out", "runs/base", "--patch-size", "16", "16", "8"]
+    args += ["--epochs", "1", "--iters-per-epoch", "2", "--val-every", "1", "--folds", "2"]
+    done = _fdseg(*args, "--no-progress", cwd=home)
+    assert done.returncode == 0, done.stderr
+    moved = tmp_path / "project" / "base"
+    moved.parent.mkdir()
+    (home / "runs" / "base").rename(moved)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = _fdseg(
+        "train", "--out", moved, "--resume", "--epochs", "2", "--no-progress", cwd=elsewhere
+    )
+    assert done.returncode == 0, done.stderr
+    assert _epochs(moved) == [1, 2]
+    (elsewhere / "link").symlink_to(moved)
+    done = _fdseg(
+        "train", "--out", "link", "--resume", "--epochs", "3", "--no-progress", cwd=elsewhere
+    )
+    assert done.returncode == 0, done.stderr
+    assert _epochs(moved) == [1, 2, 3]
+    # a changed option is refused naming the folder as typed and the option only
+    done = _fdseg("train", "--out", "link", "--resume", "--lr", "0.5", cwd=elsewhere)
+    assert done.returncode == 2
+    assert "the run in link was trained with other values of --lr" in done.stderr

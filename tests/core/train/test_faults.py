@@ -140,3 +140,47 @@ def test_the_api_raises_the_interruption_with_its_exit_code(ds, tmp_path, monkey
         train(TrainConfig(dataset=str(ds), out=str(tmp_path / "r"), epochs=1, **BASE))
     assert info.value.exit_code == 143 and info.value.step == 1
     assert "run again with resume" in str(info.value)
+
+
+def test_a_signal_during_validation_saves_the_epoch_and_the_resumed_run_validates_it_again(
+    ds, tmp_path, monkeypatch
+):
+    """The signal arrives while epoch 2 is validated: last.pt holds epoch 2's steps as
+    done and its validation as not; the resumed run validates it and ends where an
+    uninterrupted run ends, metrics log included."""
+    from fdseg_core.train import evaluation
+
+    config = {k: v for k, v in BASE.items() if k != "backbone_options"} | {"epochs": 3}
+    whole = tmp_path / "whole"
+    train(TrainConfig(dataset=str(ds), out=str(whole), **config))
+    real = evaluation.sliding_window_inference
+    calls = {"n": 0}
+
+    def window(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the first volume of epoch 2's validation (2 per validation)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "sliding_window_inference", window)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as info:
+        train(TrainConfig(dataset=str(ds), out=str(run), **config))
+    assert info.value.exit_code == 143
+    assert "in the validation after step 6 (epoch 2)" in str(info.value)
+    saved = load_checkpoint(run / "last.pt")
+    assert saved["epoch"] == 1 and saved["epoch_progress"]["done"] == ITERS
+    assert [r["epoch"] for r in _strict((run / "metrics.jsonl").read_text())] == [1]
+    monkeypatch.undo()
+    train(TrainConfig(dataset=str(ds), out=str(run), **config), resume=True)
+    a, b = load_checkpoint(whole / "last.pt"), load_checkpoint(run / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, msg=key)
+    rows_a = _strict((whole / "metrics.jsonl").read_text())
+    rows_b = _strict((run / "metrics.jsonl").read_text())
+    assert [r["epoch"] for r in rows_b] == [1, 2, 3]
+    for key in ("train_loss", "val_dice_mean"):
+        assert [r[key] for r in rows_b] == pytest.approx([r[key] for r in rows_a])
+    log = (run / "train.log").read_text()
+    assert "resuming at epoch 2" in log and "epoch 2/3 (step 6)" in log
