@@ -33,8 +33,13 @@ def evaluate(pred, labels, json_path, csv_path, dataset_json):
     per case and class Dice, 95% Hausdorff distance and average symmetric surface
     distance in mm, and volumes in mL; means and standard deviations."""
     # lazy: the metrics import scipy and nibabel; `--help` stays instant
+    from fdseg_core.atomic import check_output_file
     from fdseg_core.data.layout import label_names_near, read_label_names
     from fdseg_core.metrics import evaluate_folder, write_report
+
+    for path in (json_path, csv_path):  # before the work: an output that cannot be written
+        if path:
+            check_output_file(path)
 
     if dataset_json:
         try:
@@ -46,7 +51,6 @@ def evaluate(pred, labels, json_path, csv_path, dataset_json):
         if found is not None:
             click.echo(f"class names from {found}", err=True)
     report = evaluate_folder(pred, labels, labels=names)
-    write_report(report, json_path=json_path, csv_path=csv_path)
 
     def fmt(stat, digits):
         if stat["mean"] is None:
@@ -67,6 +71,9 @@ def evaluate(pred, labels, json_path, csv_path, dataset_json):
         "in both (HD95, ASSD)"
         + (f"; absent from both and left out: {', '.join(absent)}" if absent else "")
     )
+    # the table is on the screen before the files are written: a failed write loses
+    # nothing that was computed
+    write_report(report, json_path=json_path, csv_path=csv_path)
     for path in (json_path, csv_path):
         if path:
             click.echo(f"wrote {path}")

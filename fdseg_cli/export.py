@@ -37,12 +37,14 @@ def export(checkpoint, out, dynamic, shape, check):
     """Export the model of CHECKPOINT (best.pt or last.pt of `fdseg train`) to ONNX, with
     its classes, normalisation, spacing, patch size and band parameters as metadata.
     Run it with `fdseg predict --onnx OUT ...` or any ONNX runtime."""
+    from fdseg_core.atomic import check_output_file
     from fdseg_core.export import export_checkpoint  # lazy: torch; `--help` stays fast
 
     if not out.endswith(".onnx"):
         raise click.BadParameter(f"{out}: expected a file name ending in .onnx", param_hint="--out")
     if not Path(out).resolve().parent.is_dir():
         raise click.BadParameter(f"the folder of {out} does not exist", param_hint="--out")
+    check_output_file(out)  # before the export's work: a folder that cannot be written
     result = export_checkpoint(checkpoint, out, dynamic_spatial=dynamic, spatial=shape, check=check)
     if result.note:
         click.echo(f"note: {result.note}", err=True)

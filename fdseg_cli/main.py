@@ -29,6 +29,7 @@ import click
 from fdseg_core.errors import (
     DiskFullError,
     NamesOptions,
+    OutputWriteError,
     TrainingDivergedError,
     TrainingInterrupted,
 )
@@ -163,7 +164,7 @@ class LazyGroup(click.Group):
             if _rank() == 0:
                 click.echo(_one_line(exc), err=True)
             sys.exit(exc.exit_code)
-        except (DiskFullError, TrainingDivergedError) as exc:  # not the input: exit 1
+        except (DiskFullError, OutputWriteError, TrainingDivergedError) as exc:  # exit 1
             if debug:
                 raise
             raise _fail(_one_line(exc), 1) from exc

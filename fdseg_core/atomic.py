@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from fdseg_core.errors import DiskFullError
+from fdseg_core.errors import DiskFullError, OutputNotWritableError, OutputWriteError
 
 __all__ = [
     "DiskFullError",
     "atomic_path",
+    "check_output_file",
     "atomic_save_figure",
     "atomic_torch_save",
     "atomic_write",
@@ -53,11 +54,48 @@ def _fsync(path: Path) -> None:
 
 
 def _translate(exc: OSError, path: Path) -> OSError:
+    """The error of a failed write, naming the target (never the temp file)."""
+    if isinstance(exc, DiskFullError | OutputWriteError | OutputNotWritableError):
+        return exc
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(
             exc.errno, f"could not write {path}: no space left on the device (nothing was replaced)"
         )
-    return exc
+    if isinstance(exc, FileNotFoundError) and not path.parent.is_dir():
+        reason = f"its folder {path.parent} does not exist"
+    else:
+        reason = exc.strerror or str(exc)
+    return OutputWriteError(exc.errno or errno.EIO, f"cannot write {path}: {reason}")
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, a file that cannot be written: a folder in its place, or
+    a folder above it that is not one or cannot be written (a read-only file system, or
+    no permission). Missing folders are fine: the writer makes them.
+
+    Returns:
+        The path.
+
+    Raises:
+        IsADirectoryError: A folder is where the file would go.
+        NotADirectoryError: A file is where one of its folders would go.
+        OutputNotWritableError: The nearest existing folder cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{path} is a folder: give a file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"cannot write {path}: {folder} is a file, not a folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputNotWritableError(
+            errno.EACCES, f"cannot write {path}: the folder {folder} is not writable"
+        )
+    return path
 
 
 @contextmanager
@@ -76,10 +114,16 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
 
     Raises:
         DiskFullError: The disk filled up while writing (``path`` is untouched).
+        OutputWriteError: Any other failure to write, naming ``path`` (untouched).
     """
     path = Path(path)
     ending = suffix if suffix is not None else "".join(path.suffixes) or ".tmp"
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{ending}", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".tmp{ending}", dir=path.parent
+        )
+    except OSError as exc:  # named by the user's path, not the temp file's
+        raise _translate(exc, path) from exc
     os.close(fd)
     tmp = Path(name)
     try:

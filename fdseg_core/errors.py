@@ -20,6 +20,7 @@ __all__ = [
     "NamesOptions",
     "OptionError",
     "OutputNotWritableError",
+    "OutputWriteError",
     "TrainingDivergedError",
     "TrainingInterrupted",
 ]
@@ -38,6 +39,16 @@ class DiskFullError(OSError):
 class OutputNotWritableError(PermissionError):
     """An output folder that cannot be written (read-only, or no permission); the
     message names the folder, on one line."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class OutputWriteError(OSError):
+    """An output that could not be written once the work was done (a folder made
+    read-only meanwhile, a vanished mount): the message names the user's path, never a
+    temp file, on one line. Nothing half-written is left, and no earlier output is
+    replaced."""
 
     def __str__(self) -> str:
         return str(self.strerror)

@@ -130,8 +130,11 @@ def _clean(v):
 def write_report(
     report: dict, *, json_path: str | Path | None = None, csv_path: str | Path | None = None
 ) -> None:
-    """Write the report as JSON and/or CSV (one row per case and class), atomically."""
-
+    """Write the report as JSON and/or CSV (one row per case and class), atomically,
+    making the folders they go into."""
+    for path in (json_path, csv_path):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     if json_path is not None:
         clean = {
             "cases": [{k: _clean(v) for k, v in r.items()} for r in report["cases"]],

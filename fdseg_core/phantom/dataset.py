@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from fdseg_core.atomic import atomic_write_text
+from fdseg_core.atomic import atomic_write_text, check_output_file
 from fdseg_core.data.io import save_nifti
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.phantom.config import PhantomConfig, label_names
@@ -34,10 +36,15 @@ def write_phantom_dataset(
     and ``dataset.json`` (nnU-Net v2). Case ``i`` uses seed ``seed * 100003 + i``.
 
     Refuses a non-empty folder unless ``force``; with ``force`` only the files this
-    function writes are replaced, nothing else is deleted.
+    function writes are replaced, nothing else is deleted. A folder that cannot be
+    written is refused before any case is made; a write that fails part way (a full
+    disk) removes what this call made (a folder it created, with its files; or the
+    empty subfolders it added to an existing one) and raises.
 
     Raises:
         ValueError: Bad counts, or a non-empty folder without ``force``.
+        OutputNotWritableError: A folder that cannot be written.
+        DiskFullError: The disk filled up (nothing half-written is left).
     """
     config = config or PhantomConfig()
     for name, value in (("n_train", n_train), ("n_test", n_test)):
@@ -53,6 +60,26 @@ def write_phantom_dataset(
             f"{out} is not empty; use --force to write into it (only the "
             "phantom's own files are replaced)"
         )
+    check_output_file(out / "dataset.json")
+    created = not out.exists()
+    made = [out / sub for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs")]
+    made = [d for d in made if not d.exists()]
+    try:
+        _write_cases(out, n_train, n_test, config, seed, progress)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: files of an earlier run stay
+        raise
+    return out
+
+
+def _write_cases(
+    out: Path, n_train: int, n_test: int, config: PhantomConfig, seed: int, progress: bool
+) -> None:
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     names = label_names(config)
@@ -78,7 +105,6 @@ def write_phantom_dataset(
     }
     atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1) + "\n")
     atomic_write_text(out / _MARKER, "written by fdseg phantom\n")
-    return out
 
 
 def render_phantom_preview(

@@ -377,3 +377,92 @@ def test_sizes_the_network_cannot_take_or_memory_cannot_hold_end_before_any_file
     assert r.exit_code == 2, r.output
     assert "more than the budget of --memory-gb 0.001" in r.output
     assert not run.exists()
+
+
+def _deny_writes(monkeypatch, folder: Path) -> None:
+    """Where no read-only mount can be made: ``os.access`` says ``folder`` is read-only."""
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) == folder and mode & os.W_OK:
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("fdseg_core.atomic.os.access", access)
+
+
+@pytest.fixture
+def ro_folder(tmp_path, monkeypatch):
+    """A read-only folder: a read-only tmpfs, else ``os.access`` patched to say so."""
+    target = tmp_path / "ro"
+    if _mount_tmpfs(target, "size=100k,ro"):
+        try:
+            yield target
+        finally:
+            subprocess.run(["umount", str(target)], check=False)
+        return
+    _deny_writes(monkeypatch, target)
+    yield target
+
+
+def test_evaluate_and_export_into_a_read_only_folder_exit_2_before_the_work(
+    ds, tmp_path, ro_folder
+):
+    run = tmp_path / "run"
+    _train(ds, run)
+    pred = tmp_path / "pred"
+    assert _predict(run, ds, pred).exit_code == 0
+    r = CliRunner().invoke(
+        cli, ["evaluate", str(pred), str(ds / "labelsTs"), "--json", str(ro_folder / "m.json")]
+    )
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: cannot write {ro_folder / 'm.json'}: the folder {ro_folder} is not writable"
+    )
+    assert "internal error" not in r.output and "Dice" not in r.output  # refused up front
+    r = CliRunner().invoke(
+        cli, ["export", str(run / "last.pt"), "--out", str(ro_folder / "model.onnx"), "--no-check"]
+    )
+    assert r.exit_code == 2, r.output
+    assert "cannot write" in r.output and "internal error" not in r.output
+
+
+def test_evaluate_makes_the_folders_of_its_outputs_and_prints_its_table_before_writing(
+    ds, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    _train(ds, run)
+    pred = tmp_path / "pred"
+    assert _predict(run, ds, pred).exit_code == 0
+    target = tmp_path / "new" / "dir" / "m.json"
+    r = CliRunner().invoke(
+        cli, ["evaluate", str(pred), str(ds / "labelsTs"), "--json", str(target)]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(target.read_text())["summary"]
+    # a write that fails after the work (the folder turned read-only meanwhile): exit 1,
+    # the user's path named (never a temp file), the table already on the screen
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("fdseg_core.atomic.tempfile.mkstemp", refuse)
+    later = tmp_path / "later.json"
+    r = CliRunner().invoke(cli, ["evaluate", str(pred), str(ds / "labelsTs"), "--json", str(later)])
+    assert r.exit_code == 1, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: cannot write {later}: Read-only file system"
+    )
+    assert "Dice" in r.output and ".tmp" not in r.output
+
+
+def test_a_phantom_that_fills_the_disk_leaves_no_folder_behind(tmp_path, full_disk):
+    before = _listing(full_disk)
+    r = CliRunner().invoke(
+        cli,
+        ["phantom", str(full_disk / "ds"), "--cases", "2", "--shape", "48", "48", "40"]
+        + ["--spacing", "3.4"],
+    )
+    assert r.exit_code == 1, r.output
+    assert "no space left on the device" in r.output.strip().splitlines()[-1]
+    assert _listing(full_disk) == before
