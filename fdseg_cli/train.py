@@ -192,10 +192,16 @@ def _without_option(argv: list[str], name: str) -> list[str]:
 
 
 def _cv_report(summary: dict, out: Path) -> str:
+    from fdseg_core.crossval import MIN_POSTPROCESSING_GAIN  # lazy: the core imports torch
+
     lines = [f"cross-validation of {summary['n_folds']} folds -> {out}"]
     for name, dice in summary["pooled_dice"].items():
         after = summary["postprocessed_dice"].get(name)
         mode = "" if name == "mean" else f" (keep largest: {summary['keep_largest_by_name'][name]})"
         lines.append(f"  pooled validation Dice {name:>20}: {dice:.4f} -> {after:.4f}{mode}")
+    lines.append(
+        "  (the largest component is kept where it raises the pooled Dice by more than "
+        f"{MIN_POSTPROCESSING_GAIN})"
+    )
     lines.append(f"  written: {out / 'cv_summary.json'}, {out / 'postprocessing.json'}")
     return "\n".join(lines)

@@ -137,7 +137,8 @@ def cross_validate(
         atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")
         decision = {
             "keep_largest": summary["keep_largest"],
-            "rule": "per class, the mode of largest pooled validation Dice (none wins ties)",
+            "rule": "per class, the mode of largest pooled validation Dice, when it beats "
+            f"none by more than {MIN_POSTPROCESSING_GAIN} (else none)",
         }
         atomic_write_text(out / POSTPROCESSING, json.dumps(decision, indent=1) + "\n")
     return summary
@@ -227,11 +228,17 @@ def load_postprocessing(run_dir: str | Path) -> dict[int, str]:
     return {int(v): mode for v, mode in decision["keep_largest"].items()}
 
 
+#: The smallest gain in pooled validation Dice that makes a class keep only its largest
+#: component (0.001: below it, a change of a few voxels is not worth a post-processing).
+MIN_POSTPROCESSING_GAIN = 0.001
+
+
 def decide_postprocessing(
-    pairs: list[tuple], labels: dict[str, int]
+    pairs: list[tuple], labels: dict[str, int], *, min_gain: float = MIN_POSTPROCESSING_GAIN
 ) -> tuple[dict[int, str], dict[str, dict[str, float]]]:
     """Per class, the keep-largest mode of largest mean Dice over the pooled validation
-    predictions (``"none"`` wins ties, then ``"class"``).
+    predictions, when it beats ``"none"`` by more than ``min_gain`` (else ``"none"``;
+    ties go to ``"none"``, then ``"class"``).
 
     Args:
         pairs: ``(case, prediction, reference, affine)`` per validation case.
@@ -258,7 +265,8 @@ def decide_postprocessing(
                     values.append(d)
             scores[mode] = float(np.mean(values)) if values else float("nan")
         best = max(_MODES, key=lambda m: (nan_as_worst(scores[m]), -_MODES.index(m)))
-        modes[value] = best
+        gain = nan_as_worst(scores[best]) - nan_as_worst(scores["none"])
+        modes[value] = best if gain > min_gain else "none"
         table[name] = scores
     return modes, table
 

@@ -324,7 +324,13 @@ def is_finished(config: ExperimentConfig, run: RunSpec) -> bool:
 
 
 def run_list(config: ExperimentConfig) -> list[tuple[RunSpec, bool]]:
-    """Every run in the fixed order, with whether it has finished (``--list``)."""
+    """Every run in the fixed order, with whether it has finished (``--list``).
+
+    Raises:
+        OptionError: A training size the dataset's fold cannot supply (the checks a run
+            of the experiment would make, so that a listed grid is one that runs).
+    """
+    _held_out(config, load_dataset(config.dataset))
     return [(run, is_finished(config, run)) for run in grid(config)]
 
 

@@ -240,7 +240,7 @@ def predict_ensemble(
         for index, case in enumerate(
             tqdm(cases, disable=not progress, desc="predict", unit="case"), start=1
         ):
-            if flips and not progress:  # TTA is slow: a line per case even without a bar
+            if flips:  # TTA is slow: a line per case (above the bar when there is one)
                 logger.info(
                     f"predict {case.case_id} ({index} of {len(cases)}): {passes} passes "
                     "over the volume (test-time flips)"

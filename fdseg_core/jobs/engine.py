@@ -148,6 +148,7 @@ def training_job(
         raise FileNotFoundError(f"dataset folder {dataset} does not exist")
     fields, applied = resolve_fields(given, recipe=recipe)
     out = Path(out) if out is not None else default_out(dataset, fields)
+    _check_before_planning(dataset, fields)
     if not planning or any(k in given for k in SIZE_FIELDS):
         config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
         return TrainingJob(config=config, applied=applied)
@@ -156,6 +157,22 @@ def training_job(
     notes += over
     config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
     return TrainingJob(config=config, applied=applied, defaults=source, notes=notes, plan=made)
+
+
+def _check_before_planning(dataset: str | Path, fields: Mapping[str, Any]) -> None:
+    """The checks that can refuse a run from its options alone, in the order a user
+    reads them (the dataset's layout, the backbone, the folds), before a plan is made
+    or printed."""
+    from fdseg_core.data import load_dataset, plan_folds  # lazy: the data package, torch
+    from fdseg_core.plugins import get_backbone  # lazy: the plugin manager, on use
+
+    info = load_dataset(dataset)
+    get_backbone(fields.get("backbone") or option_spec("backbone")["default"])
+    plan_folds(
+        len(info.training),
+        fields.get("n_folds"),
+        fields.get("fold", option_spec("fold")["default"]),
+    )
 
 
 def _plan(dataset, out: Path, fields: dict, memory_gb: float, progress: bool):

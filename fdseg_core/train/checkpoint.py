@@ -84,16 +84,29 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     unreadable = _unreadable(path)
     if unreadable:
-        raise ValueError(f"checkpoint {path} could not be read: {unreadable}")
+        raise ValueError(f"checkpoint {path} could not be read: {unreadable}{_other(path)}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # corrupted or foreign file
-        raise ValueError(f"checkpoint {path} could not be read: {_reason(exc)}") from exc
+        raise ValueError(
+            f"checkpoint {path} could not be read: {_reason(exc)}{_other(path)}"
+        ) from exc
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not an fdseg checkpoint (no 'config'/'model' entries)")
     if int(ckpt.get("format_version", 1)) < 2:
         ckpt["config"].setdefault("fusion_at", "generic")
     return ckpt
+
+
+def _other(path: Path) -> str:
+    """What else a run folder offers when one of its checkpoints is damaged."""
+    best = path.with_name("best.pt")
+    if path.name == "last.pt" and best.is_file():
+        return (
+            f"; {best} is the run's best checkpoint (to predict with it, or to start a new "
+            "run from the same options)"
+        )
+    return ""
 
 
 def _unreadable(path: Path) -> str | None:

@@ -50,6 +50,24 @@ def test_ties_keep_the_prediction_as_it_is():
     assert modes == {1: "none", 2: "none"}
 
 
+def test_a_gain_below_the_minimum_keeps_the_prediction_as_it_is():
+    """One spurious voxel among many cases: keeping the largest component gains a few
+    hundred-thousandths of Dice, below the minimum: no post-processing."""
+    from fdseg_core.crossval import MIN_POSTPROCESSING_GAIN
+
+    ref, pred = _case()
+    pairs = [("c0", pred, ref, np.eye(4))] + [
+        (f"c{i}", ref.copy(), ref, np.eye(4)) for i in range(1, 400)
+    ]
+    modes, dice = decide_postprocessing(pairs, LABELS)
+    gain = dice["red_nucleus"]["class"] - dice["red_nucleus"]["none"]
+    assert 0 < gain < MIN_POSTPROCESSING_GAIN
+    assert modes[1] == "none"
+    # a gain above it still decides
+    modes, _ = decide_postprocessing(pairs, LABELS, min_gain=gain / 2)
+    assert modes[1] == "class"
+
+
 def test_the_decision_reads_back_per_class_value(tmp_path):
     (tmp_path / POSTPROCESSING).write_text(
         json.dumps({"keep_largest": {"1": "class", "2": "hemisphere"}})

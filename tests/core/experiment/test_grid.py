@@ -238,3 +238,12 @@ def test_slurm_submits_the_array_it_says_with_the_resources_asked(ds, tmp_path, 
     ):
         assert line in text, text
     assert (out / "experiment.json").is_file()  # the runs' record, for --report-only
+
+
+def test_list_refuses_a_training_size_the_dataset_cannot_supply(ds, tmp_path):
+    args = ["experiment", str(ds), "--out", str(tmp_path / "exp"), "--train-sizes", "50"]
+    r = CliRunner().invoke(cli, [*args, *FAST, "--list"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        "Error: --train-sizes 50: fold 0 holds only 2 training cases"
+    )

@@ -220,3 +220,12 @@ def test_overlay_png_shows_three_views(tmp_path):
     assert png.shape[1] > 2 * png.shape[0]  # three panels side by side
     red = (png[..., 0] > 0.8) & (png[..., 1] < 0.3)
     assert red.sum() > 50  # the label's colour is visible
+
+
+def test_a_line_per_case_says_what_tta_costs_with_or_without_a_bar(tmp_path, caplog):
+    root = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=1)
+    cases = gather_inputs([root], 1)
+    meta = {"normalization": ["zscore"], "patch_size": [24, 24, 16], "flip_axes": [0, 1, 2]}
+    with caplog.at_level("INFO", logger="fdseg_core"):
+        predict_cases(LeftOnly(), meta, cases, tmp_path / "p", tta=True, progress=True)
+    assert "predict toy_002 (1 of 1): 8 passes over the volume (test-time flips)" in caplog.text

@@ -125,3 +125,11 @@ def test_a_run_moved_to_another_folder_resumes_from_another_working_directory(tm
     done = _fdseg("train", "--out", "link", "--resume", "--lr", "0.5", cwd=elsewhere)
     assert done.returncode == 2
     assert "the run in link was trained with other values of --lr" in done.stderr
+
+
+def test_folds_the_data_cannot_honour_are_refused_before_a_plan_is_printed(ds, tmp_path):
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(tmp_path / "r"), "--folds", "9"])
+    assert r.exit_code == 2, r.output
+    assert "plan:" not in r.output and "fingerprint" not in r.output
+    assert r.output.strip().splitlines()[-1].startswith("Error: --folds 9 needs at least 9")
+    assert not (tmp_path / "r").exists()

@@ -17,6 +17,14 @@ def test_a_truncated_checkpoint_gets_a_short_reason(tmp_path):
     message = str(info.value)
     reason = "it is truncated or corrupted (not a complete zip archive)"
     assert message == f"checkpoint {path} could not be read: {reason}"
+    # beside a best.pt, the message says what is left
+    torch.save({"config": {}, "model": {}}, tmp_path / "best.pt")
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == (
+        f"checkpoint {path} could not be read: {reason}; {tmp_path / 'best.pt'} is the run's "
+        "best checkpoint (to predict with it, or to start a new run from the same options)"
+    )
 
 
 def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path):
