@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from fdseg_core.errors import InputError
+
 __all__ = ["conv", "norm", "dropout", "check_dims", "FusionPointsMixin"]
 
 
 def check_dims(spatial_dims: int) -> None:
     if spatial_dims not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        raise InputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
 
 
 def conv(

@@ -17,6 +17,7 @@ import importlib.util
 from torch import nn
 
 from fdseg_core.choices import FUSION_POINTS
+from fdseg_core.errors import InputError
 from fdseg_core.nn import PlannedUNet
 from fdseg_core.plugins.spec import BackboneSpec
 
@@ -52,7 +53,7 @@ def build_nnunet_plainconv(
     from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 
     if n_stages < 2:
-        raise ValueError(f"n_stages must be >= 2, got {n_stages}")
+        raise InputError(f"n_stages must be >= 2, got {n_stages}")
     conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
     norm = nn.InstanceNorm3d if spatial_dims == 3 else nn.InstanceNorm2d
     network = PlainConvUNet(

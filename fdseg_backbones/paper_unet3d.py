@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from fdseg_backbones._layers import FusionPointsMixin, check_dims, conv
+from fdseg_core.errors import InputError
 
 __all__ = ["PaperUNet3D", "build_paper_unet3d"]
 
@@ -74,9 +75,9 @@ class PaperUNet3D(FusionPointsMixin, nn.Module):
         super().__init__()
         check_dims(spatial_dims)
         if base_filters < 1:
-            raise ValueError(f"base_filters must be >= 1, got {base_filters}")
+            raise InputError(f"base_filters must be >= 1, got {base_filters}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+            raise InputError(f"dropout must lie in [0, 1), got {dropout}")
         d, f = spatial_dims, base_filters
         self.size_divisor = 4
         self.stem_channels = f

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fdseg_backbones._layers import FusionPointsMixin, check_dims, conv, norm
+from fdseg_core.errors import InputError
 
 __all__ = ["PlainUNet", "build_plainunet"]
 
@@ -54,7 +55,7 @@ class PlainUNet(FusionPointsMixin, nn.Module):
         super().__init__()
         check_dims(spatial_dims)
         if levels < 2:
-            raise ValueError(f"levels must be >= 2, got {levels}")
+            raise InputError(f"levels must be >= 2, got {levels}")
         d = spatial_dims
         self.size_divisor = 2 ** (levels - 1)
         f = [base_filters * 2**i for i in range(levels)]

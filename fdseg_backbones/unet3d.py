@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fdseg_backbones._layers import FusionPointsMixin, check_dims, conv, dropout, norm
+from fdseg_core.errors import InputError
 
 __all__ = ["ResidualUNet", "build_unet3d"]
 
@@ -99,11 +100,11 @@ class ResidualUNet(FusionPointsMixin, nn.Module):
         super().__init__()
         check_dims(spatial_dims)
         if levels < 2:
-            raise ValueError(f"levels must be >= 2, got {levels}")
+            raise InputError(f"levels must be >= 2, got {levels}")
         if base_filters < 1:
-            raise ValueError(f"base_filters must be >= 1, got {base_filters}")
+            raise InputError(f"base_filters must be >= 1, got {base_filters}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+            raise InputError(f"dropout must lie in [0, 1), got {dropout}")
         d = spatial_dims
         f = [base_filters * 2**i for i in range(levels)]
         self.levels = levels

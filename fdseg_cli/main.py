@@ -28,6 +28,7 @@ import click
 
 from fdseg_core.errors import (
     DiskFullError,
+    InputError,
     NamesOptions,
     OutputWriteError,
     TrainingDivergedError,
@@ -52,9 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "nnunet": ("fdseg_cli.nnunet:nnunet", "Trainers for nnU-Net v2's own commands (path, check)."),
 }
 
-#: Exceptions that mean "the user gave us something wrong": exit code 2, one line.
+#: Exceptions that mean "the user gave us something wrong": exit code 2, one line. A
+#: plain ValueError is not one: raised inside a library, it is an internal error.
 _INPUT_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
+    InputError,
     FileNotFoundError,
     FileExistsError,
     NotADirectoryError,

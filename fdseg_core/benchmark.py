@@ -28,6 +28,7 @@ from fdseg_core.bands import (
     paper_band_split,
 )
 from fdseg_core.choices import BENCH_OPS, DEFAULT_BAND_DIMS, DEFAULT_BETA, FUSIONS
+from fdseg_core.errors import InputError
 from fdseg_core.nn import FrequencyDisentangledNet
 from fdseg_core.train.losses import DiceCELoss
 
@@ -145,11 +146,11 @@ def make_call(
         The callable (inputs are allocated once, outside of it).
     """
     if op not in OPS:
-        raise ValueError(f"unknown op {op!r}; expected one of {list(OPS)}")
+        raise InputError(f"unknown op {op!r}; expected one of {list(OPS)}")
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+        raise InputError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
     if mode == "cuda-graph" and not str(device).startswith("cuda"):
-        raise ValueError("mode 'cuda-graph' needs a CUDA device")
+        raise InputError("mode 'cuda-graph' needs a CUDA device")
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(tuple(shape), generator=gen).to(device=device, dtype=dtype)
     low = torch.randn(low_band_shape_at(shape, dims, beta), generator=gen).to(
@@ -275,6 +276,7 @@ def cuda_copy_bandwidth(nbytes: int = 1 << 30) -> float:
 _RSS_SCRIPT = r"""
 import json, sys, torch
 from fdseg_core.benchmark import make_call
+from fdseg_core.errors import InputError
 
 def peak_kib():
     with open("/proc/self/status") as fh:
@@ -443,7 +445,7 @@ def make_step_call(
         seed: Seed of the weights and the batch.
     """
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+        raise InputError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
     torch.manual_seed(seed)
     net = FrequencyDisentangledNet(backbone, 1, 3, fusion=fusion, backend=backend).to(device)
     model = net

@@ -7,6 +7,8 @@ new fusion, layout, loss or activation is added in one place.
 
 from __future__ import annotations
 
+from fdseg_core.errors import InputError
+
 __all__ = [
     "ACTIVATIONS",
     "BACKENDS",
@@ -111,5 +113,5 @@ def activation_of_loss(loss: str) -> str:
         ValueError: Unknown loss.
     """
     if loss not in LOSS_ACTIVATION:
-        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+        raise InputError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
     return LOSS_ACTIVATION[loss]

@@ -33,6 +33,7 @@ from fdseg_core.data import (
     num_classes,
     plan_folds,
 )
+from fdseg_core.errors import InputError
 from fdseg_core.infer import keep_largest_per_class
 from fdseg_core.metrics import dice_per_class
 from fdseg_core.parallel import in_shard, parallel_map
@@ -102,7 +103,7 @@ def cross_validate(
     info = load_dataset(config.dataset)
     plan = plan_folds(len(info.training), config.n_folds, 0)
     if plan.fold == ALL_FOLD:
-        raise ValueError(
+        raise InputError(
             f"{config.dataset}: cross-validation needs at least 2 training cases, the dataset has 1"
         )
     mine = in_shard(list(range(plan.n_folds)), shard)

@@ -17,6 +17,9 @@ from collections.abc import Callable
 
 __all__ = [
     "DiskFullError",
+    "FdsegError",
+    "InputError",
+    "MissingExtraError",
     "NamesOptions",
     "OptionError",
     "OutputNotWritableError",
@@ -26,7 +29,35 @@ __all__ = [
 ]
 
 
-class DiskFullError(OSError):
+class FdsegError(Exception):
+    """The base of every error fdseg raises on purpose; anything else that reaches the
+    command line (a ``ValueError`` from inside torch or numpy, say) is an internal error."""
+
+
+class InputError(FdsegError, ValueError):
+    """The user's mistake: a bad value, file or dataset (a :class:`ValueError`, so that
+    API callers catching ``ValueError`` keep working). The command line prints it as one
+    line and exits 2."""
+
+
+class MissingExtraError(InputError, ImportError):
+    """An optional extra that a command needs is not installed; the message names it
+    (``pip install 'fdseg[slurm]'``).
+
+    Args:
+        message: What needs it and how to install it, or just what needs it (then the
+            install line is added).
+        extra: The extra's name in ``pyproject.toml``.
+    """
+
+    def __init__(self, message: str, extra: str) -> None:
+        self.extra = extra
+        if "pip install" not in message:
+            message = f"{message} needs the {extra} extra: pip install 'fdseg[{extra}]'"
+        super().__init__(message)
+
+
+class DiskFullError(FdsegError, OSError):
     """A write failed for lack of space; the target (and its previous content) is intact.
 
     The message names the file and the cause, on one line.
@@ -36,7 +67,7 @@ class DiskFullError(OSError):
         return str(self.strerror)  # without OSError's "[Errno 28]" prefix
 
 
-class OutputNotWritableError(PermissionError):
+class OutputNotWritableError(FdsegError, PermissionError):
     """An output folder that cannot be written (read-only, or no permission); the
     message names the folder, on one line."""
 
@@ -44,7 +75,7 @@ class OutputNotWritableError(PermissionError):
         return str(self.strerror)
 
 
-class OutputWriteError(OSError):
+class OutputWriteError(FdsegError, OSError):
     """An output that could not be written once the work was done (a folder made
     read-only meanwhile, a vanished mount): the message names the user's path, never a
     temp file, on one line. Nothing half-written is left, and no earlier output is
@@ -83,8 +114,8 @@ class NamesOptions:
         return text
 
 
-class OptionError(NamesOptions, ValueError):
-    """A bad value of a named option (a :class:`ValueError`).
+class OptionError(NamesOptions, InputError):
+    """A bad value of a named option (an :class:`InputError`, so a ``ValueError``).
 
     Args:
         template: The message, with ``{name}`` where an option is named, e.g.
@@ -103,7 +134,7 @@ class OptionError(NamesOptions, ValueError):
         super().__init__(self._named(template, options))
 
 
-class TrainingDivergedError(NamesOptions, RuntimeError):
+class TrainingDivergedError(NamesOptions, FdsegError, RuntimeError):
     """The training loss became NaN or infinite: the run stopped at that step, with its
     earlier checkpoints kept. Not an input error (exit code 1 on the command line); the
     message names the options that are the likely causes.
@@ -117,7 +148,7 @@ class TrainingDivergedError(NamesOptions, RuntimeError):
         super().__init__(self._named(template, options))
 
 
-class TrainingInterrupted(NamesOptions, RuntimeError):
+class TrainingInterrupted(NamesOptions, FdsegError, RuntimeError):
     """A run stopped by a signal (SIGTERM from a scheduler, SIGINT from Ctrl-C) after
     saving ``last.pt`` at the current step.
 

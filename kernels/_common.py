@@ -36,6 +36,7 @@ import triton.language as tl
 
 from fdseg_core.bands.operators import downsample_matrix, upsample_matrix
 from fdseg_core.choices import DEFAULT_KERNEL, KERNELS
+from fdseg_core.errors import InputError
 from fdseg_kernels._env import interpreter_enabled, triton_runs_on
 from fdseg_kernels._launch import (
     GPU_FLOAT32_PRECISION,
@@ -384,7 +385,7 @@ def project(
     band dims, a trailing extent of at least 16) and the per-axis ones elsewhere.
     """
     if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
+        raise InputError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
     if impl != "per_axis" and fused_applicable(tuple(a.shape), dims):
         return fused_band_project(a, dims, widths, b=b, b_scale=b_scale)
     return band_project(a, dims, widths, b=b, b_scale=b_scale)
@@ -436,12 +437,12 @@ def _check_tensor(name: str, t: object) -> torch.Tensor:
             "float32 or float64"
         )
     if t.ndim not in (4, 5):
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape (N, C, *spatial) with 2 or 3 spatial dims, "
             f"got {t.ndim} dims {tuple(t.shape)}"
         )
     if not triton_runs_on(t.device):
-        raise ValueError(
+        raise InputError(
             f"{name} is on '{t.device}': the Triton kernels need a CUDA tensor "
             "(or TRITON_INTERPRET=1 to run them on the CPU through Triton's interpreter)"
         )
@@ -473,20 +474,20 @@ def check_band_args(
         if isinstance(v, bool) or not isinstance(v, int):
             raise TypeError(f"dims and widths must hold ints, got {v!r}")
     if not 1 <= len(dims) <= t.ndim - 2 or len(widths) != len(dims):
-        raise ValueError(
+        raise InputError(
             f"dims={tuple(dims)} and widths={tuple(widths)} must have the same length, "
             f"1 to {t.ndim - 2}"
         )
     norm = [d + t.ndim if d < 0 else d for d in dims]
     if any(not 2 <= d < t.ndim for d in norm) or len(set(norm)) != len(norm):
-        raise ValueError(
+        raise InputError(
             f"dims={tuple(dims)} must be distinct spatial dims of a {t.ndim}-dim tensor "
             f"(spatial dims are {tuple(range(2, t.ndim))})"
         )
     pairs = sorted(zip(norm, widths, strict=True))
     for d, k in pairs:
         if not 1 <= k < t.shape[d]:
-            raise ValueError(f"width k={k} on dim {d} must satisfy 1 <= k < n={t.shape[d]}")
+            raise InputError(f"width k={k} on dim {d} must satisfy 1 <= k < n={t.shape[d]}")
     return tuple(d for d, _ in pairs), tuple(k for _, k in pairs)
 
 
@@ -497,7 +498,7 @@ def refuse_autograd(name: str, *tensors: torch.Tensor) -> None:
         ValueError: Grad mode is on and one of ``tensors`` requires a gradient.
     """
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        raise ValueError(
+        raise InputError(
             f"fdseg_kernels.{name} computes no gradient (the kernels' autograd lives in "
             "the custom ops); for a differentiable call use fdseg_core.bands."
             f"{name.removesuffix('_triton')}(..., backend='triton', kernel=...), or call "

@@ -26,3 +26,19 @@ def test_every_package_folder_is_listed():
         found.add(".".join(("fdseg_kernels", *rel)))
     assert found == listed
     assert mapping == {"fdseg_kernels": "kernels"}
+
+
+def test_one_version_string_and_a_torch_bound_the_code_needs():
+    import torch
+
+    import fdseg_core
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in meta["project"] and meta["project"]["dynamic"] == ["version"]
+    assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "fdseg_core.__version__"}
+    from importlib.metadata import version
+
+    assert version("fdseg") == fdseg_core.__version__
+    torch_req = next(d for d in meta["project"]["dependencies"] if d.startswith("torch"))
+    assert torch_req == "torch>=2.4"  # torch.library.custom_op, which the band operators use
+    assert hasattr(torch.library, "custom_op")

@@ -27,6 +27,7 @@ from fdseg_core.choices import (
     KERNELS,
     LAYOUTS,
 )
+from fdseg_core.errors import InputError
 
 __all__ = [
     "BACKENDS",
@@ -57,7 +58,7 @@ def _check_tensor(name: str, t: object) -> torch.Tensor:
     if not t.is_floating_point():
         raise TypeError(f"{name} must have a floating dtype, got {t.dtype}")
     if t.ndim not in (4, 5):
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape (N, C, *spatial) with 2 or 3 spatial dims, "
             f"got {t.ndim} dims {tuple(t.shape)}"
         )
@@ -68,7 +69,7 @@ def _check_beta(beta: object) -> float:
     if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
         raise TypeError(f"beta must be a real number in (0, 1), got {beta!r}")
     if not 0.0 < float(beta) < 1.0:
-        raise ValueError(f"beta must lie in (0, 1), got {beta!r}")
+        raise InputError(f"beta must lie in (0, 1), got {beta!r}")
     return float(beta)
 
 
@@ -83,13 +84,13 @@ def _check_dims(dims: object, ndim: int) -> tuple[int, ...]:
             raise TypeError(f"dims must hold ints, got {d!r} in {dims!r}")
         norm = int(d) + ndim if d < 0 else int(d)
         if not 2 <= norm < ndim:
-            raise ValueError(
+            raise InputError(
                 f"dims={tuple(dims)!r}: dim {d} is not a spatial dim of a {ndim}-dim tensor "
                 f"(spatial dims are {tuple(range(2, ndim))})"
             )
         out.append(norm)
     if len(set(out)) != len(out):
-        raise ValueError(f"dims={tuple(dims)!r} repeats a dim")
+        raise InputError(f"dims={tuple(dims)!r} repeats a dim")
     return tuple(sorted(out))
 
 
@@ -100,7 +101,7 @@ def _widths(shape: torch.Size, dims: tuple[int, ...], beta: float) -> tuple[int,
         k = band_width(n, beta)
         if k < 1:
             need = min_band_size(beta)
-            raise ValueError(
+            raise InputError(
                 f"beta={beta} keeps k=int({n} * {beta})=0 samples on dim {d} of size {n}; "
                 f"dim {d} needs size >= {need} (k = int(n * beta) must be >= 1)"
             )

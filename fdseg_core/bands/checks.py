@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from fdseg_core.bands.operators import low_band_shape
+from fdseg_core.errors import InputError
 
 __all__ = ["check_low_matches"]
 
@@ -25,11 +26,11 @@ def check_low_matches(
     """
     expected = low_band_shape(high.shape, dims, widths)
     if tuple(low.shape) != expected:
-        raise ValueError(
+        raise InputError(
             f"low has shape {tuple(low.shape)}, expected {expected} "
             f"(high's shape {tuple(high.shape)} with k={list(widths)} on dims {list(dims)})"
         )
     if low.device != high.device:
-        raise ValueError(f"low is on {low.device} but high is on {high.device}")
+        raise InputError(f"low is on {low.device} but high is on {high.device}")
     if low.dtype != high.dtype:
         raise TypeError(f"low has dtype {low.dtype} but high has dtype {high.dtype}")

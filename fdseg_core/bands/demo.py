@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from fdseg_core.errors import InputError
+
 __all__ = ["demo_volume"]
 
 
@@ -18,7 +20,7 @@ def demo_volume(shape: tuple[int, int, int] = (160, 160, 128), *, seed: int = 0)
         float32 tensor of shape ``(X, Y, Z)`` with QSM-like values (ppm).
     """
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"shape must be 3 positive sizes, got {shape}")
+        raise InputError(f"shape must be 3 positive sizes, got {shape}")
     axes = [torch.linspace(-1.0, 1.0, n) for n in shape]
     x, y, z = torch.meshgrid(*axes, indexing="ij")
 

@@ -13,6 +13,7 @@ import torch
 
 import fdseg_kernels
 from fdseg_core.choices import BACKENDS, DEFAULT_KERNEL, KERNELS, LAYOUTS
+from fdseg_core.errors import InputError
 
 __all__ = ["available_backends", "check_names", "resolve_backend"]
 
@@ -57,18 +58,18 @@ def check_names(layout: object, backend: object, kernel: object = DEFAULT_KERNEL
             backend that has no kernels (``"torch"``, ``"matmul"``).
     """
     if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel design {kernel!r}; expected one of {list(KERNELS)}")
+        raise InputError(f"unknown kernel design {kernel!r}; expected one of {list(KERNELS)}")
     if kernel != DEFAULT_KERNEL and backend in ("torch", "matmul"):
-        raise ValueError(
+        raise InputError(
             f"kernel={kernel!r} picks a design of the Triton kernels, but backend={backend!r} "
             "runs none; use backend='triton' or 'auto'"
         )
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
+        raise InputError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
     if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected 'auto' or one of {list(BACKENDS)}")
+        raise InputError(f"unknown backend {backend!r}; expected 'auto' or one of {list(BACKENDS)}")
     if layout == "reference" and backend == "triton":
-        raise ValueError(
+        raise InputError(
             "backend 'triton' implements layout='centered' only; "
             "use backend='matmul', 'torch' or 'auto' for layout='reference'"
         )
@@ -100,5 +101,5 @@ def resolve_backend(backend: str, layout: str, device: torch.device) -> str:
     if backend == "triton":
         reason = _triton_status(device)
         if reason is not None:
-            raise ValueError(f"backend 'triton' is unavailable: {reason}")
+            raise InputError(f"backend 'triton' is unavailable: {reason}")
     return backend

@@ -44,6 +44,8 @@ from typing import Any
 import torch
 from torch._guards import detect_fake_mode
 
+from fdseg_core.errors import InputError
+
 __all__ = [
     "band_width",
     "low_band_shape",
@@ -82,7 +84,7 @@ def min_band_size(beta: float) -> int:
     dynamic shapes, the planner) takes its bound from here.
     """
     if not 0.0 < beta < 1.0:
-        raise ValueError(f"beta must lie in (0, 1), got {beta}")
+        raise InputError(f"beta must lie in (0, 1), got {beta}")
     n = max(1, math.ceil(1.0 / beta))
     while band_width(n, beta) < 1:  # 1 / beta rounded down by floating point
         n += 1
@@ -229,7 +231,7 @@ def downsample_matrix(
         modify it in place.
     """
     if not 1 <= k < n:
-        raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
+        raise InputError(f"band width k={k} must satisfy 1 <= k < n={n}")
     if _symbolic(n, k):
         return _traced_downsample(n, k, dtype, device)
     return _cached(n, k, dtype, str(torch.device(device)), False)
@@ -250,7 +252,7 @@ def upsample_matrix(
         Tensor of shape ``(n, k)``; cached, do not modify it in place.
     """
     if not 1 <= k < n:
-        raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
+        raise InputError(f"band width k={k} must satisfy 1 <= k < n={n}")
     if _symbolic(n, k):
         return (_traced_downsample(n, k, torch.float64, device).t() * (n / k)).to(dtype)
     return _cached(n, k, dtype, str(torch.device(device)), True)
@@ -368,9 +370,9 @@ def reference_matrices(
         concrete sizes (do not modify them), built from tensor ops for symbolic ones.
     """
     if not 1 <= k < n:
-        raise ValueError(f"band width k={k} must satisfy 1 <= k < n={n}")
+        raise InputError(f"band width k={k} must satisfy 1 <= k < n={n}")
     if dtype.is_complex:
-        raise ValueError(f"reference matrices come as real parts, got dtype {dtype}")
+        raise InputError(f"reference matrices come as real parts, got dtype {dtype}")
     if _symbolic(n, k):
         return _traced_reference(n, k, dtype, device)
     return _reference_cached(n, k, dtype, str(torch.device(device)))

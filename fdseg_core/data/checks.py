@@ -8,6 +8,7 @@ import numpy as np
 
 from fdseg_core.data.io import load_nifti
 from fdseg_core.data.layout import Case, DatasetInfo
+from fdseg_core.errors import InputError
 
 __all__ = ["check_cases", "AFFINE_TOLERANCE"]
 
@@ -30,31 +31,31 @@ def check_case(case: Case, allowed: set[int]) -> None:
         if ref_shape is None:
             ref_shape, ref_affine, ref_path = shape, affine, path
         elif shape != ref_shape or not np.allclose(affine, ref_affine, atol=AFFINE_TOLERANCE):
-            raise ValueError(
+            raise InputError(
                 f"case {case.case_id!r}: channel file {path} is on another grid "
                 f"than {ref_path} (shape {shape} vs {ref_shape})"
             )
         try:
             data = np.asanyarray(img.dataobj)
         except Exception as exc:
-            raise ValueError(f"case {case.case_id!r}: {path} could not be read: {exc}") from exc
+            raise InputError(f"case {case.case_id!r}: {path} could not be read: {exc}") from exc
         if not np.issubdtype(data.dtype, np.number):
-            raise ValueError(f"case {case.case_id!r}: {path} holds non-numeric data")
+            raise InputError(f"case {case.case_id!r}: {path} holds non-numeric data")
         if not np.all(np.isfinite(data)):
             bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-            raise ValueError(f"case {case.case_id!r}: {path} has {bad} NaN or Inf voxels")
+            raise InputError(f"case {case.case_id!r}: {path} has {bad} NaN or Inf voxels")
     if case.label_path is None:
         return
     limg = load_nifti(case.label_path, case=case.case_id)
     shape, affine = _grid(limg)
     if shape != ref_shape:
-        raise ValueError(
+        raise InputError(
             f"case {case.case_id!r}: label {case.label_path} has shape {shape} but "
             f"image {ref_path} has shape {ref_shape}"
         )
     if not np.allclose(affine, ref_affine, atol=AFFINE_TOLERANCE):
         diff = float(np.abs(affine - ref_affine).max())
-        raise ValueError(
+        raise InputError(
             f"case {case.case_id!r}: label {case.label_path} and image {ref_path} "
             f"have different affines (max difference {diff:.4g} mm, tolerance "
             f"{AFFINE_TOLERANCE} mm)"
@@ -62,19 +63,19 @@ def check_case(case: Case, allowed: set[int]) -> None:
     try:
         label = np.asanyarray(limg.dataobj)
     except Exception as exc:
-        raise ValueError(
+        raise InputError(
             f"case {case.case_id!r}: {case.label_path} could not be read: {exc}"
         ) from exc
     if label.ndim != 3:
-        raise ValueError(
+        raise InputError(
             f"case {case.case_id!r}: label {case.label_path} must be 3D, got shape {label.shape}"
         )
     if not np.all(np.isfinite(label)) or not np.array_equal(label, np.round(label)):
-        raise ValueError(f"case {case.case_id!r}: label {case.label_path} holds non-integer values")
+        raise InputError(f"case {case.case_id!r}: label {case.label_path} holds non-integer values")
     values = {int(v) for v in np.unique(label)}
     extra = sorted(values - allowed)
     if extra:
-        raise ValueError(
+        raise InputError(
             f"case {case.case_id!r}: label {case.label_path} holds values {extra} "
             f"outside the declared labels {sorted(allowed)}"
         )

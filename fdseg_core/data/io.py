@@ -10,6 +10,7 @@ import numpy as np
 
 from fdseg_core.atomic import atomic_path
 from fdseg_core.data.layout import Case
+from fdseg_core.errors import InputError
 
 __all__ = ["LoadedCase", "load_nifti", "load_case", "save_nifti", "voxel_spacing"]
 
@@ -23,9 +24,9 @@ def load_nifti(path: str | Path, *, case: str | None = None) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
     except Exception as exc:
-        raise ValueError(f"{who}{path} could not be read as NIfTI: {exc}") from exc
+        raise InputError(f"{who}{path} could not be read as NIfTI: {exc}") from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise ValueError(f"{who}{path} is not a NIfTI image")
+        raise InputError(f"{who}{path} is not a NIfTI image")
     return img
 
 
@@ -50,7 +51,7 @@ def _read(img: nib.Nifti1Image, path: Path, case: str) -> np.ndarray:
     try:
         return np.asanyarray(img.dataobj)
     except Exception as exc:
-        raise ValueError(f"case {case!r}: {path} could not be read: {exc}") from exc
+        raise InputError(f"case {case!r}: {path} could not be read: {exc}") from exc
 
 
 def load_case(case: Case, *, with_label: bool = True) -> LoadedCase:
@@ -65,7 +66,7 @@ def load_case(case: Case, *, with_label: bool = True) -> LoadedCase:
         elif data.ndim == 3:
             channels.append(data)
         else:
-            raise ValueError(
+            raise InputError(
                 f"case {case.case_id!r}: {path} has {data.ndim} dims, expected 3 "
                 "(or 4, channels last)"
             )

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fdseg_core.errors import InputError
+
 __all__ = [
     "Case",
     "DatasetInfo",
@@ -89,16 +91,16 @@ def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        raise InputError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
+        raise InputError(f"{path} must hold a JSON object")
     return data
 
 
 def _labels_name_to_int(raw: dict, path: Path, msd: bool) -> dict[str, int]:
     labels = raw.get("labels")
     if not isinstance(labels, dict) or not labels:
-        raise ValueError(f"{path}: 'labels' must be a non-empty object")
+        raise InputError(f"{path}: 'labels' must be a non-empty object")
     out: dict[str, int] = {}
     try:
         if msd:  # {"0": "background", "1": "tumour"}
@@ -107,14 +109,14 @@ def _labels_name_to_int(raw: dict, path: Path, msd: bool) -> dict[str, int]:
         else:  # {"background": 0, "tumour": 1}; region lists are not supported
             for k, v in labels.items():
                 if isinstance(v, list | tuple):
-                    raise ValueError(f"{path}: region-based label {k!r} is not supported")
+                    raise InputError(f"{path}: region-based label {k!r} is not supported")
                 out[str(k)] = int(v)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: bad 'labels' entry: {exc}") from exc
+        raise InputError(f"{path}: bad 'labels' entry: {exc}") from exc
     if 0 not in out.values():
-        raise ValueError(f"{path}: 'labels' must declare the background value 0")
+        raise InputError(f"{path}: 'labels' must declare the background value 0")
     if len(set(out.values())) != len(out):
-        raise ValueError(f"{path}: 'labels' repeats a value")
+        raise InputError(f"{path}: 'labels' repeats a value")
     return out
 
 
@@ -169,7 +171,7 @@ def group_channel_files(folder: Path, file_ending: str | None = None) -> dict[st
     for case, channels in groups.items():
         expected = list(range(len(channels)))
         if sorted(channels) != expected:
-            raise ValueError(
+            raise InputError(
                 f"case {case!r} in {folder}: channel files {sorted(channels)} are "
                 f"not numbered 0000..{len(channels) - 1:04d}"
             )
@@ -190,17 +192,17 @@ def _nnunet(root: Path, raw: dict) -> DatasetInfo:
         if k not in raw and not (k == "channel_names" and "modality" in raw)
     ]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path}: missing {', '.join(repr(k) for k in missing)}; an nnU-Net v2 dataset.json "
             f"needs {', '.join(NNUNET_REQUIRED_KEYS)}"
         )
     names = raw.get("channel_names", raw.get("modality"))
     if not isinstance(names, dict) or not names:
-        raise ValueError(f"{path}: 'channel_names' must be a non-empty object")
+        raise InputError(f"{path}: 'channel_names' must be a non-empty object")
     channel_names = tuple(str(names[k]) for k in sorted(names, key=int))
     ending = raw["file_ending"]
     if ending not in NIFTI_ENDINGS:
-        raise ValueError(
+        raise InputError(
             f"{path}: file_ending {ending!r} is not supported (NIfTI only: {list(NIFTI_ENDINGS)})"
         )
     labels = _labels_name_to_int(raw, path, msd=False)
@@ -213,7 +215,7 @@ def _nnunet(root: Path, raw: dict) -> DatasetInfo:
         out = []
         for case, files in group_channel_files(images, ending).items():
             if len(files) != len(channel_names):
-                raise ValueError(
+                raise InputError(
                     f"case {case!r}: {len(files)} image files in {images} but "
                     f"dataset.json declares {len(channel_names)} channels"
                 )
@@ -225,12 +227,12 @@ def _nnunet(root: Path, raw: dict) -> DatasetInfo:
 
     training = cases(root / "imagesTr", root / "labelsTr", True)
     if not training:
-        raise ValueError(f"{root / 'imagesTr'} holds no training case")
+        raise InputError(f"{root / 'imagesTr'} holds no training case")
     num = raw["numTraining"]
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise ValueError(f"{path}: numTraining must be a positive integer, got {num!r}")
+        raise InputError(f"{path}: numTraining must be a positive integer, got {num!r}")
     if num != len(training):
-        raise ValueError(f"{path}: numTraining is {num} but imagesTr holds {len(training)} cases")
+        raise InputError(f"{path}: numTraining is {num} but imagesTr holds {len(training)} cases")
     test = cases(root / "imagesTs", root / "labelsTs", False)
     return DatasetInfo(
         root,
@@ -258,7 +260,7 @@ def _msd(root: Path, raw: dict) -> DatasetInfo:
     training = []
     for i, entry in enumerate(raw.get("training", [])):
         if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
-            raise ValueError(f"{path}: training entry {i} must have 'image' and 'label'")
+            raise InputError(f"{path}: training entry {i} must have 'image' and 'label'")
         image, label = resolve(entry["image"]), resolve(entry["label"])
         case_id = strip_nifti_ending(image.name) or image.stem
         for f in (image, label):
@@ -266,7 +268,7 @@ def _msd(root: Path, raw: dict) -> DatasetInfo:
                 raise FileNotFoundError(f"case {case_id!r}: {f} not found")
         training.append(Case(case_id, (image,), label))
     if not training:
-        raise ValueError(f"{path}: the 'training' list is empty")
+        raise InputError(f"{path}: the 'training' list is empty")
     test = []
     for entry in raw.get("test", []):
         image = resolve(entry if isinstance(entry, str) else entry["image"])
@@ -309,7 +311,7 @@ def load_dataset(root: str | Path) -> DatasetInfo:
         return _msd(root, raw)
     if "channel_names" in raw or (root / "imagesTr").is_dir():
         return _nnunet(root, raw)
-    raise ValueError(
+    raise InputError(
         f"{root / 'dataset.json'}: neither nnU-Net v2 ('channel_names') nor MSD "
         "('training' list) layout"
     )

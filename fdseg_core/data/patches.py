@@ -9,6 +9,7 @@ import torch
 
 from fdseg_core.data.augment import apply_params, sample_params
 from fdseg_core.data.preprocess import Volume
+from fdseg_core.errors import InputError
 
 __all__ = ["PatchDataset", "crop_or_pad"]
 
@@ -62,9 +63,9 @@ class PatchDataset(torch.utils.data.Dataset):
         intensity_augment: bool = True,
     ) -> None:
         if not volumes:
-            raise ValueError("PatchDataset needs at least one volume")
+            raise InputError("PatchDataset needs at least one volume")
         if any(v.label is None for v in volumes):
-            raise ValueError("every training volume needs a label")
+            raise InputError("every training volume needs a label")
         self.volumes = list(volumes)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.samples_per_epoch = int(samples_per_epoch)

@@ -14,6 +14,7 @@ from fdseg_core.bands import band_split
 from fdseg_core.choices import DEFAULT_BAND_DIMS
 from fdseg_core.data.io import LoadedCase, load_case
 from fdseg_core.data.layout import Case, DatasetInfo
+from fdseg_core.errors import InputError
 
 __all__ = [
     "NORMALIZATIONS",
@@ -72,7 +73,7 @@ def normalize(channel: np.ndarray, scheme: str) -> np.ndarray:
         mean, std = float(x[mask].mean()), max(float(x[mask].std()), 1e-8)
         x[mask] = (x[mask] - mean) / std
         return x
-    raise ValueError(f"unknown normalisation {scheme!r}; expected one of {list(NORMALIZATIONS)}")
+    raise InputError(f"unknown normalisation {scheme!r}; expected one of {list(NORMALIZATIONS)}")
 
 
 def resample(
@@ -124,7 +125,7 @@ class VolumeBands:
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.beta) < 1.0:
-            raise ValueError(f"band beta must lie in (0, 1), got {self.beta!r}")
+            raise InputError(f"band beta must lie in (0, 1), got {self.beta!r}")
         object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
 
     def as_dict(self) -> dict:
@@ -196,16 +197,16 @@ class Preprocessor:
     def __post_init__(self) -> None:
         bad = [s for s in self.normalization if s not in NORMALIZATIONS]
         if bad:
-            raise ValueError(f"unknown normalisation {bad}; expected {list(NORMALIZATIONS)}")
+            raise InputError(f"unknown normalisation {bad}; expected {list(NORMALIZATIONS)}")
         if self.target_spacing is not None and (
             len(self.target_spacing) != 3 or min(self.target_spacing) <= 0
         ):
-            raise ValueError(f"target_spacing must be 3 positive sizes, got {self.target_spacing}")
+            raise InputError(f"target_spacing must be 3 positive sizes, got {self.target_spacing}")
 
     def __call__(self, case: Case | LoadedCase, *, with_label: bool = True) -> Volume:
         loaded = case if isinstance(case, LoadedCase) else load_case(case, with_label=with_label)
         if len(loaded.image) != len(self.normalization):
-            raise ValueError(
+            raise InputError(
                 f"case {loaded.case_id!r} has {len(loaded.image)} channels but "
                 f"{len(self.normalization)} normalisations are configured"
             )

@@ -11,7 +11,7 @@ import numpy as np
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.choices import CASE_DRAWS
-from fdseg_core.errors import OptionError
+from fdseg_core.errors import InputError, OptionError
 
 __all__ = [
     "ALL_FOLD",
@@ -80,7 +80,7 @@ def plan_folds(
             outside ``[0, n_folds)`` (a :class:`ValueError` naming the option).
     """
     if n_cases < 1:
-        raise ValueError("the dataset holds no training case")
+        raise InputError("the dataset holds no training case")
     if fold == ALL_FOLD:
         note = (
             f"fold 'all': training and validating on all {n_cases} training case(s); "
@@ -140,9 +140,9 @@ def make_splits(case_ids: Sequence[str], *, n_folds: int = 5, seed: int = 0) -> 
     """
     ids = sorted(case_ids)
     if len(set(ids)) != len(ids):
-        raise ValueError("case ids must be unique")
+        raise InputError("case ids must be unique")
     if n_folds < 2 or len(ids) < n_folds:
-        raise ValueError(
+        raise InputError(
             f"cannot make {n_folds} folds from {len(ids)} cases (need n_folds >= 2 "
             "and at least one case per fold)"
         )
@@ -167,11 +167,11 @@ def load_splits(path: str | Path) -> list[dict]:
     try:
         splits = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} could not be read as a splits file: {exc}") from exc
+        raise InputError(f"{path} could not be read as a splits file: {exc}") from exc
     if not isinstance(splits, list) or not all(
         isinstance(s, dict) and {"train", "val"} <= set(s) for s in splits
     ):
-        raise ValueError(f"{path}: expected a list of {{'train': [...], 'val': [...]}} folds")
+        raise InputError(f"{path}: expected a list of {{'train': [...], 'val': [...]}} folds")
     return splits
 
 
@@ -195,7 +195,7 @@ def select_subset(
     """
     ids = sorted(train_ids)
     if draw not in CASE_DRAWS:
-        raise ValueError(f"draw must be one of {list(CASE_DRAWS)}, got {draw!r}")
+        raise InputError(f"draw must be one of {list(CASE_DRAWS)}, got {draw!r}")
     if n is None:
         return ids
     if n > len(ids):

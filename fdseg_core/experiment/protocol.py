@@ -31,7 +31,7 @@ from fdseg_core.data import (
     load_dataset,
     plan_folds,
 )
-from fdseg_core.errors import OptionError
+from fdseg_core.errors import InputError, OptionError
 from fdseg_core.experiment.report import write_report
 from fdseg_core.experiment.results import RESULT, load_run
 from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
@@ -134,37 +134,37 @@ class ExperimentConfig:
         object.__setattr__(self, "layouts", tuple(self.layouts))
         bad_layouts = [x for x in self.layouts if x not in LAYOUTS]
         if bad_layouts or len(set(self.layouts)) != len(self.layouts):
-            raise ValueError(
+            raise InputError(
                 f"layouts must be distinct values of {list(LAYOUTS)}, got {list(self.layouts)!r}"
             )
         if not isinstance(self.training, TrainConfig):
             object.__setattr__(self, "training", self._template(dict(self.training or {})))
         if not 0.0 < self.margin < 1.0:
-            raise ValueError(f"margin must lie in (0, 1) (Dice), got {self.margin!r}")
+            raise InputError(f"margin must lie in (0, 1) (Dice), got {self.margin!r}")
         if self.case_draw not in CASE_DRAWS:
-            raise ValueError(f"case_draw must be one of {list(CASE_DRAWS)}, got {self.case_draw!r}")
+            raise InputError(f"case_draw must be one of {list(CASE_DRAWS)}, got {self.case_draw!r}")
         if self.checkpoint not in ("last", "best"):
-            raise ValueError(f"checkpoint must be 'last' or 'best', got {self.checkpoint!r}")
+            raise InputError(f"checkpoint must be 'last' or 'best', got {self.checkpoint!r}")
         if not self.train_sizes or any(
             isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.train_sizes
         ):
-            raise ValueError(f"train_sizes must be positive integers, got {self.train_sizes!r}")
+            raise InputError(f"train_sizes must be positive integers, got {self.train_sizes!r}")
         bad = [f for f in self.fusions if f not in FUSIONS]
         if bad or not self.fusions:
-            raise ValueError(
+            raise InputError(
                 f"fusions must be a non-empty subset of {list(FUSIONS)}, got {list(self.fusions)!r}"
             )
         if len(set(self.fusions)) != len(self.fusions):
-            raise ValueError(f"fusions repeat a method: {list(self.fusions)!r}")
+            raise InputError(f"fusions repeat a method: {list(self.fusions)!r}")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
-            raise ValueError(f"seeds must be a positive integer, got {self.seeds!r}")
+            raise InputError(f"seeds must be a positive integer, got {self.seeds!r}")
 
     def _template(self, fields: dict[str, Any]) -> TrainConfig:
         reserved = {"dataset", "out", "fusion", "train_cases", "seed", "case_draw"} & set(fields)
         if reserved:
-            raise ValueError(f"training options {sorted(reserved)} are set by the experiment")
+            raise InputError(f"training options {sorted(reserved)} are set by the experiment")
         if self.layouts and "layout" in fields:
-            raise ValueError("give the layout either in layouts or in the training options")
+            raise InputError("give the layout either in layouts or in the training options")
         return TrainConfig(dataset=self.dataset, out=self.out, **fields)
 
     @property
@@ -186,7 +186,7 @@ class ExperimentConfig:
         """The template with this run's output folder, fusion, layout, size and seed."""
         by_label = {label: (fusion, layout) for label, fusion, layout in self.methods}
         if method not in by_label:
-            raise ValueError(f"unknown method {method!r}; expected one of {list(by_label)}")
+            raise InputError(f"unknown method {method!r}; expected one of {list(by_label)}")
         fusion, layout = by_label[method]
         template = cast(TrainConfig, self.training)  # made one in __post_init__
         return template.replace(
@@ -263,7 +263,7 @@ def _held_out(config: ExperimentConfig, info) -> tuple[list[str], list, str, Any
     ids = [c.case_id for c in info.training]
     plan = plan_folds(len(ids), template.n_folds, template.fold)
     if plan.fold == ALL_FOLD and not held_out:
-        raise ValueError(
+        raise InputError(
             f"{config.dataset}: the experiment needs held-out test cases, but there is no "
             "imagesTs/labelsTs and the runs train on every training case (fold 'all')"
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fdseg_core.errors import OptionError
+from fdseg_core.errors import InputError, MissingExtraError, OptionError
 from fdseg_core.experiment.protocol import (
     ExperimentConfig,
     experiment_report,
@@ -81,11 +81,11 @@ class SlurmOptions:
         for name in ("time_min", "cpus_per_task", "mem_gb", "parallelism"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         if self.gpus_per_task < 0:
-            raise ValueError(f"gpus_per_task must be >= 0, got {self.gpus_per_task!r}")
+            raise InputError(f"gpus_per_task must be >= 0, got {self.gpus_per_task!r}")
         if not self.poll_s > 0:
-            raise ValueError(f"poll_s must be positive, got {self.poll_s!r}")
+            raise InputError(f"poll_s must be positive, got {self.poll_s!r}")
 
     def check(self) -> None:
         """Refuse, in one line and before anything is written, a SLURM submission from a
@@ -98,9 +98,7 @@ class SlurmOptions:
         try:
             import submitit  # noqa: F401  (the slurm extra, on use)
         except ImportError as exc:
-            raise OptionError(
-                "{slurm} needs submitit, the slurm extra: pip install 'fdseg[slurm]'", "slurm"
-            ) from exc
+            raise MissingExtraError("--slurm (submitit)", "slurm") from exc
         if not self.local and shutil.which("sbatch") is None:
             raise OptionError(
                 "{slurm}: SLURM's sbatch is not on PATH, so nothing can be submitted from "

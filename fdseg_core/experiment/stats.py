@@ -18,6 +18,8 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
+from fdseg_core.errors import InputError
+
 __all__ = [
     "BOOTSTRAP_FROM_SEEDS",
     "FEW_SEEDS",
@@ -45,9 +47,9 @@ N_RESAMPLES = 10000
 
 def _check_resampling(n_resamples: int, confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+        raise InputError(f"confidence must lie in (0, 1), got {confidence}")
     if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+        raise InputError(f"n_resamples must be >= 1, got {n_resamples}")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -90,7 +92,7 @@ def paired_bootstrap_ci(
     a = np.asarray(method, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"method has {a.size} scores but baseline has {b.size}; pairs must match")
+        raise InputError(f"method has {a.size} scores but baseline has {b.size}; pairs must match")
     _check_resampling(n_resamples, confidence)
     diff = a - b
     diff = diff[~np.isnan(diff)]
@@ -214,7 +216,7 @@ def _clean(values: Sequence[float]) -> np.ndarray:
 
 def _check_alpha(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+        raise InputError(f"confidence must lie in (0, 1), got {confidence}")
     return 1.0 - confidence
 
 
@@ -273,9 +275,9 @@ def t_test_power(effect: float, sd: float, n: int, *, alpha: float = 0.05) -> fl
         ValueError: ``n < 2``, ``sd < 0`` or ``alpha`` outside ``(0, 1)``.
     """
     if n < 2:
-        raise ValueError(f"the t test needs at least 2 seeds, got {n}")
+        raise InputError(f"the t test needs at least 2 seeds, got {n}")
     if sd < 0 or not 0 < alpha < 1:
-        raise ValueError(f"need sd >= 0 and alpha in (0, 1), got sd={sd}, alpha={alpha}")
+        raise InputError(f"need sd >= 0 and alpha in (0, 1), got sd={sd}, alpha={alpha}")
     if sd == 0:
         return 1.0 if effect != 0 else alpha
     df = n - 1
@@ -298,7 +300,7 @@ def detectable_effect(sd: float, n: int, *, power: float = POWER, alpha: float =
     if sd == 0:
         return 0.0
     if not 0 < power < 1:
-        raise ValueError(f"power must lie in (0, 1), got {power}")
+        raise InputError(f"power must lie in (0, 1), got {power}")
     upper = sd
     while t_test_power(upper, sd, n, alpha=alpha) < power:
         upper *= 2
@@ -323,9 +325,9 @@ def seeds_needed(
         ValueError: ``effect`` is not positive or ``sd`` is NaN.
     """
     if not effect > 0:
-        raise ValueError(f"the target effect must be positive, got {effect}")
+        raise InputError(f"the target effect must be positive, got {effect}")
     if math.isnan(sd) or sd < 0:
-        raise ValueError(f"the between-seed standard deviation must be >= 0, got {sd}")
+        raise InputError(f"the between-seed standard deviation must be >= 0, got {sd}")
     if t_test_power(effect, sd, 2, alpha=alpha) >= power:
         return 2
     low, high = 2, 4  # power grows with n: bracket the first n that reaches it

@@ -31,6 +31,7 @@ from torch.export import Dim
 from fdseg_core.atomic import atomic_path
 from fdseg_core.bands import min_band_size
 from fdseg_core.choices import DEFAULT_KERNEL
+from fdseg_core.errors import InputError, MissingExtraError
 from fdseg_core.export.metadata import METADATA_KEY, checkpoint_metadata
 from fdseg_core.export.runtime import OnnxModel
 from fdseg_core.nn import FrequencyDisentangledNet
@@ -69,7 +70,7 @@ def onnx_available() -> str | None:
 def _require_onnx() -> None:
     reason = onnx_available()
     if reason is not None:
-        raise ValueError(reason)
+        raise MissingExtraError(reason, "onnx")
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def _to_onnx(program: Any, example: torch.Tensor, opset: int | None) -> Any:
     except Exception as exc:
         layer = _layer_of(exc, program)
         what = layer or str(exc).strip().splitlines()[0]
-        raise ValueError(f"cannot export to ONNX: {what}, which has no ONNX translation") from exc
+        raise InputError(f"cannot export to ONNX: {what}, which has no ONNX translation") from exc
 
 
 def _probe_other_size(
@@ -229,12 +230,12 @@ def _checked_shape(example_shape: Sequence[int], divisor: int) -> tuple[int, ...
     a multiple of ``divisor``."""
     shape = tuple(int(s) for s in example_shape)
     if len(shape) not in (4, 5) or min(shape) < 1:
-        raise ValueError(
+        raise InputError(
             f"example_shape must be (N, C, *spatial) with 2 or 3 spatial dims, got {shape}"
         )
     bad = [s for s in shape[2:] if s % divisor]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"example_shape {shape}: spatial sizes must be multiples of the model's size "
             f"divisor {divisor}"
         )
@@ -305,7 +306,7 @@ def _convert(
         try:
             program = _trace(model, example, divisor, min_size, False)
         except Exception as exc:
-            raise ValueError(f"the model cannot be traced for export: {exc}") from exc
+            raise InputError(f"the model cannot be traced for export: {exc}") from exc
         return _to_onnx(program, example, opset), False, None
     onnx_program, why = _export_dynamic(model, example, divisor, min_size, opset)
     if onnx_program is not None:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fdseg_core.choices import LOSS_ACTIVATION
+from fdseg_core.errors import InputError, MissingExtraError
 from fdseg_core.export.metadata import METADATA_KEY
 
 __all__ = ["OnnxModel", "onnxruntime_available"]
@@ -57,7 +58,7 @@ class OnnxModel:
     ) -> None:
         reason = onnxruntime_available()
         if reason is not None:
-            raise ValueError(reason)
+            raise MissingExtraError(reason, "onnx")
         import onnxruntime as ort  # lazy: the optional onnx extra
 
         self.path = Path(path)
@@ -71,7 +72,7 @@ class OnnxModel:
                 str(self.path), options, providers=list(providers or ["CPUExecutionProvider"])
             )
         except Exception as exc:
-            raise ValueError(f"{self.path} could not be loaded as an ONNX model: {exc}") from exc
+            raise InputError(f"{self.path} could not be loaded as an ONNX model: {exc}") from exc
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta: dict[str, Any] = json.loads(props.get(METADATA_KEY, "{}"))
         self.input_name = self.session.get_inputs()[0].name
@@ -83,7 +84,7 @@ class OnnxModel:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         spatial = tuple(x.shape[2:])
         if self.fixed_spatial is not None and spatial != self.fixed_spatial:
-            raise ValueError(
+            raise InputError(
                 f"{self.path} takes inputs of spatial size {self.fixed_spatial} (fixed at "
                 f"export), got {spatial}"
             )
@@ -102,7 +103,7 @@ class OnnxModel:
         required = ("normalization", "patch_size", "in_channels", "labels")
         missing = [k for k in required if k not in self.meta]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{self.path} lacks fdseg metadata {missing}: export it with `fdseg export`"
             )
         info = dict(self.meta)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fdseg_core.choices import ACTIVATIONS
+from fdseg_core.errors import InputError
 
 __all__ = ["ACTIVATIONS", "SIGMOID_THRESHOLD", "check_activation", "labels_from_probabilities"]
 __all__ += ["probabilities"]
@@ -35,7 +36,7 @@ def check_activation(activation: str) -> str:
         ValueError: Not one of :data:`ACTIVATIONS`.
     """
     if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
+        raise InputError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
     return activation
 
 
@@ -61,7 +62,7 @@ def probabilities(logits: torch.Tensor, activation: str = "softmax") -> torch.Te
     if activation == "softmax":
         return logits.softmax(1)
     if logits.shape[1] < 2:
-        raise ValueError(
+        raise InputError(
             f"the sigmoid rule needs a background and a foreground channel, got "
             f"{logits.shape[1]} channel(s)"
         )

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from fdseg_core.atomic import atomic_save_figure
+from fdseg_core.errors import InputError
 
 __all__ = ["render_overlay"]
 
@@ -41,7 +42,7 @@ def render_overlay(
         window: Grey-level window (default: the 1st and 99th percentiles).
     """
     if image.shape != label.shape or image.ndim != 3:
-        raise ValueError(f"image {image.shape} and label {label.shape} must be equal 3D shapes")
+        raise InputError(f"image {image.shape} and label {label.shape} must be equal 3D shapes")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fg = label > 0

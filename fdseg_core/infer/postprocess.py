@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import ndimage
 
+from fdseg_core.errors import InputError
+
 __all__ = ["KEEP_LARGEST", "hemisphere_of_voxels", "keep_largest", "keep_largest_per_class"]
 
 #: ``"class"``: the largest component of each class; ``"hemisphere"``: of each class on
@@ -29,7 +31,7 @@ _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 def _check(mode: str) -> str:
     if mode not in KEEP_LARGEST:
-        raise ValueError(f"keep-largest mode must be one of {list(KEEP_LARGEST)}, got {mode!r}")
+        raise InputError(f"keep-largest mode must be one of {list(KEEP_LARGEST)}, got {mode!r}")
     return mode
 
 

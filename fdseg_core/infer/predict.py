@@ -16,6 +16,7 @@ from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 from fdseg_core.data.io import load_case, save_nifti
 from fdseg_core.data.layout import Case, group_channel_files, load_dataset, strip_nifti_ending
 from fdseg_core.data.preprocess import Preprocessor, resample
+from fdseg_core.errors import InputError
 from fdseg_core.infer.activation import labels_from_probabilities
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.infer.postprocess import keep_largest_per_class
@@ -51,7 +52,7 @@ def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
         if path.is_dir() and (path / "dataset.json").is_file():
             info = load_dataset(path)
             if not info.test:
-                raise ValueError(f"dataset {path} has no imagesTs cases to predict")
+                raise InputError(f"dataset {path} has no imagesTs cases to predict")
             for case in info.test:
                 cases[case.case_id] = list(case.image_paths)
         elif path.is_dir():
@@ -60,19 +61,19 @@ def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
         else:
             stem = strip_nifti_ending(path.name)
             if stem is None:
-                raise ValueError(f"input {path} is not a NIfTI file (.nii or .nii.gz)")
+                raise InputError(f"input {path} is not a NIfTI file (.nii or .nii.gz)")
             if n_channels > 1 and stem[-5:-4] == "_" and stem[-4:].isdigit():
                 cases.setdefault(stem[:-5], []).append(path)
             else:
                 key = stem[:-5] if stem[-5:-4] == "_" and stem[-4:].isdigit() else stem
                 cases[key] = [path]
     if not cases:
-        raise ValueError("no NIfTI input found")
+        raise InputError("no NIfTI input found")
     out = []
     for case_id, files in sorted(cases.items()):
         files = sorted(files)
         if len(files) != n_channels and not (len(files) == 1 and n_channels > 1):
-            raise ValueError(
+            raise InputError(
                 f"case {case_id!r}: {len(files)} channel files, the model expects {n_channels}"
             )
         out.append(Case(case_id, tuple(files)))
@@ -99,7 +100,7 @@ def check_ensemble(metas: Sequence[Mapping[str, Any]], names: Sequence[str]) -> 
         for key in AGREE:
             a, b = _agreeing(first, key), _agreeing(meta, key)
             if a != b:
-                raise ValueError(
+                raise InputError(
                     f"the models disagree on {key}: {names[0]} has {a!r}, {name} has {b!r}; "
                     "an ensemble averages models of the same classes, channels, "
                     "normalisation and activation"
@@ -216,7 +217,7 @@ def predict_ensemble(
         RunLockedError: Another live fdseg process writes into ``out_dir``.
     """
     if not members:
-        raise ValueError("predict needs at least one model")
+        raise InputError("predict needs at least one model")
     names = list(names) if names is not None else [f"model {i}" for i in range(len(members))]
     check_ensemble([m for _, m in members], names)
     activation = members[0][1].get("activation", "softmax")
@@ -249,7 +250,7 @@ def predict_ensemble(
             prob_path = out_dir / f"{case.case_id}_probabilities.nii.gz"
             for p in (target, prob_path):
                 if p.resolve() in inputs:
-                    raise ValueError(f"refusing to overwrite input file {p}; choose another --out")
+                    raise InputError(f"refusing to overwrite input file {p}; choose another --out")
             loaded = load_case(case, with_label=False)
             probs = None
             for model, meta, prep in runners:

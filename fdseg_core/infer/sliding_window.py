@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
+from fdseg_core.errors import InputError
 from fdseg_core.infer.activation import check_activation, probabilities
 
 __all__ = [
@@ -152,15 +153,15 @@ def sliding_window_inference(
     """
     check_activation(activation)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
     if volume.ndim not in (4, 5):
-        raise ValueError(f"volume must be (N, C, *spatial), got shape {tuple(volume.shape)}")
+        raise InputError(f"volume must be (N, C, *spatial), got shape {tuple(volume.shape)}")
     nd = volume.ndim - 2
     patch = tuple(int(p) for p in patch_size)
     if len(patch) != nd or min(patch) < 1:
-        raise ValueError(f"patch_size must be {nd} positive sizes, got {patch_size}")
+        raise InputError(f"patch_size must be {nd} positive sizes, got {patch_size}")
     if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
+        raise InputError(f"overlap must lie in [0, 1), got {overlap}")
     device = torch.device(device) if device is not None else volume.device
     spatial = volume.shape[2:]
     pad = [max(0, p - s) for p, s in zip(patch, spatial, strict=True)]
@@ -180,7 +181,7 @@ def sliding_window_inference(
     else:
         axes = tuple(int(a) for a in tta_flips)
         if any(not 0 <= a < nd for a in axes) or len(set(axes)) != len(axes):
-            raise ValueError(f"tta_flips must be distinct spatial axes < {nd}, got {tta_flips}")
+            raise InputError(f"tta_flips must be distinct spatial axes < {nd}, got {tta_flips}")
     flips = _flip_sets(axes)
     crop = tuple(slice(e // 2, e // 2 + s) for e, s in zip(pad, spatial, strict=True))
     if len(starts) == 1:  # one window holds the whole volume: no tiling, no weights

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fdseg_core.choices import DEFAULT_MEMORY_GB
-from fdseg_core.errors import OptionError
+from fdseg_core.errors import InputError, OptionError
 from fdseg_core.jobs.default import PHANTOM_TRAINING, ensure_default_dataset
 from fdseg_core.train.config import RUNTIME_FIELDS, TrainConfig, differing_run_fields, option_spec
 from fdseg_core.train.recipes import resolve_fields
@@ -302,7 +302,7 @@ def resume_config(
     try:
         saved = TrainConfig.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a configuration fdseg can resume ({exc})") from exc
+        raise InputError(f"{path}: not a configuration fdseg can resume ({exc})") from exc
     fold = {"fold": 0} if path.parent != out else {}  # a cross-validation: every fold
     found, note = _resume_dataset(out, path.parent, saved.dataset, dataset)
     saved = saved.replace(out=str(out), dataset=found, **fold)

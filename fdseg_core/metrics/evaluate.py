@@ -14,6 +14,7 @@ from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data.checks import AFFINE_TOLERANCE
 from fdseg_core.data.io import load_nifti, voxel_spacing
 from fdseg_core.data.layout import strip_nifti_ending
+from fdseg_core.errors import InputError
 from fdseg_core.metrics.surface import case_metrics
 
 __all__ = ["evaluate_folder", "summarise", "write_report", "METRICS"]
@@ -59,10 +60,10 @@ def evaluate_folder(
     """
     preds, refs = _nifti_files(Path(pred_dir)), _nifti_files(Path(label_dir))
     if not refs:
-        raise ValueError(f"{label_dir} holds no NIfTI label")
+        raise InputError(f"{label_dir} holds no NIfTI label")
     missing = sorted(set(refs) - set(preds))
     if missing:
-        raise ValueError(f"no prediction for case(s) {missing} in {pred_dir}")
+        raise InputError(f"no prediction for case(s) {missing} in {pred_dir}")
     rows = []
     for case, ref_path in refs.items():
         pimg = load_nifti(preds[case], case=case)
@@ -70,7 +71,7 @@ def evaluate_folder(
         if pimg.shape[:3] != rimg.shape[:3] or not np.allclose(
             pimg.affine, rimg.affine, atol=AFFINE_TOLERANCE
         ):
-            raise ValueError(
+            raise InputError(
                 f"case {case!r}: prediction {preds[case]} (shape {pimg.shape}) is "
                 f"not on the grid of its label {ref_path} (shape {rimg.shape})"
             )

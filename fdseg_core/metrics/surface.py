@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from fdseg_core.errors import InputError
+
 __all__ = [
     "dice",
     "dice_per_class",
@@ -51,7 +53,7 @@ def dice_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -
         float64 tensor ``(K,)``; NaN for classes absent from both.
     """
     if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+        raise InputError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     out = torch.full((num_classes,), float("nan"), dtype=torch.float64)
     for c in range(num_classes):
         p, t = pred == c, target == c
@@ -65,7 +67,7 @@ def _surface(mask: np.ndarray, connectivity: int | None) -> np.ndarray:
     rank = mask.ndim
     conn = rank if connectivity is None else connectivity
     if isinstance(conn, bool) or not isinstance(conn, int) or not 1 <= conn <= rank:
-        raise ValueError(f"connectivity must be an integer in [1, {rank}], got {connectivity!r}")
+        raise InputError(f"connectivity must be an integer in [1, {rank}], got {connectivity!r}")
     structure = ndimage.generate_binary_structure(rank, conn)
     return mask & ~ndimage.binary_erosion(mask, structure, border_value=0)
 

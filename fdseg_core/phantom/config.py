@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fdseg_core.errors import InputError
+
 __all__ = ["LABELLED", "PhantomConfig", "label_names"]
 
 #: Label key -> the structure it labels.
@@ -59,32 +61,32 @@ class PhantomConfig:
         if len(shape) != 3 or any(
             isinstance(s, bool) or not isinstance(s, int) or s < 8 for s in shape
         ):
-            raise ValueError(f"shape must be 3 integers >= 8, got {self.shape!r}")
+            raise InputError(f"shape must be 3 integers >= 8, got {self.shape!r}")
         object.__setattr__(self, "shape", shape)
         sp = self.spacing
         sp = (float(sp),) * 3 if isinstance(sp, int | float) else tuple(float(s) for s in sp)
         if len(sp) != 3 or min(sp) <= 0:
-            raise ValueError(
+            raise InputError(
                 f"spacing must be positive (one or three values), got {self.spacing!r}"
             )
         object.__setattr__(self, "spacing", sp)
         labels = tuple(self.labels)
         bad = [lab for lab in labels if lab not in LABELLED]
         if not labels or bad or len(set(labels)) != len(labels):
-            raise ValueError(
+            raise InputError(
                 f"labels must be distinct names from {list(LABELLED)}, got {list(labels)!r}"
             )
         object.__setattr__(self, "labels", labels)
         if self.atlas and "dn" in labels:
-            raise ValueError(
+            raise InputError(
                 "the atlas phantom has no dentate nucleus (CIT168 is subcortical): "
                 "use labels from rn, sn, stn"
             )
         for name in ("noise", "texture", "deformation_mm", "size_jitter", "position_jitter_mm"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.tkd_threshold < 1:
-            raise ValueError(f"tkd_threshold must lie in (0, 1), got {self.tkd_threshold!r}")
+            raise InputError(f"tkd_threshold must lie in (0, 1), got {self.tkd_threshold!r}")
 
     @property
     def affine(self) -> np.ndarray:

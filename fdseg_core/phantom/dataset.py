@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text, check_output_file
 from fdseg_core.data.io import save_nifti
+from fdseg_core.errors import InputError
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.phantom.config import PhantomConfig, label_names
 from fdseg_core.phantom.qsm import generate_case
@@ -49,14 +50,14 @@ def write_phantom_dataset(
     config = config or PhantomConfig()
     for name, value in (("n_train", n_train), ("n_test", n_test)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            raise InputError(f"{name} must be a non-negative integer, got {value!r}")
     if n_train < 1:
-        raise ValueError(f"n_train must be >= 1, got {n_train}")
+        raise InputError(f"n_train must be >= 1, got {n_train}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
+        raise InputError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise ValueError(
+        raise InputError(
             f"{out} is not empty; use --force to write into it (only the "
             "phantom's own files are replaced)"
         )

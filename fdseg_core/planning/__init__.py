@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fdseg_core.choices import DEFAULT_BAND_DIMS
 from fdseg_core.data import load_dataset, num_classes
+from fdseg_core.errors import InputError
 from fdseg_core.nn.memory import activation_bytes_per_voxel
 from fdseg_core.planning.fingerprint import CaseFingerprint, Fingerprint, fingerprint
 from fdseg_core.planning.planner import (
@@ -59,7 +60,7 @@ def plan_run(
     """
     spec = get_backbone(config.backbone)
     if spec.fixed_size:
-        raise ValueError(
+        raise InputError(
             f"backbone {spec.name!r} takes one input size (img_size): give the patch size "
             "instead of planning it"
         )

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data import DatasetInfo, load_case, load_dataset
+from fdseg_core.errors import InputError
 
 __all__ = ["CaseFingerprint", "Fingerprint", "fingerprint"]
 
@@ -127,7 +128,7 @@ def fingerprint(
     """
     info = dataset if isinstance(dataset, DatasetInfo) else load_dataset(dataset)
     if not info.training:
-        raise ValueError(f"{info.root}: the dataset has no training case to plan from")
+        raise InputError(f"{info.root}: the dataset has no training case to plan from")
     rng = np.random.default_rng(seed)
     names = {v: k for k, v in info.labels.items() if v != 0}
     samples: list[list[np.ndarray]] = [[] for _ in info.channel_names]
@@ -135,7 +136,7 @@ def fingerprint(
     for case in tqdm(info.training, disable=not progress, desc="fingerprint", unit="case"):
         loaded = load_case(case)
         if loaded.label is None:
-            raise ValueError(f"case {case.case_id!r}: no label to plan from")
+            raise InputError(f"case {case.case_id!r}: no label to plan from")
         voxel_ml = float(np.prod(loaded.spacing)) / 1000.0
         counts = np.bincount(
             loaded.label.astype(np.int64).ravel(), minlength=max(names, default=0) + 1

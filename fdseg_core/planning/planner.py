@@ -36,6 +36,7 @@ import numpy as np
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.bands import band_width
 from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_MEMORY_GB
+from fdseg_core.errors import InputError
 from fdseg_core.planning.fingerprint import Fingerprint
 
 __all__ = [
@@ -165,7 +166,7 @@ def plan_training(
         ValueError: A budget too small for two patches of the smallest size.
     """
     if not memory_gb > 0:
-        raise ValueError(f"memory_gb must be positive, got {memory_gb!r}")
+        raise InputError(f"memory_gb must be positive, got {memory_gb!r}")
     nd = fp.spacings.shape[1]
     divisor = (
         tuple(int(d) for d in size_divisor)
@@ -185,7 +186,7 @@ def plan_training(
         axis = next((a for a in order if patch[a] > divisor[a]), None)
         if axis is None:
             need = 2 * math.prod(patch) * bytes_per_voxel / 2**30
-            raise ValueError(
+            raise InputError(
                 f"memory_gb {memory_gb:g} is below what two patches of {patch} need "
                 f"({need:.2f} GiB)"
             )

@@ -19,6 +19,7 @@ from typing import Any
 import pluggy
 from torch import nn
 
+from fdseg_core.errors import InputError
 from fdseg_core.plugins import hookspecs
 from fdseg_core.plugins.spec import BackboneSpec
 
@@ -209,7 +210,7 @@ def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
         return name.validate()
     specs = _specs()
     if name not in specs:
-        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(sorted(specs))}")
+        raise InputError(f"unknown backbone {name!r}; available: {', '.join(sorted(specs))}")
     return specs[name]
 
 

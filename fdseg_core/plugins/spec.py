@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from fdseg_core.choices import FUSION_POINTS as POINT_NAMES
+from fdseg_core.errors import InputError
 
 __all__ = ["BackboneSpec", "BackboneBuilder", "FUSION_POINTS", "check_fusion_point"]
 
@@ -85,9 +86,9 @@ class BackboneSpec:
             ValueError: A field does not satisfy the contract (the message names it).
         """
         if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise ValueError(f"BackboneSpec.name must match [a-z][a-z0-9_-]*, got {self.name!r}")
+            raise InputError(f"BackboneSpec.name must match [a-z][a-z0-9_-]*, got {self.name!r}")
         if not callable(self.builder):
-            raise ValueError(
+            raise InputError(
                 f"BackboneSpec {self.name!r}: builder must be callable, "
                 f"got {type(self.builder).__name__}"
             )
@@ -97,12 +98,12 @@ class BackboneSpec:
         try:
             dims = tuple(sorted(set(dims)))
         except TypeError:
-            raise ValueError(
+            raise InputError(
                 f"BackboneSpec {self.name!r}: spatial_dims must be a subset of "
                 f"(2, 3), got {self.spatial_dims!r}"
             ) from None
         if not dims or any(d not in (2, 3) for d in dims):
-            raise ValueError(
+            raise InputError(
                 f"BackboneSpec {self.name!r}: spatial_dims must be a non-empty "
                 f"subset of (2, 3), got {self.spatial_dims!r}"
             )
@@ -111,23 +112,23 @@ class BackboneSpec:
             or not isinstance(self.size_divisor, int)
             or self.size_divisor < 1
         ):
-            raise ValueError(
+            raise InputError(
                 f"BackboneSpec {self.name!r}: size_divisor must be a positive "
                 f"integer, got {self.size_divisor!r}"
             )
         if not isinstance(self.description, str) or "\n" in self.description:
-            raise ValueError(f"BackboneSpec {self.name!r}: description must be one line of text")
+            raise InputError(f"BackboneSpec {self.name!r}: description must be one line of text")
         if not isinstance(self.default_options, dict):
-            raise ValueError(f"BackboneSpec {self.name!r}: default_options must be a dict")
+            raise InputError(f"BackboneSpec {self.name!r}: default_options must be a dict")
         points = self.fusion_points
         if isinstance(points, str) or not isinstance(points, tuple | list):
-            raise ValueError(
+            raise InputError(
                 f"BackboneSpec {self.name!r}: fusion_points must be a tuple of "
                 f"{list(FUSION_POINTS)}, got {points!r}"
             )
         bad = [p for p in points if p not in FUSION_POINTS]
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"BackboneSpec {self.name!r}: unknown fusion_points {bad}; "
                 f"expected a subset of {list(FUSION_POINTS)}"
             )
@@ -148,17 +149,17 @@ class BackboneSpec:
                 that does not return an ``nn.Module``.
         """
         if spatial_dims not in self.spatial_dims:
-            raise ValueError(
+            raise InputError(
                 f"backbone {self.name!r} supports spatial_dims "
                 f"{list(self.spatial_dims)}, got {spatial_dims}"
             )
         for label, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+                raise InputError(f"{label} must be a positive integer, got {value!r}")
         merged = {**self.default_options, **options}
         module = self.builder(in_channels, out_channels, spatial_dims, **merged)
         if not isinstance(module, nn.Module):
-            raise ValueError(
+            raise InputError(
                 f"backbone {self.name!r} builder returned {type(module).__name__}, not an nn.Module"
             )
         return module
@@ -181,14 +182,14 @@ def check_fusion_point(module: nn.Module, spec: BackboneSpec, point: str) -> int
             attribute or method it needs (the message names them).
     """
     if point not in spec.fusion_points:
-        raise ValueError(f"backbone {spec.name!r} does not declare the fusion point {point!r}")
+        raise InputError(f"backbone {spec.name!r} does not declare the fusion point {point!r}")
     channels_attr, *methods = FUSION_POINTS[point]
     missing = [m for m in methods if not callable(getattr(module, m, None))]
     channels = getattr(module, channels_attr, None)
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         missing.insert(0, f"{channels_attr} (a positive int)")
     if missing:
-        raise ValueError(
+        raise InputError(
             f"backbone {spec.name!r} declares fusion point {point!r} but its module "
             f"{type(module).__name__} lacks {missing}"
         )

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
+from fdseg_core.errors import InputError
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.distributed import DistInfo
 
@@ -104,7 +105,7 @@ class EMASelection(TrainingCallback):
 
     def __init__(self, weight: float = 0.9) -> None:
         if not 0.0 <= weight < 1.0:
-            raise ValueError(f"EMA weight must lie in [0, 1), got {weight}")
+            raise InputError(f"EMA weight must lie in [0, 1), got {weight}")
         self.weight = float(weight)
         self.ema: float | None = None
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from fdseg_core.atomic import atomic_torch_save
 from fdseg_core.choices import activation_of_loss
+from fdseg_core.errors import InputError
 from fdseg_core.nn import FrequencyDisentangledNet
 from fdseg_core.train.config import TrainConfig
 
@@ -49,7 +50,7 @@ def find_checkpoints(path: str | os.PathLike, which: str = "best") -> list[Path]
         ValueError: ``which`` is neither.
     """
     if which not in ("best", "last"):
-        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+        raise InputError(f"which must be 'best' or 'last', got {which!r}")
     path = Path(path)
     if (path / f"{which}.pt").is_file():
         return [path / f"{which}.pt"]
@@ -84,15 +85,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     unreadable = _unreadable(path)
     if unreadable:
-        raise ValueError(f"checkpoint {path} could not be read: {unreadable}{_other(path)}")
+        raise InputError(f"checkpoint {path} could not be read: {unreadable}{_other(path)}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # corrupted or foreign file
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path} could not be read: {_reason(exc)}{_other(path)}"
         ) from exc
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path} is not an fdseg checkpoint (no 'config'/'model' entries)")
+        raise InputError(f"{path} is not an fdseg checkpoint (no 'config'/'model' entries)")
     if int(ckpt.get("format_version", 1)) < 2:
         ckpt["config"].setdefault("fusion_at", "generic")
     return ckpt

@@ -36,6 +36,7 @@ from fdseg_core.choices import (
     OPTIMIZERS,
     SCHEDULES,
 )
+from fdseg_core.errors import InputError
 from fdseg_core.train.recipes import RECIPES
 
 __all__ = [
@@ -329,19 +330,19 @@ class TrainConfig:
 
         check_names(self.layout, self.backend, self.kernel)
         if self.bands == "volume" and self.fusion == "none":
-            raise ValueError("bands='volume' splits for a fusion model; the baseline has none")
+            raise InputError("bands='volume' splits for a fusion model; the baseline has none")
         patch = self.patch_size
         if isinstance(patch, str):
             if patch != FULL:
-                raise ValueError(f"patch_size must be 3 positive integers or 'full', got {patch!r}")
+                raise InputError(f"patch_size must be 3 positive integers or 'full', got {patch!r}")
         elif len(patch) != 3 or any(
             isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in patch
         ):
-            raise ValueError(f"patch_size must be 3 positive integers or 'full', got {patch!r}")
+            raise InputError(f"patch_size must be 3 positive integers or 'full', got {patch!r}")
         if self.fold != "all" and (
             isinstance(self.fold, bool) or not isinstance(self.fold, int) or self.fold < 0
         ):
-            raise ValueError(f"fold must be an integer >= 0 or 'all', got {self.fold!r}")
+            raise InputError(f"fold must be an integer >= 0 or 'all', got {self.fold!r}")
         # whether fold < n_folds (and n_folds <= cases) is checked against the dataset,
         # after the dataset and the backbone (fdseg_core.data.plan_folds)
 
@@ -359,7 +360,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown configuration keys {unknown}")
+            raise InputError(f"unknown configuration keys {unknown}")
         return cls(**data)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -411,7 +412,7 @@ def option_spec(name: str) -> dict[str, Any]:
     """
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     if name not in fields:
-        raise ValueError(f"TrainConfig has no field {name!r}")
+        raise InputError(f"TrainConfig has no field {name!r}")
     f = fields[name]
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     return {"default": None if default is dataclasses.MISSING else default, **f.metadata}
@@ -443,7 +444,7 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     if meta.get("choices") is not None:
         if value not in meta["choices"]:
-            raise ValueError(f"{f.name} must be one of {list(meta['choices'])}, got {value!r}")
+            raise InputError(f"{f.name} must be one of {list(meta['choices'])}, got {value!r}")
         return
     if value is None and meta.get("none_ok"):
         return
@@ -454,9 +455,9 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     if meta.get("integer") and not isinstance(value, int):
         bad_type = True
     if bad_type or (isinstance(value, float) and math.isnan(value)):
-        raise ValueError(f"{f.name} must {_describe_range(meta)}, got {value!r}")
+        raise InputError(f"{f.name} must {_describe_range(meta)}, got {value!r}")
     low, high = meta.get("low"), meta.get("high")
     too_low = low is not None and (value <= low if meta["open_low"] else value < low)
     too_high = high is not None and (value >= high if meta["open_high"] else value > high)
     if too_low or too_high:
-        raise ValueError(f"{f.name} must {_describe_range(meta)}, got {value!r}")
+        raise InputError(f"{f.name} must {_describe_range(meta)}, got {value!r}")

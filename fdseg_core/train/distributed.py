@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from fdseg_core.errors import InputError
+
 __all__ = [
     "DistInfo",
     "LaunchResult",
@@ -133,9 +135,9 @@ def launch(argv: Sequence[str], nproc: int, *, quiet: bool = True) -> LaunchResu
         ValueError: ``nproc < 2``, or this process is already a rank of a launched job.
     """
     if nproc < 2:
-        raise ValueError(f"nproc must be >= 2 to launch several processes, got {nproc}")
+        raise InputError(f"nproc must be >= 2 to launch several processes, got {nproc}")
     if under_torchrun():
-        raise ValueError(
+        raise InputError(
             f"nproc={nproc}: this process is already a rank of a torchrun job; give the "
             "process count to torchrun or to fdseg train (--nproc-per-node), not to both"
         )

@@ -26,7 +26,13 @@ from tqdm import tqdm
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data import PatchDataset
 from fdseg_core.data.splits import save_splits
-from fdseg_core.errors import OptionError, TrainingDivergedError, TrainingInterrupted
+from fdseg_core.errors import (
+    InputError,
+    MissingExtraError,
+    OptionError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+)
 from fdseg_core.infer.sliding_window import InferenceStopped
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.callbacks import SELECTION_KEY, EMASelection, TrainingCallback
@@ -78,7 +84,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA device is available")
+        raise InputError("device 'cuda' was requested but no CUDA device is available")
     return torch.device(name)
 
 
@@ -311,7 +317,7 @@ def _callbacks(
         out.append(EMASelection())
     names = [c.name for c in out]
     if len(set(names)) != len(names):
-        raise ValueError(f"callbacks must have distinct names, got {names}")
+        raise InputError(f"callbacks must have distinct names, got {names}")
     return tuple(out)
 
 
@@ -829,9 +835,7 @@ def _tensorboard(config: TrainConfig, out: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter  # the tensorboard extra, on use
     except ImportError as exc:
-        raise ValueError(
-            "--tensorboard needs the tensorboard package: pip install 'fdseg[tensorboard]'"
-        ) from exc
+        raise MissingExtraError("--tensorboard", "tensorboard") from exc
     return SummaryWriter(str(out / "tensorboard"))
 
 

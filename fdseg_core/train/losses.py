@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fdseg_core.errors import InputError
+
 __all__ = ["DiceCELoss", "SigmoidDiceLoss", "build_loss", "soft_dice_per_class"]
 
 
@@ -47,7 +49,7 @@ class DiceCELoss(nn.Module):
     ) -> None:
         super().__init__()
         if dice_weight < 0 or ce_weight < 0 or dice_weight + ce_weight == 0:
-            raise ValueError(
+            raise InputError(
                 f"weights must be >= 0 and not both 0, got dice_weight={dice_weight}, "
                 f"ce_weight={ce_weight}"
             )
@@ -58,7 +60,7 @@ class DiceCELoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``."""
         if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
-            raise ValueError(
+            raise InputError(
                 f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match"
             )
         logits = logits.float()
@@ -86,17 +88,17 @@ class SigmoidDiceLoss(nn.Module):
     def __init__(self, *, eps: float = 1e-6) -> None:
         super().__init__()
         if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps!r}")
+            raise InputError(f"eps must be positive, got {eps!r}")
         self.eps = eps
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``, ``K >= 2``."""
         if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
-            raise ValueError(
+            raise InputError(
                 f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match"
             )
         if logits.shape[1] < 2:
-            raise ValueError(f"need a background and a foreground channel, got {logits.shape[1]}")
+            raise InputError(f"need a background and a foreground channel, got {logits.shape[1]}")
         k = logits.shape[1]
         probs = torch.sigmoid(logits.float()).movedim(1, 0).reshape(k, -1)
         onehot = F.one_hot(target.long(), k).movedim(-1, 0).reshape(k, -1).to(probs.dtype)
@@ -116,4 +118,4 @@ def build_loss(name: str) -> nn.Module:
         return DiceCELoss()
     if name == "sigmoid_dice":
         return SigmoidDiceLoss()
-    raise ValueError(f"unknown loss {name!r}; expected 'dice_ce' or 'sigmoid_dice'")
+    raise InputError(f"unknown loss {name!r}; expected 'dice_ce' or 'sigmoid_dice'")

@@ -40,6 +40,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fdseg_core.errors import InputError
+
 __all__ = ["RECIPES", "apply_recipe", "recipe_values", "resolve_fields"]
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -86,7 +88,7 @@ def recipe_values(name: str) -> dict[str, Any]:
         ValueError: Unknown recipe (the message lists the known ones).
     """
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}")
+        raise InputError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}")
     return dict(RECIPES[name])
 
 

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from fdseg_core.errors import InputError
+
 __all__ = ["build_scheduler"]
 
 
@@ -23,7 +25,7 @@ def build_scheduler(
         The scheduler (its state dict goes into checkpoints).
     """
     if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        raise InputError(f"total_steps must be >= 1, got {total_steps}")
     if kind == "poly":
 
         def factor(step: int) -> float:
@@ -37,5 +39,5 @@ def build_scheduler(
         def factor(step: int) -> float:
             return 1.0
     else:
-        raise ValueError(f"unknown schedule {kind!r}; expected 'poly', 'cosine' or 'constant'")
+        raise InputError(f"unknown schedule {kind!r}; expected 'poly', 'cosine' or 'constant'")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

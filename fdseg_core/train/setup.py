@@ -16,7 +16,7 @@ from torch import nn
 from fdseg_core import data as fdata
 from fdseg_core.bands import min_band_size
 from fdseg_core.choices import DEFAULT_BAND_DIMS, activation_of_loss
-from fdseg_core.errors import OptionError
+from fdseg_core.errors import InputError, OptionError
 from fdseg_core.nn.memory import training_step_bytes
 from fdseg_core.plugins import get_backbone
 from fdseg_core.train.config import TrainConfig
@@ -145,7 +145,7 @@ def preprocessor_for(config: TrainConfig, info) -> Any:
     bands = None
     if config.bands == "volume":
         if config.layout != "centered":
-            raise ValueError(
+            raise InputError(
                 "--bands volume needs --layout centered: the pipeline's low band is averaged "
                 "onto each patch's band grid, which only the centred (low-frequency) band allows"
             )

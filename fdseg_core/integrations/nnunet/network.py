@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from fdseg_core.choices import DEFAULT_BAND_DIMS, DEFAULT_BETA, FUSION_POINTS
+from fdseg_core.errors import InputError
 from fdseg_core.nn import FrequencyDisentangledNet, PlannedUNet
 from fdseg_core.plugins import BackboneSpec
 
@@ -104,7 +105,7 @@ def _first_conv(module: nn.Module) -> nn.Module:
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.Conv3d):
             return m
-    raise ValueError(f"{type(module).__name__} has no convolution")
+    raise InputError(f"{type(module).__name__} has no convolution")
 
 
 def _input_channels(adapted: PlannedUNet, first_stage: nn.Module) -> int:

@@ -265,3 +265,41 @@ def test_every_hookspec_is_documented_and_tested():
     for name in specs:
         assert getattr(hookspecs, name).__doc__.strip()
         assert name in this
+
+
+BROKEN = """
+import torch
+from torch import nn
+from fdseg_core import BackboneSpec, hookimpl
+
+class Broken(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv3d(cin, cout, 1)
+
+    def forward(self, x):
+        # torch raises ValueError: size and scale_factor both given
+        return nn.functional.interpolate(self.conv(x), size=x.shape[2:], scale_factor=1.0)
+
+@hookimpl
+def fdseg_register_backbones():
+    return [BackboneSpec(name="brokennet", builder=lambda cin, cout, dims, **o: Broken(cin, cout),
+                         spatial_dims=(3,), size_divisor=1, description="raises in forward")]
+"""
+
+
+def test_a_value_error_raised_inside_torch_is_an_internal_error_not_the_users(
+    install_fake_dist, tmp_path
+):
+    from builders import make_toy_dataset
+
+    install_fake_dist("broken-nets", "0.1", {"broken": "broken_plugin"}, {"broken_plugin": BROKEN})
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=4, n_test=0)
+    args = ["train", str(ds), "--out", str(tmp_path / "run"), "--backbone", "brokennet"]
+    args += ["--epochs", "1", "--iters-per-epoch", "1", "--patch-size", "8", "8", "8"]
+    args += ["--folds", "2", "--no-progress"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("Error: internal error (ValueError: ")
+    assert "fdseg --debug" in line
