@@ -214,7 +214,10 @@ def evaluate_run(
     checkpoint: Path, cases: list, device: torch.device, *, overlap: float | None = None
 ) -> list[dict[str, Any]]:
     """Dice per class of one trained run on the test cases (full volumes), with labels
-    by the rule of the run's loss (softmax argmax, or the sigmoid rule).
+    by the rule of the run's loss (softmax argmax, or the sigmoid rule), scored on each
+    case's own grid against its own label, as ``fdseg predict`` and ``fdseg evaluate``
+    score it (a run trained at another spacing has its probabilities resampled back
+    first).
 
     Args:
         checkpoint: The run's ``best.pt`` or ``last.pt``.
@@ -241,6 +244,9 @@ def evaluate_run(
         device=device,
         activation=meta["activation"],
         batch_size=int(meta["config"].get("batch_size", DEFAULT_WINDOW_BATCH)),
+        # scored as `fdseg predict` + `fdseg evaluate` score it: on each case's own grid
+        target_spacing=meta.get("target_spacing"),
+        case_grid=True,
     )
     rows = []
     for score in scores:

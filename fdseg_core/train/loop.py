@@ -571,6 +571,7 @@ def _validate_epoch(run: RunState, row: dict[str, Any]) -> bool:
             batch_size=config.batch_size,
             should_stop=run.stop,
             on_case=on_case,
+            target_spacing=config.target_spacing,
         )
     except InferenceStopped:
         # the epoch's steps are done, its validation is not: save it as unfinished, so

@@ -159,6 +159,7 @@ def validate(
     batch_size: int = DEFAULT_WINDOW_BATCH,
     should_stop: Callable[[], bool] | None = None,
     on_case: Callable[[int], None] | None = None,
+    target_spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Mean Dice per class over the validation volumes, scored by
     :func:`~fdseg_core.train.evaluation.evaluate_volumes` (whole volumes; labels by
@@ -170,7 +171,9 @@ def validate(
     the current batch of windows; under ``torchrun`` after the current round of volumes
     (one per process), decided by all processes together so that none waits in a
     collective for one that stopped. ``on_case`` is called with the number of this
-    process's volumes scored after each one (a progress line or bar).
+    process's volumes scored after each one (a progress line or bar). With a
+    ``target_spacing`` (the run resamples its cases), each volume is scored on its own
+    grid, as ``fdseg predict`` and ``fdseg evaluate`` score it.
 
     Returns:
         ``(num_classes,)`` float64; NaN for a class absent from every prediction and
@@ -183,6 +186,8 @@ def validate(
     net.eval()
     mine = volumes[dist_info.rank :: dist_info.world_size]
     options = dict(
+        target_spacing=target_spacing,
+        case_grid=True,
         num_classes=num_classes,
         patch_size=patch_size,
         overlap=overlap,
