@@ -5,6 +5,7 @@ refused for predict and experiment too."""
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import json
 import os
@@ -466,3 +467,7 @@ def test_a_phantom_that_fills_the_disk_leaves_no_folder_behind(tmp_path, full_di
     assert r.exit_code == 1, r.output
     assert "no space left on the device" in r.output.strip().splitlines()[-1]
     assert _listing(full_disk) == before
+    # the error's traceback holds the file the writer had open: let it go, so that the
+    # fixture can unmount the file system
+    del r
+    gc.collect()

@@ -53,7 +53,7 @@ def test_train_without_dataset_uses_the_phantom_and_its_defaults(tmp_path, monke
     monkeypatch.setattr(engine, "ensure_default_dataset", lambda progress: tmp_path / "ds")
     (tmp_path / "ds").mkdir()
 
-    def fake_train(config, resume=False):
+    def fake_train(config, resume=False, **options):
         seen["config"] = config
         return {"report": "ok", "is_main": True}
 
