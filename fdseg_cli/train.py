@@ -117,9 +117,8 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_
 
     Without DATASET, a small synthetic QSM midbrain dataset is generated once (cached
     in the user's cache folder) and the default recipe is trained on it: the paper's
-    network, loss and optimiser on patches without augmentation, chosen by issue 27's
-    ablation, and no fusion, chosen by its decisive experiment (--recipe nnunet_like:
-    the earlier default, unet3d with late fusion).
+    network, loss and optimiser on patches without augmentation, and no fusion
+    (--recipe nnunet_like: the earlier default, unet3d with late fusion).
     With DATASET and no size options, target spacing, patch and batch size are planned
     from the dataset, and the recipe's sizes win over the plan's: the default recipe
     trains the 48 x 48 x 32 patches and batch of 2 it was measured with, on the planned

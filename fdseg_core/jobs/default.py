@@ -21,8 +21,8 @@ PHANTOM_DATASET = {
 
 #: Training defaults used when ``fdseg train`` runs on the built-in phantom (any option
 #: given on the command line wins). 600 steps: the default recipe (sigmoid Dice, constant
-#: learning rate) reached its best validation Dice between steps 220 and 520 in issue 27's
-#: ablation, later than the earlier nnU-Net-like recipe, which had 240 steps here.
+#: learning rate) reaches its best validation Dice on the phantom between steps 220 and
+#: 520 (``docs/findings.md``).
 PHANTOM_TRAINING = {
     "epochs": 30,
     "iters_per_epoch": 20,

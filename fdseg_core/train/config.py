@@ -92,23 +92,19 @@ class TrainConfig:
 
     A run is reproducible from its config alone: the dataset path, the fold and the
     subset, the network, the optimisation and the seed are all here. The defaults are
-    the recipe issue 27's ablation chose (:mod:`fdseg_core.train.recipes`, ``"default"``):
-    the paper's network, loss and optimiser on 48 x 48 x 32 patches without augmentation.
-    Four fields only say how the run executes on this machine (:data:`RUNTIME_FIELDS`:
-    ``device``, ``num_workers``, ``tensorboard``, ``progress``); ``--resume`` accepts
-    changes to them, and to ``epochs`` (a run can be extended or ended earlier).
+    the ``"default"`` recipe (:mod:`fdseg_core.train.recipes`): the paper's network, loss
+    and optimiser on 48 x 48 x 32 patches without augmentation, no fusion (what the
+    experiments measured is in ``docs/findings.md``). The runtime fields only say how the
+    run executes on this machine (:data:`RUNTIME_FIELDS`); ``--resume`` accepts changes
+    to them, to ``epochs`` (a run can be extended or ended earlier) and to where the run
+    and its dataset lie.
 
     Attributes:
         dataset: Root of a dataset in the nnU-Net v2 or MSD layout.
         out: Output folder (checkpoints, logs, plots, split).
         backbone: Registered backbone name (``fdseg backbones`` lists them).
-        fusion: ``"none"`` (baseline), ``"early"`` or ``"late"``. The default,
-            ``"none"``, is what issue 27's decisive experiment chose by a rule fixed
-            before its runs (``experiments/issue27/FUSION.md``): on a fresh phantom
-            draw, 8 seeds at 2, 4 and 8 training cases, neither early nor late fusion
-            gained (Δ mean Dice -0.3 [-1.2, +0.6] and -0.2 [-1.1, +0.7] points,
-            seed-level 95 % intervals pooled over the sizes). The ``"nnunet_like"``
-            recipe sets ``"late"``, ``"paper"`` ``"early"``.
+        fusion: ``"none"`` (baseline, the default), ``"early"`` or ``"late"``. The
+            ``"nnunet_like"`` recipe sets ``"late"``, ``"paper"`` ``"early"``.
         beta: Relative width of the low band.
         dims: Band dims of the ``(N, C, X, Y, Z)`` input; ``None``: the first two spatial dims.
         layout: ``"centered"`` or ``"reference"`` (the paper's code).
@@ -207,7 +203,7 @@ class TrainConfig:
     recipe: str = _opt(
         "default",
         "A set of option values: fdseg's default (the paper's network, loss and optimiser "
-        "on patches, chosen by issue 27's ablation), fdseg's earlier nnU-Net-like default "
+        "on patches, without augmentation), fdseg's earlier nnU-Net-like default "
         "(nnunet_like), or the paper's code (whole volumes, its layout); printed when "
         "used. Options you give override it.",
         choices=tuple(RECIPES),

@@ -4,20 +4,15 @@ A recipe is configuration, not code: each is a dict of config fields that
 :func:`apply_recipe` fills in where the user set nothing, and every value ends up in
 ``config.json`` and the checkpoints like any other field.
 
-* ``"default"``: the recipe that issue 27's ablation chose (the paper's recipe trained
-  on patches): the paper's network (``paper_unet3d``), its sigmoid Dice loss, Adam at a
-  constant learning rate of 1e-3 (weight decay 1e-10, no gradient clip), batches of two
-  foreground-oversampled 48 x 48 x 32 patches without augmentation, and the paper text's
-  centred band layout. The :class:`TrainConfig` defaults are that recipe. On issue 17's
-  phantom draw it beat the recipe below at 2 and 8 training cases in every seed (README,
-  "The recipe"). Its fusion, ``"none"``, was chosen apart, by issue 27's decisive
-  experiment (8 seeds on a fresh draw: neither fusion gained). It sets its patch and
-  batch size, the sizes that were measured, so that they win over a plan (as
-  ``"paper"``'s whole volumes do): paired by seed on the same draw, the same recipe on
-  whole cases (what the plan takes for the phantom's 80 x 80 x 64 cases) lost 14.2 mean
-  Dice points at 2 training cases and 1.4 at 8, in every seed (``docs/planning.md``). A
-  plan still sets the target spacing.
-* ``"nnunet_like"``: fdseg's default recipe before issue 27, nnU-Net-like: ``unet3d``,
+* ``"default"``: the paper's recipe trained on patches: the paper's network
+  (``paper_unet3d``), its sigmoid Dice loss, Adam at a constant learning rate of 1e-3
+  (weight decay 1e-10, no gradient clip), batches of two foreground-oversampled
+  48 x 48 x 32 patches without augmentation, the paper text's centred band layout, and
+  no fusion. The :class:`TrainConfig` defaults are that recipe. It sets its patch and
+  batch size, the sizes it was measured with, so that they win over a plan (as
+  ``"paper"``'s whole volumes do); a plan still sets the target spacing. How it was
+  chosen, and how it compares, is in ``docs/findings.md`` and ``docs/planning.md``.
+* ``"nnunet_like"``: fdseg's earlier default recipe, nnU-Net-like: ``unet3d``,
   late fusion, Dice + cross-entropy, AdamW (weight decay 1e-5) with a poly schedule and
   a gradient clip of 12, augmented patches. Its sizes are planned (or the built-in
   job's): it sets none.
