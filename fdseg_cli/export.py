@@ -37,7 +37,7 @@ def export(checkpoint, out, dynamic, shape, check):
     """Export the model of CHECKPOINT (best.pt or last.pt of `fdseg train`) to ONNX, with
     its classes, normalisation, spacing, patch size and band parameters as metadata.
     Run it with `fdseg predict --onnx OUT ...` or any ONNX runtime."""
-    from fdseg_core.atomic import check_output_file
+    from fdseg_core.atomic import check_output_file  # lazy: `--help` stays fast
     from fdseg_core.export import export_checkpoint  # lazy: torch; `--help` stays fast
 
     if not out.endswith(".onnx"):

@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("fdseg_cli.plan:plan", "Plan spacing, patch and batch size from a dataset."),
     "experiment": ("fdseg_cli.experiment:experiment", "Training size x method x seed protocol."),
     "bench": ("fdseg_cli.bench:bench", "Time the band operators on every backend."),
+    "check": ("fdseg_cli.check:check", "Every problem of a dataset at once (and a remapped copy)."),
     "nnunet": ("fdseg_cli.nnunet:nnunet", "Trainers for nnU-Net v2's own commands (path, check)."),
 }
 
@@ -173,6 +174,10 @@ class LazyGroup(click.Group):
         except _INPUT_ERRORS as exc:
             if debug:
                 raise
+            check = getattr(exc, "check", None)  # a dataset's errors: all of them first
+            if check is not None and len(check.errors) > 1 and _rank() == 0:
+                for problem in check.errors:
+                    click.echo(f"error: {problem.message}", err=True)
             raise _fail(_one_line(exc), 2) from exc
         except KeyboardInterrupt:
             if _rank() == 0:

@@ -179,3 +179,28 @@ def hippocampus_view(folder: Path, train: Sequence[str], test: Sequence[str]) ->
     }
     (folder / "dataset.json").write_text(json.dumps(view, indent=1))
     return folder
+
+
+def hippocampus_nnunet(folder: Path, cases: Sequence[str], *, labels=None) -> Path:
+    """An nnU-Net v2 dataset written at test time from MSD hippocampus cases (``"033"``
+    for ``hippocampus_033``), which a test may then damage: ``imagesTr/{case}_0000``,
+    ``labelsTr/{case}``, ``dataset.json`` (``labels``: another label table)."""
+    import nibabel as nib
+
+    root = hippocampus_root()
+    for sub in ("imagesTr", "labelsTr"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        name = f"hippocampus_{case}"
+        image = nib.load(str(root / "imagesTr" / f"{name}.nii.gz"))
+        label = nib.load(str(root / "labelsTr" / f"{name}.nii.gz"))
+        nib.save(image, str(folder / "imagesTr" / f"{name}_0000.nii.gz"))
+        nib.save(label, str(folder / "labelsTr" / f"{name}.nii.gz"))
+    meta = {
+        "channel_names": {"0": "MRI"},
+        "labels": labels or {"background": 0, "Anterior": 1, "Posterior": 2},
+        "numTraining": len(cases),
+        "file_ending": ".nii.gz",
+    }
+    (folder / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return folder

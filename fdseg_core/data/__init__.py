@@ -3,7 +3,13 @@ augmentation and patch sampling."""
 
 from __future__ import annotations
 
-from fdseg_core.data.checks import check_cases
+from fdseg_core.data.checks import (
+    DatasetCheck,
+    DatasetCheckError,
+    check_cases,
+    check_dataset,
+    require_clean_dataset,
+)
 from fdseg_core.data.io import LoadedCase, load_case, load_nifti, save_nifti, voxel_spacing
 from fdseg_core.data.layout import (
     Case,
@@ -49,7 +55,11 @@ __all__ = [
     "Preprocessor",
     "Volume",
     "VolumeBands",
+    "DatasetCheck",
+    "DatasetCheckError",
     "check_cases",
+    "check_dataset",
+    "require_clean_dataset",
     "class_names",
     "crop_or_pad",
     "default_normalization",

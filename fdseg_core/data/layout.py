@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fdseg_core.data.problems import ERROR, Problem
 from fdseg_core.errors import InputError
 
 __all__ = [
@@ -184,7 +185,16 @@ def group_channel_files(folder: Path, file_ending: str | None = None) -> dict[st
 NNUNET_REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 
 
-def _nnunet(root: Path, raw: dict) -> DatasetInfo:
+def _report(problems: list[Problem] | None, problem: Problem) -> None:
+    """Raise ``problem`` (strict reading), or add it to ``problems`` (``fdseg check``)."""
+    if problems is None:
+        if problem.missing:
+            raise FileNotFoundError(problem.message)
+        raise InputError(problem.message)
+    problems.append(problem)
+
+
+def _nnunet(root: Path, raw: dict, problems: list[Problem] | None = None) -> DatasetInfo:
     path = root / "dataset.json"
     missing = [
         k
@@ -206,6 +216,7 @@ def _nnunet(root: Path, raw: dict) -> DatasetInfo:
             f"{path}: file_ending {ending!r} is not supported (NIfTI only: {list(NIFTI_ENDINGS)})"
         )
     labels = _labels_name_to_int(raw, path, msd=False)
+    _check_consecutive(labels, path, problems)
 
     def cases(images: Path, labels_dir: Path, need_labels: bool) -> tuple[Case, ...]:
         if not images.is_dir():
@@ -215,24 +226,69 @@ def _nnunet(root: Path, raw: dict) -> DatasetInfo:
         out = []
         for case, files in group_channel_files(images, ending).items():
             if len(files) != len(channel_names):
-                raise InputError(
-                    f"case {case!r}: {len(files)} image files in {images} but "
-                    f"dataset.json declares {len(channel_names)} channels"
+                _report(
+                    problems,
+                    Problem(
+                        ERROR,
+                        "missing_file",
+                        f"case {case!r}: {len(files)} image files in {images} but "
+                        f"dataset.json declares {len(channel_names)} channels",
+                        case,
+                        str(images),
+                    ),
                 )
+                continue
             label = labels_dir / f"{case}{ending}"
             if need_labels and not label.is_file():
-                raise FileNotFoundError(f"case {case!r}: label {label} not found")
+                _report(
+                    problems,
+                    Problem(
+                        ERROR,
+                        "missing_file",
+                        f"case {case!r}: label {label} not found",
+                        case,
+                        str(label),
+                        missing=True,
+                    ),
+                )
+                continue
             out.append(Case(case, tuple(files), label if label.is_file() else None))
+        if need_labels and labels_dir.is_dir():  # labels without an image
+            have = {c.case_id for c in out} | {p.case for p in problems or [] if p.case}
+            for path in sorted(labels_dir.glob(f"*{ending}")):
+                case = path.name[: -len(ending)]
+                if not path.name.startswith(".") and case not in have:
+                    _report(
+                        problems,
+                        Problem(
+                            ERROR,
+                            "missing_file",
+                            f"case {case!r}: label {path} has no image in {images} "
+                            f"(expected {images / (case + '_0000' + ending)})",
+                            case,
+                            str(path),
+                            missing=True,
+                        ),
+                    )
         return tuple(out)
 
     training = cases(root / "imagesTr", root / "labelsTr", True)
-    if not training:
+    if not training and not problems:
         raise InputError(f"{root / 'imagesTr'} holds no training case")
     num = raw["numTraining"]
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise InputError(f"{path}: numTraining must be a positive integer, got {num!r}")
-    if num != len(training):
-        raise InputError(f"{path}: numTraining is {num} but imagesTr holds {len(training)} cases")
+    found = len(training) + len({p.case for p in problems or [] if p.kind == "missing_file"})
+    if num != found:
+        _report(
+            problems,
+            Problem(
+                ERROR,
+                "case_count",
+                f"{path}: numTraining is {num} but imagesTr holds {found} cases",
+                file=str(path),
+            ),
+        )
     test = cases(root / "imagesTs", root / "labelsTs", False)
     return DatasetInfo(
         root,
@@ -247,11 +303,12 @@ def _nnunet(root: Path, raw: dict) -> DatasetInfo:
     )
 
 
-def _msd(root: Path, raw: dict) -> DatasetInfo:
+def _msd(root: Path, raw: dict, problems: list[Problem] | None = None) -> DatasetInfo:
     path = root / "dataset.json"
     modality = raw.get("modality", {"0": "image"})
     channel_names = tuple(str(modality[k]) for k in sorted(modality, key=int))
     labels = _labels_name_to_int(raw, path, msd=True)
+    _check_consecutive(labels, path, problems)
 
     def resolve(rel: str) -> Path:
         p = (root / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
@@ -263,11 +320,22 @@ def _msd(root: Path, raw: dict) -> DatasetInfo:
             raise InputError(f"{path}: training entry {i} must have 'image' and 'label'")
         image, label = resolve(entry["image"]), resolve(entry["label"])
         case_id = strip_nifti_ending(image.name) or image.stem
-        for f in (image, label):
-            if not f.is_file():
-                raise FileNotFoundError(f"case {case_id!r}: {f} not found")
-        training.append(Case(case_id, (image,), label))
-    if not training:
+        missing = [f for f in (image, label) if not f.is_file()]
+        for f in missing:
+            _report(
+                problems,
+                Problem(
+                    ERROR,
+                    "missing_file",
+                    f"case {case_id!r}: {f} not found (listed in {path})",
+                    case_id,
+                    str(f),
+                    missing=True,
+                ),
+            )
+        if not missing:
+            training.append(Case(case_id, (image,), label))
+    if not training and not problems:
         raise InputError(f"{path}: the 'training' list is empty")
     test = []
     for entry in raw.get("test", []):
@@ -292,12 +360,38 @@ def _msd(root: Path, raw: dict) -> DatasetInfo:
     )
 
 
-def load_dataset(root: str | Path) -> DatasetInfo:
+def _check_consecutive(labels: dict[str, int], path: Path, problems: list[Problem] | None) -> None:
+    """Labels must be 0 .. K-1 (nnU-Net's rule): a network has one output per value."""
+    values = sorted(labels.values())
+    if values == list(range(len(values))):
+        return
+    moves = " ".join(f"--remap {v}:{i}" for i, v in enumerate(values) if v != i)
+    _report(
+        problems,
+        Problem(
+            ERROR,
+            "non_consecutive_labels",
+            f"{path}: the labels {values} are not consecutive: fdseg (like nnU-Net) needs "
+            f"the values 0 to {len(values) - 1}, one network output each; write a copy "
+            f"with consecutive labels: fdseg check {path.parent} {moves} --out NEWDIR",
+            file=str(path),
+        ),
+    )
+
+
+def load_dataset(root: str | Path, *, problems: list[Problem] | None = None) -> DatasetInfo:
     """Read a dataset folder in the nnU-Net v2 raw or the MSD layout.
 
     The layout is detected from ``dataset.json``: a ``training`` list of image/label
     paths means MSD; ``channel_names`` (with ``imagesTr``/``labelsTr`` files named
     ``{case}_{0000}{file_ending}``) means nnU-Net v2.
+
+    Args:
+        root: The dataset folder.
+        problems: Collect the problems of the cases (missing or mismatched files, a
+            case count, labels that are not consecutive) here instead of raising the
+            first (``fdseg check``); a case with a problem is left out. A folder or a
+            ``dataset.json`` that cannot be read raises either way.
 
     Raises:
         FileNotFoundError: Missing folder, ``dataset.json`` or case files (named).
@@ -308,9 +402,9 @@ def load_dataset(root: str | Path) -> DatasetInfo:
         raise FileNotFoundError(f"dataset folder {root} does not exist")
     raw = _read_json(root / "dataset.json")
     if isinstance(raw.get("training"), list):
-        return _msd(root, raw)
+        return _msd(root, raw, problems)
     if "channel_names" in raw or (root / "imagesTr").is_dir():
-        return _nnunet(root, raw)
+        return _nnunet(root, raw, problems)
     raise InputError(
         f"{root / 'dataset.json'}: neither nnU-Net v2 ('channel_names') nor MSD "
         "('training' list) layout"

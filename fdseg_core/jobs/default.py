@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fdseg_core.cache import cache_dir
+
 __all__ = ["PHANTOM_DATASET", "PHANTOM_TRAINING", "cache_dir", "ensure_default_dataset"]
 
 #: The built-in dataset: the QSM midbrain phantom at 2 mm (the 160 x 160 x 128 mm field of
@@ -31,17 +33,6 @@ PHANTOM_TRAINING = {
 }
 
 _VERSION = "v1"
-
-
-def cache_dir() -> Path:
-    """fdseg's cache folder.
-
-    ``$FDSEG_CACHE``, else ``$XDG_CACHE_HOME/fdseg``, else ``~/.cache/fdseg``.
-    """
-    if os.environ.get("FDSEG_CACHE"):
-        return Path(os.environ["FDSEG_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fdseg"
 
 
 def ensure_default_dataset(*, progress: bool = True) -> Path:

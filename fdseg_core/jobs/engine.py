@@ -160,13 +160,17 @@ def training_job(
 
 
 def _check_before_planning(dataset: str | Path, fields: Mapping[str, Any]) -> None:
-    """The checks that can refuse a run from its options alone, in the order a user
-    reads them (the dataset's layout, the backbone, the folds), before a plan is made
-    or printed."""
-    from fdseg_core.data import load_dataset, plan_folds  # lazy: the data package, torch
+    """The checks that can refuse a run, in the order a user reads them (the dataset's
+    layout and every case, the backbone, the folds), before a plan is made or printed."""
+    from fdseg_core.data import (  # lazy: the data package, torch
+        load_dataset,
+        plan_folds,
+        require_clean_dataset,
+    )
     from fdseg_core.plugins import get_backbone  # lazy: the plugin manager, on use
 
     info = load_dataset(dataset)
+    require_clean_dataset(dataset)
     get_backbone(fields.get("backbone") or option_spec("backbone")["default"])
     plan_folds(
         len(info.training),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fdseg_core.choices import DEFAULT_BAND_DIMS
-from fdseg_core.data import load_dataset, num_classes
+from fdseg_core.data import load_dataset, num_classes, require_clean_dataset
 from fdseg_core.errors import InputError
 from fdseg_core.nn.memory import activation_bytes_per_voxel
 from fdseg_core.planning.fingerprint import CaseFingerprint, Fingerprint, fingerprint
@@ -65,6 +65,8 @@ def plan_run(
             "instead of planning it"
         )
     info = load_dataset(config.dataset)
+    if fp is None:
+        require_clean_dataset(config.dataset, progress=progress)  # before the fingerprint
     fp = fp or fingerprint(info, progress=progress)
     in_channels = len(info.channel_names)
     model = build_model(config, in_channels, num_classes(info.labels))

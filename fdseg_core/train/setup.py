@@ -168,7 +168,7 @@ def prepare_data(config: TrainConfig, out: Path) -> TrainingData:
         ValueError: Bad dataset, unknown backbone, folds the data cannot honour.
     """
     info = fdata.load_dataset(config.dataset)
-    fdata.check_cases(info)
+    fdata.require_clean_dataset(config.dataset)  # every case, cached by its files' stamps
     provenance = _backbone_provenance(config.backbone)
     train_ids, val_ids, plan, new_splits = split_cases(info, config, out)
     prep = preprocessor_for(config, info)

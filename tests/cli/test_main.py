@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 import fdseg_core.jobs as jobs
 from fdseg_cli.main import cli
+from fdseg_core.errors import InputError, MissingExtraError
 
 
 def _raise(exc):
@@ -18,7 +19,13 @@ def _raise(exc):
 
 
 @pytest.mark.parametrize(
-    "exc", [TypeError("unsupported operand"), KeyError("val_dice"), RuntimeError("boom")]
+    "exc",
+    [
+        TypeError("unsupported operand"),
+        KeyError("val_dice"),
+        RuntimeError("boom"),
+        ValueError("raised inside a library"),  # not fdseg's InputError: not the user's
+    ],
 )
 def test_a_bug_of_fdsegs_is_an_internal_error_not_the_users(monkeypatch, tmp_path, exc):
     monkeypatch.setattr(jobs, "training_job", _raise(exc))
@@ -33,7 +40,12 @@ def test_a_bug_of_fdsegs_is_an_internal_error_not_the_users(monkeypatch, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "exc", [ValueError("beta must lie in (0, 1), got 2"), FileNotFoundError("x.nii.gz is missing")]
+    "exc",
+    [
+        InputError("beta must lie in (0, 1), got 2"),
+        FileNotFoundError("x.nii.gz is missing"),
+        MissingExtraError("--slurm", "slurm"),
+    ],
 )
 def test_input_errors_end_in_one_line_with_exit_code_2(monkeypatch, tmp_path, exc):
     monkeypatch.setattr(jobs, "training_job", _raise(exc))
@@ -43,7 +55,7 @@ def test_input_errors_end_in_one_line_with_exit_code_2(monkeypatch, tmp_path, ex
 
 
 def test_other_ranks_than_0_stay_quiet_with_the_same_exit_code(monkeypatch, tmp_path):
-    monkeypatch.setattr(jobs, "training_job", _raise(ValueError("bad value")))
+    monkeypatch.setattr(jobs, "training_job", _raise(InputError("bad value")))
     monkeypatch.setenv("RANK", "1")
     r = CliRunner().invoke(cli, ["train", str(tmp_path), "--no-progress"])
     assert r.exit_code == 2 and r.output == ""
