@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("fdseg_cli.predict:predict", "Segment images with a checkpoint or an ONNX file."),
     "export": ("fdseg_cli.export:export", "Export a checkpoint to ONNX (band operators included)."),
     "evaluate": ("fdseg_cli.evaluate:evaluate", "Dice, HD95, ASSD and volumes of predictions."),
+    "overlay": ("fdseg_cli.overlay:overlay", "Pictures of a case (or a dataset) with its labels."),
     "phantom": ("fdseg_cli.phantom:phantom", "Write a synthetic QSM midbrain dataset."),
     "plan": ("fdseg_cli.plan:plan", "Plan spacing, patch and batch size from a dataset."),
     "experiment": ("fdseg_cli.experiment:experiment", "Training size x method x seed protocol."),

@@ -13,9 +13,11 @@ from torch import nn
 from tqdm import tqdm
 
 from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
+from fdseg_core.data.checks import DatasetCheck, DatasetCheckError, inspect_case
 from fdseg_core.data.io import load_case, save_nifti
 from fdseg_core.data.layout import Case, group_channel_files, load_dataset, strip_nifti_ending
 from fdseg_core.data.preprocess import Preprocessor, resample
+from fdseg_core.data.problems import ERROR
 from fdseg_core.errors import InputError
 from fdseg_core.infer.activation import labels_from_probabilities
 from fdseg_core.infer.overlay import render_overlay
@@ -112,6 +114,20 @@ def _agreeing(meta: Mapping[str, Any], key: str) -> Any:
     if key == "labels" and value is not None:
         return dict(sorted(dict(value).items()))
     return list(value) if isinstance(value, tuple) else value
+
+
+def check_inputs(cases: Sequence[Case]) -> None:
+    """Read every input image once before any prediction, with the checks of
+    :func:`fdseg_core.data.checks.inspect_case` (readable, numeric, finite, channels on
+    one grid): a bad input ends the command before any output is written.
+
+    Raises:
+        DatasetCheckError: Every problem found (the message names the first).
+    """
+    problems = [p for case in cases for p in inspect_case(case, set())[1] if p.severity == ERROR]
+    if problems:
+        where = str(Path(cases[0].image_paths[0]).parent) if cases else "the inputs"
+        raise DatasetCheckError(DatasetCheck(where, tuple(problems), (), {}))
 
 
 def tta_axes(metas: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], str | None]:
@@ -218,6 +234,7 @@ def predict_ensemble(
     """
     if not members:
         raise InputError("predict needs at least one model")
+    check_inputs(cases)
     names = list(names) if names is not None else [f"model {i}" for i in range(len(members))]
     check_ensemble([m for _, m in members], names)
     activation = members[0][1].get("activation", "softmax")
@@ -277,7 +294,7 @@ def predict_ensemble(
                     seg,
                     out_dir / "overlays" / f"{case.case_id}.png",
                     labels=meta0.get("labels"),
-                    spacing=loaded.spacing,
+                    affine=loaded.affine,
                     title=f"{case.case_id}: prediction",
                 )
     return written

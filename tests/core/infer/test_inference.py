@@ -229,3 +229,17 @@ def test_a_line_per_case_says_what_tta_costs_with_or_without_a_bar(tmp_path, cap
     with caplog.at_level("INFO", logger="fdseg_core"):
         predict_cases(LeftOnly(), meta, cases, tmp_path / "p", tta=True, progress=True)
     assert "predict toy_002 (1 of 1): 8 passes over the volume (test-time flips)" in caplog.text
+
+
+def test_prediction_reads_every_input_first_and_refuses_a_bad_one_before_any_output(tmp_path):
+    root = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=2)
+    bad = root / "imagesTs" / "toy_003_0000.nii.gz"
+    img = nib.load(str(bad))
+    data = np.asarray(img.dataobj).astype(np.float32)
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine), str(bad))
+    meta = {"normalization": ["zscore"], "patch_size": [24, 24, 16]}
+    out = tmp_path / "pred"
+    with pytest.raises(ValueError, match=r"case 'toy_003': .* has 1 NaN or Inf voxels"):
+        predict_cases(Threshold(), meta, gather_inputs([root], 1), out, progress=False)
+    assert not out.exists()
