@@ -17,7 +17,21 @@ from matplotlib.ticker import MaxNLocator
 
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 
-__all__ = ["TRAIN_LOG", "MetricsLog", "integer_epochs", "plot_curves", "run_log"]
+__all__ = [
+    "MANY_CLASSES",
+    "TRAIN_LOG",
+    "MetricsLog",
+    "integer_epochs",
+    "plot_curves",
+    "run_log",
+    "worst_classes",
+]
+
+#: Beyond this many classes, summaries and curves show the mean, the median and the
+#: :data:`WORST` worst classes instead of every class (the full table goes to a file).
+MANY_CLASSES = 10
+#: How many of the worst classes a summary of many classes names.
+WORST = 5
 
 #: The run folder's copy of the lines a run prints (epochs, validations, notes).
 TRAIN_LOG = "train.log"
@@ -92,14 +106,18 @@ LOSS_LABELS = {"dice_ce": "Dice + CE loss", "sigmoid_dice": "sigmoid Dice loss"}
 
 def plot_curves(
     rows: list[dict], path: str | Path, *, title: str = "", loss: str = "dice_ce"
-) -> None:
-    """Training loss and validation Dice per class against epochs, as a PNG.
+) -> Figure:
+    """Training loss and validation Dice per class against epochs, as a PNG (beyond
+    :data:`MANY_CLASSES` classes: their mean and the :data:`WORST` worst).
 
     Args:
         rows: Metrics rows with ``epoch``, ``train_loss`` and ``val_dice_*`` keys.
         path: The PNG to write (atomically).
         title: Figure title.
         loss: The training loss's name (``TrainConfig.loss``), for the axis label.
+
+    Returns:
+        The figure, as saved.
     """
     path = Path(path)
     fig = Figure(figsize=(11, 4))  # no pyplot: no GUI backend, no global figure registry
@@ -112,6 +130,11 @@ def plot_curves(
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()
     dice_keys = sorted({k for r in rows for k in r if k.startswith("val_dice_")})
+    classes = [k for k in dice_keys if k != "val_dice_mean"]
+    if len(classes) > MANY_CLASSES:  # the mean and the worst classes, a readable legend
+        last = next((r for r in reversed(rows) if r.get("val_dice_mean") is not None), {})
+        worst = worst_classes({k: last.get(k) for k in classes}, WORST)
+        dice_keys = ["val_dice_mean", *worst]
     for key in dice_keys:
         pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
         if pts:
@@ -126,10 +149,21 @@ def plot_curves(
     ax_dice.set_ylim(0, 1)
     ax_dice.grid(alpha=0.3)
     if dice_keys:
-        ax_dice.legend()
+        title_note = (
+            f" (mean and the {WORST} worst of {len(classes)})"
+            if len(classes) > MANY_CLASSES
+            else ""
+        )
+        ax_dice.legend(fontsize=8, title=f"class{title_note}" if title_note else None)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.set_layout_engine("constrained")  # lays out any legend without warnings
     atomic_save_figure(fig, path, dpi=100)
+    return fig
+
+
+def worst_classes(dice: dict[str, float | None], n: int) -> list[str]:
+    """The ``n`` keys of lowest Dice (a class never scored counts as worst)."""
+    return sorted(dice, key=lambda k: -1.0 if dice[k] is None else float(dice[k]))[:n]
 
 
 @contextlib.contextmanager

@@ -51,7 +51,14 @@ from fdseg_core.train.distributed import (
     init_distributed,
 )
 from fdseg_core.train.evaluation import mean_foreground, nan_as_worst
-from fdseg_core.train.logs import MetricsLog, plot_curves, run_log
+from fdseg_core.train.logs import (
+    MANY_CLASSES,
+    WORST,
+    MetricsLog,
+    plot_curves,
+    run_log,
+    worst_classes,
+)
 from fdseg_core.train.setup import (
     Optimisation,
     TrainingData,
@@ -628,11 +635,16 @@ def _epoch_line(run: RunState, row: dict[str, Any], improved: bool) -> str:
         f"{row['train_loss']:.4f}, lr {row['lr']:.2e}, {row['epoch_time_s']:.1f} s"
     )
     if "val_dice_mean" in row:
-        dice = ", ".join(
-            f"{k.removeprefix('val_dice_')} {v:.4f}"
-            for k, v in row.items()
-            if k.startswith("val_dice_") and k != "val_dice_mean"
-        )
+        classes = {
+            k: v for k, v in row.items() if k.startswith("val_dice_") and k != "val_dice_mean"
+        }
+        if len(classes) > MANY_CLASSES:  # the worst only: a line stays a line
+            shown = {k: classes[k] for k in worst_classes(classes, WORST)}
+            dice = "worst " + ", ".join(
+                f"{k.removeprefix('val_dice_')} {v:.4f}" for k, v in shown.items()
+            )
+        else:
+            dice = ", ".join(f"{k.removeprefix('val_dice_')} {v:.4f}" for k, v in classes.items())
         text += (
             f"; validation {row['val_time_s']:.1f} s: Dice {dice}, mean "
             f"{row['val_dice_mean']:.4f}" + (" (best)" if improved else "")
@@ -849,8 +861,20 @@ def _report(config, final, tracker, out, plan, epochs_run) -> str:
     ]
     if plan.optimistic:
         lines.append("  (validated on its training cases: the Dice below is optimistic)")
-    for key, value in final.items():
-        lines.append(f"  validation Dice {key.removeprefix('val_dice_'):>20}: {value:.4f}")
+    classes = {k: v for k, v in final.items() if k != "val_dice_mean"}
+    if len(classes) > MANY_CLASSES:  # the mean, the median and the worst; all in a file
+        scores = [v for v in classes.values() if v is not None and not math.isnan(v)]
+        lines.append(
+            f"  validation Dice over {len(classes)} classes: mean "
+            f"{final.get('val_dice_mean', float('nan')):.4f}, median "
+            f"{float(np.median(scores)) if scores else float('nan'):.4f}; every class in "
+            f"{out / 'metrics.csv'}"
+        )
+        for key in worst_classes(classes, WORST):
+            lines.append(f"  worst {key.removeprefix('val_dice_'):>26}: {classes[key]:.4f}")
+    else:
+        for key, value in final.items():
+            lines.append(f"  validation Dice {key.removeprefix('val_dice_'):>20}: {value:.4f}")
     if tracker.best_epoch:
         lines.append(f"  best mean Dice {tracker.best:.4f} at epoch {tracker.best_epoch} (best.pt)")
     return "\n".join(lines)

@@ -335,3 +335,63 @@ def test_curves_name_the_loss_that_was_trained(tmp_path, monkeypatch, loss, labe
     plot_curves(rows, tmp_path / "curves.png", loss=loss)
     assert seen["ylabels"] == [label, "validation Dice"]
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_many_classes_stay_readable_in_the_summary_the_epoch_lines_and_the_curves(tmp_path):
+    """Twelve classes: the summary gives the mean, the median and the five worst (every
+    class is in metrics.csv), each epoch line the worst only, the curves the mean and the
+    worst, and no third-party warning reaches the output."""
+    import warnings
+
+    import nibabel as nib
+
+    from fdseg_core.train.logs import plot_curves
+
+    root = tmp_path / "many"
+    for sub in ("imagesTr", "labelsTr"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        image = rng.normal(0, 1, (24, 24, 16)).astype(np.float32)
+        label = np.zeros((24, 24, 16), dtype=np.uint8)
+        for c in range(1, 13):  # twelve small cubes, one per class
+            x, y = (c - 1) % 4 * 6, (c - 1) // 4 * 8
+            label[x : x + 4, y : y + 4, 4:10] = c
+            image[label == c] += c
+        nib.save(
+            nib.Nifti1Image(image, np.eye(4)), str(root / "imagesTr" / f"m_{i:03d}_0000.nii.gz")
+        )
+        nib.save(nib.Nifti1Image(label, np.eye(4)), str(root / "labelsTr" / f"m_{i:03d}.nii.gz"))
+    labels = {"background": 0, **{f"class_{c:02d}": c for c in range(1, 13)}}
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "MR"},
+                "labels": labels,
+                "numTraining": 4,
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
+    args = ["train", str(root), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    args += ["--iters-per-epoch", "1", "--patch-size", "16", "16", "8", "--folds", "2"]
+    args += ["--no-progress"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "validation Dice over 12 classes: mean" in r.output
+    assert sum(line.strip().startswith("worst ") for line in r.output.splitlines()) == 5
+    epoch = next(line for line in r.output.splitlines() if line.startswith("epoch 1/1"))
+    assert "Dice worst " in epoch and epoch.count("class_") == 5
+    assert not [w for w in caught if "matplotlib" in str(w.filename)]
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert all(f"val_dice_class_{c:02d}" in header for c in range(1, 13))
+    # the curves' legend: the mean and the five worst
+    rows = [{"epoch": 1, "train_loss": 0.5, "val_dice_mean": 0.5}]
+    rows[0] |= {f"val_dice_class_{c:02d}": c / 20 for c in range(1, 13)}
+    fig = plot_curves(rows, tmp_path / "curves.png")
+    legend = fig.get_axes()[1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["mean"] + [
+        f"class_{c:02d}" for c in range(1, 6)
+    ]
