@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("fdseg_cli.plan:plan", "Plan spacing, patch and batch size from a dataset."),
     "experiment": ("fdseg_cli.experiment:experiment", "Training size x method x seed protocol."),
     "bench": ("fdseg_cli.bench:bench", "Time the band operators on every backend."),
+    "data": ("fdseg_cli.data:data", "Public datasets (the MSD tasks): download, check, unpack."),
     "check": ("fdseg_cli.check:check", "Every problem of a dataset at once (and a remapped copy)."),
     "nnunet": ("fdseg_cli.nnunet:nnunet", "Trainers for nnU-Net v2's own commands (path, check)."),
 }
