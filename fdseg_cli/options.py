@@ -199,6 +199,12 @@ def config_option(name: str, **overrides: Any) -> Decorator:
     return click.option(*decls, **kwargs)
 
 
+#: Options whose command-line form differs from their field's: ``--mlflow`` alone means
+#: the local file store (``fdseg_core.train.tracking.LOCAL``), ``--mlflow URI`` a server.
+_OPTION_FORMS: dict[str, dict[str, Any]] = {
+    "mlflow": {"is_flag": False, "flag_value": "local", "metavar": "[URI]"},
+}
+
 #: The training-run options of ``fdseg train`` and ``fdseg experiment``, in ``--help``
 #: order; each is a :class:`~fdseg_core.train.TrainConfig` field.
 TRAINING_FIELDS: tuple[str, ...] = (
@@ -238,6 +244,7 @@ TRAINING_FIELDS: tuple[str, ...] = (
     "num_workers",
     "target_spacing",
     "tensorboard",
+    "mlflow",
     "progress",
 )
 
@@ -250,7 +257,7 @@ def training_options(func):
     passed on (:func:`explicit_options`); the rest take the recipe's value or the
     default, by :func:`fdseg_core.train.recipes.resolve_fields`.
     """
-    decorators = [config_option(name) for name in TRAINING_FIELDS]
+    decorators = [config_option(name, **_OPTION_FORMS.get(name, {})) for name in TRAINING_FIELDS]
     whole = click.option(
         "--whole-volume",
         is_flag=True,

@@ -42,6 +42,7 @@ from fdseg_core.train.checkpoint import load_model
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.evaluation import evaluate_volumes
 from fdseg_core.train.loop import resolve_device, train
+from fdseg_core.train.tracking import log_report
 
 __all__ = [
     "ExperimentConfig",
@@ -425,6 +426,11 @@ def run_experiment(
             todo = [r for r in in_shard(grid(config), shard) if not is_finished(config, r)]
             trained = run_indices(config, [r.index for r in todo], jobs=jobs, progress=progress)
         report = experiment_report(config)
+    template = cast(TrainConfig, config.training)
+    if template.mlflow and trained:  # the report beside the runs, in their MLflow experiment
+        out = Path(config.out)
+        files = ["table.md", "table.csv", "summary.json", "dice_vs_size.png", "training_curves.png"]
+        log_report(template.mlflow, out, [out / f for f in files])
     report["trained"] = trained
     return report
 

@@ -168,6 +168,9 @@ class TrainConfig:
         foreground_oversample: Probability that a patch is centred on foreground.
         overlap: Sliding-window overlap at validation.
         tensorboard: Also log to TensorBoard (needs the ``tensorboard`` extra; runtime).
+        mlflow: Also log to MLflow: a tracking URI, or ``"local"`` for a file store beside
+            the run (needs the ``mlflow`` extra; runtime;
+            :class:`~fdseg_core.train.tracking.MLflowTracking`).
         progress: Show progress bars (runtime).
     """
 
@@ -307,6 +310,14 @@ class TrainConfig:
         cli=False,
     )
     tensorboard: bool = _opt(False, "Also log to TensorBoard.", runtime=True)
+    mlflow: str | None = _opt(
+        None,
+        "Also log the run to MLflow (the mlflow extra): parameters, every metric per step, "
+        "the curves and logs as artifacts, an experiment's factors as tags; a tracking URI, "
+        "or no value for a local file store beside the run (OUT/mlruns). A resumed run "
+        "goes on in the same MLflow run; an unreachable server is a one-line warning.",
+        runtime=True,
+    )
     progress: bool = _opt(True, "Show progress bars.", runtime=True)
 
     def __post_init__(self) -> None:

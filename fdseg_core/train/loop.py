@@ -72,6 +72,7 @@ from fdseg_core.train.setup import (
     steps_per_epoch,
 )
 from fdseg_core.train.steps import EpochProgress, StepStop, train_epoch, validate
+from fdseg_core.train.tracking import MLflowTracking
 
 __all__ = ["RunState", "StopRequest", "Tracker", "train", "resolve_device"]
 
@@ -322,6 +323,8 @@ def _callbacks(
     out = list(given)
     if config.best_selection == "ema" and not any(isinstance(c, EMASelection) for c in out):
         out.append(EMASelection())
+    if config.mlflow and not any(isinstance(c, MLflowTracking) for c in out):
+        out.append(MLflowTracking(config.mlflow))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise InputError(f"callbacks must have distinct names, got {names}")
