@@ -22,9 +22,9 @@ def activation_bytes_per_voxel(model: nn.Module, in_channels: int, divisor: Sequ
     """Training memory of ``model`` per input voxel, in bytes (float32).
 
     The model runs once on a small zero input (a multiple of ``divisor`` per axis, at
-    least 16 and twice the divisor) under ``torch.no_grad``; the elements of every leaf module's output are
-    summed and divided by the input's voxels, then multiplied by 4 bytes and by
-    :data:`TRAINING_FACTOR`.
+    least 16 and twice the divisor) under ``torch.no_grad``; the elements of every leaf
+    module's output are summed and divided by the input's voxels, then multiplied by 4
+    bytes and by :data:`TRAINING_FACTOR`.
     """
     # at least twice the divisor: the deepest stage then keeps 2 voxels per axis, which
     # instance normalisation needs (it refuses a single one, in eval mode too)
