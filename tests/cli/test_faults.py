@@ -155,10 +155,22 @@ def full_disk(tmp_path, monkeypatch):
     yield target
 
 
+def _deny_writes(monkeypatch, folder: Path) -> None:
+    """Where no read-only mount can be made: ``os.access`` says ``folder`` is read-only."""
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) == folder and mode & os.W_OK:
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("fdseg_core.atomic.os.access", access)
+
+
 @pytest.fixture
 def read_only(tmp_path, monkeypatch):
     """A read-only folder: a read-only tmpfs (root ignores file modes), else a patched
-    ``open`` of the run lock that is refused."""
+    ``open`` of the run lock that is refused and an ``os.access`` that says so."""
     target = tmp_path / "ro"
     if _mount_tmpfs(target, "size=100k,ro"):
         try:
@@ -172,6 +184,7 @@ def read_only(tmp_path, monkeypatch):
 
     monkeypatch.setattr("fdseg_core.runlock.open", refused, raising=False)
     target.mkdir()
+    _deny_writes(monkeypatch, target)
     yield target
 
 
@@ -380,35 +393,10 @@ def test_sizes_the_network_cannot_take_or_memory_cannot_hold_end_before_any_file
     assert not run.exists()
 
 
-def _deny_writes(monkeypatch, folder: Path) -> None:
-    """Where no read-only mount can be made: ``os.access`` says ``folder`` is read-only."""
-    real = os.access
-
-    def access(path, mode, *args, **kwargs):
-        if Path(path) == folder and mode & os.W_OK:
-            return False
-        return real(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr("fdseg_core.atomic.os.access", access)
-
-
-@pytest.fixture
-def ro_folder(tmp_path, monkeypatch):
-    """A read-only folder: a read-only tmpfs, else ``os.access`` patched to say so."""
-    target = tmp_path / "ro"
-    if _mount_tmpfs(target, "size=100k,ro"):
-        try:
-            yield target
-        finally:
-            subprocess.run(["umount", str(target)], check=False)
-        return
-    _deny_writes(monkeypatch, target)
-    yield target
-
-
 def test_evaluate_and_export_into_a_read_only_folder_exit_2_before_the_work(
-    ds, tmp_path, ro_folder
+    ds, tmp_path, read_only
 ):
+    ro_folder = read_only
     run = tmp_path / "run"
     _train(ds, run)
     pred = tmp_path / "pred"
