@@ -74,18 +74,27 @@ class UserInputError(click.ClickException):
     exit_code = 2
 
 
+#: Loggers whose INFO lines are the run's progress (an epoch, a validation): standard
+#: output, beside the run's results; every other message goes to standard error.
+_PROGRESS_LOGGERS = ("fdseg_core.train.loop",)
+
+
 class _EchoHandler(logging.Handler):
-    """Messages of the core's loggers as one line on stderr (``warning:`` prefixed),
-    written above any progress bar on the screen (never inside one), flushed at once."""
+    """Messages of the core's loggers as one line (``warning:`` prefixed), written above
+    any progress bar on the screen (never inside one), flushed at once: a training run's
+    progress lines on standard output, notes and warnings on standard error."""
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm  # lazy: --help stays instant
 
         text = record.getMessage()
+        stream = sys.stderr
         if record.levelno >= logging.WARNING:
             text = f"warning: {text}"
-        tqdm.write(text, file=sys.stderr)
-        sys.stderr.flush()
+        elif record.name in _PROGRESS_LOGGERS:
+            stream = sys.stdout
+        tqdm.write(text, file=stream)
+        stream.flush()
 
 
 def _route_core_logs() -> None:

@@ -334,9 +334,9 @@ def test_sigterm_in_the_middle_of_validation_exits_143_within_seconds_and_the_ru
     args = [sys.executable, "-m", "fdseg_cli", "train", str(ds), "--out", str(run)]
     args += ["--epochs", "1", "--iters-per-epoch", "2", "--patch-size", "16", "16", "8"]
     args += ["--val-every", "1", "--folds", "2", "--no-progress"]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
-    for line in proc.stderr:
+    for line in proc.stdout:  # the run's progress lines: standard output
         lines.append(line)
         if "validating on 3 cases" in line:
             break
@@ -345,6 +345,7 @@ def test_sigterm_in_the_middle_of_validation_exits_143_within_seconds_and_the_ru
     sent = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
     rest = proc.stderr.read()
+    proc.stdout.read()
     code = proc.wait(timeout=60)
     elapsed = time.perf_counter() - sent
     assert code == 143, "".join(lines) + rest

@@ -138,3 +138,32 @@ def test_fold_all_trains_on_every_case(tmp_path):
     assert "optimistic" in r.output and (run / "best.pt").is_file()
     r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), "--fold", "x", *TINY])
     assert r.exit_code == 2 and "not a fold index" in r.output
+
+
+@pytest.mark.parametrize("progress", ["--no-progress", "--progress"])
+def test_without_a_terminal_every_epoch_and_validation_is_a_line_on_stdout_and_in_train_log(
+    tmp_path, progress
+):
+    """What a scheduler's log shows: with --no-progress, or with bars asked for but no
+    terminal to draw them on (a batch job), one line per epoch and per validation on
+    standard output, flushed at once, and the same lines in OUT/train.log."""
+    import subprocess
+    import sys
+
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=4, n_test=0)
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "fdseg_cli", "train", str(ds), "--out", str(run)]
+    args += ["--epochs", "3", "--iters-per-epoch", "2", "--patch-size", "16", "16", "8"]
+    args += ["--val-every", "1", "--folds", "2", progress]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    epochs = [line for line in out if line.startswith("epoch ") and "(step " in line]
+    assert [e.split(" (")[0] for e in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("loss " in e and "lr " in e and "; validation " in e for e in epochs)
+    assert sum("validating on 2 cases" in line for line in out) == 3
+    assert "\r" not in done.stdout + done.stderr  # no progress bar without a terminal
+    log = (run / "train.log").read_text()
+    for line in epochs:
+        assert line in log
+    assert log.count("validating on 2 cases") == 3
