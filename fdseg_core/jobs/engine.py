@@ -154,6 +154,10 @@ def training_job(
         return TrainingJob(config=config, applied=applied)
     planned, source, notes, made, median = _plan(dataset, out, fields, memory_gb, progress)
     fields, applied, over = resolve_planned(given, recipe, planned, median)
+    if made is not None and applied.get("patch_size", planned.get("patch_size")) != planned.get(
+        "patch_size"
+    ):  # the plan's warnings are about its patch, which the recipe replaced: not said
+        notes = tuple(f"plan: {line}" for line in made[0].reasons)
     notes += over
     config = TrainConfig(dataset=str(dataset), out=str(out), **fields)
     return TrainingJob(config=config, applied=applied, defaults=source, notes=notes, plan=made)

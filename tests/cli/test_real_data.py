@@ -151,3 +151,18 @@ def test_the_experiment_scores_a_checkpoint_as_predict_and_evaluate_do(tmp_path)
     for row in result["cases"]:
         for name in ("Anterior", "Posterior"):
             assert row[f"dice_{name}"] == pytest.approx(scored[(row["case"], name)], abs=1e-6)
+
+
+def test_a_plan_whose_patch_the_recipe_replaces_is_said_once_without_its_warnings(tmp_path):
+    """On the hippocampus cases the plan's 36 x 52 x 36 patch keeps 3 low-band samples
+    with early fusion, and the planner warns about it; the default recipe trains 48 x 48
+    x 32 instead, so the warning about a patch that is not trained is not said, and the
+    replacement is said once."""
+    from fdseg_core.jobs import training_job
+
+    ds = hippocampus_view(tmp_path / "ds", TRAIN, TEST)
+    job = training_job(ds, tmp_path / "run", given={"fusion": "early"})
+    notes = "\n".join(job.notes)
+    assert "low-band samples" not in notes
+    assert notes.count("the 'default' recipe sets patch size 48 x 48 x 32") == 1
+    assert job.config.patch_size == (48, 48, 32)
