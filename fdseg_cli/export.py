@@ -13,7 +13,7 @@ __all__ = ["export"]
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@out_option("The .onnx file to write.", folder=False)
+@out_option("The .onnx file to write (or --bundle).", folder=False, required=False)
 @click.option(
     "--dynamic/--static",
     default=True,
@@ -33,12 +33,44 @@ __all__ = ["export"]
     show_default=True,
     help="Run the file with ONNX Runtime and report its largest difference to PyTorch.",
 )
-def export(checkpoint, out, dynamic, shape, check):
+@click.option(
+    "--bundle",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write a MONAI bundle into this new folder instead (configs/metadata.json, "
+    "configs/inference.json that `python -m monai.bundle run` runs with fdseg's network "
+    "and sliding window, models/model.pt and model.onnx, a model-card README); needs the "
+    "monai extra.",
+)
+@click.option(
+    "--licence",
+    default="see the licence of the training data",
+    show_default=True,
+    help="The bundle's licence and copyright line.",
+)
+def export(checkpoint, out, dynamic, shape, check, bundle, licence):
     """Export the model of CHECKPOINT (best.pt or last.pt of `fdseg train`) to ONNX, with
     its classes, normalisation, spacing, patch size and band parameters as metadata.
-    Run it with `fdseg predict --onnx OUT ...` or any ONNX runtime."""
+    Run it with `fdseg predict --onnx OUT ...` or any ONNX runtime. With --bundle, a MONAI
+    bundle that MONAI's own bundle runner executes."""
     from fdseg_core.atomic import check_output_file  # lazy: `--help` stays fast
     from fdseg_core.export import export_checkpoint  # lazy: torch; `--help` stays fast
+
+    if bundle is not None:
+        if out is not None:
+            raise click.UsageError("--out and --bundle exclude each other")
+        from fdseg_core.export.bundle import export_bundle  # lazy: torch, monai
+
+        check_output_file(Path(bundle) / "configs" / "metadata.json")
+        folder = export_bundle(checkpoint, bundle, licence=licence)
+        click.echo(
+            f"wrote the MONAI bundle {folder}: python -m monai.bundle run --config_file "
+            f"{folder}/configs/inference.json --bundle_root {folder} --dataset_dir IMAGES "
+            "--output_dir OUT"
+        )
+        return
+    if out is None:
+        raise click.UsageError("give --out FILE.onnx (or --bundle DIR)")
 
     if not out.endswith(".onnx"):
         raise click.BadParameter(f"{out}: expected a file name ending in .onnx", param_hint="--out")
