@@ -73,7 +73,7 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
     is_flag=True,
     help="Continue the run in OUT where it stopped, with its own configuration (no other "
     "option is needed; runtime options (--device, --num-workers, --kernel, --tensorboard, "
-    "--progress) and --epochs may change).",
+    "--mlflow, --progress) and --epochs may change).",
 )
 @click.option(
     "--folds-all",
@@ -126,7 +126,7 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_
     (or `torchrun --nproc-per-node N --no-python fdseg train ...`) for several processes. `--resume`
     continues the run in OUT from its own configuration: give only what changes
     (--epochs to extend or end it earlier, --device, --num-workers, --tensorboard,
-    --progress).
+    --mlflow, --progress).
     """
     from fdseg_core.jobs import run_training_job, training_job  # lazy: keeps --help light
     from fdseg_core.parallel import parse_shard  # lazy: with the job engine

@@ -16,12 +16,13 @@ def make(**kw):
     return TrainConfig(dataset="d", out="o", **kw)
 
 
-def test_runtime_fields_are_the_five_that_say_how_a_run_executes():
-    assert RUNTIME_FIELDS == {"device", "num_workers", "kernel", "tensorboard", "progress"}
+def test_runtime_fields_are_the_six_that_say_how_a_run_executes():
+    assert RUNTIME_FIELDS == {"device", "num_workers", "kernel", "tensorboard", "mlflow", "progress"}
     c = make(device="cpu", num_workers=3)
     assert "device" not in c.run_dict() and "num_workers" not in c.run_dict()
     assert c.run_dict() == make(progress=False, tensorboard=True).run_dict()
     assert c.run_dict() == make(kernel="fused").run_dict()  # the same numbers up to rounding
+    assert c.run_dict() == make(mlflow="local").run_dict()  # where the run is logged
     assert c.run_dict() != make(lr=0.1).run_dict()
 
 
