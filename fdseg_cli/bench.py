@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from fdseg_cli.options import count_option, device_option, progress_option
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.choices import BENCH_OPS, DEFAULT_BETA, LAYOUTS
+from fdseg_core.choices import BENCH_OPS, DEFAULT_BAND_DIMS, DEFAULT_BETA, LAYOUTS
 
 __all__ = ["bench"]
 
@@ -96,7 +96,7 @@ def _timings(shapes, backends, ops, device, beta, layout, modes) -> _Timings:
             )
     chosen_ops = list(ops) or list(OPS)
     for shape in parsed:
-        for d in (2, 3):
+        for d in DEFAULT_BAND_DIMS:
             if band_width(shape[d], beta) < 1:
                 raise click.BadParameter(
                     f"shape {'x'.join(map(str, shape))}: dim {d} of size {shape[d]} keeps "

@@ -13,7 +13,7 @@ from fdseg_cli.options import (
     training_options,
 )
 from fdseg_cli.train import echo_recipe, given_fields
-from fdseg_core.choices import CASE_DRAWS, DEFAULT_MARGIN, FUSIONS, LAYOUTS
+from fdseg_core.choices import CASE_DRAWS, DEFAULT_MARGIN, FUSIONS, LAYOUTS, MAX_SEEDS, N_RESAMPLES
 
 __all__ = ["experiment"]
 
@@ -58,7 +58,7 @@ __all__ = ["experiment"]
 @count_option(
     "--bootstrap",
     minimum=100,
-    default=10000,
+    default=N_RESAMPLES,
     help="Bootstrap resamples of the confidence intervals.",
 )
 @click.option(
@@ -308,7 +308,7 @@ def _echo_seeds_needed(table: list[dict], points: float) -> None:
         sd = row["sd_seeds"]
         needed = row["seeds_needed"]
         spread = "unknown (1 seed)" if sd is None or sd != sd else f"{100 * sd:.2f} points"
-        answer = needed if needed is not None else "more than 10000 (or unknown)"
+        answer = needed if needed is not None else f"more than {MAX_SEEDS} (or unknown)"
         click.echo(
             f"  {row['train_size']} cases, {row['method']}: {answer} "
             f"(between-seed SD {spread} from {row['n_seeds']} seeds)"

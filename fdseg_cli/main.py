@@ -42,6 +42,7 @@ __all__ = ["cli", "COMMANDS", "UserInputError"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fdseg_cli.demo:demo", "Split and fuse a built-in volume with every backend."),
     "backbones": ("fdseg_cli.backbones:backbones", "List the registered backbones."),
+    "trainers": ("fdseg_cli.trainers:trainers", "List the trainers `fdseg train --trainer` runs."),
     "train": ("fdseg_cli.train:train", "Train a (frequency-disentangled) segmentation model."),
     "predict": ("fdseg_cli.predict:predict", "Segment images with a checkpoint or an ONNX file."),
     "export": ("fdseg_cli.export:export", "Export a checkpoint to ONNX (band operators included)."),
@@ -52,6 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("fdseg_cli.experiment:experiment", "Training size x method x seed protocol."),
     "bench": ("fdseg_cli.bench:bench", "Time the band operators on every backend."),
     "data": ("fdseg_cli.data:data", "Public datasets (the MSD tasks): download, check, unpack."),
+    "robustness": (
+        "fdseg_cli.robustness:robustness",
+        "Score trained models on perturbed test images (artifacts, bands, intensity).",
+    ),
     "check": ("fdseg_cli.check:check", "Every problem of a dataset at once (and a remapped copy)."),
     "nnunet": ("fdseg_cli.nnunet:nnunet", "Trainers for nnU-Net v2's own commands (path, check)."),
 }

@@ -240,6 +240,7 @@ TRAINING_FIELDS: tuple[str, ...] = (
     "n_folds",
     "fold",
     "seed",
+    "trainer",
     "device",
     "num_workers",
     "target_spacing",

@@ -123,7 +123,7 @@ def predict(
                 "ONNX models run on the CPU provider here", param_hint="--device"
             )
         dev = resolve_device("cpu")
-        members = [(m, m.info()) for m in (OnnxModel(p) for p in onnx_paths)]
+        members = [(m, m.card()) for m in (OnnxModel(p) for p in onnx_paths)]
         names = list(onnx_paths)
         inputs = list(args)
     else:
@@ -139,7 +139,7 @@ def predict(
         members = [load_model(f, map_location=dev) for f in files]
         names = [str(f) for f in files]
     modes = _keep_largest(keep_largest, run_dirs)
-    cases = gather_inputs(inputs, members[0][1]["in_channels"])
+    cases = gather_inputs(inputs, members[0][1].in_channels)
     written = predict_ensemble(
         members,
         cases,

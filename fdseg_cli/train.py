@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -151,16 +150,11 @@ def train(dataset, out, resume, folds_all, planning, shard, jobs, nproc, memory_
     shard_k_n = parse_shard(shard) if shard is not None else None
     # an explicit budget is also a limit for sizes given by hand
     budget = memory_gb if "memory_gb" in explicit_options(["memory_gb"]) else None
-    summary = run_training_job(
+    result = run_training_job(
         job, resume=resume, folds_all=folds_all, shard=shard_k_n, jobs=jobs, memory_gb=budget
     )
-    if folds_all and summary.get("pooled_dice") is None:
-        missing = ", ".join(f"fold_{k}" for k in summary["missing_folds"])
-        click.echo(f"cross-validation in {job.config.out}: still to finish: {missing}")
-    elif folds_all:
-        click.echo(_cv_report(summary, Path(job.config.out)))
-    elif summary.get("is_main", True):
-        click.echo(summary["report"])
+    if result.is_main:  # under torchrun, rank 0 reports
+        click.echo(result.report)
 
 
 def _launch(nproc: int) -> None:
@@ -188,19 +182,3 @@ def _without_option(argv: list[str], name: str) -> list[str]:
         elif not arg.startswith(name + "="):
             out.append(arg)
     return out
-
-
-def _cv_report(summary: dict, out: Path) -> str:
-    from fdseg_core.crossval import MIN_POSTPROCESSING_GAIN  # lazy: the core imports torch
-
-    lines = [f"cross-validation of {summary['n_folds']} folds -> {out}"]
-    for name, dice in summary["pooled_dice"].items():
-        after = summary["postprocessed_dice"].get(name)
-        mode = "" if name == "mean" else f" (keep largest: {summary['keep_largest_by_name'][name]})"
-        lines.append(f"  pooled validation Dice {name:>20}: {dice:.4f} -> {after:.4f}{mode}")
-    lines.append(
-        "  (the largest component is kept where it raises the pooled Dice by more than "
-        f"{MIN_POSTPROCESSING_GAIN})"
-    )
-    lines.append(f"  written: {out / 'cv_summary.json'}, {out / 'postprocessing.json'}")
-    return "\n".join(lines)

@@ -10,6 +10,9 @@ from __future__ import annotations
 from fdseg_core.errors import InputError
 
 __all__ = [
+    "MAX_SEEDS",
+    "N_RESAMPLES",
+    "PER_RUN_FIELDS",
     "ACTIVATIONS",
     "BACKENDS",
     "BANDS",
@@ -69,6 +72,13 @@ DEFAULT_BETA = 0.1
 #: The band dims of an ``(N, C, *spatial)`` input when none are given: the first two
 #: spatial dims (the in-plane axes of a 3D volume, X and Y in NIfTI order).
 DEFAULT_BAND_DIMS: tuple[int, ...] = (2, 3)
+#: The training fields each run of an experiment sets for itself (its place in the
+#: grid), not the experiment's template.
+PER_RUN_FIELDS: tuple[str, ...] = ("fusion", "train_cases", "seed", "case_draw")
+#: Bootstrap resamples of every interval of an experiment's report, unless asked otherwise.
+N_RESAMPLES = 10000
+#: The most seeds a sample-size answer searches (``seeds_needed``); more is "unknown".
+MAX_SEEDS = 10000
 #: How ``best.pt`` is chosen: by the mean Dice of one validation, or by its exponential
 #: moving average over validations (nnU-Net's rule).
 BEST_SELECTIONS: tuple[str, ...] = ("dice", "ema")

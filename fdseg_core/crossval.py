@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,8 @@ import numpy as np
 import torch
 
 from fdseg_core.atomic import atomic_write_text
-from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 from fdseg_core.data import (
     ALL_FOLD,
-    Preprocessor,
     class_names,
     load_dataset,
     num_classes,
@@ -38,14 +38,15 @@ from fdseg_core.infer import keep_largest_per_class
 from fdseg_core.metrics import dice_per_class
 from fdseg_core.parallel import in_shard, parallel_map
 from fdseg_core.runlock import RunLock
-from fdseg_core.train.checkpoint import load_checkpoint, load_model
+from fdseg_core.train.checkpoint import load_checkpoint
 from fdseg_core.train.config import TrainConfig
-from fdseg_core.train.evaluation import evaluate_volumes, nan_as_worst
+from fdseg_core.train.evaluation import evaluate_checkpoint, nan_as_worst
 from fdseg_core.train.loop import resolve_device, train
 
 __all__ = [
     "POSTPROCESSING",
     "SUMMARY",
+    "CrossValidationResult",
     "cross_validate",
     "decide_postprocessing",
     "load_postprocessing",
@@ -61,6 +62,60 @@ POSTPROCESSING = "postprocessing.json"
 _MODES = ("none", "class", "hemisphere")
 
 
+@dataclass(frozen=True)
+class CrossValidationResult:
+    """What :func:`cross_validate` gives back.
+
+    Attributes:
+        out: The cross-validation's folder.
+        n_folds: Its folds.
+        missing_folds: Folds not finished yet (other shards train them); while any is,
+            nothing is pooled.
+        n_cases: Validation cases pooled.
+        pooled_dice: Pooled validation Dice per class name and ``mean``, before
+            post-processing (``None`` while folds are missing).
+        postprocessed_dice: The same after the post-processing decided.
+        keep_largest_by_name: The decision per class name (``"none"``, ``"class"`` or
+            ``"hemisphere"``).
+    """
+
+    out: str
+    n_folds: int
+    missing_folds: tuple[int, ...] = ()
+    n_cases: int = 0
+    pooled_dice: Mapping[str, float] | None = None
+    postprocessed_dice: Mapping[str, float] = field(default_factory=dict)
+    keep_largest_by_name: Mapping[str, str] = field(default_factory=dict)
+
+    #: Cross-validation runs in one process: it always reports.
+    is_main: bool = True
+
+    @property
+    def complete(self) -> bool:
+        """Whether every fold has finished and the validation was pooled."""
+        return not self.missing_folds
+
+    @property
+    def report(self) -> str:
+        """A printable text: the pooled Dice per class before and after the
+        post-processing, or the folds still to finish."""
+        out = Path(self.out)
+        if not self.complete:
+            missing = ", ".join(f"fold_{k}" for k in self.missing_folds)
+            return f"cross-validation in {out}: still to finish: {missing}"
+        lines = [f"cross-validation of {self.n_folds} folds -> {out}"]
+        for name, dice in (self.pooled_dice or {}).items():
+            after = self.postprocessed_dice.get(name, float("nan"))
+            mode = "" if name == "mean" else f" (keep largest: {self.keep_largest_by_name[name]})"
+            lines.append(f"  pooled validation Dice {name:>20}: {dice:.4f} -> {after:.4f}{mode}")
+        lines.append(
+            "  (the largest component is kept where it raises the pooled Dice by more than "
+            f"{MIN_POSTPROCESSING_GAIN})"
+        )
+        lines.append(f"  written: {out / SUMMARY}, {out / POSTPROCESSING}")
+        return "\n".join(lines)
+
+
 def cross_validate(
     config: TrainConfig,
     *,
@@ -68,7 +123,7 @@ def cross_validate(
     progress: bool = True,
     shard: tuple[int, int] | None = None,
     jobs: int = 1,
-) -> dict[str, Any]:
+) -> CrossValidationResult:
     """Train every fold of ``config``'s split into ``config.out/fold_k``, then pool the
     validation predictions and decide the post-processing.
 
@@ -87,11 +142,9 @@ def cross_validate(
         jobs: Folds at once on this machine, one process each.
 
     Returns:
-        The summary written to ``cv_summary.json``: ``n_folds``, ``pooled_dice`` (per
-        class and ``mean``, before post-processing), ``postprocessed_dice`` and
-        ``keep_largest`` (the decision), ``folds`` (each fold's best validation Dice
-        during training and its cases); or, while folds are missing, ``n_folds``,
-        ``missing_folds`` and ``pooled_dice`` ``None``.
+        The :class:`CrossValidationResult`. ``cv_summary.json`` holds the same and each
+        fold's best validation Dice during training, its cases and the Dice of every
+        post-processing mode.
 
     Raises:
         ValueError: A dataset with a single training case (no folds to validate on).
@@ -127,7 +180,7 @@ def cross_validate(
             f"cross-validation: {plan.n_folds - len(missing)} of {plan.n_folds} folds done; "
             "the pooled validation is made once every fold has finished"
         )
-        return {"n_folds": plan.n_folds, "missing_folds": missing, "pooled_dice": None}
+        return CrossValidationResult(str(out), plan.n_folds, missing_folds=tuple(missing))
     with RunLock(out, command="fdseg train --folds-all"):
         device = resolve_device(config.device)
         by_id = {c.case_id: c for c in info.training}
@@ -142,7 +195,14 @@ def cross_validate(
             f"none by more than {MIN_POSTPROCESSING_GAIN} (else none)",
         }
         atomic_write_text(out / POSTPROCESSING, json.dumps(decision, indent=1) + "\n")
-    return summary
+    return CrossValidationResult(
+        out=str(out),
+        n_folds=plan.n_folds,
+        n_cases=summary["n_cases"],
+        pooled_dice=summary["pooled_dice"],
+        postprocessed_dice=summary["postprocessed_dice"],
+        keep_largest_by_name=summary["keep_largest_by_name"],
+    )
 
 
 def _fold_job(args: tuple, k: int) -> None:
@@ -164,8 +224,7 @@ def _fold_record(fold_dir: Path, k: int) -> dict[str, Any] | None:
     if not last.is_file():
         return None
     ckpt = load_checkpoint(last)
-    done = bool(ckpt.get("stopped_early")) or int(ckpt["epoch"]) >= int(ckpt["config"]["epochs"])
-    if not done or ckpt.get("epoch_progress"):
+    if not _finished(ckpt):
         return None
     splits = json.loads((fold_dir / "splits_final.json").read_text())
     return {
@@ -175,19 +234,27 @@ def _fold_record(fold_dir: Path, k: int) -> dict[str, Any] | None:
     }
 
 
+def _finished(ckpt: dict[str, Any], epochs: int | None = None) -> bool:
+    """Whether a fold's ``last.pt`` ends its run: stopped early, or its epochs done (of
+    ``epochs``, else of its own configuration) with no epoch left half-done."""
+    total = int(ckpt["config"]["epochs"]) if epochs is None else epochs
+    done = bool(ckpt.get("stopped_early")) or int(ckpt["epoch"]) >= total
+    return done and not ckpt.get("epoch_progress")
+
+
 def _train_fold(config: TrainConfig, *, resume: bool, progress: bool) -> dict[str, Any]:
     """Train (or resume, or keep) one fold; its best Dice and validation cases."""
     last = Path(config.out) / "last.pt"
     finished = False
     if resume and last.is_file():
         ckpt = load_checkpoint(last)
-        finished = bool(ckpt.get("stopped_early")) or int(ckpt["epoch"]) >= config.epochs
+        finished = _finished(ckpt, config.epochs)
     if finished:
         logger.info(f"{config.out}: finished earlier, kept")
         summary = {"best_dice": float(ckpt["best_dice"]), "best_epoch": int(ckpt["best_epoch"])}
     else:
         result = train(config.replace(progress=progress), resume=resume and last.is_file())
-        summary = {"best_dice": float(result["best_dice"]), "best_epoch": result["best_epoch"]}
+        summary = {"best_dice": float(result.best_dice), "best_epoch": result.best_epoch}
     splits = json.loads((Path(config.out) / "splits_final.json").read_text())
     return {**summary, "val": list(splits[int(config.fold)]["val"])}
 
@@ -195,22 +262,7 @@ def _train_fold(config: TrainConfig, *, resume: bool, progress: bool) -> dict[st
 def _validate_fold(fold_dir: Path, cases: list, device: torch.device) -> list[tuple]:
     """Score a fold's validation cases with its best checkpoint, in memory and on each
     case's own grid: ``(case, prediction, reference, affine)`` per case."""
-    model, meta = load_model(fold_dir / "best.pt", map_location=device)
-    model.eval()
-    prep = Preprocessor.from_meta(meta)
-    scores = evaluate_volumes(
-        model,
-        [prep(case) for case in cases],
-        num_classes=meta["num_classes"],
-        patch_size=meta["patch_size"],
-        overlap=float(meta["config"].get("overlap", DEFAULT_OVERLAP)),
-        device=device,
-        activation=meta["activation"],
-        target_spacing=meta.get("target_spacing"),
-        case_grid=True,
-        keep_labels=True,
-        batch_size=int(meta["config"].get("batch_size", DEFAULT_WINDOW_BATCH)),
-    )
+    scores, _ = evaluate_checkpoint(fold_dir / "best.pt", cases, device, keep_labels=True)
     return [(s.case_id, s.labels, s.reference, s.affine) for s in scores]
 
 

@@ -204,3 +204,77 @@ def hippocampus_nnunet(folder: Path, cases: Sequence[str], *, labels=None) -> Pa
     }
     (folder / "dataset.json").write_text(json.dumps(meta, indent=1))
     return folder
+
+
+def trainer_at_step(n: int, action, *, name: str = "Trainer"):
+    """A :class:`~fdseg_core.train.trainer.Trainer` subclass whose ``n``-th training step
+    (counted from 1, over every run it trains) returns ``action(loss)`` instead of its
+    loss; ``name`` the name it is selected and saved by (the default ``"Trainer"``:
+    runs it trains resume with the default trainer). Returns ``(cls, calls)``,
+    ``calls["n"]`` the steps it took."""
+    from fdseg_core.train.trainer import Trainer
+
+    calls = {"n": 0}
+
+    class AtStep(Trainer):
+        def train_step(self, model, opt, image, label):
+            loss = super().train_step(model, opt, image, label)
+            calls["n"] += 1
+            return action(loss) if calls["n"] == n else loss
+
+    AtStep.name = name
+    return AtStep, calls
+
+
+def trainer_validating(means, *, name: str = "Trainer"):
+    """A trainer whose validations return these mean Dice values in turn (two foreground
+    classes at that value, background NaN), without predicting anything."""
+    from fdseg_core.train.trainer import Trainer
+
+    values = iter(means)
+
+    class Scripted(Trainer):
+        def validate(self, *args, **kwargs):
+            m = next(values)
+            return np.array([np.nan, m, m])
+
+    Scripted.name = name
+    return Scripted
+
+
+class plugin_trainers:  # noqa: N801 - used as a context manager, like a function
+    """Register trainer classes as a plugin does (``fdseg_register_trainers``) while the
+    ``with`` block runs, so that ``fdseg train --trainer NAME`` finds them."""
+
+    def __init__(self, *classes) -> None:
+        self.classes = list(classes)
+
+    def __enter__(self):
+        from fdseg_core.plugins import hookimpl
+        from fdseg_core.plugins.manager import get_plugin_manager
+
+        self._hook = type(
+            "TestTrainers", (), {"fdseg_register_trainers": hookimpl(lambda: self.classes)}
+        )
+        self._pm = get_plugin_manager()
+        self._pm.register(self._hook, name=f"test-trainers-{id(self)}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pm.unregister(self._hook)
+
+
+def trainer_dying_in_epoch_2():
+    """A trainer (the default one's computation) interrupted while it draws epoch 2's
+    curves, before that epoch's checkpoint is written: as a SIGKILL would."""
+    from fdseg_core.train.trainer import Trainer
+
+    class DiesInEpoch2(Trainer):
+        name = "Trainer"
+
+        def write_curves(self, rows, path):
+            if len(rows) == 2:
+                raise KeyboardInterrupt
+            super().write_curves(rows, path)
+
+    return DiesInEpoch2

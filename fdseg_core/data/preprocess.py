@@ -183,17 +183,6 @@ class Preprocessor:
     target_spacing: Sequence[float] | None = None
     bands: VolumeBands | None = None
 
-    @classmethod
-    def from_meta(cls, meta: dict) -> Preprocessor:
-        """The preprocessor a trained model expects, from the ``data`` section of its
-        checkpoint (``normalization``, ``target_spacing``, optional ``bands``)."""
-        bands = meta.get("bands")
-        return cls(
-            normalization=tuple(meta["normalization"]),
-            target_spacing=meta.get("target_spacing"),
-            bands=VolumeBands(bands["beta"], tuple(bands["dims"])) if bands else None,
-        )
-
     def __post_init__(self) -> None:
         bad = [s for s in self.normalization if s not in NORMALIZATIONS]
         if bad:

@@ -18,15 +18,12 @@ from fdseg_core.atomic import atomic_write_text
 from fdseg_core.choices import (
     CASE_DRAWS,
     DEFAULT_MARGIN,
-    DEFAULT_OVERLAP,
-    DEFAULT_WINDOW_BATCH,
     FUSIONS,
     LAYOUTS,
+    PER_RUN_FIELDS,
 )
 from fdseg_core.data import (
     ALL_FOLD,
-    Preprocessor,
-    class_names,
     fold_cases,
     load_dataset,
     plan_folds,
@@ -38,10 +35,10 @@ from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
 from fdseg_core.parallel import in_shard, parallel_map
 from fdseg_core.provenance import code_provenance
 from fdseg_core.runlock import RunLock, RunLockedError
-from fdseg_core.train.checkpoint import load_model
 from fdseg_core.train.config import TrainConfig
-from fdseg_core.train.evaluation import evaluate_volumes
+from fdseg_core.train.evaluation import evaluate_checkpoint
 from fdseg_core.train.loop import resolve_device, train
+from fdseg_core.train.results import TrainResult
 from fdseg_core.train.tracking import log_report
 
 __all__ = [
@@ -231,28 +228,13 @@ def evaluate_run(
     Returns:
         One dict per case: ``case`` and ``dice_<class name>`` for every foreground class.
     """
-    model, meta = load_model(checkpoint, map_location=device)
-    prep = Preprocessor.from_meta(meta)
-    overlap = meta["config"].get("overlap", DEFAULT_OVERLAP) if overlap is None else overlap
-    names = class_names(meta["labels"])
-    model.eval()
-    scores = evaluate_volumes(
-        model,
-        [prep(case) for case in cases],
-        num_classes=meta["num_classes"],
-        patch_size=meta["patch_size"],
-        overlap=overlap,
-        device=device,
-        activation=meta["activation"],
-        batch_size=int(meta["config"].get("batch_size", DEFAULT_WINDOW_BATCH)),
-        # scored as `fdseg predict` + `fdseg evaluate` score it: on each case's own grid
-        target_spacing=meta.get("target_spacing"),
-        case_grid=True,
-    )
+    # scored as `fdseg predict` + `fdseg evaluate` score it: on each case's own grid
+    scores, card = evaluate_checkpoint(checkpoint, cases, device, overlap=overlap)
+    names = card.class_names
     rows = []
     for score in scores:
         row: dict[str, Any] = {"case": score.case_id}
-        for c in range(1, meta["num_classes"]):
+        for c in range(1, card.num_classes):
             row[f"dice_{names.get(c, c)}"] = float(score.dice[c])
         rows.append(row)
     return rows
@@ -503,11 +485,11 @@ def _train_and_evaluate(config, run: RunSpec, held_out, device) -> dict[str, Any
     size, method, seed = run.train_size, run.method, run.seed
     run_dir = config.run_dir(size, method, seed)
     run_cfg = config.run_config(size, method, seed).replace(progress=False)
-    summary = train(run_cfg, resume=(run_dir / "last.pt").is_file())
+    trained = train(run_cfg, resume=(run_dir / "last.pt").is_file())
     t0 = time.perf_counter()
     rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
-    summary = {**summary, "test_time_s": time.perf_counter() - t0}
-    result = _result(config, run_cfg, size, method, seed, rows, summary)
+    test_time_s = time.perf_counter() - t0
+    result = _result(config, run_cfg, size, method, seed, rows, trained, test_time_s)
     result["largest_size"] = max(config.train_sizes)
     atomic_write_text(run_dir / RESULT, json.dumps(result, indent=1) + "\n")
     return result
@@ -566,17 +548,19 @@ def _template_options(template: TrainConfig) -> dict[str, Any]:
     """The template's fields that differ from ``TrainConfig``'s defaults (what the
     experiment was asked to train with), without the per-run and runtime fields."""
     default = TrainConfig(dataset=template.dataset, out=template.out).run_dict()
-    per_run = {"dataset", "out", "fusion", "train_cases", "seed", "case_draw"}
+    per_run = {"dataset", "out", *PER_RUN_FIELDS}
     return {
         k: v for k, v in template.run_dict().items() if k not in per_run and default.get(k) != v
     }
 
 
-def _result(config, run_cfg, size, method, seed, rows, summary) -> dict[str, Any]:
+def _result(
+    config, run_cfg, size, method, seed, rows, trained: TrainResult, test_time_s: float
+) -> dict[str, Any]:
     """One run's ``result.json``: what it scored and everything needed to read it
     without rerunning the code (paths relative to the experiment folder)."""
-    steps = summary["steps_per_epoch"]
-    hit_cap = summary["epochs_run"] >= run_cfg.epochs and not summary["stopped_early"]
+    steps = trained.steps_per_epoch
+    hit_cap = trained.epochs_run >= run_cfg.epochs and not trained.stopped_early
     return {
         "train_size": size,
         "method": method,
@@ -585,25 +569,25 @@ def _result(config, run_cfg, size, method, seed, rows, summary) -> dict[str, Any
         "seed": seed,
         "cases": rows,
         "checkpoint": config.checkpoint,
-        "best_epoch": summary["best_epoch"],
-        "epochs_run": summary["epochs_run"],
-        "stopped_early": summary["stopped_early"],
+        "best_epoch": trained.best_epoch,
+        "epochs_run": trained.epochs_run,
+        "stopped_early": trained.stopped_early,
         # how logits became the labels scored above
-        "inference_rule": summary["activation"],
-        "train_cases": summary["train_ids"],
-        "val_cases": summary["val_ids"],
+        "inference_rule": trained.activation,
+        "train_cases": list(trained.train_ids),
+        "val_cases": list(trained.val_ids),
         "steps_per_epoch": steps,
-        "best_step": summary["best_epoch"] * steps,
-        "stop_step": summary["epochs_run"] * steps,
+        "best_step": trained.best_epoch * steps,
+        "stop_step": trained.epochs_run * steps,
         "step_cap": run_cfg.epochs * steps,
         # a run that ended at its cap without a plateau may still have been improving
         "hit_step_cap": hit_cap,
         # where the run's time went, in seconds: training steps and validation (summed
         # over its log, resumed parts included) and the evaluation on the test cases
         "time_s": {
-            "train": round(summary.get("train_time_s", 0.0), 1),
-            "validation": round(summary.get("val_time_s", 0.0), 1),
-            "test": round(summary.get("test_time_s", 0.0), 1),
+            "train": round(trained.train_time_s, 1),
+            "validation": round(trained.val_time_s, 1),
+            "test": round(test_time_s, 1),
         },
         "run_dir": relative_to(config.run_dir(size, method, seed), config.out),
         **code_provenance(),

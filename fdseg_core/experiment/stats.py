@@ -18,6 +18,7 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
+from fdseg_core.choices import MAX_SEEDS, N_RESAMPLES
 from fdseg_core.errors import InputError
 
 __all__ = [
@@ -40,9 +41,6 @@ __all__ = [
     "t_test_power",
     "verdict",
 ]
-
-#: Bootstrap resamples of every interval, unless a caller asks for another number.
-N_RESAMPLES = 10000
 
 
 def _check_resampling(n_resamples: int, confidence: float) -> None:
@@ -313,7 +311,7 @@ def seeds_needed(
     *,
     power: float = POWER,
     alpha: float = 0.05,
-    max_seeds: int = 10000,
+    max_seeds: int = MAX_SEEDS,
 ) -> int | None:
     """The fewest seeds whose t test detects a true mean difference ``effect`` with
     ``power``, given the between-seed standard deviation ``sd`` (from a pilot).

@@ -36,10 +36,11 @@ import torch
 from fdseg_core import __version__
 from fdseg_core.data.io import load_case, save_nifti
 from fdseg_core.data.layout import Case, strip_nifti_ending
-from fdseg_core.data.preprocess import Preprocessor, resample
+from fdseg_core.data.preprocess import resample
 from fdseg_core.errors import InputError, MissingExtraError
 from fdseg_core.export.onnx import export_checkpoint, onnx_available
 from fdseg_core.infer.activation import labels_from_probabilities
+from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.sliding_window import sliding_window_inference
 from fdseg_core.train.checkpoint import build_model, load_checkpoint, load_model
 
@@ -59,15 +60,20 @@ logger = logging.getLogger(__name__)
 CARD = "fdseg_card.json"
 
 
-def _card(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+def _card(path: str | os.PathLike) -> ModelCard:
+    """The bundle's model card (``models/fdseg_card.json``: the checkpoint's card and
+    training configuration)."""
+    stored = json.loads(Path(path).read_text())
+    return ModelCard.from_checkpoint({"data": stored, "config": stored["config"]})
 
 
 def network(card: str | os.PathLike) -> torch.nn.Module:
     """The network of a bundle's card, untrained (``network_def``; the evaluator loads
     ``models/model.pt`` into it)."""
-    meta = _card(card)
-    return build_model(meta["config"], meta["in_channels"], meta["num_classes"]).eval()
+    model_card = _card(card)
+    return build_model(
+        dict(model_card.config), model_card.in_channels, model_card.num_classes
+    ).eval()
 
 
 class Preprocessing:
@@ -75,8 +81,8 @@ class Preprocessing:
     :class:`~fdseg_core.data.Preprocessor`, as in training)."""
 
     def __init__(self, card: str | os.PathLike) -> None:
-        self.meta = _card(card)
-        self.prep = Preprocessor.from_meta(self.meta)
+        self.card = _card(card)
+        self.prep = self.card.preprocessor()
 
     def __call__(self, path: str | os.PathLike):
         path = Path(path)
@@ -91,7 +97,7 @@ class SlidingWindow:
     activation of its loss (probabilities ``(1, K, *spatial)``)."""
 
     def __init__(self, card: str | os.PathLike, overlap: float = 0.5, batch_size: int = 2) -> None:
-        self.meta = _card(card)
+        self.card = _card(card)
         self.overlap = overlap
         self.batch_size = batch_size
 
@@ -99,10 +105,10 @@ class SlidingWindow:
         return sliding_window_inference(
             inputs,
             net,
-            self.meta["patch_size"],
+            self.card.patch_size,
             overlap=self.overlap,
             batch_size=self.batch_size,
-            activation=self.meta["activation"],
+            activation=self.card.activation,
         )
 
 
@@ -111,20 +117,20 @@ class Postprocessing:
     input's own grid, written as ``OUTPUT_DIR/{case}.nii.gz`` with its affine and header."""
 
     def __init__(self, card: str | os.PathLike, output_dir: str | os.PathLike) -> None:
-        self.meta = _card(card)
+        self.card = _card(card)
         self.output_dir = Path(output_dir)
 
     def __call__(self, probs: torch.Tensor, loaded) -> Path:
         p = probs[0].cpu().numpy()
-        if self.meta.get("target_spacing"):
+        if self.card.target_spacing:
             p = resample(
                 p,
-                self.meta["target_spacing"],
+                self.card.target_spacing,
                 loaded.spacing,
                 order=1,
                 shape=loaded.image.shape[1:],
             )
-        seg = labels_from_probabilities(p, self.meta["activation"], dim=0).astype(np.uint8)
+        seg = labels_from_probabilities(p, self.card.activation, dim=0).astype(np.uint8)
         target = self.output_dir / f"{loaded.case_id}.nii.gz"
         save_nifti(seg, loaded.affine, target, header=loaded.header, dtype=np.uint8)
         return target
@@ -202,14 +208,14 @@ def _inference_config() -> dict[str, Any]:
     }
 
 
-def _metadata(meta: dict[str, Any], ckpt: dict[str, Any], *, licence: str, authors: str):
-    config = meta["config"]
-    names = {int(v): k for k, v in meta["labels"].items()}
+def _metadata(card: ModelCard, ckpt: dict[str, Any], *, licence: str, authors: str):
+    config = card.config
+    names = card.class_names
     classes = {str(v): names[v] for v in sorted(names)}
-    channels = {str(i): n for i, n in enumerate(meta["channel_names"])}
+    channels = {str(i): n for i, n in enumerate(card.channel_names)}
     rule = (
         "argmax of the softmax"
-        if meta["activation"] == "softmax"
+        if card.activation == "softmax"
         else "per-class sigmoids: the best class where it reaches 0.5, else background"
     )
     try:
@@ -255,26 +261,26 @@ def _metadata(meta: dict[str, Any], ckpt: dict[str, Any], *, licence: str, autho
                     "format": "magnitude",
                     "modality": ", ".join(channels.values()),
                     "num_channels": len(channels),
-                    "spatial_shape": list(meta["patch_size"]),
+                    "spatial_shape": list(card.patch_size),
                     "dtype": "float32",
                     "value_range": [],
                     "is_patch_data": True,
                     "channel_def": channels,
-                    "spacing_mm": meta.get("spacing"),
-                    "normalization": list(meta["normalization"]),
+                    "spacing_mm": list(card.spacing) if card.spacing else None,
+                    "normalization": list(card.normalization),
                 }
             },
             "outputs": {
                 "pred": {
                     "type": "image",
                     "format": "segmentation",
-                    "num_channels": meta["num_classes"],
-                    "spatial_shape": list(meta["patch_size"]),
+                    "num_channels": card.num_classes,
+                    "spatial_shape": list(card.patch_size),
                     "dtype": "float32",
                     "value_range": [0, 1],
                     "is_patch_data": True,
                     "channel_def": classes,
-                    "activation": meta["activation"],
+                    "activation": card.activation,
                     "label_rule": rule,
                 }
             },
@@ -289,9 +295,8 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def _readme(meta: dict[str, Any], ckpt: dict[str, Any], checkpoint: Path) -> str:
-    config = meta["config"]
-    data = ckpt.get("data", {})
+def _readme(card: ModelCard, ckpt: dict[str, Any], checkpoint: Path) -> str:
+    config = card.config
     command = (
         f"fdseg train {config.get('dataset')} --out {config.get('out')} --recipe "
         f"{config.get('recipe')} --backbone {config.get('backbone')} --fusion "
@@ -307,10 +312,10 @@ def _readme(meta: dict[str, Any], ckpt: dict[str, Any], checkpoint: Path) -> str
             f"- Backbone `{config.get('backbone')}`, fusion `{config.get('fusion')}` (beta "
             f"{config.get('beta')}, band layout `{config.get('layout')}`, band axes "
             f"{config.get('dims') or [2, 3]}), loss `{config.get('loss')}`: labels by "
-            f"the {meta['activation']} rule.",
-            f"- Classes: {meta['labels']}; input channels: {meta['channel_names']} "
-            f"(normalisation {meta['normalization']}); patch {meta['patch_size']} voxels at "
-            f"{meta.get('spacing')} mm.",
+            f"the {card.activation} rule.",
+            f"- Classes: {dict(card.labels)}; input channels: {list(card.channel_names)} "
+            f"(normalisation {list(card.normalization)}); patch {list(card.patch_size)} "
+            f"voxels at {list(card.spacing) if card.spacing else None} mm.",
             "",
             "## Training",
             f"- Data: `{config.get('dataset')}`; fold {config.get('fold')} of "
@@ -319,7 +324,7 @@ def _readme(meta: dict[str, Any], ckpt: dict[str, Any], checkpoint: Path) -> str
             f"- Validation: best mean Dice {ckpt.get('best_dice', float('nan')):.4f} at epoch "
             f"{ckpt.get('best_epoch')}.",
             f"- Trained with: `{command}` (every option in `models/{CARD}`).",
-            f"- Dataset root when trained: `{data.get('dataset_root', '?')}`.",
+            f"- Dataset root when trained: `{card.dataset_root or '?'}`.",
             "",
             "## Use",
             "```bash",
@@ -353,9 +358,9 @@ def export_bundle(
         raise InputError(f"--bundle {out} exists and is not empty: give a new folder")
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
-    model, meta = load_model(checkpoint)
-    card = {k: v for k, v in meta.items() if k != "backbone_package"}
-    metadata = _metadata(meta, ckpt, licence=licence, authors=authors)
+    model, card = load_model(checkpoint)
+    stored = {**card.to_dict(), "config": dict(card.config)}
+    metadata = _metadata(card, ckpt, licence=licence, authors=authors)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -365,9 +370,9 @@ def export_bundle(
         (tmp / "configs" / "inference.json").write_text(
             json.dumps(_inference_config(), indent=1) + "\n"
         )
-        (tmp / "models" / CARD).write_text(json.dumps(card, indent=1, default=str) + "\n")
+        (tmp / "models" / CARD).write_text(json.dumps(stored, indent=1, default=str) + "\n")
         torch.save({"model": model.state_dict()}, tmp / "models" / "model.pt")
-        (tmp / "README.md").write_text(_readme(meta, ckpt, checkpoint))
+        (tmp / "README.md").write_text(_readme(card, ckpt, checkpoint))
         (tmp / "LICENSE").write_text(f"{licence}\n")
         if onnx:
             _maybe_onnx(checkpoint, tmp / "models" / "model.onnx")

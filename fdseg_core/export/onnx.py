@@ -413,14 +413,14 @@ def export_checkpoint(
         An :class:`ExportResult`.
     """
     _require_onnx()  # before loading the model
-    model, meta = load_model(checkpoint)
-    size = tuple(int(s) for s in (spatial or meta["patch_size"]))
-    channels = meta["in_channels"] * (2 if meta.get("bands") else 1)
+    model, card = load_model(checkpoint)
+    size = tuple(int(s) for s in (spatial or card.patch_size))
+    channels = card.input_channels
     return export_onnx(
         model,
         path,
         example_shape=(1, channels, *size),
         dynamic_spatial=dynamic_spatial,
-        metadata=checkpoint_metadata(meta),
+        metadata=checkpoint_metadata(card),
         check=check,
     )

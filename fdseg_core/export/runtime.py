@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fdseg_core.choices import LOSS_ACTIVATION
 from fdseg_core.errors import InputError, MissingExtraError
 from fdseg_core.export.metadata import METADATA_KEY
+from fdseg_core.infer.card import ModelCard
 
 __all__ = ["OnnxModel", "onnxruntime_available"]
 
@@ -98,16 +98,9 @@ class OnnxModel:
             logits = logits[(slice(None), slice(None), *(slice(0, s) for s in spatial))]
         return logits
 
-    def info(self) -> dict[str, Any]:
-        """The inference description, in ``load_model``'s format (for ``predict_cases``)."""
-        required = ("normalization", "patch_size", "in_channels", "labels")
-        missing = [k for k in required if k not in self.meta]
-        if missing:
-            raise InputError(
-                f"{self.path} lacks fdseg metadata {missing}: export it with `fdseg export`"
-            )
-        info = dict(self.meta)
-        if "activation" not in info:
-            # exported before the activation was recorded: from the loss when known
-            info["activation"] = LOSS_ACTIVATION.get(info.get("loss") or "dice_ce", "softmax")
-        return info
+    def card(self) -> ModelCard:
+        """The model card the file records (for ``predict_cases``).
+
+        Raises:
+            InputError: The file was not exported by fdseg (no model card)."""
+        return ModelCard.from_onnx_metadata(self.meta, str(self.path))

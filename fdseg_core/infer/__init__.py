@@ -8,6 +8,7 @@ from fdseg_core.infer.activation import (
     labels_from_probabilities,
     probabilities,
 )
+from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.infer.postprocess import KEEP_LARGEST, keep_largest_per_class
 from fdseg_core.infer.predict import (
@@ -27,6 +28,7 @@ from fdseg_core.infer.sliding_window import (
 __all__ = [
     "InferenceStopped",
     "KEEP_LARGEST",
+    "ModelCard",
     "check_ensemble",
     "keep_largest_per_class",
     "predict_ensemble",

@@ -16,10 +16,11 @@ from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 from fdseg_core.data.checks import DatasetCheck, DatasetCheckError, inspect_case
 from fdseg_core.data.io import load_case, save_nifti
 from fdseg_core.data.layout import Case, group_channel_files, load_dataset, strip_nifti_ending
-from fdseg_core.data.preprocess import Preprocessor, resample
+from fdseg_core.data.preprocess import resample
 from fdseg_core.data.problems import ERROR
 from fdseg_core.errors import InputError
 from fdseg_core.infer.activation import labels_from_probabilities
+from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.infer.postprocess import keep_largest_per_class
 from fdseg_core.infer.sliding_window import sliding_window_inference, tta_passes
@@ -86,21 +87,21 @@ def gather_inputs(inputs: Iterable[str | Path], n_channels: int) -> list[Case]:
 AGREE = ("labels", "in_channels", "normalization", "activation")
 
 
-def check_ensemble(metas: Sequence[Mapping[str, Any]], names: Sequence[str]) -> None:
+def check_ensemble(cards: Sequence[ModelCard], names: Sequence[str]) -> None:
     """Members of an ensemble must agree on their classes, input channels,
     normalisation and activation.
 
     Args:
-        metas: Each member's inference description (``load_model``'s info).
+        cards: Each member's :class:`~fdseg_core.infer.card.ModelCard`.
         names: Each member's file, for the message.
 
     Raises:
         ValueError: One line naming the first disagreement and the two files.
     """
-    first = metas[0]
-    for meta, name in zip(metas[1:], names[1:], strict=True):
+    first = cards[0]
+    for card, name in zip(cards[1:], names[1:], strict=True):
         for key in AGREE:
-            a, b = _agreeing(first, key), _agreeing(meta, key)
+            a, b = _agreeing(first, key), _agreeing(card, key)
             if a != b:
                 raise InputError(
                     f"the models disagree on {key}: {names[0]} has {a!r}, {name} has {b!r}; "
@@ -109,9 +110,9 @@ def check_ensemble(metas: Sequence[Mapping[str, Any]], names: Sequence[str]) -> 
                 )
 
 
-def _agreeing(meta: Mapping[str, Any], key: str) -> Any:
-    value = meta.get(key, "softmax" if key == "activation" else None)
-    if key == "labels" and value is not None:
+def _agreeing(card: ModelCard, key: str) -> Any:
+    value = getattr(card, key)
+    if key == "labels":
         return dict(sorted(dict(value).items()))
     return list(value) if isinstance(value, tuple) else value
 
@@ -130,12 +131,12 @@ def check_inputs(cases: Sequence[Case]) -> None:
         raise DatasetCheckError(DatasetCheck(where, tuple(problems), (), {}))
 
 
-def tta_axes(metas: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], str | None]:
+def tta_axes(cards: Sequence[ModelCard]) -> tuple[tuple[int, ...], str | None]:
     """The spatial axes test-time flips may use for these models, and a line to say
     when that is fewer than all three.
 
     A model is flipped only along axes it saw flipped in training (``flip_axes`` of its
-    meta: all three with augmentation, none without), as nnU-Net mirrors only along the
+    card: all three with augmentation, none without), as nnU-Net mirrors only along the
     axes its training mirrored: a model that never saw a flipped image may fail on one
     (an MSD hippocampus, cropped around one hemisphere, lost 60 Dice points). An
     ensemble takes the axes every member saw flipped. A file that does not record them
@@ -143,11 +144,11 @@ def tta_axes(metas: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], str |
     """
     axes = {0, 1, 2}
     unknown = False
-    for meta in metas:
-        if meta.get("flip_axes") is None:
+    for card in cards:
+        if card.flip_axes is None:
             unknown = True
         else:
-            axes &= {int(a) for a in meta["flip_axes"]}
+            axes &= set(card.flip_axes)
     if axes == {0, 1, 2}:
         note = (
             "test-time flips: the model does not record the flips of its training; "
@@ -166,7 +167,7 @@ def tta_axes(metas: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], str |
 
 def predict_cases(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
-    meta: dict,
+    card: ModelCard,
     cases: Sequence[Case],
     out_dir: str | Path,
     **options: Any,
@@ -177,11 +178,11 @@ def predict_cases(
     ``model`` is a PyTorch model (moved to ``device``) or any callable from a batch of
     windows to logits, such as :class:`~fdseg_core.export.OnnxModel`.
     """
-    return predict_ensemble([(model, meta)], cases, out_dir, **options)
+    return predict_ensemble([(model, card)], cases, out_dir, **options)
 
 
 def predict_ensemble(
-    members: Sequence[tuple[nn.Module | Callable[[torch.Tensor], torch.Tensor], Mapping]],
+    members: Sequence[tuple[nn.Module | Callable[[torch.Tensor], torch.Tensor], ModelCard]],
     cases: Sequence[Case],
     out_dir: str | Path,
     *,
@@ -199,7 +200,8 @@ def predict_ensemble(
     label maps on each input's grid.
 
     Each member's image is normalised (and resampled) exactly as during its training
-    (its ``meta``: ``normalization``, ``target_spacing``, ``patch_size``), predicted
+    (its :class:`~fdseg_core.infer.card.ModelCard`: normalisation, target spacing,
+    window), predicted
     with :func:`sliding_window_inference`, and its probabilities brought back to the
     input grid; the members' probabilities are averaged (softmax or sigmoid, as each
     model was trained: :mod:`fdseg_core.infer.activation`), and the label of each voxel
@@ -210,9 +212,9 @@ def predict_ensemble(
     folder is held (:class:`~fdseg_core.runlock.RunLock`) while it is written.
 
     Args:
-        members: ``(model, meta)`` pairs: a PyTorch model (moved to ``device``) or any
+        members: ``(model, card)`` pairs: a PyTorch model (moved to ``device``) or any
             callable from a batch of windows to logits (e.g.
-            :class:`~fdseg_core.export.OnnxModel`), and its inference description.
+            :class:`~fdseg_core.export.OnnxModel`), and its model card.
         cases: The cases (:func:`gather_inputs`).
         out_dir: The output folder.
         overlap: Sliding-window overlap.
@@ -237,16 +239,16 @@ def predict_ensemble(
     check_inputs(cases)
     names = list(names) if names is not None else [f"model {i}" for i in range(len(members))]
     check_ensemble([m for _, m in members], names)
-    activation = members[0][1].get("activation", "softmax")
-    meta0 = members[0][1]
+    activation = members[0][1].activation
+    card0 = members[0][1]
     out_dir = Path(out_dir)
     inputs = {p.resolve() for c in cases for p in c.image_paths}
     device = torch.device(device)
     runners = []
-    for model, meta in members:
+    for model, card in members:
         if isinstance(model, nn.Module):
             model = model.to(device).eval()
-        runners.append((model, meta, Preprocessor.from_meta(meta)))
+        runners.append((model, card, card.preprocessor()))
     written = []
     flips: tuple[int, ...] = ()
     if tta:
@@ -270,9 +272,9 @@ def predict_ensemble(
                     raise InputError(f"refusing to overwrite input file {p}; choose another --out")
             loaded = load_case(case, with_label=False)
             probs = None
-            for model, meta, prep in runners:
+            for model, card, prep in runners:
                 p = _member_probabilities(
-                    model, meta, prep, loaded, overlap, flips, device, batch_size, activation
+                    model, card, prep, loaded, overlap, flips, device, batch_size, activation
                 )
                 probs = p if probs is None else probs + p
             probs = probs / len(runners)
@@ -293,7 +295,7 @@ def predict_ensemble(
                     loaded.image[0],
                     seg,
                     out_dir / "overlays" / f"{case.case_id}.png",
-                    labels=meta0.get("labels"),
+                    labels=dict(card0.labels),
                     affine=loaded.affine,
                     title=f"{case.case_id}: prediction",
                 )
@@ -301,7 +303,7 @@ def predict_ensemble(
 
 
 def _member_probabilities(
-    model, meta, prep, loaded, overlap, flips, device, batch_size, activation
+    model, card: ModelCard, prep, loaded, overlap, flips, device, batch_size, activation
 ) -> np.ndarray:
     """One member's probabilities of a case, on the case's own grid ``(K, X, Y, Z)``."""
     vol = prep(loaded, with_label=False)
@@ -309,15 +311,15 @@ def _member_probabilities(
     probs = sliding_window_inference(
         image,
         model,
-        meta["patch_size"],
+        card.patch_size,
         overlap=overlap,
         tta_flips=flips,
         device=device,
         batch_size=batch_size,
         activation=activation,
     )[0].numpy()
-    if meta.get("target_spacing"):
+    if card.target_spacing:
         probs = resample(
-            probs, meta["target_spacing"], loaded.spacing, order=1, shape=loaded.image.shape[1:]
+            probs, card.target_spacing, loaded.spacing, order=1, shape=loaded.image.shape[1:]
         )
     return probs

@@ -30,13 +30,17 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fdseg_core.choices import DEFAULT_MEMORY_GB
 from fdseg_core.errors import InputError, OptionError
 from fdseg_core.jobs.default import PHANTOM_TRAINING, ensure_default_dataset
 from fdseg_core.train.config import RUNTIME_FIELDS, TrainConfig, differing_run_fields, option_spec
 from fdseg_core.train.recipes import resolve_fields
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fdseg_core.crossval import CrossValidationResult
+    from fdseg_core.train.results import TrainResult
 
 __all__ = [
     "PLANS",
@@ -395,7 +399,7 @@ def run_training_job(
     shard: tuple[int, int] | None = None,
     jobs: int = 1,
     memory_gb: float | None = None,
-) -> dict[str, Any]:
+) -> TrainResult | CrossValidationResult:
     """Train the job (every fold with ``folds_all``), and record a plan made now in
     ``plans.json`` once the run has started (not for a run that was refused).
 
@@ -406,8 +410,9 @@ def run_training_job(
     apply to ``folds_all``; the pooled validation is made once every fold exists.
 
     Returns:
-        The summary of :func:`fdseg_core.train.train` or, with ``folds_all``, of
-        :func:`fdseg_core.crossval.cross_validate`.
+        The :class:`~fdseg_core.train.results.TrainResult` of
+        :func:`fdseg_core.train.train` or, with ``folds_all``, the
+        :class:`~fdseg_core.crossval.CrossValidationResult`.
     """
     import fdseg_core.train as train_pkg  # the package attribute, so a test may replace it
 

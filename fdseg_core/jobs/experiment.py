@@ -6,13 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fdseg_core.choices import DEFAULT_MEMORY_GB
+from fdseg_core.choices import DEFAULT_MEMORY_GB, PER_RUN_FIELDS
 from fdseg_core.jobs.engine import TrainingJob, training_job
 
-__all__ = ["PER_RUN_FIELDS", "experiment_job", "run_experiment_job"]
+__all__ = ["experiment_job", "run_experiment_job"]
 
 #: The fields an experiment sets per run; a recipe's value of them gives way.
-PER_RUN_FIELDS = ("fusion", "train_cases", "seed", "case_draw")
 
 
 def experiment_job(

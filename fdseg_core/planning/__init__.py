@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fdseg_core.choices import DEFAULT_BAND_DIMS
 from fdseg_core.data import load_dataset, num_classes, require_clean_dataset
 from fdseg_core.errors import InputError
 from fdseg_core.nn.memory import activation_bytes_per_voxel
@@ -80,7 +79,7 @@ def plan_run(
         bytes_per_voxel=per_voxel,
         memory_gb=memory_gb,
         beta=config.beta if config.fusion != "none" else None,
-        band_dims=tuple(config.dims or DEFAULT_BAND_DIMS),
+        band_dims=config.band_dims,
     )
     return plan, fp
 

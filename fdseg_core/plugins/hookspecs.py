@@ -16,7 +16,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     from fdseg_core.plugins.spec import BackboneSpec
 
-__all__ = ["hookspec", "fdseg_register_backbones"]
+__all__ = ["hookspec", "fdseg_register_backbones", "fdseg_register_trainers"]
 
 hookspec = pluggy.HookspecMarker("fdseg")
 
@@ -40,4 +40,19 @@ def fdseg_register_backbones() -> list[BackboneSpec]:
 
     Returns:
         A list of backbone specifications (an empty list is fine).
+    """
+
+
+@hookspec
+def fdseg_register_trainers() -> list[type]:
+    """Return the trainers this plugin provides.
+
+    Each is a subclass of :class:`fdseg_core.train.trainer.Trainer` that overrides some
+    of its stages (network initialisation, loss, optimiser, schedule, training step,
+    validation); ``fdseg train --trainer NAME`` selects it by its ``name`` (its class
+    name unless it sets one). A name fdseg or an earlier plugin uses is refused with a
+    warning.
+
+    Returns:
+        A list of trainer classes (an empty list is fine).
     """

@@ -188,6 +188,29 @@ def _collect() -> dict[str, BackboneSpec]:
     return specs
 
 
+def plugin_trainers() -> list[Any]:
+    """The trainer classes plugins register (``fdseg_register_trainers``), in
+    registration order; a plugin whose hook raises or returns no list is skipped with a
+    warning. Checked as trainers by :func:`fdseg_core.train.trainer.list_trainers`."""
+    pm = get_plugin_manager()
+    found: list[Any] = []
+    for impl in pm.hook.fdseg_register_trainers.get_hookimpls():
+        dist, version = _STATE.provenance.get(impl.plugin_name, (impl.plugin_name, None))
+        where = f"fdseg plugin {impl.plugin_name!r} from {_origin(dist, version)}"
+        try:
+            result = impl.function()
+        except Exception as exc:
+            _warn(f"{where}: fdseg_register_trainers raised {type(exc).__name__}: {exc}")
+            continue
+        if result is None:
+            continue
+        if not isinstance(result, list | tuple):
+            _warn(f"{where}: fdseg_register_trainers must return a list of trainer classes")
+            continue
+        found.extend(result)
+    return found
+
+
 def _specs() -> dict[str, BackboneSpec]:
     with _STATE.lock:
         if _STATE.specs is None:

@@ -27,6 +27,10 @@ _EXPORTS: dict[str, str] = {
     "load_model": "fdseg_core.train.checkpoint",
     "resolve_device": "fdseg_core.train.loop",
     "train": "fdseg_core.train.loop",
+    "TrainResult": "fdseg_core.train.results",
+    "Trainer": "fdseg_core.train.trainer",
+    "get_trainer": "fdseg_core.train.trainer",
+    "list_trainers": "fdseg_core.train.trainer",
 }
 
 __all__ = [
@@ -35,9 +39,13 @@ __all__ = [
     "DiceCELoss",
     "SigmoidDiceLoss",
     "TrainConfig",
+    "TrainResult",
+    "Trainer",
     "apply_recipe",
     "atomic_save",
     "build_model",
+    "get_trainer",
+    "list_trainers",
     "load_checkpoint",
     "load_model",
     "resolve_device",
@@ -51,6 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from fdseg_core.train.loop import resolve_device, train
     from fdseg_core.train.losses import DiceCELoss, SigmoidDiceLoss
     from fdseg_core.train.recipes import RECIPES, apply_recipe, resolve_fields
+    from fdseg_core.train.results import TrainResult
+    from fdseg_core.train.trainer import Trainer, get_trainer, list_trainers
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

@@ -28,8 +28,10 @@ from typing import Any, Protocol
 from torch import nn
 
 from fdseg_core.errors import InputError
+from fdseg_core.infer.card import ModelCard
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.distributed import DistInfo
+from fdseg_core.train.results import TrainResult
 
 __all__ = ["EMASelection", "RunView", "SELECTION_KEY", "TrainingCallback"]
 
@@ -43,7 +45,7 @@ class RunView(Protocol):
     net: nn.Module
     epoch: int
     steps: int
-    meta: dict[str, Any]
+    card: ModelCard
 
 
 #: The key of a validation row that, when a callback sets it, is the score that picks
@@ -80,8 +82,8 @@ class TrainingCallback:
         Setting ``row[SELECTION_KEY]`` makes that the score that picks ``best.pt`` and
         drives early stopping."""
 
-    def on_train_end(self, run: RunView, summary: dict[str, Any]) -> None:
-        """After the last epoch (or an early stop), with the summary ``train`` returns."""
+    def on_train_end(self, run: RunView, result: TrainResult) -> None:
+        """After the last epoch (or an early stop), with the result ``train`` returns."""
 
     def state_dict(self) -> dict[str, Any]:
         """State to save in checkpoints (JSON-like values)."""

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from fdseg_core.atomic import atomic_torch_save
-from fdseg_core.choices import activation_of_loss
 from fdseg_core.errors import InputError
+from fdseg_core.infer.card import ModelCard
 from fdseg_core.nn import FrequencyDisentangledNet
 from fdseg_core.train.config import TrainConfig
 
@@ -173,7 +173,7 @@ def build_model(
 
 def load_model(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict]:
+) -> tuple[nn.Module, ModelCard]:
     """Rebuild the trained network of a checkpoint.
 
     Args:
@@ -181,29 +181,13 @@ def load_model(
         map_location: Device of the loaded weights.
 
     Returns:
-        ``(model, info)``: the model in eval mode, and a dict with ``config`` (the
-        training configuration) and the data description needed at inference
-        (``in_channels``, ``num_classes``, ``labels``, ``channel_names``,
-        ``normalization``, ``patch_size``, ``target_spacing``, ``bands``, and
-        ``activation``: how logits become labels, the rule of the loss it was trained
-        with; a checkpoint written before it was recorded takes it from its config's
-        loss), ``flip_axes`` (the spatial axes training flipped: all three with
-        augmentation, none without), at top level;
-        :meth:`fdseg_core.data.Preprocessor.from_meta` rebuilds the input pipeline.
+        ``(model, card)``: the model in eval mode, and its
+        :class:`~fdseg_core.infer.card.ModelCard` (classes, input pipeline, window,
+        activation, flips, the training configuration).
     """
     ckpt = load_checkpoint(path, map_location)
-    data = ckpt["data"]
-    model = build_model(ckpt["config"], data["in_channels"], data["num_classes"])
+    card = ModelCard.from_checkpoint(ckpt)
+    model = build_model(ckpt["config"], card.in_channels, card.num_classes)
     model.load_state_dict(ckpt["model"])
     model.to(map_location).eval()
-    info = dict(data)
-    info["config"] = ckpt["config"]
-    # the shape the model was trained on (a whole-volume run: its padded volume shape)
-    info["patch_size"] = list(data.get("patch_size") or ckpt["config"]["patch_size"])
-    info.setdefault("bands", None)
-    info.setdefault("activation", activation_of_loss(ckpt["config"].get("loss", "dice_ce")))
-    # the axes the model saw flipped in training (augmentation flips all three): the
-    # only ones test-time flips may use
-    info["flip_axes"] = [0, 1, 2] if ckpt["config"].get("augment", True) else []
-    info["backbone_package"] = ckpt.get("backbone_package")
-    return model, info
+    return model, card

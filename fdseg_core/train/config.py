@@ -23,6 +23,7 @@ from fdseg_core.choices import (
     BEST_SELECTIONS,
     CASE_DRAWS,
     COMPILE_MODES,
+    DEFAULT_BAND_DIMS,
     DEFAULT_BETA,
     DEFAULT_KERNEL,
     DEFAULT_OVERLAP,
@@ -161,6 +162,9 @@ class TrainConfig:
             seed; a smaller N's cases are among a larger N's) or ``"independent"`` (a
             draw per seed and N). See :func:`fdseg_core.data.select_subset`.
         seed: Seed of everything random.
+        trainer: The :class:`~fdseg_core.train.trainer.Trainer` (sub)class that runs the
+            loop, by name (``"Trainer"``; :data:`~fdseg_core.train.trainer.BUILTIN_TRAINERS`
+            and plugins' trainers).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (runtime).
         num_workers: Data-loading worker processes (runtime).
         normalization: Per-channel normalisation override (``None``: chosen from channel names).
@@ -292,6 +296,12 @@ class TrainConfig:
         choices=CASE_DRAWS,
     )
     seed: int = _opt(0, "Seed of everything random.", integer=True)
+    trainer: str = _opt(
+        "Trainer",
+        "The trainer class that runs the loop (Trainer; TrainerRAdam: the RAdam optimiser; "
+        "TrainerDiceFocal: Dice + focal loss, softmax; `fdseg trainers` lists them with "
+        "those of plugins).",
+    )
     device: str = _opt("auto", "Device.", choices=DEVICES, runtime=True)
     num_workers: int = _opt(0, "Data-loading worker processes.", low=0, integer=True, runtime=True)
     normalization: tuple[str, ...] | None = _opt(None, "Normalisation override.", cli=False)
@@ -369,6 +379,12 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown configuration keys {unknown}")
         return cls(**data)
+
+    @property
+    def band_dims(self) -> tuple[int, ...]:
+        """The band dims of the ``(N, C, X, Y, Z)`` input: ``dims``, or the default
+        in-plane axes."""
+        return tuple(self.dims or DEFAULT_BAND_DIMS)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""

@@ -1,13 +1,15 @@
 """One evaluation of a model on whole volumes, for every path that scores one.
 
 Validation during training, the experiment's test evaluation and cross-validation's
-pooled validation all call :func:`evaluate_volumes`: the sliding window (or one pass),
-labels by the rule of the model's loss (softmax argmax or sigmoid,
-:mod:`fdseg_core.infer.activation`), and the Dice per class.
+pooled validation all call :func:`evaluate_volumes` (the last two through
+:func:`evaluate_checkpoint`, which reads a checkpoint's model card): the sliding
+window (or one pass), labels by the rule of the model's loss (softmax argmax or
+sigmoid, :mod:`fdseg_core.infer.activation`), and the Dice per class.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,10 +19,17 @@ import torch
 from fdseg_core.choices import DEFAULT_WINDOW_BATCH
 from fdseg_core.data.preprocess import Volume, resample
 from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
+from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.sliding_window import InferenceStopped
 from fdseg_core.metrics import dice_per_class
 
-__all__ = ["VolumeScore", "evaluate_volumes", "mean_foreground", "nan_as_worst"]
+__all__ = [
+    "VolumeScore",
+    "evaluate_checkpoint",
+    "evaluate_volumes",
+    "mean_foreground",
+    "nan_as_worst",
+]
 
 
 def nan_as_worst(dice: float) -> float:
@@ -139,3 +148,47 @@ def evaluate_volumes(
         if on_case is not None:
             on_case(len(scores))
     return scores
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    cases: Sequence,
+    device: torch.device,
+    *,
+    overlap: float | None = None,
+    keep_labels: bool = False,
+) -> tuple[list[VolumeScore], ModelCard]:
+    """Score a checkpoint on labelled cases as ``fdseg predict`` + ``fdseg evaluate``
+    score it: its own input pipeline (:meth:`~fdseg_core.infer.card.ModelCard.preprocessor`),
+    its window, activation and window batch, each case on its own grid.
+
+    Args:
+        checkpoint: A run's ``best.pt`` or ``last.pt``.
+        cases: Labelled cases (:class:`~fdseg_core.data.Case`).
+        device: Where the model runs.
+        overlap: Sliding-window overlap (``None``: the run's own, the one its
+            validation used).
+        keep_labels: Keep each case's predicted and reference labels in the scores.
+
+    Returns:
+        ``(scores, card)``: one :class:`VolumeScore` per case, and the checkpoint's
+        model card.
+    """
+    from fdseg_core.train.checkpoint import load_model  # the network: torch, on use
+
+    model, card = load_model(checkpoint, map_location=device)
+    prep = card.preprocessor()
+    scores = evaluate_volumes(
+        model.eval(),
+        [prep(case) for case in cases],
+        num_classes=card.num_classes,
+        patch_size=card.patch_size,
+        overlap=card.overlap if overlap is None else overlap,
+        device=device,
+        activation=card.activation,
+        batch_size=card.window_batch,
+        target_spacing=card.target_spacing,
+        case_grid=True,
+        keep_labels=keep_labels,
+    )
+    return scores, card

@@ -33,13 +33,13 @@ from fdseg_core.errors import (
     TrainingDivergedError,
     TrainingInterrupted,
 )
+from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.sliding_window import InferenceStopped
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.callbacks import SELECTION_KEY, EMASelection, TrainingCallback
 from fdseg_core.train.checkpoint import (
     FORMAT_VERSION,
     atomic_save,
-    build_model,
     load_checkpoint,
 )
 from fdseg_core.train.config import TrainConfig, differing_run_fields
@@ -55,14 +55,13 @@ from fdseg_core.train.logs import (
     MANY_CLASSES,
     WORST,
     MetricsLog,
-    plot_curves,
     run_log,
     worst_classes,
 )
+from fdseg_core.train.results import TrainResult
 from fdseg_core.train.setup import (
     Optimisation,
     TrainingData,
-    build_optimisation,
     check_patch_bands,
     check_patch_fits,
     input_shape,
@@ -71,10 +70,11 @@ from fdseg_core.train.setup import (
     resumed_batches,
     steps_per_epoch,
 )
-from fdseg_core.train.steps import EpochProgress, StepStop, train_epoch, validate
+from fdseg_core.train.steps import EpochProgress, StepStop, train_epoch
 from fdseg_core.train.tracking import MLflowTracking
+from fdseg_core.train.trainer import Trainer, trainer_for
 
-__all__ = ["RunState", "StopRequest", "Tracker", "train", "resolve_device"]
+__all__ = ["RunState", "StopRequest", "Tracker", "run_training", "train", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +127,10 @@ def train(
     resume: bool = False,
     callbacks: Sequence[TrainingCallback] = (),
     memory_gb: float | None = None,
-) -> dict[str, Any]:
-    """Train the network that ``config`` describes.
+    trainer: type[Trainer] | None = None,
+) -> TrainResult:
+    """Train the network that ``config`` describes, with the trainer it names
+    (``config.trainer``) or ``trainer``.
 
     Writes into ``config.out``: ``config.json``, ``splits_final.json``, ``last.pt`` and
     ``best.pt`` (atomically, holding model, optimiser, scheduler, scaler and RNG states,
@@ -140,7 +142,9 @@ def train(
     (:func:`_set_up`: resume checkpoint, data, model, optimisation, loader), then per
     epoch the training steps (:func:`_train_epoch`), a validation every ``val_every``
     epochs with early stopping (:func:`_validate_epoch`), the log, curves and
-    checkpoints (:func:`_end_epoch`), and the summary (:func:`_summary`).
+    checkpoints (:func:`_end_epoch`), and the result (:func:`_result`). What the stages
+    compute comes from the trainer's methods
+    (:class:`~fdseg_core.train.trainer.Trainer`), which a subclass overrides.
 
     Args:
         config: The run's configuration.
@@ -156,16 +160,14 @@ def train(
             :class:`~fdseg_core.train.callbacks.EMASelection`.
         memory_gb: A budget one training step must fit in (GiB), checked on the network
             before anything is written, beside the device's free memory.
+        trainer: A :class:`~fdseg_core.train.trainer.Trainer` subclass to run instead of
+            the one ``config.trainer`` names (the run is saved under its name).
 
     Returns:
-        A summary dict: ``best_dice``, ``best_epoch``, ``final`` (last validation per
-        class), ``report`` (a printable text), ``is_main``, ``out``, ``n_folds``,
-        ``fold``, ``epochs_run``, ``stopped_early``, ``steps_per_epoch``, ``train_ids``
-        and ``val_ids`` (the run's case ids), ``activation`` (how its logits become
-        labels: ``"softmax"`` or ``"sigmoid"``), ``train_time_s`` and ``val_time_s``
-        (seconds in training steps and in validation, summed over the log).
+        The run's :class:`~fdseg_core.train.results.TrainResult`.
 
     Raises:
+        OptionError: ``config.trainer`` names no trainer.
         ValueError: Bad dataset, configuration or resume state (message names the file).
         FileNotFoundError: Missing dataset files or ``last.pt`` on resume.
         FileExistsError: ``config.out`` holds a run and ``resume`` is false.
@@ -173,6 +175,21 @@ def train(
         DiskFullError: A checkpoint or log could not be written for lack of space (the
             previous one is intact).
     """
+    return run_training(
+        trainer_for(config, trainer), resume=resume, callbacks=callbacks, memory_gb=memory_gb
+    )
+
+
+def run_training(
+    trainer: Trainer,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[TrainingCallback] = (),
+    memory_gb: float | None = None,
+) -> TrainResult:
+    """The loop of :func:`train`, calling the stages of ``trainer`` (an instance, its
+    configuration the run's)."""
+    config = trainer.config
     device, dist_info = _start(config)
     # one live run per output folder (rank 0 holds it for every process of the run)
     lock = RunLock(config.out, command="fdseg train") if dist_info.is_main else nullcontext()
@@ -180,7 +197,7 @@ def train(
     try:
         with lock, stop.installed():
             run = _set_up(
-                config, resume, device, dist_info, _callbacks(config, callbacks), memory_gb
+                trainer, resume, device, dist_info, _callbacks(config, callbacks), memory_gb
             )
             run.stop = stop
             # every line from here also goes to OUT/train.log (after the checks: a refused
@@ -194,9 +211,9 @@ def train(
                     improved = _validate_epoch(run, row)
                     run.call("on_epoch_end", row)
                     _end_epoch(run, row, improved)
-                summary = _summary(run)
-                run.call("on_train_end", summary)
-                return summary
+                result = _result(run)
+                run.call("on_train_end", result)
+                return result
     finally:
         cleanup(dist_info)
 
@@ -238,6 +255,7 @@ class RunState:
     (:class:`~fdseg_core.train.callbacks.TrainingCallback`) see.
 
     Attributes:
+        trainer: The trainer whose stages the loop calls.
         config: The run's configuration.
         device: Where it trains.
         dist_info: This process's place in the job (``is_main``: rank 0).
@@ -251,7 +269,8 @@ class RunState:
         loader: Their batches.
         steps: Optimiser steps per epoch.
         shape: The spatial shape of a training sample.
-        meta: The ``data`` section of the checkpoints (what inference needs).
+        card: The run's model card (the ``data`` section of its checkpoints: what
+            inference needs).
         writer: The TensorBoard writer (rank 0 with ``tensorboard``), else ``None``.
         epoch: Epochs done.
         start: The steps of the current epoch done before a resume (a run stopped by a
@@ -260,6 +279,7 @@ class RunState:
         callbacks: The callbacks, called at every stage boundary.
     """
 
+    trainer: Trainer
     config: TrainConfig
     device: torch.device
     dist_info: DistInfo
@@ -273,7 +293,7 @@ class RunState:
     loader: torch.utils.data.DataLoader
     steps: int
     shape: tuple[int, ...]
-    meta: dict[str, Any]
+    card: ModelCard
     writer: SummaryWriterLike | None
     epoch: int
     start: EpochProgress | None = None
@@ -332,7 +352,7 @@ def _callbacks(
 
 
 def _set_up(
-    config: TrainConfig,
+    trainer: Trainer,
     resume: bool,
     device: torch.device,
     dist_info: DistInfo,
@@ -342,11 +362,12 @@ def _set_up(
     """Everything before the first step: the resume checkpoint (checked against the
     config), the data, ``config.json`` and the split, the model and its optimisation,
     restored state on resume, and the loader."""
+    config = trainer.config
     out = Path(config.out)
     ckpt = _resume_checkpoint(config, out, resume, dist_info)
     data = prepare_data(config, out)
     _seed_everything(config.seed)
-    net = build_model(config, data.in_channels, data.num_classes).to(device)
+    net = trainer.build_network(data.in_channels, data.num_classes).to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last_3d)
     shape = input_shape(config, data.train_vols, net.size_divisor)
@@ -369,7 +390,7 @@ def _set_up(
     if config.compile:
         model = torch.compile(model, mode=config.compile_mode)
     steps = steps_per_epoch(config, len(data.train_vols), dist_info.world_size)
-    opt = build_optimisation(config, model, config.epochs * steps, device)
+    opt = trainer.build_optimisation(model, config.epochs * steps, device)
     tracker = Tracker.from_config(config)
     log = MetricsLog(out)
     epoch = 0
@@ -384,6 +405,7 @@ def _set_up(
             callback.load_state_dict(ckpt.get("callbacks", {}).get(callback.name, {}))
     samples, loader = make_loader(config, data.train_vols, shape, steps, dist_info, device)
     return RunState(
+        trainer=trainer,
         config=config,
         device=device,
         dist_info=dist_info,
@@ -397,7 +419,7 @@ def _set_up(
         loader=loader,
         steps=steps,
         shape=shape,
-        meta=data.meta(config, shape),
+        card=data.card(config, shape, trainer.activation),
         writer=_tensorboard(config, out) if dist_info.is_main else None,
         epoch=epoch,
         start=start,
@@ -488,6 +510,7 @@ def _train_epoch(run: RunState) -> dict[str, Any]:
             start=start,
             should_stop=run.stop,
             dist_info=dist_info,
+            step=run.trainer.train_step,
         )
     except StepStop as stop:
         if stop.reason == "diverged":
@@ -568,7 +591,7 @@ def _validate_epoch(run: RunState, row: dict[str, Any]) -> bool:
     try:
         if run.stop():  # a signal during the epoch's last step: do not start validating
             raise InferenceStopped
-        dice = validate(
+        dice = run.trainer.validate(
             run.net,
             data.val_vols,
             data.num_classes,
@@ -576,7 +599,7 @@ def _validate_epoch(run: RunState, row: dict[str, Any]) -> bool:
             overlap=config.overlap,
             device=run.device,
             dist_info=run.dist_info,
-            activation=run.meta["activation"],
+            activation=run.card.activation,
             # windows are batched as training batches patches: a size known to fit
             batch_size=config.batch_size,
             should_stop=run.stop,
@@ -667,12 +690,7 @@ def _end_epoch(run: RunState, row: dict[str, Any], improved: bool) -> None:
             for key, value in row.items():
                 if key != "epoch":
                     run.writer.add_scalar(key, value, run.epoch)
-        plot_curves(
-            run.log.rows,
-            out / "curves.png",
-            title=f"{config.backbone} fusion={config.fusion} beta={config.beta}",
-            loss=config.loss,
-        )
+        run.trainer.write_curves(run.log.rows, out / "curves.png")
     _save(run, improved=improved)
 
 
@@ -693,7 +711,7 @@ def _save(run: RunState, *, improved: bool, epoch_progress: dict | None = None) 
             **run.tracker.state_dict(),
             "callbacks": {c.name: c.state_dict() for c in run.callbacks},
             "backbone_package": run.data.provenance,
-            "data": run.meta,
+            "data": run.card.to_dict(),
             "torch_version": torch.__version__,
         }
         atomic_save(state, out / "last.pt")
@@ -702,7 +720,7 @@ def _save(run: RunState, *, improved: bool, epoch_progress: dict | None = None) 
     barrier(run.dist_info)
 
 
-def _summary(run: RunState) -> dict[str, Any]:
+def _result(run: RunState) -> TrainResult:
     if run.writer is not None:
         run.writer.close()
     rows = run.log.rows
@@ -710,25 +728,26 @@ def _summary(run: RunState) -> dict[str, Any]:
     if run.tracker.stopped and run.dist_info.is_main:
         logger.info(run.tracker.stop_message(run.epoch))
     plan = run.data.plan
-    return {
-        "best_dice": run.tracker.best,
-        "best_epoch": run.tracker.best_epoch,
-        "final": final,
-        "report": _report(run.config, final, run.tracker, Path(run.config.out), plan, run.epoch),
-        "is_main": run.dist_info.is_main,
-        "out": run.config.out,
-        "n_folds": plan.n_folds,
-        "fold": plan.fold,
-        "epochs_run": run.epoch,
-        "stopped_early": run.tracker.stopped,
-        "steps_per_epoch": run.steps,
-        "train_ids": list(run.data.train_ids),
-        "val_ids": list(run.data.val_ids),
-        "activation": run.meta["activation"],
+    return TrainResult(
+        out=run.config.out,
+        best_dice=run.tracker.best,
+        best_epoch=run.tracker.best_epoch,
+        final=final,
+        report=_report(run.config, final, run.tracker, Path(run.config.out), plan, run.epoch),
+        is_main=run.dist_info.is_main,
+        n_folds=plan.n_folds,
+        fold=plan.fold,
+        epochs_run=run.epoch,
+        stopped_early=run.tracker.stopped,
+        steps_per_epoch=run.steps,
+        train_ids=tuple(run.data.train_ids),
+        val_ids=tuple(run.data.val_ids),
+        activation=run.card.activation,
+        trainer=run.trainer.name,
         # seconds over every epoch logged (resumed runs included): where a run's time goes
-        "train_time_s": _total(rows, "epoch_time_s"),
-        "val_time_s": _total(rows, "val_time_s"),
-    }
+        train_time_s=_total(rows, "epoch_time_s"),
+        val_time_s=_total(rows, "val_time_s"),
+    )
 
 
 def _total(rows: list[dict[str, Any]], key: str) -> float:
@@ -858,8 +877,9 @@ def _tensorboard(config: TrainConfig, out: Path):
 def _report(config, final, tracker, out, plan, epochs_run) -> str:
     split = "fold all" if plan.n_folds is None else f"fold {plan.fold} of {plan.n_folds}"
     stop = " (stopped early)" if tracker.stopped else ""
+    trainer = "" if config.trainer == "Trainer" else f", trainer {config.trainer}"
     lines = [
-        f"trained {config.backbone} (fusion={config.fusion}, beta={config.beta}) "
+        f"trained {config.backbone} (fusion={config.fusion}, beta={config.beta}{trainer}) "
         f"for {epochs_run} epochs{stop}, {split} -> {out}"
     ]
     if plan.optimistic:

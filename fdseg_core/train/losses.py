@@ -8,7 +8,26 @@ from torch import nn
 
 from fdseg_core.errors import InputError
 
-__all__ = ["DiceCELoss", "SigmoidDiceLoss", "build_loss", "soft_dice_per_class"]
+__all__ = [
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "SigmoidDiceLoss",
+    "build_loss",
+    "focal_loss",
+    "soft_dice_per_class",
+]
+
+
+def _check_shapes(logits: torch.Tensor, target: torch.Tensor) -> None:
+    """Logits ``(N, K, *spatial)`` and labels ``(N, *spatial)`` of one batch and grid.
+
+    Raises:
+        InputError: They do not match.
+    """
+    if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
+        raise InputError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match"
+        )
 
 
 def soft_dice_per_class(
@@ -59,16 +78,69 @@ class DiceCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``."""
-        if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
-            raise InputError(
-                f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match"
-            )
+        _check_shapes(logits, target)
         logits = logits.float()
         ce = F.cross_entropy(logits, target.long())
         dice = soft_dice_per_class(logits.softmax(1), target)
         if not self.include_background and dice.numel() > 1:
             dice = dice[1:]
         return self.ce_weight * ce + self.dice_weight * (1.0 - dice.mean())
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0) -> torch.Tensor:
+    """The focal loss (Lin et al. 2017) on softmax probabilities, the mean over voxels
+    of ``-(1 - p_t)^gamma log p_t`` (``p_t``: the probability of the voxel's class);
+    ``gamma = 0`` is the cross-entropy.
+
+    Args:
+        logits: ``(N, K, *spatial)``.
+        target: Integer labels ``(N, *spatial)`` in ``[0, K)``.
+        gamma: The focusing exponent (>= 0).
+
+    Returns:
+        A 0-dim tensor.
+    """
+    log_p = F.log_softmax(logits.float(), dim=1).gather(1, target.long().unsqueeze(1))
+    return (-((1.0 - log_p.exp()) ** gamma) * log_p).mean()
+
+
+class DiceFocalLoss(nn.Module):
+    """Soft Dice (foreground classes, batch Dice) plus the focal loss on softmax
+    probabilities (:func:`focal_loss`): the cross-entropy term of :class:`DiceCELoss`
+    with its well-classified voxels down-weighted, for small structures in large
+    backgrounds. Trains the softmax rule (argmax).
+
+    Args:
+        gamma: The focal exponent (>= 0; 0 gives :class:`DiceCELoss`).
+        dice_weight: Weight of the Dice term.
+        focal_weight: Weight of the focal term.
+
+    Raises:
+        ValueError: Negative ``gamma`` or weights, or both weights zero.
+    """
+
+    def __init__(
+        self, *, gamma: float = 2.0, dice_weight: float = 1.0, focal_weight: float = 1.0
+    ) -> None:
+        super().__init__()
+        if gamma < 0 or dice_weight < 0 or focal_weight < 0 or dice_weight + focal_weight == 0:
+            raise InputError(
+                f"gamma and weights must be >= 0 and the weights not both 0, got "
+                f"gamma={gamma}, dice_weight={dice_weight}, focal_weight={focal_weight}"
+            )
+        self.gamma = gamma
+        self.dice_weight = dice_weight
+        self.focal_weight = focal_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``."""
+        _check_shapes(logits, target)
+        logits = logits.float()
+        dice = soft_dice_per_class(logits.softmax(1), target)
+        if dice.numel() > 1:
+            dice = dice[1:]
+        focal = focal_loss(logits, target, gamma=self.gamma)
+        return self.focal_weight * focal + self.dice_weight * (1.0 - dice.mean())
 
 
 class SigmoidDiceLoss(nn.Module):
@@ -93,10 +165,7 @@ class SigmoidDiceLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``, ``K >= 2``."""
-        if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
-            raise InputError(
-                f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match"
-            )
+        _check_shapes(logits, target)
         if logits.shape[1] < 2:
             raise InputError(f"need a background and a foreground channel, got {logits.shape[1]}")
         k = logits.shape[1]

@@ -1,6 +1,7 @@
 """The stages of a run before its first step, each callable and testable on its own:
-the data (dataset, backbone and fold checks, preprocessing), the input shape, the
-model's optimisation (loss, optimiser, schedule, AMP scaler) and the loader."""
+the data (dataset, backbone and fold checks, preprocessing), the input shape and its
+checks, the default optimiser, and the loader (the trainer,
+:mod:`fdseg_core.train.trainer`, builds the model's optimisation from them)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,16 @@ from torch import nn
 
 from fdseg_core import data as fdata
 from fdseg_core.bands import min_band_size
-from fdseg_core.choices import DEFAULT_BAND_DIMS, activation_of_loss
 from fdseg_core.errors import InputError, OptionError
+from fdseg_core.infer.card import ModelCard
 from fdseg_core.nn.memory import training_step_bytes
 from fdseg_core.plugins import get_backbone
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.distributed import DistInfo
-from fdseg_core.train.losses import build_loss
-from fdseg_core.train.schedules import build_scheduler
 
 __all__ = [
     "Optimisation",
     "TrainingData",
-    "build_optimisation",
     "build_optimizer",
     "check_patch_bands",
     "input_shape",
@@ -79,11 +77,13 @@ class TrainingData:
     def class_names(self) -> dict[int, str]:
         return fdata.class_names(self.info.labels)
 
-    def meta(self, config: TrainConfig, shape: tuple[int, ...]) -> dict[str, Any]:
-        """The ``data`` section of a checkpoint: what inference needs to rebuild inputs."""
+    def card(self, config: TrainConfig, shape: tuple[int, ...], activation: str) -> ModelCard:
+        """The run's model card (the ``data`` section of its checkpoints): what
+        inference needs to rebuild inputs and read the logits (``activation``: the
+        trainer's rule)."""
         bands = self.preprocessor.bands
         spacings = [v.loaded.spacing for v in self.train_vols]
-        return {
+        data = {
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "labels": dict(self.info.labels),
@@ -97,11 +97,14 @@ class TrainingData:
             "patch_size": list(shape),
             "bands": bands.as_dict() if bands is not None else None,
             # how logits become labels: the rule of the loss the model was trained with
-            "activation": activation_of_loss(config.loss),
+            "activation": activation,
             # where the dataset was when the run started, so that a run resumed from
             # another working directory (or moved) finds it without being told
             "dataset_root": str(Path(config.dataset).resolve()),
         }
+        return ModelCard.from_checkpoint(
+            {"data": data, "config": config.to_dict(), "backbone_package": self.provenance}
+        )
 
 
 def _backbone_provenance(name: str) -> dict[str, str | None]:
@@ -149,7 +152,7 @@ def preprocessor_for(config: TrainConfig, info) -> Any:
                 "--bands volume needs --layout centered: the pipeline's low band is averaged "
                 "onto each patch's band grid, which only the centred (low-frequency) band allows"
             )
-        bands = fdata.VolumeBands(config.beta, tuple(config.dims or DEFAULT_BAND_DIMS))
+        bands = fdata.VolumeBands(config.beta, config.band_dims)
     return fdata.Preprocessor(
         normalization=config.normalization or fdata.default_normalization(info),
         target_spacing=config.target_spacing,
@@ -238,7 +241,7 @@ def check_patch_bands(config: TrainConfig, shape: tuple[int, ...], divisor: Any)
         return
     divisors = divisor if isinstance(divisor, tuple) else (divisor,) * len(shape)
     need = min_band_size(config.beta)
-    for d in config.dims or DEFAULT_BAND_DIMS:
+    for d in config.band_dims:
         axis = d - 2
         padded = math.ceil(shape[axis] / divisors[axis]) * divisors[axis]
         if padded < need:
@@ -366,24 +369,6 @@ class Optimisation:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-
-
-def build_optimisation(
-    config: TrainConfig, model: nn.Module, total_steps: int, device: torch.device
-) -> Optimisation:
-    """Loss, optimiser, schedule over ``total_steps`` and the AMP scaler of a config."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(config, params)
-    use_amp = config.amp and device.type == "cuda"
-    return Optimisation(
-        params=params,
-        optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, config.schedule, total_steps),
-        scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
-        loss_fn=build_loss(config.loss),
-        use_amp=use_amp,
-        grad_clip=config.grad_clip,
-    )
 
 
 def make_loader(

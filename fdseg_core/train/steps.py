@@ -97,6 +97,7 @@ def train_epoch(
     start: EpochProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
     dist_info: DistInfo | None = None,
+    step: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the steps of one epoch (``channels_last`` as in :func:`train_step`).
 
@@ -110,6 +111,9 @@ def train_epoch(
         start: The steps of this epoch already done (a run resumed mid-epoch).
         should_stop: Whether to stop after the current step.
         dist_info: The processes (``None``: one).
+        step: One optimiser step, ``step(model, opt, image, label) -> loss`` (a
+            trainer's :meth:`~fdseg_core.train.trainer.Trainer.train_step`); ``None``:
+            :func:`train_step` with ``channels_last``.
 
     Returns:
         The mean loss of this process's steps (a 0-dim tensor on ``device``).
@@ -121,13 +125,14 @@ def train_epoch(
     state = EpochProgress(start.done, start.loss_sum) if start else EpochProgress()
     remaining = steps - state.done
     bar = tqdm(batches, total=remaining, disable=not progress, leave=False, desc=desc)
+    if step is None:
+
+        def step(model, opt, image, label):
+            return train_step(model, opt, image, label, channels_last=channels_last)
+
     for image, label in bar:
-        loss = train_step(
-            model,
-            opt,
-            image.to(device, non_blocking=True),
-            label.to(device, non_blocking=True),
-            channels_last=channels_last,
+        loss = step(
+            model, opt, image.to(device, non_blocking=True), label.to(device, non_blocking=True)
         )
         value = float(loss)  # one host sync a step: the check must see this step's loss
         stop = should_stop() if should_stop is not None else False

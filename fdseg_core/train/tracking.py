@@ -24,6 +24,7 @@ from typing import Any
 
 from fdseg_core.errors import MissingExtraError
 from fdseg_core.train.callbacks import RunView, TrainingCallback
+from fdseg_core.train.results import TrainResult
 
 __all__ = ["LOCAL", "MLflowTracking", "log_report", "tracking_target"]
 
@@ -164,7 +165,7 @@ class MLflowTracking(TrainingCallback):
         ]
         self._call("log metrics", self._client.log_batch, self.run_id, metrics=metrics)
 
-    def on_train_end(self, run: RunView, summary: dict[str, Any]) -> None:
+    def on_train_end(self, run: RunView, result: TrainResult) -> None:
         if self.run_id is None or self._failed:
             return
         out = Path(run.config.out)

@@ -14,7 +14,7 @@ from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import Preprocessor, load_dataset
+from fdseg_core.data import load_dataset
 from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
 from fdseg_core.train import load_model
 
@@ -90,12 +90,12 @@ def _member_labels(ckpts, case):
     total = None
     for path in ckpts:
         model, meta = load_model(path)
-        image = torch.from_numpy(Preprocessor.from_meta(meta)(case, with_label=False).image)[None]
+        image = torch.from_numpy(meta.preprocessor()(case, with_label=False).image)[None]
         probs = sliding_window_inference(
-            image, model, meta["patch_size"], overlap=0.5, activation=meta["activation"]
+            image, model, meta.patch_size, overlap=0.5, activation=meta.activation
         )
         total = probs if total is None else total + probs
-    return labels_from_probabilities(total / len(ckpts), meta["activation"])[0].numpy()
+    return labels_from_probabilities(total / len(ckpts), meta.activation)[0].numpy()
 
 
 def test_predict_run_dir_averages_the_folds(cv, tmp_path):

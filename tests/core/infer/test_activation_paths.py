@@ -19,7 +19,7 @@ from builders import make_toy_dataset
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.data import Preprocessor, load_dataset
+from fdseg_core.data import load_dataset
 from fdseg_core.experiment.protocol import evaluate_run
 from fdseg_core.infer.sliding_window import gaussian_importance, window_starts
 from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train
@@ -90,13 +90,13 @@ def runs(tmp_path_factory):
 def _validation_dice(path, ds, activation):
     model, meta = load_model(path)
     info = load_dataset(ds)
-    prep = Preprocessor.from_meta(meta)
+    prep = meta.preprocessor()
     vols = [prep(c) for c in info.test]
     return validate(
         model,
         vols,
-        meta["num_classes"],
-        meta["patch_size"],
+        meta.num_classes,
+        meta.patch_size,
         overlap=0.5,
         device=torch.device("cpu"),
         dist_info=DistInfo(),
@@ -112,14 +112,14 @@ def test_checkpoints_record_the_activation_of_their_loss(runs):
     ):
         ckpt = load_checkpoint(runs[loss]["dir"] / "last.pt")
         assert ckpt["data"]["activation"] == activation
-        assert load_model(runs[loss]["dir"] / "last.pt")[1]["activation"] == activation
+        assert load_model(runs[loss]["dir"] / "last.pt")[1].activation == activation
 
 
 def test_a_checkpoint_without_an_activation_takes_it_from_its_loss(runs, tmp_path):
     ckpt = load_checkpoint(runs["sigmoid_dice"]["dir"] / "last.pt")
     del ckpt["data"]["activation"]
     torch.save(ckpt, tmp_path / "old.pt")
-    assert load_model(tmp_path / "old.pt")[1]["activation"] == "sigmoid"
+    assert load_model(tmp_path / "old.pt")[1].activation == "sigmoid"
 
 
 @pytest.mark.parametrize("sig", ["sigmoid_dice", "default"])
@@ -198,10 +198,10 @@ def test_predict_from_a_softmax_checkpoint_is_the_softmax_argmax(runs, tmp_path)
     run, ds = runs["dice_ce"]["dir"], runs["dice_ce"]["ds"]
     got = _predict(["predict", str(run / "last.pt"), str(ds)], tmp_path / "last")
     model, meta = load_model(run / "last.pt")
-    prep = Preprocessor.from_meta(meta)
+    prep = meta.preprocessor()
     for case in load_dataset(ds).test:
         image = torch.from_numpy(prep(case, with_label=False).image)[None]
-        want = _softmax_blend_labels(model, image, tuple(meta["patch_size"]))
+        want = _softmax_blend_labels(model, image, meta.patch_size)
         label = got[f"{case.case_id}.nii.gz"]
         # float32 blending vs float64 here: a tie may flip a voxel on the boundary
         assert (label != want).mean() < 1e-3

@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset
+from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset, trainer_validating
 
 from fdseg_core.train import TrainConfig, load_checkpoint, train
-from fdseg_core.train import loop as loop_module
 from fdseg_core.train.callbacks import EMASelection, TrainingCallback
 
 BASE = dict(iters_per_epoch=1, patch_size=(16, 16, 8), val_every=1, n_folds=2, progress=False)
@@ -43,7 +42,7 @@ class Recorder(TrainingCallback):
         self.calls.append(("epoch_end", run.epoch))
 
     def on_train_end(self, run, summary):
-        self.calls.append(("end", summary["epochs_run"]))
+        self.calls.append(("end", summary.epochs_run))
 
     def state_dict(self):
         return {"count": self.count}
@@ -76,50 +75,36 @@ def test_callbacks_see_every_stage_in_order_and_add_to_the_log(ds, tmp_path):
     assert again.calls[0] == ("start", 2) and again.count == 3  # its state came back
 
 
-def _validations(monkeypatch, means):
-    """validate() returns these mean Dice values, one per validation."""
-    values = iter(means)
-
-    def fake(*args, **kwargs):
-        m = next(values)
-        return np.array([np.nan, m, m])
-
-    monkeypatch.setattr(loop_module, "validate", fake)
-
-
 MEANS = [0.5, 0.9, 0.3, 0.7, 0.7, 0.7]
 
 
-def test_best_pt_by_the_raw_dice_takes_the_one_lucky_validation(ds, tmp_path, monkeypatch):
-    _validations(monkeypatch, MEANS)
-    result = train(TrainConfig(dataset=str(ds), out=str(tmp_path / "r"), epochs=6, **BASE))
-    assert result["best_epoch"] == 2
+def test_best_pt_by_the_raw_dice_takes_the_one_lucky_validation(ds, tmp_path):
+    scripted = trainer_validating(MEANS)
+    result = train(
+        TrainConfig(dataset=str(ds), out=str(tmp_path / "r"), epochs=6, **BASE), trainer=scripted
+    )
+    assert result.best_epoch == 2
 
 
-def test_best_pt_by_the_ema_follows_the_smoothed_dice(ds, tmp_path, monkeypatch):
-    _validations(monkeypatch, MEANS)
+def test_best_pt_by_the_ema_follows_the_smoothed_dice(ds, tmp_path):
     out = tmp_path / "r"
     config = TrainConfig(dataset=str(ds), out=str(out), epochs=6, best_selection="ema", **BASE)
-    result = train(config)
+    result = train(config, trainer=trainer_validating(MEANS))
     ema, expected = None, []
     for m in MEANS:
         ema = m if ema is None else 0.9 * ema + 0.1 * m
         expected.append(ema)
     rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_dice_ema"] for r in rows] == pytest.approx(expected)
-    assert int(np.argmax(expected)) + 1 == 6 and result["best_epoch"] == 6
+    assert int(np.argmax(expected)) + 1 == 6 and result.best_epoch == 6
     assert load_checkpoint(out / "best.pt")["epoch"] == 6
 
 
-def test_the_ema_resumes_where_it_stopped(ds, tmp_path, monkeypatch):
+def test_the_ema_resumes_where_it_stopped(ds, tmp_path):
     out = tmp_path / "r"
-    _validations(monkeypatch, MEANS[:3])
-    train(TrainConfig(dataset=str(ds), out=str(out), epochs=3, best_selection="ema", **BASE))
-    _validations(monkeypatch, MEANS[3:])
-    train(
-        TrainConfig(dataset=str(ds), out=str(out), epochs=6, best_selection="ema", **BASE),
-        resume=True,
-    )
+    config = TrainConfig(dataset=str(ds), out=str(out), epochs=3, best_selection="ema", **BASE)
+    train(config, trainer=trainer_validating(MEANS[:3]))
+    train(config.replace(epochs=6), resume=True, trainer=trainer_validating(MEANS[3:]))
     rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     ema = None
     for m, row in zip(MEANS, rows, strict=True):

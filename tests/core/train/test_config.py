@@ -17,7 +17,14 @@ def make(**kw):
 
 
 def test_runtime_fields_are_the_six_that_say_how_a_run_executes():
-    assert RUNTIME_FIELDS == {"device", "num_workers", "kernel", "tensorboard", "mlflow", "progress"}
+    assert RUNTIME_FIELDS == {
+        "device",
+        "num_workers",
+        "kernel",
+        "tensorboard",
+        "mlflow",
+        "progress",
+    }
     c = make(device="cpu", num_workers=3)
     assert "device" not in c.run_dict() and "num_workers" not in c.run_dict()
     assert c.run_dict() == make(progress=False, tensorboard=True).run_dict()

@@ -11,13 +11,12 @@ import signal
 
 import pytest
 import torch
-from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset
+from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset, plugin_trainers, trainer_at_step
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
 from fdseg_core.errors import TrainingDivergedError, TrainingInterrupted
 from fdseg_core.train import TrainConfig, load_checkpoint, train
-from fdseg_core.train import steps as steps_module
 from fdseg_core.train.logs import MetricsLog
 
 ITERS = 3
@@ -42,26 +41,19 @@ def _strict(text: str) -> list[dict]:
     return [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
 
 
-def _at_call(monkeypatch, n: int, action):
-    """Run ``action(real result)`` instead of returning the ``n``-th training step's loss."""
-    real = steps_module.train_step
-    calls = {"n": 0}
-
-    def step(*args, **kwargs):
-        calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return action(loss) if calls["n"] == n else loss
-
-    monkeypatch.setattr(steps_module, "train_step", step)
-    return calls
+#: The trainer the command-line tests select (a plugin's, registered for the test).
+FAULTY = "TrainerWithAFault"
 
 
-def test_a_nan_loss_stops_at_that_step_keeps_the_checkpoints_and_exits_1(ds, tmp_path, monkeypatch):
+def test_a_nan_loss_stops_at_that_step_keeps_the_checkpoints_and_exits_1(ds, tmp_path):
     run = tmp_path / "run"
-    _at_call(monkeypatch, 2 * ITERS + 2, lambda loss: torch.full_like(loss, float("nan")))
+    nan, _ = trainer_at_step(
+        2 * ITERS + 2, lambda loss: torch.full_like(loss, float("nan")), name=FAULTY
+    )
     args = ["train", str(ds), "--out", str(run), "--epochs", "4", "--iters-per-epoch", "3"]
     args += ["--patch-size", "16", "16", "8", "--val-every", "1", "--folds", "2", "--no-progress"]
-    r = CliRunner().invoke(cli, args)
+    with plugin_trainers(nan):
+        r = CliRunner().invoke(cli, [*args, "--trainer", FAULTY])
     assert r.exit_code == 1, r.output
     line = r.output.strip().splitlines()[-1]
     assert line.startswith("Error: the training loss was nan at step 8 (epoch 3)")
@@ -74,10 +66,10 @@ def test_a_nan_loss_stops_at_that_step_keeps_the_checkpoints_and_exits_1(ds, tmp
     assert [row["epoch"] for row in _strict((run / "metrics.jsonl").read_text())] == [1, 2]
 
 
-def test_the_api_raises_the_divergence_with_its_step(ds, tmp_path, monkeypatch):
-    _at_call(monkeypatch, 1, lambda loss: torch.full_like(loss, float("inf")))
+def test_the_api_raises_the_divergence_with_its_step(ds, tmp_path):
+    inf, _ = trainer_at_step(1, lambda loss: torch.full_like(loss, float("inf")))
     with pytest.raises(TrainingDivergedError, match="no checkpoint was written") as info:
-        train(TrainConfig(dataset=str(ds), out=str(tmp_path / "r"), epochs=2, **BASE))
+        train(TrainConfig(dataset=str(ds), out=str(tmp_path / "r"), epochs=2, **BASE), trainer=inf)
     assert info.value.step == 1 and "lr 0.001" in str(info.value)
 
 
@@ -94,7 +86,7 @@ def test_the_metrics_log_writes_null_for_non_finite_values_and_reads_both(tmp_pa
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_saves_the_current_step_and_resume_continues_from_it_exactly(
-    ds, tmp_path, monkeypatch, signum, code
+    ds, tmp_path, signum, code
 ):
     config = {k: v for k, v in BASE.items() if k != "backbone_options"} | {"epochs": 2}
     whole = tmp_path / "whole"
@@ -105,14 +97,17 @@ def test_a_signal_saves_the_current_step_and_resume_continues_from_it_exactly(
         os.kill(os.getpid(), signum)  # delivered to this (main) thread, as from a scheduler
         return loss
 
-    calls = _at_call(monkeypatch, ITERS + 2, send)  # step 2 of epoch 2
+    # the same run as `whole`, from the command line, with a trainer that signals at
+    # step 2 of epoch 2 and computes what the default one does
+    sender, calls = trainer_at_step(ITERS + 2, send, name=FAULTY)
     before = signal.getsignal(signal.SIGTERM)
     args = ["train", str(ds), "--out", str(run), "--epochs", "2", "--iters-per-epoch", "3"]
     args += ["--patch-size", "16", "16", "8", "--val-every", "1", "--folds", "2"]
     args += ["--backbone", BASE["backbone"], "--loss", BASE["loss"], "--fusion", BASE["fusion"]]
-    args += ["--no-progress"]  # the same run as `whole`, from the command line
-    r = CliRunner().invoke(cli, args)
-    assert r.exit_code == code, r.output
+    args += ["--no-progress", "--trainer", FAULTY]
+    with plugin_trainers(sender):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == code, r.output
     name = signal.Signals(signum).name
     assert r.output.strip().splitlines()[-1] == (
         f"{name}: stopped after step 5 (epoch 2, step 2 of 3) and saved {run / 'last.pt'}; "
@@ -122,8 +117,8 @@ def test_a_signal_saves_the_current_step_and_resume_continues_from_it_exactly(
     saved = load_checkpoint(run / "last.pt")
     assert saved["epoch"] == 1 and saved["epoch_progress"]["done"] == 2
     assert signal.getsignal(signal.SIGTERM) == before  # the handlers are given back
-    monkeypatch.undo()
-    r = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--no-progress"])
+    with plugin_trainers(sender):  # the run resumes with its own trainer (no signal now)
+        r = CliRunner().invoke(cli, ["train", "--out", str(run), "--resume", "--no-progress"])
     assert r.exit_code == 0, r.output
     a, b = load_checkpoint(whole / "last.pt"), load_checkpoint(run / "last.pt")
     assert a["epoch"] == b["epoch"] == 2 and b["epoch_progress"] is None
@@ -134,44 +129,44 @@ def test_a_signal_saves_the_current_step_and_resume_continues_from_it_exactly(
     assert [r["train_loss"] for r in rows_b] == pytest.approx([r["train_loss"] for r in rows_a])
 
 
-def test_the_api_raises_the_interruption_with_its_exit_code(ds, tmp_path, monkeypatch):
-    _at_call(monkeypatch, 1, lambda loss: (os.kill(os.getpid(), signal.SIGTERM), loss)[1])
+def test_the_api_raises_the_interruption_with_its_exit_code(ds, tmp_path):
+    term, _ = trainer_at_step(1, lambda loss: (os.kill(os.getpid(), signal.SIGTERM), loss)[1])
     with pytest.raises(TrainingInterrupted) as info:
-        train(TrainConfig(dataset=str(ds), out=str(tmp_path / "r"), epochs=1, **BASE))
+        train(TrainConfig(dataset=str(ds), out=str(tmp_path / "r"), epochs=1, **BASE), trainer=term)
     assert info.value.exit_code == 143 and info.value.step == 1
     assert "run again with resume" in str(info.value)
 
 
 def test_a_signal_during_validation_saves_the_epoch_and_the_resumed_run_validates_it_again(
-    ds, tmp_path, monkeypatch
+    ds, tmp_path
 ):
     """The signal arrives while epoch 2 is validated: last.pt holds epoch 2's steps as
     done and its validation as not; the resumed run validates it and ends where an
     uninterrupted run ends, metrics log included."""
-    from fdseg_core.train import evaluation
+    from fdseg_core.train.trainer import Trainer
 
     config = {k: v for k, v in BASE.items() if k != "backbone_options"} | {"epochs": 3}
     whole = tmp_path / "whole"
     train(TrainConfig(dataset=str(ds), out=str(whole), **config))
-    real = evaluation.sliding_window_inference
     calls = {"n": 0}
 
-    def window(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:  # the first volume of epoch 2's validation (2 per validation)
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kwargs)
+    class SignalInValidation(Trainer):
+        name = "Trainer"  # computes what the default trainer computes
 
-    monkeypatch.setattr(evaluation, "sliding_window_inference", window)
+        def validate(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:  # as epoch 2's validation starts
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().validate(*args, **kwargs)
+
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as info:
-        train(TrainConfig(dataset=str(ds), out=str(run), **config))
+        train(TrainConfig(dataset=str(ds), out=str(run), **config), trainer=SignalInValidation)
     assert info.value.exit_code == 143
     assert "in the validation after step 6 (epoch 2)" in str(info.value)
     saved = load_checkpoint(run / "last.pt")
     assert saved["epoch"] == 1 and saved["epoch_progress"]["done"] == ITERS
     assert [r["epoch"] for r in _strict((run / "metrics.jsonl").read_text())] == [1]
-    monkeypatch.undo()
     train(TrainConfig(dataset=str(ds), out=str(run), **config), resume=True)
     a, b = load_checkpoint(whole / "last.pt"), load_checkpoint(run / "last.pt")
     assert a["epoch"] == b["epoch"] == 3

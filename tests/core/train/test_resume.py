@@ -8,13 +8,18 @@ import json
 import logging
 
 import pytest
-from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset
+from builders import (
+    TINY_FUSION,
+    TINY_NETWORK,
+    make_toy_dataset,
+    trainer_dying_in_epoch_2,
+    trainer_validating,
+)
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
 from fdseg_core.train import TrainConfig, load_checkpoint, train
-from fdseg_core.train import loop as loop_module
-from fdseg_core.train import steps as steps_module
+from fdseg_core.train.trainer import Trainer
 
 ITERS = 2
 #: a tiny run: 2 steps per epoch of 16 x 16 x 8 patches, a small unet3d, 2 folds
@@ -36,17 +41,19 @@ def _epochs(out):
     return [json.loads(r)["epoch"] for r in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def _record_lrs(monkeypatch) -> list[float]:
-    """The learning rate at each optimiser step (before the step)."""
+def _recording_lrs() -> tuple[type[Trainer], list[float]]:
+    """A trainer (the default one's computation) that records the learning rate at each
+    optimiser step (before the step)."""
     seen: list[float] = []
-    real = steps_module.train_step
 
-    def spy(model, opt, *args, **kwargs):
-        seen.append(opt.optimizer.param_groups[0]["lr"])
-        return real(model, opt, *args, **kwargs)
+    class RecordingLR(Trainer):
+        name = "Trainer"
 
-    monkeypatch.setattr(steps_module, "train_step", spy)
-    return seen
+        def train_step(self, model, opt, image, label):
+            seen.append(opt.optimizer.param_groups[0]["lr"])
+            return super().train_step(model, opt, image, label)
+
+    return RecordingLR, seen
 
 
 def test_resume_accepts_other_runtime_options(ds, tmp_path):
@@ -55,7 +62,7 @@ def test_resume_accepts_other_runtime_options(ds, tmp_path):
     result = train(
         config(ds, out, epochs=2, num_workers=0, device="cpu", progress=True), resume=True
     )
-    assert result["epochs_run"] == 2 and _epochs(out) == [1, 2]
+    assert result.epochs_run == 2 and _epochs(out) == [1, 2]
     saved = load_checkpoint(out / "last.pt")["config"]
     assert saved["device"] == "cpu" and saved["num_workers"] == 0 and saved["epochs"] == 2
 
@@ -67,16 +74,14 @@ def test_resume_still_refuses_a_change_that_defines_the_run(ds, tmp_path):
         train(config(ds, out, epochs=2, lr=0.1, beta=0.2, device="cpu"), resume=True)
 
 
-def test_a_larger_epochs_extends_a_finished_run_on_a_recomputed_schedule(
-    ds, tmp_path, monkeypatch, caplog
-):
+def test_a_larger_epochs_extends_a_finished_run_on_a_recomputed_schedule(ds, tmp_path, caplog):
     out = tmp_path / "run"
     train(config(ds, out, epochs=2))
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
-    lrs = _record_lrs(monkeypatch)
+    recording, lrs = _recording_lrs()
     with caplog.at_level(logging.INFO, logger="fdseg_core.train.loop"):
-        result = train(config(ds, out, epochs=3), resume=True)
-    assert result["epochs_run"] == 3 and _epochs(out) == [1, 2, 3]
+        result = train(config(ds, out, epochs=3), resume=True, trainer=recording)
+    assert result.epochs_run == 3 and _epochs(out) == [1, 2, 3]
     # poly over 3 epochs from step 4 of 6: lr = 1e-3 * (1 - 4/6) ** 0.9, then step 5
     total = 3 * ITERS
     want = [1e-3 * (1 - s / total) ** 0.9 for s in (2 * ITERS, 2 * ITERS + 1)]
@@ -88,41 +93,28 @@ def test_a_larger_epochs_extends_a_finished_run_on_a_recomputed_schedule(
     assert json.loads((out / "config.json").read_text())["epochs"] == 3
 
 
-def test_a_smaller_epochs_finishes_a_killed_run_early(ds, tmp_path, monkeypatch):
+def test_a_smaller_epochs_finishes_a_killed_run_early(ds, tmp_path):
     out = tmp_path / "run"
-    calls = {"n": 0}
-    real_plot = loop_module.plot_curves
-
-    def plot_then_die(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # during epoch 2, before its checkpoint: as a SIGKILL would
-            raise KeyboardInterrupt
-        return real_plot(*args, **kwargs)
-
-    monkeypatch.setattr(loop_module, "plot_curves", plot_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train(config(ds, out, epochs=5, val_every=3))
-    monkeypatch.setattr(loop_module, "plot_curves", real_plot)
+        train(config(ds, out, epochs=5, val_every=3), trainer=trainer_dying_in_epoch_2())
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
-    lrs = _record_lrs(monkeypatch)
-    result = train(config(ds, out, epochs=2, val_every=3), resume=True)
-    assert result["epochs_run"] == 2 and _epochs(out) == [1, 2]
+    recording, lrs = _recording_lrs()
+    result = train(config(ds, out, epochs=2, val_every=3), resume=True, trainer=recording)
+    assert result.epochs_run == 2 and _epochs(out) == [1, 2]
     rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert "val_dice_mean" in rows[-1]  # the new last epoch validates
     assert rows[-1]["lr"] == 0.0  # the schedule ended with the run
     assert lrs == pytest.approx([1e-3 * (1 - s / (2 * ITERS)) ** 0.9 for s in (2, 3)], rel=1e-6)
 
 
-def test_an_early_stopped_run_stays_stopped_with_more_epochs(ds, tmp_path, monkeypatch, caplog):
-    import numpy as np
-
-    monkeypatch.setattr(loop_module, "validate", lambda *a, **k: np.array([np.nan, 0.5, 0.5]))
+def test_an_early_stopped_run_stays_stopped_with_more_epochs(ds, tmp_path, caplog):
     out = tmp_path / "run"
-    result = train(config(ds, out, epochs=10, early_stop_patience=1))
-    assert result["stopped_early"] and result["epochs_run"] == 2
+    flat = trainer_validating([0.5] * 10)
+    result = train(config(ds, out, epochs=10, early_stop_patience=1), trainer=flat)
+    assert result.stopped_early and result.epochs_run == 2
     with caplog.at_level(logging.INFO, logger="fdseg_core.train.loop"):
         again = train(config(ds, out, epochs=20, early_stop_patience=1), resume=True)
-    assert again["epochs_run"] == 2
+    assert again.epochs_run == 2
     assert any("stays stopped" in r.getMessage() for r in caplog.records)
 
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from builders import make_toy_dataset, tiny_config
+from builders import make_toy_dataset, tiny_config, trainer_validating
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -26,12 +26,12 @@ from fdseg_core.train import (
 )
 from fdseg_core.train.checkpoint import build_model
 from fdseg_core.train.setup import (
-    build_optimisation,
     input_shape,
     prepare_data,
     steps_per_epoch,
 )
 from fdseg_core.train.steps import train_step, validate
+from fdseg_core.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_steps_per_epoch_is_one_pass_when_not_given(ds, tmp_path):
 def test_one_step_updates_the_weights_and_steps_the_schedule(ds, tmp_path, name):
     config = cfg(ds, tmp_path, optimizer=name, schedule="poly", epochs=2)
     model = build_model(config.to_dict(), 1, 3)
-    opt = build_optimisation(config, model, total_steps=2, device=torch.device("cpu"))
+    opt = Trainer(config).build_optimisation(model, total_steps=2, device=torch.device("cpu"))
     assert type(opt.optimizer).__name__.lower() == name
     before = [p.detach().clone() for p in model.parameters()]
     x, y = torch.randn(2, 1, 16, 16, 8), torch.randint(0, 3, (2, 16, 16, 8))
@@ -165,7 +165,7 @@ def test_cli_paper_recipe_builds_the_papers_late_model_and_prints_every_value(ds
     model, meta = load_model(run / "best.pt")
     assert type(model.backbone).__name__ == "PaperUNet3D" and model.fused_at == "decoder"
     assert model.layout == "reference"
-    assert meta["patch_size"] == [24, 24, 16]  # the whole volume, divisible by 4
+    assert meta.patch_size == (24, 24, 16)  # the whole volume, divisible by 4
 
 
 # ---- whole volumes ----
@@ -190,9 +190,9 @@ def test_whole_volume_samples_visit_every_volume_once_per_epoch(ds, tmp_path):
 def test_whole_volume_training_and_prediction_in_one_pass(ds, tmp_path, monkeypatch):
     run = tmp_path / "run"
     result = train(cfg(ds, run, patch_size="full", fusion="early", epochs=2))
-    assert result["best_epoch"] >= 1
+    assert result.best_epoch >= 1
     model, meta = load_model(run / "best.pt")
-    assert meta["patch_size"] == [24, 24, 16]
+    assert meta.patch_size == (24, 24, 16)
     import fdseg_core.infer.sliding_window as sw
 
     calls = []
@@ -226,8 +226,8 @@ def test_pipeline_bands_train_predict_and_need_the_centred_layout(ds, tmp_path):
     run = tmp_path / "run"
     train(cfg(ds, run, bands="volume", fusion="late", epochs=1))
     model, meta = load_model(run / "last.pt")
-    assert meta["bands"] == {"beta": 0.1, "dims": [2, 3]} and model.input_bands == "volume"
-    prep = Preprocessor.from_meta(meta)
+    assert meta.bands == {"beta": 0.1, "dims": [2, 3]} and model.input_bands == "volume"
+    prep = meta.preprocessor()
     assert prep.bands == VolumeBands(0.1, (2, 3))
     from fdseg_core.infer import gather_inputs, predict_cases
 
@@ -244,36 +244,30 @@ def test_pipeline_bands_train_predict_and_need_the_centred_layout(ds, tmp_path):
 # ---- early stopping ----
 
 
-def test_early_stopping_on_a_plateau_keeps_its_state_across_resume(ds, tmp_path, monkeypatch):
-    import fdseg_core.train.loop as loop
-
-    scores = iter([0.2, 0.5, 0.5, 0.49, 0.51, 0.9, 0.9, 0.9])
-    monkeypatch.setattr(
-        loop, "validate", lambda *a, **k: np.array([np.nan, next(scores), next(scores)])
-    )  # mean foreground Dice per epoch: 0.35, 0.495, 0.70, 0.9
+def test_early_stopping_on_a_plateau_keeps_its_state_across_resume(ds, tmp_path):
+    scripted = trainer_validating([0.35, 0.495, 0.70, 0.9])  # mean foreground Dice per epoch
     run = tmp_path / "run"
     # patience 1, min delta 0.2: epoch 2 (0.495) does not beat 0.35 + 0.2 -> stop
-    result = train(cfg(ds, run, epochs=10, early_stop_patience=1, early_stop_min_delta=0.2))
-    assert result["stopped_early"] and result["epochs_run"] == 2 and result["best_epoch"] == 1
+    result = train(
+        cfg(ds, run, epochs=10, early_stop_patience=1, early_stop_min_delta=0.2), trainer=scripted
+    )
+    assert result.stopped_early and result.epochs_run == 2 and result.best_epoch == 1
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["stopped_early"] and ckpt["stale_validations"] == 1
-    assert "stopped early" in result["report"]
+    assert "stopped early" in result.report
     again = train(
         cfg(ds, run, epochs=10, early_stop_patience=1, early_stop_min_delta=0.2), resume=True
     )
-    assert again["epochs_run"] == 2  # a stopped run stays stopped
+    assert again.epochs_run == 2  # a stopped run stays stopped
 
 
-def test_early_stopping_waits_for_the_minimum_epochs(ds, tmp_path, monkeypatch):
-    import fdseg_core.train.loop as loop
-
-    means = iter([0.5, 0.3, 0.3, 0.3, 0.9, 0.9])  # sags, then takes off at epoch 5
-    monkeypatch.setattr(loop, "validate", lambda *a, **k: np.array([np.nan, (m := next(means)), m]))
+def test_early_stopping_waits_for_the_minimum_epochs(ds, tmp_path):
+    sags = trainer_validating([0.5, 0.3, 0.3, 0.3, 0.9, 0.9])  # takes off at epoch 5
     config = cfg(ds, tmp_path / "run", epochs=6, early_stop_patience=2, early_stop_min_epochs=5)
-    result = train(config)
+    result = train(config, trainer=sags)
     # without the minimum it would stop at epoch 3; with it, epoch 5 improves
-    assert result["best_epoch"] == 5 and result["epochs_run"] == 6
-    assert not result["stopped_early"]
+    assert result.best_epoch == 5 and result.epochs_run == 6
+    assert not result.stopped_early
 
 
 def test_version_1_checkpoints_load_with_the_generic_fusion(ds, tmp_path):
@@ -297,7 +291,7 @@ def test_channels_last_steps_match_the_contiguous_ones(ds, tmp_path):
         model = build_model(config.to_dict(), 1, 3).eval()  # eval: no dropout
         if channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
-        opt = build_optimisation(config, model, total_steps=2, device=torch.device("cpu"))
+        opt = Trainer(config).build_optimisation(model, total_steps=2, device=torch.device("cpu"))
         losses.append([float(train_step(model, opt, x, y, channels_last=channels_last))
                        for _ in range(2)])  # fmt: skip
         weights.append(model.backbone.conv3d_c1_1.weight.detach().contiguous())
@@ -308,7 +302,7 @@ def test_channels_last_steps_match_the_contiguous_ones(ds, tmp_path):
 def test_compiled_training_runs_and_writes_an_eager_loadable_checkpoint(ds, tmp_path):
     run = tmp_path / "run"
     result = train(cfg(ds, run, compile=True, fusion="late", epochs=1, iters_per_epoch=2))
-    assert result["best_epoch"] == 1
+    assert result.best_epoch == 1
     model, _ = load_model(run / "best.pt")  # plain module keys, no compile wrapper
     assert model(torch.randn(1, 1, 16, 16, 8)).shape == (1, 3, 16, 16, 8)
     with pytest.raises(ValueError, match="compile_mode must be one of"):

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from builders import make_toy_dataset, tiny_args, tiny_config
+from builders import make_toy_dataset, tiny_args, tiny_config, trainer_dying_in_epoch_2
 
 from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train
-from fdseg_core.train import loop as loop_module
 
 
 def config(ds, out, **kw):
@@ -46,31 +45,20 @@ def test_training_writes_checkpoints_logs_plot_and_split(ds, tmp_path, fusion):
     assert ckpt["epoch"] == 2 and ckpt["config"]["fusion"] == fusion
     assert ckpt["backbone_package"]["package"] == "fdseg"
     assert {"optimizer", "scheduler", "scaler", "rng"} <= set(ckpt)
-    assert 0.0 <= result["best_dice"] <= 1.0
+    assert 0.0 <= result.best_dice <= 1.0
     model, meta = load_model(out / "best.pt")
-    assert meta["num_classes"] == 3 and meta["labels"]["ball"] == 2
+    assert meta.num_classes == 3 and meta.labels["ball"] == 2
     assert model(torch.randn(1, 1, 16, 16, 8)).shape == (1, 3, 16, 16, 8)
     assert not list(out.glob(".*tmp*"))
 
 
-def test_resume_continues_exactly_where_it_stopped(ds, tmp_path, monkeypatch):
+def test_resume_continues_exactly_where_it_stopped(ds, tmp_path):
     straight = tmp_path / "straight"
     train(config(ds, straight, epochs=3))
     interrupted = tmp_path / "interrupted"
-    calls = {"n": 0}
-    real_plot = loop_module.plot_curves
-
-    def plot_then_die(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # during epoch 2, before its checkpoint is written
-            raise KeyboardInterrupt
-        return real_plot(*args, **kwargs)
-
-    monkeypatch.setattr(loop_module, "plot_curves", plot_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(ds, interrupted, epochs=3))
+    with pytest.raises(KeyboardInterrupt):  # during epoch 2, before its checkpoint
+        train(config(ds, interrupted, epochs=3), trainer=trainer_dying_in_epoch_2())
     assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1  # the good one survived
-    monkeypatch.setattr(loop_module, "plot_curves", real_plot)
     train(config(ds, interrupted, epochs=3), resume=True)
     a = load_checkpoint(straight / "last.pt")["model"]
     b = load_checkpoint(interrupted / "last.pt")["model"]

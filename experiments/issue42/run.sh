@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Issue 42: the perturbation audit of issue 39's runs (experiments/issue42/README.md).
+#   bash experiments/issue42/run.sh ablation [pilot] [final]
+# Each part audits experiments/issue39/<part> (for ablation: its default arm) into
+# experiments/issue42/<part>/, with the code of this checkout's virtual environment.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(git -C "$HERE" rev-parse --show-toplevel)"
+FDSEG="${FDSEG:-$REPO/.venv/bin/fdseg}"
+PARTS=("$@")
+[ ${#PARTS[@]} -gt 0 ] || PARTS=(ablation)
+for part in "${PARTS[@]}"; do
+  case "$part" in
+    ablation) exp="$REPO/experiments/issue39/ablation/default" ;;
+    pilot | final) exp="$REPO/experiments/issue39/$part" ;;
+    *) echo "unknown part $part: expected ablation, pilot or final" >&2; exit 2 ;;
+  esac
+  [ -f "$exp/experiment.json" ] || { echo "$exp has not run yet" >&2; exit 1; }
+  echo "== robustness $part ($(date -u +%FT%TZ))"
+  "$FDSEG" robustness "$exp" --out "$HERE/$part" --seed 42 --no-progress
+done

@@ -1,0 +1,102 @@
+"""``fdseg robustness``: trained models scored on perturbed test images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["robustness"]
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option(
+    "--dataset",
+    type=click.Path(file_okay=False, exists=True),
+    help="The labelled dataset whose test cases (imagesTs + labelsTs) are perturbed "
+    "[default for an experiment folder: its own dataset and test cases].",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--kinds",
+    default=None,
+    help="Comma-separated perturbation kinds [default: all; see the list below].",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the perturbations.")
+@click.option(
+    "--beta",
+    default=None,
+    type=float,
+    help="Cut-off of the spectral kinds (relative width of the low band) [default: 0.1].",
+)
+@click.option(
+    "--max-cases",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Perturb only the first N test cases (a quick look).",
+)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+def robustness(models, dataset, out, kinds, seed, beta, max_cases, device, progress):
+    """Score trained MODELS on perturbed versions of labelled test images.
+
+    MODELS are checkpoints, run folders (best.pt), cross-validation folders (the
+    ensemble of their folds) or one experiment folder (every finished run, with the
+    experiment's dataset and test cases). Each test case is perturbed once per kind and
+    strength (three strengths per kind, and the clean image), with the same seed for
+    every model, and scored as `fdseg predict` + `fdseg evaluate` score it. Kinds: MRI
+    artifacts from TorchIO (bias, motion, ghosting, spike, noise, blur, anisotropy;
+    pip install 'fdseg[robustness]'), the low or the high band scaled down by fdseg's
+    band operators (low_band, high_band), and intensity curves that survive
+    normalisation (gamma, contrast). Writes OUT/robustness.csv (every score),
+    OUT/robustness.json (suite, models, mean Dice and drop per perturbation),
+    OUT/robustness.png and, for an experiment, OUT/robustness_vs_baseline.md (each
+    method against the baseline, paired by seed and case, at seed level)."""
+    # lazy: the audit imports torch; `--help` stays instant
+    from fdseg_core.data import load_dataset
+    from fdseg_core.robustness.scoring import (
+        audit,
+        experiment_models,
+        is_experiment,
+        labelled_cases,
+        models_from_paths,
+        suite_from,
+    )
+    from fdseg_core.train import resolve_device
+
+    names = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
+    suite = suite_from(names, seed, beta)  # an unknown kind ends here, before any work
+    experiments = [m for m in models if is_experiment(m)]
+    if experiments:
+        if len(models) > 1:
+            raise click.BadParameter(
+                "give one experiment folder alone (its runs are the models)", param_hint="MODELS"
+            )
+        found, exp_dataset, case_ids = experiment_models(experiments[0])
+        root = Path(dataset) if dataset else exp_dataset
+        cases = labelled_cases(root, case_ids)
+    else:
+        if not dataset:
+            raise click.BadParameter(
+                "give the labelled dataset whose test cases to perturb", param_hint="--dataset"
+            )
+        found, root = models_from_paths(models), Path(dataset)
+        cases = labelled_cases(root)
+    if max_cases is not None:
+        cases = cases[:max_cases]
+    labels = dict(load_dataset(root).labels)
+    if suite.needs_torchio:
+        from fdseg_core.robustness.perturbations import require_torchio
+
+        require_torchio()
+    result = audit(
+        found,
+        cases,
+        suite,
+        out,
+        labels=labels,
+        device=resolve_device(device),
+        progress=progress,
+    )
+    click.echo(result.report)
