@@ -36,7 +36,13 @@ __all__ = ["robustness"]
     type=click.IntRange(min=1),
     help="Perturb only the first N test cases (a quick look).",
 )
-@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option(
+    "--device",
+    default="auto",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    show_default=True,
+    help="Where the models run.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 def robustness(models, dataset, out, kinds, seed, beta, max_cases, device, progress):
     """Score trained MODELS on perturbed versions of labelled test images.
@@ -87,7 +93,7 @@ def robustness(models, dataset, out, kinds, seed, beta, max_cases, device, progr
         cases = cases[:max_cases]
     labels = dict(load_dataset(root).labels)
     if suite.needs_torchio:
-        from fdseg_core.robustness.perturbations import require_torchio
+        from fdseg_core.robustness.perturbations import require_torchio  # lazy: in the body
 
         require_torchio()
     result = audit(

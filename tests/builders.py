@@ -278,3 +278,26 @@ def trainer_dying_in_epoch_2():
             super().write_curves(rows, path)
 
     return DiesInEpoch2
+
+
+def model_card(
+    *,
+    normalization: Sequence[str] = ("zscore",),
+    patch_size: Sequence[int] = (16, 16, 8),
+    labels: dict[str, int] | None = None,
+    **fields: Any,
+):
+    """A :class:`~fdseg_core.infer.card.ModelCard` for a test model: one input channel per
+    normalisation, the toy dataset's classes unless told, softmax, flips not recorded."""
+    from fdseg_core.infer.card import ModelCard
+
+    labels = labels if labels is not None else {"background": 0, "blob": 1, "ball": 2}
+    return ModelCard(
+        in_channels=len(normalization),
+        num_classes=fields.pop("num_classes", max(labels.values()) + 1),
+        labels=labels,
+        normalization=tuple(normalization),
+        patch_size=tuple(patch_size),
+        activation=fields.pop("activation", "softmax"),
+        **fields,
+    )

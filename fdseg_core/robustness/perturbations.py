@@ -230,7 +230,7 @@ def require_torchio() -> None:
 
 def _torchio(image: np.ndarray, affine: np.ndarray, p: Perturbation, seed: int) -> np.ndarray:
     require_torchio()
-    import torchio as tio
+    import torchio as tio  # lazy: the robustness extra
 
     s = p.strength
     std = float(np.std(image)) or 1.0

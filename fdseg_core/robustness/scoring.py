@@ -41,7 +41,7 @@ from fdseg_core.experiment.results import RESULT
 from fdseg_core.infer.activation import probabilities
 from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.predict import check_ensemble
-from fdseg_core.robustness.perturbations import Perturbation, PerturbationSuite, perturb
+from fdseg_core.robustness.perturbations import KINDS, Perturbation, PerturbationSuite, perturb
 from fdseg_core.train.checkpoint import find_checkpoints, load_model
 from fdseg_core.train.evaluation import evaluate_volumes
 
@@ -518,10 +518,7 @@ def _versus_markdown(versus: dict[str, dict[str, list]]) -> str:
 
 
 def _figure(result: RobustnessResult, path: Path) -> None:
-    import matplotlib  # lazy: plotting only here
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: plotting only here
 
     kinds = [k for k in dict.fromkeys(r["kind"] for r in result.summary) if k != "clean"]
     group = _method_or_model(result.summary, result.rows)
@@ -570,8 +567,6 @@ def _mean_of(summary, models, kind, strength) -> float:
 
 def suite_from(kinds: Sequence[str] | None, seed: int, beta: float | None) -> PerturbationSuite:
     """The suite of a command line's options (every kind when none is named)."""
-    from fdseg_core.robustness.perturbations import KINDS
-
     return PerturbationSuite(
         kinds=tuple(kinds) if kinds else tuple(KINDS),
         seed=seed,

@@ -47,6 +47,7 @@ def test_bad_levels_raise(cls):
         cls(1, 2, levels=1)
 
 
+@pytest.mark.slow
 def test_monai_backbones_build_and_run():
     pytest.importorskip("monai", reason="MONAI is an optional extra (pip install 'fdseg[monai]')")
     for name, size in [("monai_unet", 16), ("monai_segresnet", 16), ("monai_swinunetr", 64)]:

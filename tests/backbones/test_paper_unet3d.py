@@ -202,6 +202,7 @@ def paper_forward(p: dict, x: torch.Tensor, fusion: str, beta: float = 0.1) -> t
     return _conv(out, p["conv3d_l4"]) + _conv(ds3, p["ds3_1x1_conv3d"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fusion", ["none", "early", "late"])
 def test_outputs_equal_the_paper_codes_forward(fusion):
     net = build(fusion).double().eval()

@@ -9,6 +9,8 @@ from click.testing import CliRunner
 
 from fdseg_cli.main import cli
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 
 def test_bench_writes_json_rows_for_every_backend_and_the_paper(tmp_path, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)

@@ -18,6 +18,8 @@ from fdseg_core.data import load_dataset
 from fdseg_core.infer import labels_from_probabilities, sliding_window_inference
 from fdseg_core.train import load_model
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--patch-size", "16", "16", "8"]
 TINY += ["--val-every", "1", "--folds", "2", "--no-progress"]
 

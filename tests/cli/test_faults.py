@@ -16,11 +16,13 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 import torch
-from builders import make_toy_dataset
+from builders import make_toy_dataset, model_card
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
 from fdseg_core.runlock import RunLock, RunLockedError
+
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
 
 TINY = ["--iters-per-epoch", "1", "--patch-size", "16", "16", "8", "--val-every", "1"]
 TINY += ["--folds", "2", "--no-progress"]
@@ -94,7 +96,7 @@ def test_predict_and_experiment_refuse_a_folder_another_run_holds(ds, tmp_path):
     held = tmp_path / "held"
     with RunLock(held, command="fdseg predict"):
         model = torch.nn.Conv3d(1, 3, 1)
-        meta = {"normalization": ["none"], "patch_size": [16, 16, 8], "in_channels": 1}
+        meta = model_card(normalization=("none",))
         cases = gather_inputs([ds], 1)
         with pytest.raises(RunLockedError, match="in use by a running fdseg predict"):
             predict_ensemble([(model, meta)], cases, held, progress=False)
@@ -319,7 +321,6 @@ def test_the_launch_passes_every_other_option_on():
     assert _without_option(["train", "--nproc-per-node=4"], "--nproc-per-node") == ["train"]
 
 
-@pytest.mark.slow
 def test_sigterm_in_the_middle_of_validation_exits_143_within_seconds_and_the_run_resumes(
     tmp_path,
 ):

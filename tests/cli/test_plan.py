@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from fdseg_cli.main import cli
 from fdseg_core.data import load_dataset
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 Z_SPACINGS = [4.0, 5.0, 3.0, 4.5]
 
 

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from fdseg_cli.main import cli
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 FAST = tiny_args(iters=2)
 
 

@@ -19,6 +19,8 @@ from fdseg_core.errors import OptionError
 from fdseg_core.experiment.protocol import ExperimentConfig, grid
 from fdseg_core.parallel import in_shard, parse_shard
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 FAST = ["--epochs", "1", "--iters-per-epoch", "1", "--patch-size", "16", "16", "8"]
 FAST += ["--val-every", "1", "--folds", "2", "--no-progress", "--bootstrap", "100"]
 FAST += ["--backbone", TINY_NETWORK["backbone"], "--loss", TINY_NETWORK["loss"]]  # as TINY_FIELDS

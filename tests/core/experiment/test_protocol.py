@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from fdseg_cli.main import cli
 from fdseg_core.experiment import ExperimentConfig
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 FAST = tiny_args(iters=2, fusion=None)  # each run takes its fusion from --fusion
 
 

@@ -20,7 +20,10 @@ from fdseg_core import BackboneSpec, FrequencyDisentangledNet  # noqa: E402
 from fdseg_core.export import METADATA_KEY, OnnxModel, export_onnx  # noqa: E402
 from fdseg_core.train import load_model  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning"),
+]  # trains or exports models
 
 SMALL = {"base_filters": 4, "levels": 3}
 

@@ -26,6 +26,8 @@ from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train
 from fdseg_core.train.distributed import DistInfo
 from fdseg_core.train.steps import validate
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 SMALL = {"base_filters": 4, "levels": 3}
 
 

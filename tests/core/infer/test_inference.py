@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from builders import make_toy_dataset
+from builders import make_toy_dataset, model_card
 
 from fdseg_core.data import load_dataset
 from fdseg_core.infer import (
@@ -118,8 +120,8 @@ def test_tta_flips_only_the_axes_it_is_given():
 def test_test_time_flips_follow_the_flips_each_model_saw_in_training(flip_axes, expected, note):
     from fdseg_core.infer import tta_axes
 
-    metas = [{} if axes is None else {"flip_axes": axes} for axes in flip_axes]
-    axes, line = tta_axes(metas)
+    cards = [model_card(flip_axes=None if axes is None else tuple(axes)) for axes in flip_axes]
+    axes, line = tta_axes(cards)
     assert axes == expected
     assert (line is None) if note is None else (note in line)
 
@@ -136,14 +138,14 @@ class LeftOnly(torch.nn.Module):
 def test_a_model_trained_without_flips_predicts_the_same_with_and_without_tta(tmp_path):
     root = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=1)
     cases = gather_inputs([root], 1)
-    meta = {"normalization": ["zscore"], "patch_size": [24, 24, 16], "flip_axes": []}
+    meta = model_card(patch_size=(24, 24, 16), flip_axes=())
     plain = predict_cases(LeftOnly(), meta, cases, tmp_path / "plain", progress=False)[0]
     tta = predict_cases(LeftOnly(), meta, cases, tmp_path / "tta", tta=True, progress=False)[0]
     seg = np.asarray(nib.load(str(tta)).dataobj)
     assert np.array_equal(seg, np.asarray(nib.load(str(plain)).dataobj))
     assert seg[: seg.shape[0] // 2].all() and not seg[-(seg.shape[0] // 2) :].any()
     # flipped along the first axis, half the passes contradict the model's own answer
-    flipped = {**meta, "flip_axes": [0, 1, 2]}
+    flipped = replace(meta, flip_axes=(0, 1, 2))
     both = predict_cases(LeftOnly(), flipped, cases, tmp_path / "flip", tta=True, progress=False)
     assert not np.array_equal(np.asarray(nib.load(str(both[0])).dataobj), seg)
 
@@ -166,12 +168,7 @@ def test_predictions_are_written_on_the_input_grid(tmp_path):
     info = load_dataset(root)
     cases = gather_inputs([root], 1)
     assert [c.case_id for c in cases] == [c.case_id for c in info.test]
-    meta = {
-        "normalization": ["zscore"],
-        "patch_size": [16, 16, 8],
-        "target_spacing": None,
-        "labels": {"background": 0, "blob": 1},
-    }
+    meta = model_card(labels={"background": 0, "blob": 1})
     out = tmp_path / "pred"
     written = predict_cases(
         Threshold(), meta, cases, out, overlay=True, progress=False, save_probabilities=True
@@ -193,7 +190,7 @@ def test_prediction_never_overwrites_an_input(tmp_path):
     target = root / "imagesTs" / "toy_002.nii.gz"
     src.rename(target)  # a single-channel file named like its case
     before = target.read_bytes()
-    meta = {"normalization": ["zscore"], "patch_size": [16, 16, 8]}
+    meta = model_card()
     with pytest.raises(ValueError, match="refusing to overwrite input file"):
         predict_cases(
             Threshold(), meta, gather_inputs([target], 1), root / "imagesTs", progress=False
@@ -225,7 +222,7 @@ def test_overlay_png_shows_three_views(tmp_path):
 def test_a_line_per_case_says_what_tta_costs_with_or_without_a_bar(tmp_path, caplog):
     root = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=1)
     cases = gather_inputs([root], 1)
-    meta = {"normalization": ["zscore"], "patch_size": [24, 24, 16], "flip_axes": [0, 1, 2]}
+    meta = model_card(patch_size=(24, 24, 16), flip_axes=(0, 1, 2))
     with caplog.at_level("INFO", logger="fdseg_core"):
         predict_cases(LeftOnly(), meta, cases, tmp_path / "p", tta=True, progress=True)
     assert "predict toy_002 (1 of 1): 8 passes over the volume (test-time flips)" in caplog.text
@@ -238,7 +235,7 @@ def test_prediction_reads_every_input_first_and_refuses_a_bad_one_before_any_out
     data = np.asarray(img.dataobj).astype(np.float32)
     data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, img.affine), str(bad))
-    meta = {"normalization": ["zscore"], "patch_size": [24, 24, 16]}
+    meta = model_card(patch_size=(24, 24, 16))
     out = tmp_path / "pred"
     with pytest.raises(ValueError, match=r"case 'toy_003': .* has 1 NaN or Inf voxels"):
         predict_cases(Threshold(), meta, gather_inputs([root], 1), out, progress=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import torch
-from builders import make_toy_dataset
+from builders import make_toy_dataset, model_card
 
 from fdseg_core.data import load_dataset
 from fdseg_core.infer import gather_inputs, keep_largest_per_class, predict_ensemble
@@ -63,7 +63,7 @@ def test_prediction_removes_a_planted_blob(tmp_path):
     data[4:12, 4:12, 4:10] = 1.0  # the structure
     data[20:22, 20:22, 12:14] = 1.0  # a spurious blob, far from it
     nib.save(nib.Nifti1Image(data, img.affine), str(case.image_paths[0]))
-    meta = {"normalization": ["none"], "patch_size": [16, 16, 8], "labels": {"x": 1}}
+    meta = model_card(normalization=("none",), labels={"background": 0, "x": 1})
     cases = gather_inputs([case.image_paths[0]], 1)
     for mode, blob in (("none", 1), ("class", 0)):
         out = tmp_path / mode

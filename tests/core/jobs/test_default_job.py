@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from click.testing import CliRunner
 
@@ -55,7 +57,7 @@ def test_train_without_dataset_uses_the_phantom_and_its_defaults(tmp_path, monke
 
     def fake_train(config, resume=False, **options):
         seen["config"] = config
-        return {"report": "ok", "is_main": True}
+        return SimpleNamespace(report="ok", is_main=True)  # what the command line reads
 
     monkeypatch.setattr(train_pkg, "train", fake_train)
     monkeypatch.chdir(tmp_path)

@@ -13,6 +13,8 @@ from fdseg_cli.main import cli
 from fdseg_core.errors import OptionError
 from fdseg_core.jobs import resume_config, training_job
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
@@ -95,7 +97,6 @@ def _fdseg(*args, cwd):
     )
 
 
-@pytest.mark.slow
 def test_a_run_moved_to_another_folder_resumes_from_another_working_directory(tmp_path):
     """Started with relative paths, moved (as from scratch to project space), resumed
     from elsewhere with the new folder's path: absolute, then through a symbolic link."""

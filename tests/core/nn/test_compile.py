@@ -9,7 +9,10 @@ import torch
 
 from fdseg_core import FrequencyDisentangledNet, band_fuse, band_split
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]  # trains or exports models
 
 
 def _net(fusion: str, **kw) -> FrequencyDisentangledNet:

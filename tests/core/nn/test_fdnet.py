@@ -152,6 +152,7 @@ def test_late_fusion_under_autocast_fuses_branches_of_different_dtypes():
     assert net.low_stem.weight.grad is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fusion", ["none", "early", "late"])
 def test_every_fusion_mode_fits_one_batch_of_two_cubes(fusion):
     """A model that cannot overfit one easy batch cannot train (the late head with an

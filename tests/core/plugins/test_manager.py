@@ -261,7 +261,7 @@ def test_every_hookspec_is_documented_and_tested():
 
     this = Path(__file__).read_text()
     specs = [n for n in dir(hookspecs) if n.startswith("fdseg_")]
-    assert specs == ["fdseg_register_backbones"]
+    assert specs == ["fdseg_register_backbones", "fdseg_register_trainers"]
     for name in specs:
         assert getattr(hookspecs, name).__doc__.strip()
         assert name in this
@@ -303,3 +303,46 @@ def test_a_value_error_raised_inside_torch_is_an_internal_error_not_the_users(
     line = r.output.strip().splitlines()[-1]
     assert line.startswith("Error: internal error (ValueError: ")
     assert "fdseg --debug" in line
+
+
+TRAINERS = """
+import torch
+from fdseg_core import hookimpl
+from fdseg_core.train.trainer import Trainer
+
+class TrainerSGDPlain(Trainer):
+    def build_optimizer(self, params):
+        return torch.optim.SGD(params, lr=self.config.lr)
+
+@hookimpl
+def fdseg_register_trainers():
+    return [TrainerSGDPlain, "not a trainer"]
+"""
+
+RAISING_TRAINERS = """
+from fdseg_core import hookimpl
+
+@hookimpl
+def fdseg_register_trainers():
+    raise RuntimeError("trainers went missing")
+"""
+
+
+def test_an_entry_point_plugin_registers_trainers_and_bad_ones_only_warn(install_fake_dist, caplog):
+    """fdseg_register_trainers through a distribution's entry point: its trainer is
+    listed by name and selected, what is not a Trainer subclass is skipped with a
+    warning, and a hook that raises warns and leaves the others working."""
+    from fdseg_core.train.trainer import get_trainer, list_trainers
+
+    install_fake_dist("acme-train", "1.0", {"acme_t": "acme_trainers"}, {"acme_trainers": TRAINERS})
+    install_fake_dist(
+        "bad-train", "0.1", {"bad_t": "bad_trainers"}, {"bad_trainers": RAISING_TRAINERS}
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = list_trainers()
+    assert found["TrainerSGDPlain"].__module__ == "acme_trainers"
+    assert get_trainer("TrainerSGDPlain") is found["TrainerSGDPlain"]
+    assert {"Trainer", "TrainerRAdam", "TrainerDiceFocal"} <= set(found)
+    assert "is not a Trainer subclass" in caplog.text
+    assert any("trainers went missing" in str(w.message) for w in caught)

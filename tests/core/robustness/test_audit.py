@@ -22,6 +22,8 @@ from fdseg_core.infer.card import ModelCard
 from fdseg_core.robustness import AuditModel, PerturbationSuite, audit, labelled_cases
 from fdseg_core.train import train
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 KINDS = "low_band,high_band,gamma"
 
 

@@ -12,6 +12,8 @@ from builders import TINY_FUSION, TINY_NETWORK, make_toy_dataset, trainer_valida
 from fdseg_core.train import TrainConfig, load_checkpoint, train
 from fdseg_core.train.callbacks import EMASelection, TrainingCallback
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 BASE = dict(iters_per_epoch=1, patch_size=(16, 16, 8), val_every=1, n_folds=2, progress=False)
 BASE |= dict(backbone_options={"base_filters": 4, "levels": 3})
 BASE |= dict(TINY_NETWORK, fusion=TINY_FUSION)

@@ -19,6 +19,8 @@ from fdseg_core.errors import TrainingDivergedError, TrainingInterrupted
 from fdseg_core.train import TrainConfig, load_checkpoint, train
 from fdseg_core.train.logs import MetricsLog
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 ITERS = 3
 BASE = dict(iters_per_epoch=ITERS, patch_size=(16, 16, 8), val_every=1, n_folds=2)
 BASE |= dict(

@@ -21,6 +21,8 @@ from fdseg_cli.main import cli
 from fdseg_core.train import TrainConfig, load_checkpoint, train
 from fdseg_core.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 ITERS = 2
 #: a tiny run: 2 steps per epoch of 16 x 16 x 8 patches, a small unet3d, 2 folds
 BASE = dict(iters_per_epoch=ITERS, patch_size=(16, 16, 8), val_every=1, n_folds=2)

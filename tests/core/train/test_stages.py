@@ -299,6 +299,7 @@ def test_channels_last_steps_match_the_contiguous_ones(ds, tmp_path):
     torch.testing.assert_close(weights[0], weights[1], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_compiled_training_runs_and_writes_an_eager_loadable_checkpoint(ds, tmp_path):
     run = tmp_path / "run"
     result = train(cfg(ds, run, compile=True, fusion="late", epochs=1, iters_per_epoch=2))

@@ -26,6 +26,8 @@ from fdseg_core.train.trainer import (
     list_trainers,
 )
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):

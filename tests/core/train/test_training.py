@@ -14,6 +14,8 @@ from builders import make_toy_dataset, tiny_args, tiny_config, trainer_dying_in_
 
 from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train
 
+pytestmark = pytest.mark.slow  # trains, exports or launches processes
+
 
 def config(ds, out, **kw):
     return tiny_config(ds, out, **{"epochs": 2, "iters_per_epoch": 2, "batch_size": 2, **kw})
