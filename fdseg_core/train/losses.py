@@ -69,18 +69,22 @@ class DiceCELoss(nn.Module):
         super().__init__()
         if dice_weight < 0 or ce_weight < 0 or dice_weight + ce_weight == 0:
             raise InputError(
-                f"weights must be >= 0 and not both 0, got dice_weight={dice_weight}, "
-                f"ce_weight={ce_weight}"
+                f"weights must be >= 0 and not both 0, got dice_weight={dice_weight} and "
+                f"{ce_weight} for the voxel term"
             )
         self.dice_weight = dice_weight
         self.ce_weight = ce_weight
         self.include_background = include_background
 
+    def voxel_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The per-voxel term, averaged: the cross-entropy (a subclass may change it)."""
+        return F.cross_entropy(logits, target.long())
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``."""
         _check_shapes(logits, target)
         logits = logits.float()
-        ce = F.cross_entropy(logits, target.long())
+        ce = self.voxel_term(logits, target)
         dice = soft_dice_per_class(logits.softmax(1), target)
         if not self.include_background and dice.numel() > 1:
             dice = dice[1:]
@@ -104,11 +108,11 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0
     return (-((1.0 - log_p.exp()) ** gamma) * log_p).mean()
 
 
-class DiceFocalLoss(nn.Module):
+class DiceFocalLoss(DiceCELoss):
     """Soft Dice (foreground classes, batch Dice) plus the focal loss on softmax
-    probabilities (:func:`focal_loss`): the cross-entropy term of :class:`DiceCELoss`
-    with its well-classified voxels down-weighted, for small structures in large
-    backgrounds. Trains the softmax rule (argmax).
+    probabilities (:func:`focal_loss`): :class:`DiceCELoss` with its cross-entropy term's
+    well-classified voxels down-weighted, for small structures in large backgrounds.
+    Trains the softmax rule (argmax).
 
     Args:
         gamma: The focal exponent (>= 0; 0 gives :class:`DiceCELoss`).
@@ -122,25 +126,14 @@ class DiceFocalLoss(nn.Module):
     def __init__(
         self, *, gamma: float = 2.0, dice_weight: float = 1.0, focal_weight: float = 1.0
     ) -> None:
-        super().__init__()
-        if gamma < 0 or dice_weight < 0 or focal_weight < 0 or dice_weight + focal_weight == 0:
-            raise InputError(
-                f"gamma and weights must be >= 0 and the weights not both 0, got "
-                f"gamma={gamma}, dice_weight={dice_weight}, focal_weight={focal_weight}"
-            )
+        if gamma < 0:
+            raise InputError(f"gamma must be >= 0, got {gamma}")
+        super().__init__(dice_weight=dice_weight, ce_weight=focal_weight)
         self.gamma = gamma
-        self.dice_weight = dice_weight
-        self.focal_weight = focal_weight
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss of logits ``(N, K, *spatial)`` against labels ``(N, *spatial)``."""
-        _check_shapes(logits, target)
-        logits = logits.float()
-        dice = soft_dice_per_class(logits.softmax(1), target)
-        if dice.numel() > 1:
-            dice = dice[1:]
-        focal = focal_loss(logits, target, gamma=self.gamma)
-        return self.focal_weight * focal + self.dice_weight * (1.0 - dice.mean())
+    def voxel_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The focal loss of the voxels (:func:`focal_loss`)."""
+        return focal_loss(logits, target, gamma=self.gamma)
 
 
 class SigmoidDiceLoss(nn.Module):

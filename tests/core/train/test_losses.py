@@ -99,3 +99,12 @@ def test_bad_arguments_name_the_value():
         DiceCELoss()(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="need a background and a foreground channel, got 1"):
         SigmoidDiceLoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
+def test_dice_focal_refuses_a_negative_gamma_and_weights_by_value():
+    from fdseg_core.train.losses import DiceFocalLoss
+
+    with pytest.raises(ValueError, match=r"gamma must be >= 0, got -1"):
+        DiceFocalLoss(gamma=-1)
+    with pytest.raises(ValueError, match=r"not both 0"):
+        DiceFocalLoss(dice_weight=0, focal_weight=0)
