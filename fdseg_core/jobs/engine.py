@@ -414,7 +414,7 @@ def run_training_job(
         :func:`fdseg_core.train.train` or, with ``folds_all``, the
         :class:`~fdseg_core.crossval.CrossValidationResult`.
     """
-    import fdseg_core.train as train_pkg  # the package attribute, so a test may replace it
+    from fdseg_core.train import train  # lazy: the training loop imports torch
 
     out = Path(job.config.out)
     try:
@@ -431,7 +431,7 @@ def run_training_job(
                 "jobs",
                 "folds_all",
             )
-        return train_pkg.train(job.config, resume=resume, memory_gb=memory_gb)
+        return train(job.config, resume=resume, memory_gb=memory_gb)
     finally:
         if _saved_config_path(out) is not None:
             job.save_plan()

@@ -7,6 +7,7 @@ import sys
 
 import click
 import pytest
+from builders import plugin_trainers
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -65,14 +66,15 @@ def test_flags_are_derived_from_field_names():
 
 
 def test_an_option_error_from_the_core_names_the_flag_on_the_command_line(monkeypatch):
-    def fail(*a, **k):
-        raise OptionError("{n_folds} 9 is too many; use {n_folds} 3", "n_folds")
+    from fdseg_core.train.trainer import Trainer
 
-    import fdseg_core.train as train_pkg
+    class Refusing(Trainer):  # a plugin's trainer that refuses the run's options
+        def __init__(self, config):
+            raise OptionError("{n_folds} 9 is too many; use {n_folds} 3", "n_folds")
 
-    monkeypatch.setattr(train_pkg, "train", fail)
     monkeypatch.setattr("fdseg_core.jobs.engine.ensure_default_dataset", lambda progress: ".")
-    r = CliRunner().invoke(cli, ["train", "--no-progress"])
+    with plugin_trainers(Refusing):
+        r = CliRunner().invoke(cli, ["train", "--no-progress", "--trainer", "Refusing"])
     assert r.exit_code == 2
     assert r.output.strip().splitlines()[-1] == "Error: --folds 9 is too many; use --folds 3"
 
