@@ -47,9 +47,9 @@ def overlay(image, label, out, dataset_json, progress):
         info = load_dataset(image)
         folder = Path(out)
         cases = [c for c in info.training if c.label_path is not None]
-        from tqdm import tqdm  # lazy: only for a dataset
+        from fdseg_core.progress import progress_bar  # lazy: only for a dataset
 
-        for case in tqdm(cases, disable=not progress, desc="overlay", unit="case"):
+        for case in progress_bar(cases, progress=progress, desc="overlay", unit="case"):
             _draw(
                 case.image_paths[0],
                 case.label_path,

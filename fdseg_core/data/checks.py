@@ -494,7 +494,7 @@ def check_dataset(
         FileNotFoundError: No such folder, or no ``dataset.json``.
         InputError: A ``dataset.json`` that cannot be read.
     """
-    from tqdm import tqdm  # lazy: only when the cases are read
+    from fdseg_core.progress import progress_bar  # lazy: only when the cases are read
 
     root = Path(root)
     problems: list[Problem] = []
@@ -516,12 +516,13 @@ def check_dataset(
 
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             done = pool.map(_inspect_one, [(c, allowed) for c in todo], chunksize=4)
-            for case, result in tqdm(
-                zip(todo, done, strict=True), total=len(todo), disable=not progress, desc="check"
-            ):
+            for case, result in progress_bar(
+                zip(todo, done, strict=True), total=len(todo), progress=progress, desc="check",
+                unit="case",
+            ):  # fmt: skip
                 results[case.case_id] = result
     else:
-        for case in tqdm(todo, disable=not progress, desc="check", unit="case"):
+        for case in progress_bar(todo, progress=progress, desc="check", unit="case"):
             results[case.case_id] = inspect_case(case, allowed)
     facts: list[CaseFacts] = []
     for case in cases:

@@ -101,7 +101,7 @@ def remap_dataset(
     Raises:
         InputError: ``out`` exists and is not empty, or is the dataset itself.
     """
-    from tqdm import tqdm  # lazy: only when a copy is written
+    from fdseg_core.progress import progress_bar  # lazy: only when a copy is written
 
     root, out = Path(root), Path(out)
     if out.resolve() == root.resolve():
@@ -136,7 +136,7 @@ def remap_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         jobs = [("Tr", c) for c in info.training] + [("Ts", c) for c in info.test]
-        for split, case in tqdm(jobs, disable=not progress, desc="remap", unit="case"):
+        for split, case in progress_bar(jobs, progress=progress, desc="remap", unit="case"):
             _write_case(case, tmp, split, lut, dtype)
         meta = {
             "name": f"{info.name} (remapped)",

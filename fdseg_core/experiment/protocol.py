@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.choices import (
@@ -33,6 +32,7 @@ from fdseg_core.experiment.report import write_report
 from fdseg_core.experiment.results import RESULT, load_run
 from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
 from fdseg_core.parallel import in_shard, parallel_map
+from fdseg_core.progress import progress_bar
 from fdseg_core.provenance import code_provenance
 from fdseg_core.runlock import RunLock, RunLockedError
 from fdseg_core.train.config import TrainConfig
@@ -457,7 +457,7 @@ def run_indices(
     each; the number trained."""
     if not indices:
         return 0
-    bar = tqdm(total=len(indices), disable=not progress, desc="experiment", unit="run")
+    bar = progress_bar(total=len(indices), progress=progress, desc="experiment", unit="run")
     done = 0
     try:
         if jobs == 1:

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 from fdseg_core.data.checks import DatasetCheck, DatasetCheckError, inspect_case
@@ -24,6 +23,7 @@ from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.infer.postprocess import keep_largest_per_class
 from fdseg_core.infer.sliding_window import sliding_window_inference, tta_passes
+from fdseg_core.progress import progress_bar
 from fdseg_core.runlock import RunLock
 
 logger = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def predict_ensemble(
     with RunLock(out_dir, command="fdseg predict"):
         passes = len(runners) * tta_passes(len(flips))
         for index, case in enumerate(
-            tqdm(cases, disable=not progress, desc="predict", unit="case"), start=1
+            progress_bar(cases, progress=progress, desc="predict", unit="case"), start=1
         ):
             if flips:  # TTA is slow: a line per case (above the bar when there is one)
                 logger.info(

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text, check_output_file
 from fdseg_core.data.io import save_nifti
@@ -17,6 +16,7 @@ from fdseg_core.errors import InputError
 from fdseg_core.infer.overlay import render_overlay
 from fdseg_core.phantom.config import PhantomConfig, label_names
 from fdseg_core.phantom.qsm import generate_case
+from fdseg_core.progress import progress_bar
 
 __all__ = ["write_phantom_dataset", "render_phantom_preview"]
 
@@ -85,7 +85,7 @@ def _write_cases(
         (out / sub).mkdir(parents=True, exist_ok=True)
     names = label_names(config)
     jobs = [("Tr", i) for i in range(n_train)] + [("Ts", n_train + i) for i in range(n_test)]
-    for split, i in tqdm(jobs, disable=not progress, desc="phantom", unit="case"):
+    for split, i in progress_bar(jobs, progress=progress, desc="phantom", unit="case"):
         chi, label, affine = generate_case(config, seed * 100003 + i)
         case = f"qsm_{i:03d}"
         save_nifti(chi, affine, out / f"images{split}" / f"{case}_0000.nii.gz", dtype=np.float32)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_write_text
 from fdseg_core.data import DatasetInfo, load_case, load_dataset
 from fdseg_core.errors import InputError
+from fdseg_core.progress import progress_bar
 
 __all__ = ["CaseFingerprint", "Fingerprint", "fingerprint"]
 
@@ -133,7 +133,7 @@ def fingerprint(
     names = {v: k for k, v in info.labels.items() if v != 0}
     samples: list[list[np.ndarray]] = [[] for _ in info.channel_names]
     cases = []
-    for case in tqdm(info.training, disable=not progress, desc="fingerprint", unit="case"):
+    for case in progress_bar(info.training, progress=progress, desc="fingerprint", unit="case"):
         loaded = load_case(case)
         if loaded.label is None:
             raise InputError(f"case {case.case_id!r}: no label to plan from")

@@ -281,7 +281,7 @@ def audit(
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     seconds = {"load": 0.0, "perturb": 0.0, "score": 0.0}
-    show = progress and sys.stderr.isatty()  # a scheduler's log gets plain lines
+    show = progress and sys.stderr.isatty()  # a scheduler's log gets a line per case
     bar = tqdm(cases, disable=not show, desc="robustness", unit="case")
     for index, case in enumerate(bar, start=1):
         t = time.perf_counter()
