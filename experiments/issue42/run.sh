@@ -11,11 +11,12 @@ PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(ablation)
 for part in "${PARTS[@]}"; do
   case "$part" in
-    ablation) exp="$REPO/experiments/issue39/ablation/default" ;;
-    pilot | final) exp="$REPO/experiments/issue39/$part" ;;
+    ablation) exp="../issue39/ablation/default" ;;
+    pilot | final) exp="../issue39/$part" ;;
     *) echo "unknown part $part: expected ablation, pilot or final" >&2; exit 2 ;;
   esac
+  cd "$HERE"  # relative paths: the results name no machine's absolute path
   [ -f "$exp/experiment.json" ] || { echo "$exp has not run yet" >&2; exit 1; }
   echo "== robustness $part ($(date -u +%FT%TZ))"
-  "$FDSEG" robustness "$exp" --out "$HERE/$part" --seed 42 --no-progress
+  "$FDSEG" robustness "$exp" --out "$part" --seed 42 --no-progress
 done
