@@ -297,7 +297,7 @@ class TrainConfig:
     )
     seed: int = _opt(0, "Seed of everything random.", integer=True)
     trainer: str = _opt(
-        "Trainer",
+        "Trainer",  # trainer.DEFAULT_TRAINER (the config module imports no torch)
         "The trainer class that runs the loop (Trainer; TrainerRAdam: the RAdam optimiser; "
         "TrainerDiceFocal: Dice + focal loss, softmax; `fdseg trainers` lists them with "
         "those of plugins).",

@@ -72,7 +72,7 @@ from fdseg_core.train.setup import (
 )
 from fdseg_core.train.steps import EpochProgress, StepStop, train_epoch
 from fdseg_core.train.tracking import MLflowTracking
-from fdseg_core.train.trainer import Trainer, trainer_for
+from fdseg_core.train.trainer import DEFAULT_TRAINER, Trainer, trainer_for
 
 __all__ = ["RunState", "StopRequest", "Tracker", "run_training", "train", "resolve_device"]
 
@@ -877,7 +877,7 @@ def _tensorboard(config: TrainConfig, out: Path):
 def _report(config, final, tracker, out, plan, epochs_run) -> str:
     split = "fold all" if plan.n_folds is None else f"fold {plan.fold} of {plan.n_folds}"
     stop = " (stopped early)" if tracker.stopped else ""
-    trainer = "" if config.trainer == "Trainer" else f", trainer {config.trainer}"
+    trainer = "" if config.trainer == DEFAULT_TRAINER else f", trainer {config.trainer}"
     lines = [
         f"trained {config.backbone} (fusion={config.fusion}, beta={config.beta}{trainer}) "
         f"for {epochs_run} epochs{stop}, {split} -> {out}"
