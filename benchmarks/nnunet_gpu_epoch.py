@@ -9,13 +9,12 @@ Needs the nnunet extra (``pip install 'fdseg[nnunet]'``) and a CUDA device.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from fdseg_core.integrations.nnunet import EXT_TRAINER_ENV, trainer_folder
+from fdseg_core.integrations.nnunet import workspace_environment
 
 BIN = Path(sys.executable).parent
 #: one epoch of a few iterations, keeping nnU-Net's __init__ signature (it records it)
@@ -38,17 +37,9 @@ ONE_EPOCH = textwrap.dedent(
 
 def main(out: str) -> int:
     root = Path(out)
-    for sub in ("raw", "preprocessed", "results", "ext"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "ext").mkdir(parents=True, exist_ok=True)
     (root / "ext" / "fdseg_one_epoch.py").write_text(ONE_EPOCH)
-    env = {
-        **os.environ,
-        "nnUNet_raw": str(root / "raw"),
-        "nnUNet_preprocessed": str(root / "preprocessed"),
-        "nnUNet_results": str(root / "results"),
-        EXT_TRAINER_ENV: os.pathsep.join([str(trainer_folder()), str(root / "ext")]),
-        "nnUNet_compile": "true",
-    }
+    env = workspace_environment(root, root / "ext", nnUNet_compile="true")
     steps = [
         [sys.executable, "-m", "fdseg_cli", "phantom", str(root / "raw" / "Dataset501_QSMPhantom")]
         + ["--cases", "5", "--test-cases", "1", "--shape", "80", "80", "64", "--spacing", "2"]

@@ -22,7 +22,7 @@ pytest.importorskip("nnunetv2", reason="the nnunet extra: pip install 'fdseg[nnu
 
 import torch  # noqa: E402
 
-from fdseg_core.integrations.nnunet import EXT_TRAINER_ENV, trainer_folder  # noqa: E402
+from fdseg_core.integrations.nnunet import workspace_environment  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DATASET = "Dataset501_QSMPhantom"
@@ -32,15 +32,7 @@ _MEDIANS: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory):
     root = tmp_path_factory.mktemp("nnunet-bench")
-    env = {
-        **os.environ,
-        "nnUNet_raw": str(root / "raw"),
-        "nnUNet_preprocessed": str(root / "preprocessed"),
-        "nnUNet_results": str(root / "results"),
-        EXT_TRAINER_ENV: str(trainer_folder()),
-        "nnUNet_n_proc_DA": "1",
-        "nnUNet_compile": "false",
-    }
+    env = workspace_environment(root, nnUNet_n_proc_DA="1", nnUNet_compile="false")
     for cmd in (
         ["fdseg", "phantom", str(root / "raw" / DATASET), "--cases", "5", "--test-cases", "0"]
         + ["--seed", "1", "--shape", "80", "80", "64", "--spacing", "2", "--no-progress"],

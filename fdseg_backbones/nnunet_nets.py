@@ -16,7 +16,7 @@ import importlib.util
 
 from torch import nn
 
-from fdseg_core.choices import FUSION_POINTS
+from fdseg_backbones._spec import unet_spec
 from fdseg_core.errors import InputError
 from fdseg_core.nn import PlannedUNet
 from fdseg_core.plugins.spec import BackboneSpec
@@ -83,13 +83,11 @@ def nnunet_specs() -> list[BackboneSpec]:
     if importlib.util.find_spec("dynamic_network_architectures") is None:
         return []
     return [
-        BackboneSpec(
-            name="nnunet_plainconv",
-            builder=build_nnunet_plainconv,
-            spatial_dims=(2, 3),
-            size_divisor=16,
-            description="nnU-Net's PlainConvUNet (5 stages, 32-320 features), as its default "
-            "3d_fullres plans build it",
-            fusion_points=FUSION_POINTS,
+        unet_spec(
+            "nnunet_plainconv",
+            build_nnunet_plainconv,
+            16,
+            "nnU-Net's PlainConvUNet (5 stages, 32-320 features), as its default 3d_fullres "
+            "plans build it",
         )
     ]

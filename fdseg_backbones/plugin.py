@@ -3,19 +3,19 @@ exactly like a third-party plugin (``[project.entry-points.fdseg]`` in pyproject
 
 from __future__ import annotations
 
+from fdseg_backbones._spec import unet_spec
 from fdseg_backbones.monai_nets import monai_specs
 from fdseg_backbones.nnunet_nets import nnunet_specs
 from fdseg_backbones.paper_unet3d import build_paper_unet3d
 from fdseg_backbones.plainunet import build_plainunet
 from fdseg_backbones.unet3d import build_unet3d
-from fdseg_core.choices import FUSION_POINTS
 from fdseg_core.plugins import BackboneSpec, hookimpl
 
 __all__ = ["fdseg_register_backbones"]
 
 
 #: The built-in networks of this package: (name, builder, size divisor, description,
-#: default options). All of them take 2D and 3D inputs and declare both fusion points.
+#: default options), as :func:`~fdseg_backbones._spec.unet_spec` takes them.
 _BUILT_IN = (
     (
         "unet3d",
@@ -47,16 +47,4 @@ _BUILT_IN = (
 def fdseg_register_backbones() -> list[BackboneSpec]:
     """unet3d, paper_unet3d (the paper's own network), plainunet, and MONAI's and
     nnU-Net's networks when installed."""
-    own = [
-        BackboneSpec(
-            name=name,
-            builder=builder,
-            spatial_dims=(2, 3),
-            size_divisor=divisor,
-            description=description,
-            default_options=options,
-            fusion_points=FUSION_POINTS,
-        )
-        for name, builder, divisor, description, options in _BUILT_IN
-    ]
-    return [*own, *monai_specs(), *nnunet_specs()]
+    return [*(unet_spec(*row) for row in _BUILT_IN), *monai_specs(), *nnunet_specs()]

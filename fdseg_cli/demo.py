@@ -6,6 +6,7 @@ import time
 
 import click
 
+from fdseg_cli.options import shape_option
 from fdseg_core.choices import DEFAULT_BETA
 
 __all__ = ["demo"]
@@ -15,13 +16,7 @@ __all__ = ["demo"]
 @click.option(
     "--beta", type=float, default=DEFAULT_BETA, show_default=True, help="Relative band width."
 )
-@click.option(
-    "--shape",
-    type=(int, int, int),
-    default=(160, 160, 128),
-    show_default=True,
-    help="Volume size X Y Z of the built-in volume.",
-)
+@shape_option("Volume size X Y Z of the built-in volume.", default=(160, 160, 128))
 def demo(beta: float, shape: tuple[int, int, int]) -> None:
     """Split and fuse a built-in volume with every backend and print what it did."""
     # lazy: the band operators import torch; `--help` stays instant

@@ -53,19 +53,19 @@ def evaluate(pred, labels, json_path, csv_path, dataset_json):
     report = evaluate_folder(pred, labels, labels=names)
 
     def fmt(stat, digits):
-        if stat["mean"] is None:
+        if stat.mean is None:
             return "n/a (n=0)"
-        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f} (n={stat['n']})"
+        return f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f} (n={stat.n})"
 
     columns = [("Dice", "dice", 3), ("HD95 mm", "hd95_mm", 2), ("ASSD mm", "assd_mm", 2)]
     columns += [("pred mL", "pred_ml", 3), ("ref mL", "ref_ml", 3)]
     click.echo(f"{'class':20} {'cases':>5} " + " ".join(f"{t:>24}" for t, _, _ in columns))
     absent = []
-    for cls, s in report["summary"].items():
+    for cls, s in report.summary.items():
         cells = " ".join(f"{fmt(s[key], digits):>24}" for _, key, digits in columns)
-        click.echo(f"{cls:20} {s['n_cases']:>5} {cells}")
-        if s["n_absent"]:
-            absent.append(f"{cls} in {s['n_absent']}")
+        click.echo(f"{cls:20} {s.n_cases:>5} {cells}")
+        if s.n_absent:
+            absent.append(f"{cls} in {s.n_absent}")
     click.echo(
         "n: cases with the class in the prediction or the reference (Dice, volumes) or "
         "in both (HD95, ASSD)"

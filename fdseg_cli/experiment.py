@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import click
 
 from fdseg_cli.options import (
@@ -14,6 +17,9 @@ from fdseg_cli.options import (
 )
 from fdseg_cli.train import echo_recipe, given_fields
 from fdseg_core.choices import CASE_DRAWS, DEFAULT_MARGIN, FUSIONS, LAYOUTS, MAX_SEEDS, N_RESAMPLES
+
+if TYPE_CHECKING:  # the report imports scipy and matplotlib: only when the command runs
+    from fdseg_core.experiment.report import SummaryRow
 
 __all__ = ["experiment"]
 
@@ -186,6 +192,7 @@ def experiment(
     skipped, so an interrupted experiment resumes."""
     # the experiment imports torch: only when the command runs, so --help is instant
     from fdseg_core.experiment.protocol import run_list
+    from fdseg_core.experiment.slurm import ArraySubmission
     from fdseg_core.jobs import experiment_job, run_experiment_job
     from fdseg_core.parallel import parse_shard
 
@@ -265,31 +272,33 @@ def experiment(
         slurm=slurm_options,
         wait=wait,
     )
-    if slurm_options is not None and not report_only:
-        n = len(result["submitted"])
-        if result["local"]:
+    if isinstance(result, ArraySubmission):
+        n = len(result.submitted)
+        if result.local:
             click.echo(f"ran {n} runs through submitit's local executor on this machine")
         elif n:
-            click.echo(f"submitted {n} runs as job array {result['array']}")
+            click.echo(f"submitted {n} runs as job array {result.array}")
         else:
             click.echo("nothing to submit: every run has its result")
-        if result["report"] is None:
+        if result.report is None:
             click.echo(f"not waiting: `fdseg experiment ... --out {out} --report-only` reports")
             return
-        result = result["report"]
-    click.echo(result["markdown"])
-    curves = f", {result['curves']}" if result.get("curves") else ""
-    click.echo(f"wrote {out}/table.csv, {out}/table.md, {result['plot']}{curves}")
+        report = result.report
+    else:
+        report = result
+    click.echo(report.markdown)
+    curves = f", {report.curves}" if report.curves else ""
+    click.echo(f"wrote {out}/table.csv, {out}/table.md, {report.plot}{curves}")
     if target_effect is not None:
-        _echo_seeds_needed(result["table"], target_effect)
-    missing = result.get("missing") or []
+        _echo_seeds_needed(report.table, target_effect)
+    missing = report.missing
     click.echo(
-        f"trained {result.get('trained', 0)} runs here; "
+        f"trained {report.trained} runs here; "
         + (f"{len(missing)} runs have no result yet" if missing else "every run has its result")
     )
 
 
-def _echo_seeds_needed(table: list[dict], points: float) -> None:
+def _echo_seeds_needed(table: Sequence[SummaryRow], points: float) -> None:
     """One line per (size, method): the seeds a true mean gain of ``points`` needs."""
     from fdseg_core.experiment.report import seeds_table  # lazy: the report imports scipy
 
@@ -305,11 +314,11 @@ def _echo_seeds_needed(table: list[dict], points: float) -> None:
         "two-sided 5 % t test, from the spread of the seeds so far):"
     )
     for row in rows:
-        sd = row["sd_seeds"]
-        needed = row["seeds_needed"]
-        spread = "unknown (1 seed)" if sd is None or sd != sd else f"{100 * sd:.2f} points"
+        sd = row.sd_seeds
+        needed = row.seeds_needed
+        spread = "unknown (1 seed)" if sd != sd else f"{100 * sd:.2f} points"
         answer = needed if needed is not None else f"more than {MAX_SEEDS} (or unknown)"
         click.echo(
-            f"  {row['train_size']} cases, {row['method']}: {answer} "
-            f"(between-seed SD {spread} from {row['n_seeds']} seeds)"
+            f"  {row.train_size} cases, {row.method}: {answer} "
+            f"(between-seed SD {spread} from {row.n_seeds} seeds)"
         )

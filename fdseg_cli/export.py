@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fdseg_cli.options import out_option
+from fdseg_cli.options import out_option, shape_option, switch_option
 
 __all__ = ["export"]
 
@@ -21,16 +21,10 @@ __all__ = ["export"]
     help="Dynamic spatial sizes (multiples of the backbone's divisor, band matrices "
     "built in the graph), or fixed at --shape.",
 )
-@click.option(
-    "--shape",
-    type=(int, int, int),
-    default=None,
-    help="Spatial size to trace with [default: the checkpoint's patch size].",
-)
-@click.option(
-    "--check/--no-check",
+@shape_option("Spatial size to trace with [default: the checkpoint's patch size].")
+@switch_option(
+    "check",
     default=True,
-    show_default=True,
     help="Run the file with ONNX Runtime and report its largest difference to PyTorch.",
 )
 @click.option(

@@ -33,6 +33,8 @@ __all__ = [
     "options",
     "out_option",
     "progress_option",
+    "shape_option",
+    "switch_option",
     "training_options",
 ]
 
@@ -73,6 +75,24 @@ def out_option(help: str, *, folder: bool = True, required: bool = True) -> Deco
     )
 
 
+def switch_option(name: str, *, default: bool, help: str, dest: str | None = None) -> Decorator:
+    """``--NAME/--no-NAME``: a boolean switch, its default shown (``dest`` names the
+    parameter when it is not ``NAME``)."""
+    decls = [f"--{name}/--no-{name}", *([dest] if dest else [])]
+    return click.option(*decls, default=default, show_default=True, help=help)
+
+
+def shape_option(help: str, *, default: tuple[int, int, int] | None = None) -> Decorator:
+    """``--shape X Y Z``: a volume's size in voxels (``show_default`` when it has a default)."""
+    return click.option(
+        "--shape",
+        type=(int, int, int),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
 memory_option = click.option(
     "--memory-gb",
     type=click.FloatRange(0.0, min_open=True),
@@ -80,9 +100,7 @@ memory_option = click.option(
     show_default=True,
     help="Memory budget of one training step when planning (GiB).",
 )
-progress_option = click.option(
-    "--progress/--no-progress", default=True, show_default=True, help="Show progress bars."
-)
+progress_option = switch_option("progress", default=True, help="Show progress bars.")
 device_option = choice_option(
     "--device",
     choices=list(DEVICES),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fdseg_cli.options import count_option, progress_option
+from fdseg_cli.options import count_option, progress_option, shape_option, switch_option
 
 __all__ = ["phantom"]
 
@@ -20,13 +20,7 @@ __all__ = ["phantom"]
     show_default=True,
     help="Seed of the draw: the same seed writes the same cases; a new one, a fresh draw.",
 )
-@click.option(
-    "--shape",
-    type=(int, int, int),
-    default=(160, 160, 128),
-    show_default=True,
-    help="Grid size X Y Z, in voxels (the axes of the NIfTI array).",
-)
+@shape_option("Grid size X Y Z, in voxels (the axes of the NIfTI array).", default=(160, 160, 128))
 @click.option("--spacing", type=float, default=1.0, show_default=True, help="Voxel size (mm).")
 @click.option(
     "--labels",
@@ -35,12 +29,7 @@ __all__ = ["phantom"]
     "sn (substantia nigra), stn (subthalamic nucleus) [default: rn,dn; rn,sn with --atlas].",
 )
 @click.option("--split-hemispheres", is_flag=True, help="Separate left and right labels.")
-@click.option(
-    "--dipole/--no-dipole",
-    default=True,
-    show_default=True,
-    help="Dipole forward model + TKD inversion (QSM streaking).",
-)
+@switch_option("dipole", default=True, help="Dipole forward model + TKD inversion (QSM streaking).")
 @click.option(
     "--atlas",
     is_flag=True,

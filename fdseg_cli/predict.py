@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from fdseg_cli.options import count_option, device_option, out_option, progress_option
+from fdseg_cli.options import (
+    count_option,
+    device_option,
+    out_option,
+    progress_option,
+    switch_option,
+)
 from fdseg_core.choices import DEFAULT_OVERLAP, DEFAULT_WINDOW_BATCH
 
 __all__ = ["predict"]
@@ -49,10 +55,9 @@ def _split_models(args: tuple[str, ...]) -> tuple[list[Path], list[str]]:
     show_default=True,
     help="Overlap of neighbouring sliding windows.",
 )
-@click.option(
-    "--tta/--no-tta",
+@switch_option(
+    "tta",
     default=False,
-    show_default=True,
     help="Flip test-time augmentation along the axes the model saw flipped in training: "
     "every combination of their flips, 8 for a model trained with augmentation, so about "
     "8 times the time of a prediction without it (a line per case says so). A model "

@@ -12,6 +12,7 @@ from fdseg_cli.options import (
     explicit_options,
     memory_option,
     out_option,
+    switch_option,
     training_options,
 )
 from fdseg_core.train.recipes import RECIPES
@@ -81,11 +82,10 @@ def echo_recipe(config, applied: dict, *, per_run: dict[str, str] | None = None)
     "validation predictions (OUT/cv_summary.json) and decide the keep-largest "
     "post-processing per class (OUT/postprocessing.json). With --resume, fold by fold.",
 )
-@click.option(
-    "--plan/--no-plan",
-    "planning",
+@switch_option(
+    "plan",
+    dest="planning",
     default=True,
-    show_default=True,
     help="Plan target spacing, patch and batch size from the dataset's fingerprint when "
     "you give no --patch-size, --target-spacing or --whole-volume (not on the built-in "
     "phantom, whose job pins its own); written to OUT/plans.json. A recipe's sizes win "

@@ -7,7 +7,10 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["code_provenance"]
+__all__ = ["PROVENANCE_KEYS", "code_provenance"]
+
+#: The keys of :func:`code_provenance`, as results record them.
+PROVENANCE_KEYS = ("fdseg_version", "fdseg_commit", "fdseg_dirty")
 
 
 @functools.cache

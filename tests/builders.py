@@ -67,6 +67,18 @@ def tiny_args(
     return [*args, "--no-progress"]
 
 
+def fdseg_ok(*args: str | Path):
+    """Run ``fdseg ARGS`` in this process; it must succeed (its output is the failure
+    message). Returns click's result."""
+    from click.testing import CliRunner  # lazy: the CLI only for the tests that run it
+
+    from fdseg_cli.main import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def toy_case(shape: tuple[int, int, int], seed: int, channels: int = 1):
     """An image with two bright ellipsoids (labels 1 and 2) on a noisy background."""
     rng = np.random.default_rng(seed)

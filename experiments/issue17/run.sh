@@ -11,22 +11,13 @@
 # so committed results resume on a new machine. Checkpoints (*.pt) are never committed.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(git -C "$HERE" rev-parse --show-toplevel)"
 COMMIT="$(tr -d '[:space:]' < "$HERE/COMMIT")"
-WT="${FDSEG_EXP_WORKTREE:-$(dirname "$REPO")/fdseg-exp17-${COMMIT:0:10}}"
-DATA="${FDSEG_EXP_DATA:-$WT/data/phantom2mm}"
 PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(a b2 b48 c)
 
-if [ ! -d "$WT" ]; then
-  git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
-fi
-if [ ! -x "$WT/.venv/bin/fdseg" ]; then
-  python3 -m venv "$WT/.venv"
-  "$WT/.venv/bin/pip" install --quiet torch==2.13.0
-  "$WT/.venv/bin/pip" install --quiet -e "$WT"
-fi
-FDSEG="$WT/.venv/bin/fdseg"
+source "$HERE/../worktree.sh"
+pinned_worktree exp17 "$COMMIT"
+DATA="${FDSEG_EXP_DATA:-$WT/data/phantom2mm}"
 if [ ! -f "$DATA/dataset.json" ]; then
   # the phantom of every earlier table: 10 training and 8 held-out test cases at 2 mm
   "$FDSEG" phantom "$DATA" --cases 10 --test-cases 8 --seed 1 --shape 80 80 64 --spacing 2

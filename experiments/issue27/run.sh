@@ -20,7 +20,6 @@
 # resume on a new machine. Checkpoints (*.pt) are never committed.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(git -C "$HERE" rev-parse --show-toplevel)"
 PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(ablation)
 
@@ -39,17 +38,8 @@ for part in "${PARTS[@]}"; do
   esac || { echo "run the parts of part 2 and of part 3 in separate calls" >&2; exit 2; }
 done
 COMMIT="$(tr -d '[:space:]' < "$COMMIT_FILE")"
-WT="${FDSEG_EXP_WORKTREE:-$(dirname "$REPO")/fdseg-exp27-${COMMIT:0:10}}"
-
-if [ ! -d "$WT" ]; then
-  git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
-fi
-if [ ! -x "$WT/.venv/bin/fdseg" ]; then
-  python3 -m venv "$WT/.venv"
-  "$WT/.venv/bin/pip" install --quiet torch==2.13.0
-  "$WT/.venv/bin/pip" install --quiet -e "$WT"
-fi
-FDSEG="$WT/.venv/bin/fdseg"
+source "$HERE/../worktree.sh"
+pinned_worktree exp27 "$COMMIT"
 mkdir -p "$WT/data"
 [ -e "$HERE/data" ] || ln -s "$WT/data" "$HERE/data"
 cd "$HERE"

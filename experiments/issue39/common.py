@@ -1,6 +1,8 @@
 """What issue 39's scripts share: the parts' folders, their runs, and the report rows.
 
-Only fdseg's public experiment API is used (``load_run``, ``summarise``).
+Only fdseg's public experiment API is used (``load_run``, ``summarise``), as the commit
+in COMMIT has it: every script runs with the Python of the experiment's worktree
+(``run.sh``'s parts ``choose``, ``seeds``, ``decide``), like the runs themselves.
 """
 
 from __future__ import annotations
@@ -70,3 +72,20 @@ def run_seconds(result: dict) -> float:
     """A run's own time: training, validation and test evaluation (one core)."""
     t = result.get("time_s", {})
     return float(t.get("train", 0.0) + t.get("validation", 0.0) + t.get("test", 0.0))
+
+
+def write_decision(name: str, title: str, body: list[str], chosen: str, note: str = "") -> int:
+    """Write a decision file (``HERE/name``): a title, the body, and the ``Chosen: `x```
+    line that ``experiments/test_decisions.py`` reads; print the choice.
+
+    Args:
+        name: The file (``CHOICE.md``, ``FUSION.md``, ...).
+        title: Its heading, after "Issue 39: ".
+        body: The lines between the heading and the choice.
+        chosen: What was chosen.
+        note: Words after the choice (``" (no arm qualified: ...)."``); else ``"."``-less.
+    """
+    text = "\n".join([f"# Issue 39: {title}", "", *body, "", f"Chosen: `{chosen}`" + note, ""])
+    (HERE / name).write_text(text)
+    print(chosen)
+    return 0

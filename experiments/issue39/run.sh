@@ -4,6 +4,7 @@
 #   bash experiments/issue39/run.sh ablation        # part 2: which recipe trains best here
 #   bash experiments/issue39/run.sh choose pilot    # choose the recipe; pilot of part 3
 #   bash experiments/issue39/run.sh seeds final     # size part 3 from the pilot; run it
+#   bash experiments/issue39/run.sh decide          # the default fusion (FUSION.md)
 #   bash experiments/issue39/run.sh schedule        # the plateau rule against 2500 steps
 #
 # The split (split.json) and the dataset views (views/dev, views/final: MSD dataset.json
@@ -29,17 +30,8 @@ PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(ablation)
 
 COMMIT="$(tr -d '[:space:]' < "$HERE/COMMIT")"
-WT="${FDSEG_EXP_WORKTREE:-$(dirname "$REPO")/fdseg-exp39-${COMMIT:0:10}}"
-if [ ! -d "$WT" ]; then
-  git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
-fi
-if [ ! -x "$WT/.venv/bin/fdseg" ]; then
-  python3 -m venv "$WT/.venv"
-  "$WT/.venv/bin/pip" install --quiet torch==2.13.0
-  "$WT/.venv/bin/pip" install --quiet -e "$WT"
-fi
-FDSEG="$WT/.venv/bin/fdseg"
-PY="$WT/.venv/bin/python"
+source "$HERE/../worktree.sh"
+pinned_worktree exp39 "$COMMIT"
 cd "$HERE"
 "$PY" make_split.py > /dev/null
 git -C "$REPO" diff --quiet -- "$HERE/split.json" "$HERE/views" \
@@ -92,6 +84,9 @@ for part in "${PARTS[@]}"; do
         --seeds 5 "${RECIPE[@]}" "${PLATEAU[@]}" --jobs 2 --no-progress ;;
     seeds)
       "$PY" plan_seeds.py ;;
+    # the default fusion, by choose_fusion.py's rule (committed before the final runs)
+    decide)
+      "$PY" choose_fusion.py ;;
     final)
       [ -f RECIPE ] && [ -f SEEDS ] || { echo "part final needs RECIPE and SEEDS" >&2; exit 2; }
       read -r -a RECIPE < RECIPE || true
@@ -106,7 +101,7 @@ for part in "${PARTS[@]}"; do
       "$FDSEG" experiment "${DEV[@]}" --out schedule/fixed2500 --train-sizes 9,50 \
         --fusion none --seeds 3 --iters-per-epoch 50 --val-every 1 --epochs 50 \
         --checkpoint best --channels-last --jobs 2 --no-progress ;;
-    *) echo "unknown part $part (expected ablation, choose, pilot, seeds, final, schedule)" >&2
+    *) echo "unknown part $part (expected ablation, choose, pilot, seeds, final, decide, schedule)" >&2
       exit 2 ;;
   esac
 done

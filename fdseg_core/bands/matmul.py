@@ -70,21 +70,28 @@ def _up(small: torch.Tensor, dims: tuple[int, ...], sizes: tuple[int, ...]) -> t
     return small
 
 
-def _subtract_up(a: torch.Tensor, small: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """``a - U(small)``, the last axis fused into one ``baddbmm`` that writes the output once."""
-    sizes = tuple(a.shape[d] for d in dims)
-    t = _up(small, dims[:-1], sizes[:-1])
-    d, n, k = dims[-1], sizes[-1], small.shape[dims[-1]]
-    u = upsample_matrix(n, k, dtype=a.dtype, device=a.device)
-    pre = math.prod(a.shape[:d])
-    post = math.prod(a.shape[d + 1 :])
+def _subtract_along(a: torch.Tensor, u: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``a - u t`` along ``dim``: ``u`` ``(n, m)``, ``t`` shaped like ``a`` but of size
+    ``m`` along ``dim``; one ``addmm`` or ``baddbmm`` that writes the output once."""
+    n, m = u.shape
+    pre = math.prod(a.shape[:dim])
+    post = math.prod(a.shape[dim + 1 :])
     if post == 1:
-        out = torch.addmm(a.reshape(pre, n), t.reshape(pre, k), u.t(), alpha=-1.0)
+        out = torch.addmm(a.reshape(pre, n), t.reshape(pre, m), u.t(), alpha=-1.0)
     else:
         out = torch.baddbmm(
-            a.reshape(pre, n, post), u.expand(pre, n, k), t.reshape(pre, k, post), alpha=-1.0
+            a.reshape(pre, n, post), u.expand(pre, n, m), t.reshape(pre, m, post), alpha=-1.0
         )
     return out.reshape(a.shape)
+
+
+def _subtract_up(a: torch.Tensor, small: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``a - U(small)``, the last axis fused into the subtraction that writes the output."""
+    sizes = tuple(a.shape[d] for d in dims)
+    t = _up(small, dims[:-1], sizes[:-1])
+    d = dims[-1]
+    u = upsample_matrix(sizes[-1], small.shape[d], dtype=a.dtype, device=a.device)
+    return _subtract_along(a, u, t, d)
 
 
 def _split_forward(x: torch.Tensor, dims: tuple[int, ...], widths: tuple[int, ...]):
@@ -200,22 +207,9 @@ def _reference_residual(
         _, _, v_re, v_im = _matrices(a.shape[d], re.shape[d], a.dtype, a.device, transposed)
         re, im = _complex_along(re, im, v_re, v_im, d)
     d = dims[-1]
-    n, k = a.shape[d], re.shape[d]
-    _, _, v_re, v_im = _matrices(n, k, a.dtype, a.device, transposed)
+    _, _, v_re, v_im = _matrices(a.shape[d], re.shape[d], a.dtype, a.device, transposed)
     u = torch.cat([v_re, -v_im], dim=1)  # (n, 2k)
-    stacked = torch.cat([re, im], dim=d)
-    pre = math.prod(a.shape[:d])
-    post = math.prod(a.shape[d + 1 :])
-    if post == 1:
-        out = torch.addmm(a.reshape(pre, n), stacked.reshape(pre, 2 * k), u.t(), alpha=-1.0)
-    else:
-        out = torch.baddbmm(
-            a.reshape(pre, n, post),
-            u.expand(pre, n, 2 * k),
-            stacked.reshape(pre, 2 * k, post),
-            alpha=-1.0,
-        )
-    return out.reshape(a.shape)
+    return _subtract_along(a, u, torch.cat([re, im], dim=d), d)
 
 
 def split_reference(

@@ -208,8 +208,23 @@ def _cached_matrix(n: int, k: int, dtype: torch.dtype, device: str, up: bool) ->
     return _build(n, k, dtype, device, up, True)
 
 
-def _cached(n: int, k: int, dtype: torch.dtype, device: str, up: bool) -> torch.Tensor:
-    """The matrix from the cache, or built afresh (and not cached) under a tracer."""
+def _check_width(n: Any, k: Any) -> None:
+    if not 1 <= k < n:
+        raise InputError(f"band width k={k} must satisfy 1 <= k < n={n}")
+
+
+def _matrix(
+    n: Any, k: Any, dtype: torch.dtype, device: torch.device | str, up: bool
+) -> torch.Tensor:
+    """``D`` (or, with ``up``, ``U``) after checking ``1 <= k < n``: built in the graph
+    for symbolic sizes, from the cache otherwise, or afresh (and not cached) under a
+    tracer."""
+    _check_width(n, k)
+    if _symbolic(n, k):
+        if up:
+            return (_traced_downsample(n, k, torch.float64, device).t() * (n / k)).to(dtype)
+        return _traced_downsample(n, k, dtype, device)
+    device = str(torch.device(device))
     if _tracing():
         return _build(n, k, dtype, device, up, False)
     return _cached_matrix(n, k, dtype, device, up)
@@ -230,11 +245,7 @@ def downsample_matrix(
         Tensor of shape ``(k, n)``; cached per ``(n, k, dtype, device)``, do not
         modify it in place.
     """
-    if not 1 <= k < n:
-        raise InputError(f"band width k={k} must satisfy 1 <= k < n={n}")
-    if _symbolic(n, k):
-        return _traced_downsample(n, k, dtype, device)
-    return _cached(n, k, dtype, str(torch.device(device)), False)
+    return _matrix(n, k, dtype, device, up=False)
 
 
 def upsample_matrix(
@@ -251,11 +262,7 @@ def upsample_matrix(
     Returns:
         Tensor of shape ``(n, k)``; cached, do not modify it in place.
     """
-    if not 1 <= k < n:
-        raise InputError(f"band width k={k} must satisfy 1 <= k < n={n}")
-    if _symbolic(n, k):
-        return (_traced_downsample(n, k, torch.float64, device).t() * (n / k)).to(dtype)
-    return _cached(n, k, dtype, str(torch.device(device)), True)
+    return _matrix(n, k, dtype, device, up=True)
 
 
 def adjoint_scale(sizes: tuple[int, ...], widths: tuple[int, ...]) -> float:
@@ -369,8 +376,7 @@ def reference_matrices(
         ``(Re A, Im A, Re V, Im V)``, shapes ``(k, n)`` and ``(n, k)``; cached for
         concrete sizes (do not modify them), built from tensor ops for symbolic ones.
     """
-    if not 1 <= k < n:
-        raise InputError(f"band width k={k} must satisfy 1 <= k < n={n}")
+    _check_width(n, k)
     if dtype.is_complex:
         raise InputError(f"reference matrices come as real parts, got dtype {dtype}")
     if _symbolic(n, k):

@@ -194,6 +194,19 @@ def _report(problems: list[Problem] | None, problem: Problem) -> None:
     problems.append(problem)
 
 
+def _declared(
+    root: Path, raw: dict, channels: dict, problems: list[Problem] | None, *, msd: bool
+) -> tuple[str, tuple[str, ...], dict[str, int]]:
+    """What the ``dataset.json`` of either layout declares: ``(name, channel names,
+    labels)``. The name falls back to the folder's; ``channels`` maps channel indices
+    to names; the labels must be consecutive (:func:`_check_consecutive`)."""
+    path = root / "dataset.json"
+    channel_names = tuple(str(channels[k]) for k in sorted(channels, key=int))
+    labels = _labels_name_to_int(raw, path, msd=msd)
+    _check_consecutive(labels, path, problems)
+    return str(raw.get("name", root.name)), channel_names, labels
+
+
 def _nnunet(root: Path, raw: dict, problems: list[Problem] | None = None) -> DatasetInfo:
     path = root / "dataset.json"
     missing = [
@@ -209,14 +222,12 @@ def _nnunet(root: Path, raw: dict, problems: list[Problem] | None = None) -> Dat
     names = raw.get("channel_names", raw.get("modality"))
     if not isinstance(names, dict) or not names:
         raise InputError(f"{path}: 'channel_names' must be a non-empty object")
-    channel_names = tuple(str(names[k]) for k in sorted(names, key=int))
     ending = raw["file_ending"]
     if ending not in NIFTI_ENDINGS:
         raise InputError(
             f"{path}: file_ending {ending!r} is not supported (NIfTI only: {list(NIFTI_ENDINGS)})"
         )
-    labels = _labels_name_to_int(raw, path, msd=False)
-    _check_consecutive(labels, path, problems)
+    name, channel_names, labels = _declared(root, raw, names, problems, msd=False)
 
     def cases(images: Path, labels_dir: Path, need_labels: bool) -> tuple[Case, ...]:
         if not images.is_dir():
@@ -290,25 +301,13 @@ def _nnunet(root: Path, raw: dict, problems: list[Problem] | None = None) -> Dat
             ),
         )
     test = cases(root / "imagesTs", root / "labelsTs", False)
-    return DatasetInfo(
-        root,
-        "nnunet",
-        str(raw.get("name", root.name)),
-        channel_names,
-        labels,
-        ending,
-        training,
-        test,
-        raw=raw,
-    )
+    return DatasetInfo(root, "nnunet", name, channel_names, labels, ending, training, test, raw=raw)
 
 
 def _msd(root: Path, raw: dict, problems: list[Problem] | None = None) -> DatasetInfo:
     path = root / "dataset.json"
     modality = raw.get("modality", {"0": "image"})
-    channel_names = tuple(str(modality[k]) for k in sorted(modality, key=int))
-    labels = _labels_name_to_int(raw, path, msd=True)
-    _check_consecutive(labels, path, problems)
+    name, channel_names, labels = _declared(root, raw, modality, problems, msd=True)
 
     def resolve(rel: str) -> Path:
         p = (root / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
@@ -349,7 +348,7 @@ def _msd(root: Path, raw: dict, problems: list[Problem] | None = None) -> Datase
     return DatasetInfo(
         root,
         "msd",
-        str(raw.get("name", root.name)),
+        name,
         channel_names,
         labels,
         ending,

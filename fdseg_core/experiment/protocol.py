@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,8 +28,8 @@ from fdseg_core.data import (
     plan_folds,
 )
 from fdseg_core.errors import InputError, OptionError
-from fdseg_core.experiment.report import write_report
-from fdseg_core.experiment.results import RESULT, load_run
+from fdseg_core.experiment.report import ExperimentReport, write_report
+from fdseg_core.experiment.results import RESULT, CaseDice, RunResult, RunTimes, load_run
 from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
 from fdseg_core.parallel import in_shard, parallel_map
 from fdseg_core.progress import progress_bar
@@ -43,6 +43,7 @@ from fdseg_core.train.tracking import log_report
 
 __all__ = [
     "ExperimentConfig",
+    "PlanRecord",
     "RunSpec",
     "evaluate_run",
     "experiment_report",
@@ -74,6 +75,37 @@ class _OncePerMessage(logging.Filter):
             return False
         self.seen.add(text)
         return True
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """Where an experiment's template took its sizes from, as ``experiment.json`` records
+    it.
+
+    Attributes:
+        source: ``"plan"`` (planned now) or ``"plans.json"`` (read back).
+        target_spacing: The voxel size (mm), or ``None`` for the native grid.
+        patch_size: The training patch ``(X, Y, Z)`` (or ``"auto"``).
+        batch_size: Patches per step (or ``"auto"``).
+    """
+
+    source: str
+    target_spacing: tuple[float, ...] | None
+    patch_size: tuple[int, ...] | str
+    batch_size: int | str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's JSON form (lists for tuples)."""
+        return {
+            "source": self.source,
+            "target_spacing": _listed(self.target_spacing),
+            "patch_size": _listed(self.patch_size),
+            "batch_size": self.batch_size,
+        }
+
+
+def _listed(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True)
@@ -122,7 +154,7 @@ class ExperimentConfig:
     n_resamples: int = N_RESAMPLES
     layouts: tuple[str, ...] = ()
     checkpoint: str = "best"
-    plan: dict[str, Any] | None = None
+    plan: PlanRecord | None = None
     case_draw: str = "independent"
     margin: float = DEFAULT_MARGIN
 
@@ -210,7 +242,7 @@ def held_out_cases(info) -> tuple[list, str]:
 
 def evaluate_run(
     checkpoint: Path, cases: list, device: torch.device, *, overlap: float | None = None
-) -> list[dict[str, Any]]:
+) -> tuple[CaseDice, ...]:
     """Dice per class of one trained run on the test cases (full volumes), with labels
     by the rule of the run's loss (softmax argmax, or the sigmoid rule), scored on each
     case's own grid against its own label, as ``fdseg predict`` and ``fdseg evaluate``
@@ -226,18 +258,18 @@ def evaluate_run(
             batched them (its ``batch_size``).
 
     Returns:
-        One dict per case: ``case`` and ``dice_<class name>`` for every foreground class.
+        The Dice of every foreground class, one per case.
     """
     # scored as `fdseg predict` + `fdseg evaluate` score it: on each case's own grid
     scores, card = evaluate_checkpoint(checkpoint, cases, device, overlap=overlap)
     names = card.class_names
-    rows = []
-    for score in scores:
-        row: dict[str, Any] = {"case": score.case_id}
-        for c in range(1, card.num_classes):
-            row[f"dice_{names.get(c, c)}"] = float(score.dice[c])
-        rows.append(row)
-    return rows
+    return tuple(
+        CaseDice(
+            score.case_id,
+            {str(names.get(c, c)): float(score.dice[c]) for c in range(1, card.num_classes)},
+        )
+        for score in scores
+    )
 
 
 def _held_out(config: ExperimentConfig, info) -> tuple[list[str], list, str, Any]:
@@ -336,7 +368,7 @@ def prepare_experiment(config: ExperimentConfig) -> tuple[list, str]:
     return held_out, source
 
 
-def run_one(config: ExperimentConfig, index: int) -> dict[str, Any] | None:
+def run_one(config: ExperimentConfig, index: int) -> RunResult | None:
     """Train and evaluate one run of the grid: the unit a scheduler runs (a job-array
     task, a ``--jobs`` worker, a submitit job).
 
@@ -376,7 +408,7 @@ def run_experiment(
     shard: tuple[int, int] | None = None,
     jobs: int = 1,
     report_only: bool = False,
-) -> dict[str, Any]:
+) -> ExperimentReport:
     """Run (or resume) the experiment's unfinished runs, then write the report from
     every result that exists.
 
@@ -392,8 +424,7 @@ def run_experiment(
         report_only: Train nothing; rebuild the report from the results there are.
 
     Returns:
-        ``{"results": [...], "table": [...], "markdown": str, "plot": path,
-        "curves": path, "missing": [run names without a result], "trained": n}``.
+        The report of every result there is, with the runs trained by this call.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise OptionError(f"{{jobs}} {jobs!r}: expected a positive number of processes", "jobs")
@@ -413,11 +444,10 @@ def run_experiment(
         out = Path(config.out)
         files = ["table.md", "table.csv", "summary.json", "dice_vs_size.png", "training_curves.png"]
         log_report(template.mlflow, out, [out / f for f in files])
-    report["trained"] = trained
-    return report
+    return replace(report, trained=trained)
 
 
-def experiment_report(config: ExperimentConfig) -> dict[str, Any]:
+def experiment_report(config: ExperimentConfig) -> ExperimentReport:
     """The report (tables, plots, seed-level statistics) of the results that exist;
     ``missing`` names the runs without one, and the Markdown table says how many."""
     out = Path(config.out)
@@ -432,22 +462,15 @@ def experiment_report(config: ExperimentConfig) -> dict[str, Any]:
         results.append(result)
         if rows:
             curves[(run.train_size, run.method, run.seed)] = rows
-    methods = [label for label, _, _ in config.methods]
-    report = write_report(
+    return write_report(
         results,
         out,
-        methods=methods,
+        methods=[label for label, _, _ in config.methods],
         n_resamples=config.n_resamples,
         curves=curves,
         margin=config.margin,
+        missing=missing,
     )
-    if missing:
-        note = f"{len(missing)} of {len(runs)} runs have no result yet: {', '.join(missing)}"
-        report["markdown"] = f"Note: {note}.\n\n" + report["markdown"]
-        atomic_write_text(out / "table.md", report["markdown"])
-    report["results"] = results
-    report["missing"] = missing
-    return report
 
 
 def run_indices(
@@ -480,18 +503,17 @@ def run_indices(
     return done
 
 
-def _train_and_evaluate(config, run: RunSpec, held_out, device) -> dict[str, Any]:
+def _train_and_evaluate(config, run: RunSpec, held_out, device) -> RunResult:
     """Train one run (resuming its ``last.pt``), evaluate it, write ``result.json``."""
     size, method, seed = run.train_size, run.method, run.seed
     run_dir = config.run_dir(size, method, seed)
     run_cfg = config.run_config(size, method, seed).replace(progress=False)
     trained = train(run_cfg, resume=(run_dir / "last.pt").is_file())
     t0 = time.perf_counter()
-    rows = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
+    cases = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
     test_time_s = time.perf_counter() - t0
-    result = _result(config, run_cfg, size, method, seed, rows, trained, test_time_s)
-    result["largest_size"] = max(config.train_sizes)
-    atomic_write_text(run_dir / RESULT, json.dumps(result, indent=1) + "\n")
+    result = _result(config, run_cfg, run, cases, trained, test_time_s)
+    result.save(run_dir)
     return result
 
 
@@ -515,7 +537,7 @@ def _write_meta(config: ExperimentConfig, out: Path, held_out: list, source: str
                 "training": _template_options(template),
                 "test_set": source,
                 "test_cases": [c.case_id for c in held_out],
-                "plan": config.plan,
+                "plan": config.plan.to_dict() if config.plan else None,
                 **code_provenance(),
             },
             indent=1,
@@ -555,40 +577,41 @@ def _template_options(template: TrainConfig) -> dict[str, Any]:
 
 
 def _result(
-    config, run_cfg, size, method, seed, rows, trained: TrainResult, test_time_s: float
-) -> dict[str, Any]:
-    """One run's ``result.json``: what it scored and everything needed to read it
-    without rerunning the code (paths relative to the experiment folder)."""
+    config: ExperimentConfig,
+    run_cfg: TrainConfig,
+    run: RunSpec,
+    cases: tuple[CaseDice, ...],
+    trained: TrainResult,
+    test_time_s: float,
+) -> RunResult:
+    """One run's result: what it scored and everything needed to read it without
+    rerunning the code (paths relative to the experiment folder)."""
     steps = trained.steps_per_epoch
-    hit_cap = trained.epochs_run >= run_cfg.epochs and not trained.stopped_early
-    return {
-        "train_size": size,
-        "method": method,
-        "fusion": run_cfg.fusion,
-        "layout": run_cfg.layout,
-        "seed": seed,
-        "cases": rows,
-        "checkpoint": config.checkpoint,
-        "best_epoch": trained.best_epoch,
-        "epochs_run": trained.epochs_run,
-        "stopped_early": trained.stopped_early,
-        # how logits became the labels scored above
-        "inference_rule": trained.activation,
-        "train_cases": list(trained.train_ids),
-        "val_cases": list(trained.val_ids),
-        "steps_per_epoch": steps,
-        "best_step": trained.best_epoch * steps,
-        "stop_step": trained.epochs_run * steps,
-        "step_cap": run_cfg.epochs * steps,
-        # a run that ended at its cap without a plateau may still have been improving
-        "hit_step_cap": hit_cap,
-        # where the run's time went, in seconds: training steps and validation (summed
-        # over its log, resumed parts included) and the evaluation on the test cases
-        "time_s": {
-            "train": round(trained.train_time_s, 1),
-            "validation": round(trained.val_time_s, 1),
-            "test": round(test_time_s, 1),
-        },
-        "run_dir": relative_to(config.run_dir(size, method, seed), config.out),
-        **code_provenance(),
-    }
+    return RunResult(
+        run.train_size,
+        run.method,
+        run.seed,
+        cases,
+        fusion=run_cfg.fusion,
+        layout=run_cfg.layout,
+        checkpoint=config.checkpoint,
+        best_epoch=trained.best_epoch,
+        epochs_run=trained.epochs_run,
+        stopped_early=trained.stopped_early,
+        largest_size=max(config.train_sizes),
+        inference_rule=trained.activation,
+        train_cases=tuple(trained.train_ids),
+        val_cases=tuple(trained.val_ids),
+        steps_per_epoch=steps,
+        best_step=trained.best_epoch * steps,
+        stop_step=trained.epochs_run * steps,
+        step_cap=run_cfg.epochs * steps,
+        hit_step_cap=trained.epochs_run >= run_cfg.epochs and not trained.stopped_early,
+        time_s=RunTimes(
+            train=round(trained.train_time_s, 1),
+            validation=round(trained.val_time_s, 1),
+            test=round(test_time_s, 1),
+        ),
+        run_dir=relative_to(config.run_dir(run.train_size, run.method, run.seed), config.out),
+        provenance=code_provenance(),
+    )

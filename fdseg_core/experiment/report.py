@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,11 @@ from matplotlib.figure import Figure
 
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text
 from fdseg_core.choices import DEFAULT_MARGIN
-from fdseg_core.experiment.results import class_keys, per_pair_scores
+from fdseg_core.experiment.results import MEAN, RunScores, class_names, per_pair_scores
 from fdseg_core.experiment.stats import (
     BOOTSTRAP_FROM_SEEDS,
     N_RESAMPLES,
+    SeedLevel,
     few_seeds_note,
     mean_std,
     paired_bootstrap_ci,
@@ -31,6 +34,10 @@ from fdseg_core.train.logs import integer_epochs
 __all__ = [
     "ALL_SIZES",
     "BASELINE",
+    "ExperimentReport",
+    "PairedDelta",
+    "SeedsNeeded",
+    "SummaryRow",
     "compact_table",
     "dice_vs_size_figure",
     "format_delta",
@@ -50,116 +57,183 @@ ALL_SIZES = "all"
 BASELINE = "none"
 
 
+@dataclass(frozen=True)
+class PairedDelta:
+    """A method's paired difference to the baseline, in one row of :func:`summarise`.
+
+    Attributes:
+        seed_level: The seed-level statistics (:func:`~fdseg_core.experiment.stats.
+            seed_level`): the mean over seeds of each seed's mean paired difference
+            (``diff``), the headline interval (``low``, ``high``, named by ``method``),
+            the t and two-level bootstrap intervals, the prediction interval of one more
+            seed, the spread of the seed means, the smallest detectable effect and each
+            seed's difference.
+        pooled_low: The interval over (seed, case) pairs as if they were independent
+            (narrower; it says how precisely these seeds were measured, not what another
+            seed would give), lower bound.
+        pooled_high: Its upper bound.
+        verdict: :func:`~fdseg_core.experiment.stats.verdict` of the headline interval.
+    """
+
+    seed_level: SeedLevel
+    pooled_low: float
+    pooled_high: float
+    verdict: str
+
+    @property
+    def diff(self) -> float:
+        """The mean over seeds of each seed's mean paired difference (Dice)."""
+        return self.seed_level.diff
+
+    def interval(self, name: str = "ci") -> tuple[float, float]:
+        """One of the row's intervals.
+
+        Args:
+            name: ``"ci"`` (the headline seed-level interval), ``"t"``, ``"boot"`` (the
+                two-level bootstrap), ``"pi"`` (the prediction interval of one more
+                seed) or ``"pooled_ci"`` (over (seed, case) pairs).
+        """
+        s = self.seed_level
+        intervals = {
+            "ci": (s.low, s.high),
+            "t": (s.t_low, s.t_high),
+            "boot": (s.boot_low, s.boot_high),
+            "pi": (s.pi_low, s.pi_high),
+            "pooled_ci": (self.pooled_low, self.pooled_high),
+        }
+        if name not in intervals:
+            raise ValueError(f"interval {name!r}: expected one of {', '.join(intervals)}")
+        return intervals[name]
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One row of :func:`summarise`: a method's test Dice at one training size (or
+    pooled over the sizes) for one class, and its paired difference to the baseline.
+
+    Attributes:
+        train_size: Training cases, or :data:`ALL_SIZES` for the row pooled over sizes.
+        class_name: A foreground class, or ``"mean"`` (each case's mean over classes).
+        method: The method label.
+        n: (seed, test case) pairs.
+        dice_mean: Mean Dice over those pairs.
+        dice_std: Their standard deviation.
+        delta: The paired difference to the baseline; ``None`` for the baseline itself
+            (or when there is none).
+    """
+
+    train_size: int | str
+    class_name: str
+    method: str
+    n: int
+    dice_mean: float
+    dice_std: float
+    delta: PairedDelta | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat row of ``table.csv`` and ``summary.json``: ``train_size``, ``class``,
+        ``method``, ``n``, ``dice_mean``, ``dice_std`` and the difference's ``diff``,
+        ``ci_low``/``ci_high`` (named by ``ci_method``), ``t_*``, ``boot_*``, ``pi_*``,
+        ``sd_seeds``, ``detectable``, ``pooled_ci_*``, ``n_seeds``, ``per_seed`` and
+        ``verdict`` (``None`` for the baseline)."""
+        row: dict[str, Any] = {
+            "train_size": self.train_size,
+            "class": self.class_name,
+            "method": self.method,
+            "n": self.n,
+            "dice_mean": self.dice_mean,
+            "dice_std": self.dice_std,
+        }
+        d = self.delta
+        s = d.seed_level if d is not None else None
+        row |= {
+            "diff": s and s.diff,
+            "ci_low": s and s.low,
+            "ci_high": s and s.high,
+            "ci_method": s and s.method,
+            "t_low": s and s.t_low,
+            "t_high": s and s.t_high,
+            "boot_low": s and s.boot_low,
+            "boot_high": s and s.boot_high,
+            "pi_low": s and s.pi_low,
+            "pi_high": s and s.pi_high,
+            "sd_seeds": s and s.sd,
+            "detectable": s and s.detectable,
+            "pooled_ci_low": d and d.pooled_low,
+            "pooled_ci_high": d and d.pooled_high,
+            "n_seeds": s and s.n_seeds,
+            "per_seed": None if s is None else list(s.per_seed),
+            "verdict": d and d.verdict,
+        }
+        return row
+
+
 def summarise(
-    results: list[dict],
+    results: Sequence[RunScores],
     *,
-    methods,
+    methods: Sequence[str],
     n_resamples: int = N_RESAMPLES,
     baseline: str = BASELINE,
     margin: float = DEFAULT_MARGIN,
-) -> list[dict[str, Any]]:
+) -> list[SummaryRow]:
     """One row per (training size, class, method), and per (class, method) pooled over
     the sizes: Dice mean and std, and the paired difference to the baseline (method
     ``baseline``, ``"none"`` unless told: the network without band split) at seed level.
 
     Scores are paired by (seed, test case). A ``"mean"`` class averages the foreground
-    classes of each case. A method's row carries (:func:`~fdseg_core.experiment.stats.
-    seed_level`):
-
-    * ``diff``: the mean over seeds of each seed's mean paired difference;
-    * ``ci_low``/``ci_high``: the headline seed-level 95 % interval, named by
-      ``ci_method``: the t interval on the seed means below
-      :data:`~fdseg_core.experiment.stats.BOOTSTRAP_FROM_SEEDS` seeds (``"t"``), the
-      two-level bootstrap from there on (``"bootstrap"``);
-    * ``t_low``/``t_high`` and ``boot_low``/``boot_high``: both seed-level intervals;
-    * ``pi_low``/``pi_high``: the 95 % prediction interval of one more seed's
-      difference: what a user who trains once may get;
-    * ``sd_seeds``: the standard deviation of the seed means; ``detectable``: the
-      smallest true mean difference these seeds detect with 80 % power;
-    * ``pooled_ci_low``/``pooled_ci_high``: the interval over (seed, case) pairs as if
-      they were independent (narrower; it says how precisely these seeds were
-      measured, not what another seed would give);
-    * ``per_seed``: each seed's mean difference, in seed order; ``n_seeds``;
-    * ``verdict``: :func:`~fdseg_core.experiment.stats.verdict` of the headline
-      interval, with the equivalence ``margin``.
+    classes of each case. A method's row carries a :class:`PairedDelta`: the mean over
+    seeds of each seed's mean paired difference; the headline seed-level 95 % interval
+    (the t interval on the seed means below
+    :data:`~fdseg_core.experiment.stats.BOOTSTRAP_FROM_SEEDS` seeds, the two-level
+    bootstrap from there on) and both of those intervals; the 95 % prediction interval
+    of one more seed's difference (what a user who trains once may get); the spread of
+    the seed means and the smallest true difference they detect with 80 % power; the
+    pooled (seed, case) interval; each seed's difference; and the verdict, with the
+    equivalence ``margin``.
 
     In the rows pooled over sizes (``train_size`` :data:`ALL_SIZES`), each seed's
     difference is its mean over the sizes (the unit stays the seed: the sizes of one
     seed share its initialisation, and with nested draws their training cases).
+
+    Args:
+        results: The runs (a :class:`~fdseg_core.experiment.results.RunResult` each, or
+            any :class:`~fdseg_core.experiment.results.RunScores`).
+        methods: The method labels, in row order.
+        n_resamples: Bootstrap resamples.
+        baseline: The method the others are compared with.
+        margin: The equivalence margin of the verdicts (Dice).
     """
-    keys = [k for k in class_keys(results) if k != "dice_mean"]
-    # a per-case mean over classes, on copies: the caller's results stay as they were, so
-    # that a second summary of the same results has the same rows
-    results = [{**r, "cases": [_with_mean(row, keys) for row in r["cases"]]} for r in results]
-    keys = [*keys, "dice_mean"]
-    sizes = sorted({r["train_size"] for r in results})
+    names = [*class_names(results), MEAN]
+    sizes = sorted({r.train_size for r in results})
     groups: list[tuple[Any, list[int]]] = [(size, [size]) for size in sizes]
     if len(sizes) > 1:
         groups.append((ALL_SIZES, sizes))
     table = []
     for label, group in groups:
-        for key in keys:
-            base = _scores(results, group, baseline, key) if baseline in methods else {}
+        for name in names:
+            base = _scores(results, group, baseline, name) if baseline in methods else {}
             for method in methods:
-                scores = _scores(results, group, method, key)
+                scores = _scores(results, group, method, name)
                 if not scores:
                     continue
                 mean, std = mean_std(list(scores.values()))
-                row = {
-                    "train_size": label,
-                    "class": key.removeprefix("dice_"),
-                    "method": method,
-                    "n": len(scores),
-                    "dice_mean": mean,
-                    "dice_std": std,
-                    **_EMPTY_DELTA,
-                }
+                delta = None
                 if base and method != baseline:
-                    row.update(_delta(scores, base, n_resamples, margin))
-                table.append(row)
+                    delta = _delta(scores, base, n_resamples, margin)
+                table.append(SummaryRow(label, name, method, len(scores), mean, std, delta))
     return table
 
 
-def _with_mean(row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
-    """A copy of one case's row with ``dice_mean``, the mean of its classes' Dice."""
-    vals = [row[k] for k in keys if row.get(k) is not None]
-    return {**row, "dice_mean": sum(vals) / len(vals) if vals else None}
-
-
-_EMPTY_DELTA: dict[str, Any] = {
-    key: None
-    for key in (
-        "diff",
-        "ci_low",
-        "ci_high",
-        "ci_method",
-        "t_low",
-        "t_high",
-        "boot_low",
-        "boot_high",
-        "pi_low",
-        "pi_high",
-        "sd_seeds",
-        "detectable",
-        "pooled_ci_low",
-        "pooled_ci_high",
-        "n_seeds",
-        "per_seed",
-        "verdict",
-    )
-}
-
-
-def _scores(results, sizes, method, key) -> dict[tuple, float]:
+def _scores(results, sizes, method, name) -> dict[tuple, float]:
     """``{(size, seed, case): score}`` of one method over some training sizes."""
     return {
         (size, *pair): score
         for size in sizes
-        for pair, score in per_pair_scores(results, size, method, key).items()
+        for pair, score in per_pair_scores(results, size, method, name).items()
     }
 
 
-def _delta(scores, base, n_resamples: int, margin: float) -> dict[str, Any]:
+def _delta(scores, base, n_resamples: int, margin: float) -> PairedDelta:
     pairs = sorted(set(scores) & set(base))
     by_seed_size: dict[tuple, list[float]] = {}
     for size, seed, case in pairs:
@@ -176,25 +250,12 @@ def _delta(scores, base, n_resamples: int, margin: float) -> dict[str, Any]:
     _, pooled_low, pooled_high = paired_bootstrap_ci(
         [scores[p] for p in pairs], [base[p] for p in pairs], n_resamples=n_resamples
     )
-    return {
-        "diff": stats.diff,
-        "ci_low": stats.low,
-        "ci_high": stats.high,
-        "ci_method": stats.method,
-        "t_low": stats.t_low,
-        "t_high": stats.t_high,
-        "boot_low": stats.boot_low,
-        "boot_high": stats.boot_high,
-        "pi_low": stats.pi_low,
-        "pi_high": stats.pi_high,
-        "sd_seeds": stats.sd,
-        "detectable": stats.detectable,
-        "pooled_ci_low": pooled_low,
-        "pooled_ci_high": pooled_high,
-        "n_seeds": stats.n_seeds,
-        "per_seed": list(stats.per_seed),
-        "verdict": verdict(list(stats.per_seed), stats.low, stats.high, margin=margin),
-    }
+    return PairedDelta(
+        seed_level=stats,
+        pooled_low=pooled_low,
+        pooled_high=pooled_high,
+        verdict=verdict(list(stats.per_seed), stats.low, stats.high, margin=margin),
+    )
 
 
 def _size_balanced(groups: list[list[float]]) -> list[float]:
@@ -215,8 +276,8 @@ def _points(value: float | None, sign: bool = True) -> str:
     return f"{100 * value:+.1f}" if sign else f"{100 * value:.1f}"
 
 
-def format_delta(row: dict[str, Any], *, interval: str = "ci") -> str:
-    """A ``summarise`` row's paired difference and an interval of it in Dice points,
+def format_delta(row: SummaryRow, *, interval: str = "ci") -> str:
+    """A row's paired difference and an interval of it in Dice points,
     ``"+2.8 [+1.5, +4.3]"``, or ``"—"`` for the baseline.
 
     Args:
@@ -225,35 +286,38 @@ def format_delta(row: dict[str, Any], *, interval: str = "ci") -> str:
             (the two-level bootstrap), ``"pooled_ci"`` (over (seed, case) pairs) or
             ``"pi"`` (the prediction interval of one more seed).
     """
-    if row["diff"] is None:
+    if row.delta is None:
         return "—"
-    low, high = row.get(f"{interval}_low"), row.get(f"{interval}_high")
-    return f"{_points(row['diff'])} [{_points(low)}, {_points(high)}]"
+    low, high = row.delta.interval(interval)
+    return f"{_points(row.delta.diff)} [{_points(low)}, {_points(high)}]"
 
 
-def format_interval(row: dict[str, Any], interval: str) -> str:
+def format_interval(row: SummaryRow, interval: str) -> str:
     """An interval of a row alone, ``"[-8.1, +6.7]"`` (``"—"`` for the baseline)."""
-    if row["diff"] is None:
+    if row.delta is None:
         return "—"
-    return f"[{_points(row.get(f'{interval}_low'))}, {_points(row.get(f'{interval}_high'))}]"
+    low, high = row.delta.interval(interval)
+    return f"[{_points(low)}, {_points(high)}]"
 
 
-def format_per_seed(row: dict[str, Any]) -> str:
+def format_per_seed(row: SummaryRow) -> str:
     """Each seed's mean paired difference in Dice points, ``"+1.5, −1.3, +4.6"``."""
-    if not row.get("per_seed"):
+    if row.delta is None or not row.delta.seed_level.per_seed:
         return "—"
-    return ", ".join(_points(v) for v in row["per_seed"])
+    return ", ".join(_points(v) for v in row.delta.seed_level.per_seed)
 
 
-def format_detectable(row: dict[str, Any]) -> str:
+def format_detectable(row: SummaryRow) -> str:
     """The smallest true gain the row's seeds detect with 80 % power, ``"±2.3"``."""
-    value = row.get("detectable")
-    if row["diff"] is None or value is None or math.isnan(value):
+    value = None if row.delta is None else row.delta.seed_level.detectable
+    if value is None or math.isnan(value):
         return "—"
     return f"±{100 * value:.1f}"
 
 
-def compact_table(table: list[dict], results: list[dict], methods) -> str:
+def compact_table(
+    table: Sequence[SummaryRow], results: Sequence[RunScores], methods: Sequence[str]
+) -> str:
     """The compact Markdown table of an experiment: one row per (training size, method),
     and per method pooled over the sizes.
 
@@ -265,15 +329,14 @@ def compact_table(table: list[dict], results: list[dict], methods) -> str:
 
     Args:
         table: The rows of :func:`summarise`.
-        results: The ``result.json`` of every run behind ``table`` (each with
-            ``train_size`` and ``method``).
+        results: Every run behind ``table``.
         methods: The method labels, in row order.
 
     Returns:
         The table, ending with a newline.
     """
-    classes = [c for c in dict.fromkeys(r["class"] for r in table) if c != "mean"]
-    rows = {(r["train_size"], r["method"], r["class"]): r for r in table}
+    classes = [c for c in dict.fromkeys(r.class_name for r in table) if c != MEAN]
+    rows = {(r.train_size, r.method, r.class_name): r for r in table}
     names = [c.replace("_", " ") for c in classes]
     lines = [
         "| train cases | method | runs | mean Dice | Δ mean [seed-level 95% CI] | verdict | "
@@ -283,37 +346,59 @@ def compact_table(table: list[dict], results: list[dict], methods) -> str:
         + " |",
         "|---:|---|---:|---:|---|---|---|---|---|---|" + "---|" * len(classes),
     ]
-    sizes = list(dict.fromkeys(r["train_size"] for r in table))
+    sizes = list(dict.fromkeys(r.train_size for r in table))
     for size in sizes:
         for method in methods:
-            mean = rows.get((size, method, "mean"))
+            mean = rows.get((size, method, MEAN))
             if mean is None:
                 continue
             runs = sum(
-                (size == ALL_SIZES or r["train_size"] == size) and r["method"] == method
-                for r in results
+                (size == ALL_SIZES or r.train_size == size) and r.method == method for r in results
             )
             cells = []
             for c in classes:
                 row = rows.get((size, method, c))
                 if row is None:
                     cells.append("—")
-                elif row["diff"] is None:
-                    cells.append(f"{100 * row['dice_mean']:.1f}")
+                elif row.delta is None:
+                    cells.append(f"{100 * row.dice_mean:.1f}")
                 else:
                     cells.append(
-                        f"{100 * row['dice_mean']:.1f}, {format_delta(row)}, {row['verdict']}"
+                        f"{100 * row.dice_mean:.1f}, {format_delta(row)}, {row.delta.verdict}"
                     )
             lines.append(
-                f"| {size} | {method} | {runs} | {100 * mean['dice_mean']:.1f} | "
-                f"{format_delta(mean)} | {mean['verdict'] or '—'} | {format_detectable(mean)} | "
+                f"| {size} | {method} | {runs} | {100 * mean.dice_mean:.1f} | "
+                f"{format_delta(mean)} | {_verdict(mean)} | {format_detectable(mean)} | "
                 f"{format_interval(mean, 'pi')} | {format_per_seed(mean)} | "
                 f"{format_delta(mean, interval='pooled_ci')} | " + " | ".join(cells) + " |"
             )
     return "\n".join(lines) + "\n"
 
 
-def seeds_table(table: list[dict], effect: float, *, power: float = 0.8) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SeedsNeeded:
+    """How many seeds one (training size, method) needs, from its seeds so far.
+
+    Attributes:
+        train_size: Training cases.
+        method: The method label.
+        n_seeds: Seeds so far.
+        sd_seeds: The standard deviation of their mean paired differences (``nan`` with
+            one seed).
+        seeds_needed: Seeds that detect the target effect with the power asked;
+            ``None`` when no reasonable number suffices or the spread is unknown.
+    """
+
+    train_size: int | str
+    method: str
+    n_seeds: int
+    sd_seeds: float
+    seeds_needed: int | None
+
+
+def seeds_table(
+    table: Sequence[SummaryRow], effect: float, *, power: float = 0.8
+) -> list[SeedsNeeded]:
     """How many seeds each (training size, method) needs to detect a true mean gain of
     ``effect`` (Dice) with ``power``, from the spread of its seeds so far (a pilot).
 
@@ -323,31 +408,25 @@ def seeds_table(table: list[dict], effect: float, *, power: float = 0.8) -> list
         power: The power.
 
     Returns:
-        One dict per (size, method) row of the ``"mean"`` class with a paired difference:
-        ``train_size``, ``method``, ``n_seeds``, ``sd_seeds``, ``seeds_needed`` (``None``
-        when no reasonable number suffices or the spread is unknown).
+        One per (size, method) row of the ``"mean"`` class with a paired difference.
     """
     out = []
     for row in table:
-        if row["class"] != "mean" or row["diff"] is None or row["train_size"] == ALL_SIZES:
+        if row.class_name != MEAN or row.delta is None or row.train_size == ALL_SIZES:
             continue
-        sd = row.get("sd_seeds")
-        needed = None
-        if sd is not None and not math.isnan(sd):
-            needed = seeds_needed(sd, effect, power=power)
-        out.append(
-            {
-                "train_size": row["train_size"],
-                "method": row["method"],
-                "n_seeds": row["n_seeds"],
-                "sd_seeds": sd,
-                "seeds_needed": needed,
-            }
-        )
+        stats = row.delta.seed_level
+        needed = None if math.isnan(stats.sd) else seeds_needed(stats.sd, effect, power=power)
+        out.append(SeedsNeeded(row.train_size, row.method, stats.n_seeds, stats.sd, needed))
     return out
 
 
-def _markdown(table: list[dict], n_seeds: int | None = None, baseline: str = BASELINE) -> str:
+def _verdict(row: SummaryRow) -> str:
+    return "—" if row.delta is None else row.delta.verdict
+
+
+def _markdown(
+    table: Sequence[SummaryRow], n_seeds: int | None = None, baseline: str = BASELINE
+) -> str:
     lines = [
         "| train size | class | method | Dice (mean ± std) | Δ vs baseline [seed-level 95% CI] "
         "| verdict | detectable (80% power) | next seed [95% PI] | Δ per seed "
@@ -356,11 +435,11 @@ def _markdown(table: list[dict], n_seeds: int | None = None, baseline: str = BAS
     ]
     for r in table:
         lines.append(
-            f"| {r['train_size']} | {r['class']} | {r['method']} | "
-            f"{100 * r['dice_mean']:.1f} ± {100 * r['dice_std']:.1f} | {format_delta(r)} | "
-            f"{r['verdict'] or '—'} | {format_detectable(r)} | {format_interval(r, 'pi')} | "
+            f"| {r.train_size} | {r.class_name} | {r.method} | "
+            f"{100 * r.dice_mean:.1f} ± {100 * r.dice_std:.1f} | {format_delta(r)} | "
+            f"{_verdict(r)} | {format_detectable(r)} | {format_interval(r, 'pi')} | "
             f"{format_per_seed(r)} | {format_interval(r, 't')} | {format_interval(r, 'boot')} | "
-            f"{format_interval(r, 'pooled_ci')} | {r['n']} |"
+            f"{format_interval(r, 'pooled_ci')} | {r.n} |"
         )
     lines.append("")
     lines.append(
@@ -384,7 +463,9 @@ def _markdown(table: list[dict], n_seeds: int | None = None, baseline: str = BAS
     return "\n".join(lines) + "\n"
 
 
-def dice_vs_size_figure(table: list[dict], methods, *, baseline: str = BASELINE) -> Figure:
+def dice_vs_size_figure(
+    table: Sequence[SummaryRow], methods: Sequence[str], *, baseline: str = BASELINE
+) -> Figure:
     """Test Dice against the training size, one column per class, on a log-2 size axis.
 
     The top row shows each method's Dice (mean ± std over (seed, case) pairs). When the
@@ -405,10 +486,10 @@ def dice_vs_size_figure(table: list[dict], methods, *, baseline: str = BASELINE)
         side by side, and its y axis a little above 1, so that a Dice of 1 is not
         clipped.
     """
-    table = [r for r in table if r["train_size"] != ALL_SIZES]
-    classes = list(dict.fromkeys(r["class"] for r in table))
-    sizes = sorted({r["train_size"] for r in table})
-    deltas = any(r.get("diff") is not None for r in table)
+    table = [r for r in table if r.train_size != ALL_SIZES]
+    classes = list(dict.fromkeys(r.class_name for r in table))
+    sizes = sorted({int(r.train_size) for r in table})
+    deltas = any(r.delta is not None for r in table)
     # a Figure without pyplot: no GUI backend, no global figure registry
     fig = Figure(figsize=(4.2 * len(classes), 3.8 * (2 if deltas else 1)))
     axes = fig.subplots(2 if deltas else 1, len(classes), squeeze=False)
@@ -416,8 +497,8 @@ def dice_vs_size_figure(table: list[dict], methods, *, baseline: str = BASELINE)
     for col, cls in enumerate(classes):
         for i, method in enumerate(methods):
             rows = sorted(
-                (r for r in table if r["class"] == cls and r["method"] == method),
-                key=lambda r: r["train_size"],
+                (r for r in table if r.class_name == cls and r.method == method),
+                key=lambda r: r.train_size,
             )
             if not rows:
                 continue
@@ -425,15 +506,15 @@ def dice_vs_size_figure(table: list[dict], methods, *, baseline: str = BASELINE)
             colour = colours[i % len(colours)]
             shift = 1 + 0.03 * (i - 1)
             axes[0, col].errorbar(
-                [r["train_size"] * shift for r in rows],
-                [r["dice_mean"] for r in rows],
-                yerr=[r["dice_std"] for r in rows],
+                [int(r.train_size) * shift for r in rows],
+                [r.dice_mean for r in rows],
+                yerr=[r.dice_std for r in rows],
                 marker="o",
                 capsize=3,
                 color=colour,
                 label=label,
             )
-            rows = [r for r in rows if r.get("diff") is not None]
+            rows = [r for r in rows if r.delta is not None]
             if deltas and rows:
                 _delta_points(axes[1, col], rows, shift, colour, label)
         for row in range(axes.shape[0]):
@@ -464,14 +545,13 @@ def _size_axis(ax, sizes) -> None:
     ax.grid(alpha=0.3)
 
 
-def _delta_points(ax, rows, shift: float, colour: str, label: str) -> None:
+def _delta_points(ax, rows: list[SummaryRow], shift: float, colour: str, label: str) -> None:
     """One method's Δ (points) with its seed-level interval, and a dot per seed."""
-    xs = [r["train_size"] * shift for r in rows]
-    mid = [100 * r["diff"] for r in rows]
-    low = [100 * r["ci_low"] if _finite(r["ci_low"]) else m for r, m in zip(rows, mid, strict=True)]
-    high = [
-        100 * r["ci_high"] if _finite(r["ci_high"]) else m for r, m in zip(rows, mid, strict=True)
-    ]
+    stats = [r.delta.seed_level for r in rows if r.delta is not None]
+    xs = [int(r.train_size) * shift for r in rows]
+    mid = [100 * s.diff for s in stats]
+    low = [100 * s.low if _finite(s.low) else m for s, m in zip(stats, mid, strict=True)]
+    high = [100 * s.high if _finite(s.high) else m for s, m in zip(stats, mid, strict=True)]
     ax.errorbar(
         xs,
         mid,
@@ -485,9 +565,8 @@ def _delta_points(ax, rows, shift: float, colour: str, label: str) -> None:
         color=colour,
         label=label,
     )
-    for x, r in zip(xs, rows, strict=True):
-        seeds = r.get("per_seed") or []
-        ax.plot([x * 1.01] * len(seeds), [100 * v for v in seeds], ".", color=colour, alpha=0.6)
+    for x, s in zip(xs, stats, strict=True):
+        ax.plot([x * 1.01] * s.n_seeds, [100 * v for v in s.per_seed], ".", color=colour, alpha=0.6)
 
 
 def _finite_or_null(value: Any) -> Any:
@@ -549,21 +628,49 @@ def _plot_training_curves(
     atomic_save_figure(fig, path, dpi=100)
 
 
+@dataclass(frozen=True)
+class ExperimentReport:
+    """What an experiment's report wrote and says.
+
+    Attributes:
+        results: The runs behind it.
+        table: The rows of :func:`summarise`.
+        markdown: ``table.md``'s text.
+        plot: ``dice_vs_size.png``.
+        curves: ``training_curves.png``, or ``None`` when no run left a metrics log.
+        n_seeds: Seeds among the results (``None`` without results).
+        note: The warning about few seeds, or ``None``.
+        missing: Runs of the grid without a result yet.
+        trained: Runs trained by the call that made the report.
+    """
+
+    results: tuple[RunScores, ...]
+    table: tuple[SummaryRow, ...]
+    markdown: str
+    plot: Path
+    curves: Path | None = None
+    n_seeds: int | None = None
+    note: str | None = None
+    missing: tuple[str, ...] = ()
+    trained: int = 0
+
+
 def write_report(
-    results: list[dict],
+    results: Sequence[RunScores],
     out: str | Path,
     *,
-    methods,
+    methods: Sequence[str],
     n_resamples: int = N_RESAMPLES,
-    curves: dict[tuple, list[dict]] | None = None,
+    curves: Mapping[tuple, list[dict]] | None = None,
     baseline: str = BASELINE,
     margin: float = DEFAULT_MARGIN,
-) -> dict[str, Any]:
+    missing: Sequence[str] = (),
+) -> ExperimentReport:
     """Write ``table.csv``, ``table.md``, ``summary.json`` and ``dice_vs_size.png`` into
     ``out``, and ``training_curves.png`` when ``curves`` are given.
 
     Args:
-        results: One ``result.json`` per run.
+        results: The runs.
         out: The experiment's folder.
         methods: The method labels, in table order.
         n_resamples: Bootstrap resamples of the paired confidence intervals.
@@ -572,25 +679,32 @@ def write_report(
         baseline: The method the others are compared with (``"none"``: no band split;
             an ablation of recipes names its reference recipe).
         margin: The equivalence margin of the verdicts (Dice).
+        missing: The runs of the grid without a result yet, named in a note atop
+            ``table.md``.
     """
     out = Path(out)
     table = summarise(
         results, methods=methods, n_resamples=n_resamples, baseline=baseline, margin=margin
     )
+    rows = [row.to_dict() for row in table]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else ["train_size"])
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["train_size"])
     writer.writeheader()
-    for row in table:
+    for row in rows:
         writer.writerow({**row, "per_seed": ";".join(f"{v:.6f}" for v in row["per_seed"] or [])})
     atomic_write_text(out / "table.csv", buf.getvalue())
-    n_seeds = len({r["seed"] for r in results}) if results else None
+    n_seeds = len({r.seed for r in results}) if results else None
     markdown = _markdown(table, n_seeds, baseline)
+    if missing:
+        n_runs = len(results) + len(missing)
+        note = f"{len(missing)} of {n_runs} runs have no result yet: {', '.join(missing)}"
+        markdown = f"Note: {note}.\n\n" + markdown
     atomic_write_text(out / "table.md", markdown)
     atomic_write_text(
         out / "summary.json",
         json.dumps(
             _finite_or_null(
-                {"rows": table, "n_seeds": n_seeds, "note": few_seeds_note(n_seeds or 0)}
+                {"rows": rows, "n_seeds": n_seeds, "note": few_seeds_note(n_seeds or 0)}
             ),
             indent=1,
             allow_nan=False,
@@ -600,14 +714,17 @@ def write_report(
     plot = out / "dice_vs_size.png"
     if table:
         atomic_save_figure(dice_vs_size_figure(table, methods, baseline=baseline), plot, dpi=110)
-    report: dict[str, Any] = {
-        "table": table,
-        "markdown": markdown,
-        "plot": str(plot),
-        "n_seeds": n_seeds,
-        "note": few_seeds_note(n_seeds) if n_seeds else None,
-    }
+    curves_png = None
     if curves:
-        report["curves"] = str(out / "training_curves.png")
-        _plot_training_curves(curves, out / "training_curves.png", methods, baseline)
-    return report
+        curves_png = out / "training_curves.png"
+        _plot_training_curves(dict(curves), curves_png, methods, baseline)
+    return ExperimentReport(
+        results=tuple(results),
+        table=tuple(table),
+        markdown=markdown,
+        plot=plot,
+        curves=curves_png,
+        n_seeds=n_seeds,
+        note=few_seeds_note(n_seeds) if n_seeds else None,
+        missing=tuple(missing),
+    )

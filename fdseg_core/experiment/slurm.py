@@ -17,7 +17,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,10 @@ from fdseg_core.experiment.protocol import (
     prepare_experiment,
     run_one,
 )
+from fdseg_core.experiment.report import ExperimentReport
 from fdseg_core.parallel import in_shard
 
-__all__ = ["SlurmOptions", "job_states", "submit_experiment"]
+__all__ = ["ArraySubmission", "SlurmOptions", "job_states", "submit_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,26 @@ def job_states(states: Sequence[str]) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class ArraySubmission:
+    """The unfinished runs of an experiment, submitted as one job array.
+
+    Attributes:
+        job_ids: submitit's id of each task.
+        array: The array's SLURM id (``None`` on the local executor or when nothing was
+            submitted).
+        submitted: The runs submitted, by name.
+        local: Whether the tasks ran through submitit's local executor.
+        report: The report once the array finished (``None`` when not waited for).
+    """
+
+    job_ids: tuple[str, ...]
+    array: str | None
+    submitted: tuple[str, ...]
+    local: bool
+    report: ExperimentReport | None = None
+
+
 def submit_experiment(
     config: ExperimentConfig,
     options: SlurmOptions,
@@ -128,7 +149,7 @@ def submit_experiment(
     shard: tuple[int, int] | None = None,
     wait: bool = True,
     say: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> ArraySubmission:
     """Submit the unfinished runs as one job array; with ``wait``, wait and report.
 
     Args:
@@ -139,8 +160,7 @@ def submit_experiment(
         say: Where those lines go (default: this module's logger).
 
     Returns:
-        ``{"job_ids": [...], "array": the array's id (SLURM) or None, "submitted": [run
-        names], "local": bool, "report": the report when ``wait`` (else ``None``)}``.
+        The submission, with the report when ``wait``.
 
     Raises:
         OptionError: No SLURM here and not ``local``, or no submitit (before any file).
@@ -160,19 +180,19 @@ def submit_experiment(
         executor.update_parameters(**_parameters(config, options, cluster))
         jobs = executor.map_array(run_one, [config] * len(todo), [r.index for r in todo])
     array = jobs[0].job_id.split("_")[0] if jobs and not options.local else None
-    submitted = {
-        "job_ids": [j.job_id for j in jobs],
-        "array": array,
-        "submitted": [r.name for r in todo],
-        "local": options.local,
-    }
+    submitted = ArraySubmission(
+        job_ids=tuple(j.job_id for j in jobs),
+        array=array,
+        submitted=tuple(r.name for r in todo),
+        local=options.local,
+    )
     if not wait:
-        return {**submitted, "report": None}
+        return submitted
     _wait(jobs, options.poll_s, say)
     _remove_empty_folders(folder)
     for job in jobs:
         job.result()  # raises the task's own error, with its log's path
-    return {**submitted, "report": experiment_report(config)}
+    return replace(submitted, report=experiment_report(config))
 
 
 def _parameters(config: ExperimentConfig, options: SlurmOptions, cluster: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from fdseg_core.train.recipes import resolve_fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from fdseg_core.crossval import CrossValidationResult
+    from fdseg_core.planning import Fingerprint, Plan
     from fdseg_core.train.results import TrainResult
 
 __all__ = [
@@ -74,15 +75,16 @@ class TrainingJob:
             ``"plan"`` (planned now), ``"plans.json"`` (read back), ``"run"`` (resumed
             from the run's ``config.json``) or ``"config"`` (``TrainConfig``'s).
         notes: Lines that say why (the plan's reasons, the resume source), in order.
-        plan: The plan made now, written to ``plans.json`` once the run starts
-            (``None`` when nothing was planned now).
+        plan: The plan made now and the dataset's fingerprint it was made from, written
+            to ``plans.json`` once the run starts (``None`` when nothing was planned
+            now).
     """
 
     config: TrainConfig
     applied: dict[str, Any] = field(default_factory=dict)
     defaults: str = "config"
     notes: tuple[str, ...] = ()
-    plan: Any = None
+    plan: tuple[Plan, Fingerprint] | None = None
 
     def save_plan(self, folder: str | Path | None = None) -> Path | None:
         """Write the plan made now to ``folder/plans.json`` (default: the run's folder);

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fdseg_core.choices import DEFAULT_MEMORY_GB, PER_RUN_FIELDS
 from fdseg_core.jobs.engine import TrainingJob, training_job
 
-__all__ = ["experiment_job", "run_experiment_job"]
+if TYPE_CHECKING:  # the experiment imports torch: only where it runs
+    from fdseg_core.experiment import ExperimentConfig, ExperimentReport
+    from fdseg_core.experiment.protocol import PlanRecord
+    from fdseg_core.experiment.slurm import ArraySubmission, SlurmOptions
 
-#: The fields an experiment sets per run; a recipe's value of them gives way.
+__all__ = ["experiment_job", "run_experiment_job"]
 
 
 def experiment_job(
@@ -23,7 +26,7 @@ def experiment_job(
     memory_gb: float = DEFAULT_MEMORY_GB,
     progress: bool = False,
     **experiment: Any,
-) -> tuple[Any, TrainingJob]:
+) -> tuple[ExperimentConfig, TrainingJob]:
     """The :class:`~fdseg_core.experiment.ExperimentConfig` of an experiment whose runs
     are planned as ``fdseg train`` plans one run.
 
@@ -80,30 +83,32 @@ def experiment_job(
     )
 
 
-def _plan_record(job: TrainingJob) -> dict[str, Any] | None:
+def _plan_record(job: TrainingJob) -> PlanRecord | None:
     """What the experiment records of its plan: where the sizes came from, and them."""
+    from fdseg_core.experiment.protocol import PlanRecord  # lazy: the protocol imports torch
+
     if job.defaults not in ("plan", "plans.json"):
         return None
     c = job.config
-    return {
-        "source": job.defaults,
-        "target_spacing": list(c.target_spacing) if c.target_spacing else None,
-        "patch_size": c.patch_size if isinstance(c.patch_size, str) else list(c.patch_size),
-        "batch_size": c.batch_size,
-    }
+    return PlanRecord(
+        source=job.defaults,
+        target_spacing=tuple(c.target_spacing) if c.target_spacing else None,
+        patch_size=c.patch_size if isinstance(c.patch_size, str) else tuple(c.patch_size),
+        batch_size=c.batch_size,
+    )
 
 
 def run_experiment_job(
-    config: Any,
+    config: ExperimentConfig,
     job: TrainingJob,
     *,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
     jobs: int = 1,
     report_only: bool = False,
-    slurm: Any = None,
+    slurm: SlurmOptions | None = None,
     wait: bool = True,
-) -> dict[str, Any]:
+) -> ExperimentReport | ArraySubmission:
     """Run (or continue) the experiment, and record a plan made now in its
     ``plans.json`` once it has started (a refused experiment writes nothing).
 
@@ -120,7 +125,7 @@ def run_experiment_job(
 
     Returns:
         The report of :func:`fdseg_core.experiment.run_experiment`, or with ``slurm``
-        the submission (``job_ids``, ``submitted``, ``report``).
+        the submission (with the report when it waited).
     """
     from fdseg_core.experiment import run_experiment  # lazy: the protocol imports torch
 

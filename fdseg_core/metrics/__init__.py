@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fdseg_core.metrics.evaluate import METRICS, evaluate_folder, write_report
+from fdseg_core.metrics.evaluate import evaluate_folder, write_report
+from fdseg_core.metrics.results import (
+    METRICS,
+    ClassMetrics,
+    ClassSummary,
+    EvaluationReport,
+    Statistic,
+)
 from fdseg_core.metrics.surface import (
     assd,
     case_metrics,
@@ -15,6 +22,10 @@ from fdseg_core.metrics.surface import (
 
 __all__ = [
     "METRICS",
+    "ClassMetrics",
+    "ClassSummary",
+    "EvaluationReport",
+    "Statistic",
     "assd",
     "case_metrics",
     "dice",

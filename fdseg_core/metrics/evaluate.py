@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,16 @@ from fdseg_core.data.checks import AFFINE_TOLERANCE
 from fdseg_core.data.io import load_nifti, voxel_spacing
 from fdseg_core.data.layout import strip_nifti_ending
 from fdseg_core.errors import InputError
+from fdseg_core.metrics.results import (
+    METRICS,
+    ClassMetrics,
+    ClassSummary,
+    EvaluationReport,
+    Statistic,
+)
 from fdseg_core.metrics.surface import case_metrics
 
 __all__ = ["evaluate_folder", "summarise", "write_report", "METRICS"]
-
-METRICS = ("dice", "hd95_mm", "assd_mm", "pred_ml", "ref_ml")
 
 
 def _nifti_files(folder: Path) -> dict[str, Path]:
@@ -35,7 +41,7 @@ def _nifti_files(folder: Path) -> dict[str, Path]:
 
 def evaluate_folder(
     pred_dir: str | Path, label_dir: str | Path, *, labels: dict[str, int] | None = None
-) -> dict:
+) -> EvaluationReport:
     """Per case and class: Dice, HD95 and ASSD (mm), volumes (mL); means and stds.
 
     Predictions are matched to labels by file name (``case.nii.gz``).
@@ -46,8 +52,7 @@ def evaluate_folder(
         labels: Class name -> value (default: every non-zero value found, named by value).
 
     Returns:
-        ``{"cases": [{"case", "class", metrics...}], "summary": {class: {metric: {mean,
-        std, n}, "n_cases": int, "n_absent": int}}}``. Each statistic has its own
+        A row per (case, class) and a summary per class. Each statistic has its own
         ``n``: a (case, class) enters the Dice and volume statistics when the class is in
         the prediction or the reference (absent from both, nothing is measured: Dice is
         undefined and 0 mL against 0 mL would pull the volume means towards 0), and the
@@ -83,16 +88,11 @@ def evaluate_folder(
             if v != 0
         }
         for row in case_metrics(pred, ref, voxel_spacing(rimg.affine), names):
-            rows.append({"case": case, **row})
-    return {"cases": rows, "summary": summarise(rows)}
+            rows.append(replace(row, case=case))
+    return EvaluationReport(cases=tuple(rows), summary=summarise(rows))
 
 
-def _present(row: dict) -> bool:
-    """Whether the class is in the prediction or the reference of this case."""
-    return row["pred_ml"] > 0 or row["ref_ml"] > 0
-
-
-def summarise(rows: list[dict]) -> dict[str, dict]:
+def summarise(rows: Sequence[ClassMetrics]) -> dict[str, ClassSummary]:
     """Mean, sample std and ``n`` of every metric per class, each over its own cases.
 
     Rows whose class is absent from both prediction and reference are left out of
@@ -100,36 +100,33 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
     one side is empty) are left out of their own statistic only.
 
     Args:
-        rows: Per (case, class) rows of :func:`case_metrics` with a ``"class"`` key.
+        rows: Per (case, class) rows (:func:`~fdseg_core.metrics.surface.case_metrics`).
 
     Returns:
-        ``{class: {metric: {"mean", "std", "n"}, "n_cases", "n_absent"}}``; ``mean``
-        and ``std`` are ``None`` when ``n == 0``.
+        ``{class: summary}`` in order of first appearance.
     """
-    summary: dict[str, dict] = {}
-    for cls in dict.fromkeys(r["class"] for r in rows):
-        mine = [r for r in rows if r["class"] == cls]
-        present = [r for r in mine if _present(r)]
-        summary[cls] = {}
+    summary: dict[str, ClassSummary] = {}
+    for cls in dict.fromkeys(r.class_name for r in rows):
+        mine = [r for r in rows if r.class_name == cls]
+        present = [r for r in mine if r.present]
+        stats = {}
         for m in METRICS:
-            vals = np.array([r[m] for r in present], dtype=np.float64)
+            vals = np.array([r.value(m) for r in present], dtype=np.float64)
             vals = vals[~np.isnan(vals)]
-            summary[cls][m] = {
-                "mean": float(vals.mean()) if vals.size else None,
-                "std": float(vals.std(ddof=1)) if vals.size > 1 else (0.0 if vals.size else None),
-                "n": int(vals.size),
-            }
-        summary[cls]["n_cases"] = len(mine)
-        summary[cls]["n_absent"] = len(mine) - len(present)
+            stats[m] = Statistic(
+                mean=float(vals.mean()) if vals.size else None,
+                std=float(vals.std(ddof=1)) if vals.size > 1 else (0.0 if vals.size else None),
+                n=int(vals.size),
+            )
+        summary[cls] = ClassSummary(stats, n_cases=len(mine), n_absent=len(mine) - len(present))
     return summary
 
 
-def _clean(v):
-    return None if isinstance(v, float) and math.isnan(v) else v
-
-
 def write_report(
-    report: dict, *, json_path: str | Path | None = None, csv_path: str | Path | None = None
+    report: EvaluationReport,
+    *,
+    json_path: str | Path | None = None,
+    csv_path: str | Path | None = None,
 ) -> None:
     """Write the report as JSON and/or CSV (one row per case and class), atomically,
     making the folders they go into."""
@@ -137,14 +134,13 @@ def write_report(
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     if json_path is not None:
-        clean = {
-            "cases": [{k: _clean(v) for k, v in r.items()} for r in report["cases"]],
-            "summary": report["summary"],
-        }
-        atomic_write_text(Path(json_path), json.dumps(clean, indent=1) + "\n")
+        text = json.dumps(report.to_dict(), indent=1, allow_nan=False)
+        atomic_write_text(Path(json_path), text + "\n")
     if csv_path is not None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["case", "class", *METRICS])
         writer.writeheader()
-        writer.writerows(report["cases"])
+        # undefined values as "nan", as the CSV always wrote them
+        writer.writerows({"case": r.case, "class": r.class_name, **{m: r.value(m) for m in METRICS}}
+                         for r in report.cases)  # fmt: skip
         atomic_write_text(Path(csv_path), buf.getvalue())

@@ -20,6 +20,7 @@ import torch
 from scipy import ndimage
 
 from fdseg_core.errors import InputError
+from fdseg_core.metrics.results import ClassMetrics
 
 __all__ = [
     "dice",
@@ -137,21 +138,29 @@ def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
 
 def case_metrics(
     pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], labels: dict[str, int]
-) -> list[dict]:
-    """One row per foreground class: dice, hd95_mm, assd_mm, pred_ml, ref_ml."""
+) -> list[ClassMetrics]:
+    """The metrics of every foreground class of one case (``case`` left ``""``).
+
+    Args:
+        pred: Predicted label map ``(X, Y, Z)``.
+        ref: Reference label map, same shape.
+        spacing: Voxel size in mm per axis.
+        labels: Class name -> value (the background, value 0, is skipped).
+    """
     rows = []
     for name, value in labels.items():
         if value == 0:
             continue
         p, r = pred == value, ref == value
         rows.append(
-            {
-                "class": name,
-                "dice": dice(p, r),
-                "hd95_mm": hd95(p, r, spacing),
-                "assd_mm": assd(p, r, spacing),
-                "pred_ml": volume_ml(p, spacing),
-                "ref_ml": volume_ml(r, spacing),
-            }
+            ClassMetrics(
+                case="",
+                class_name=name,
+                dice=dice(p, r),
+                hd95_mm=hd95(p, r, spacing),
+                assd_mm=assd(p, r, spacing),
+                pred_ml=volume_ml(p, spacing),
+                ref_ml=volume_ml(r, spacing),
+            )
         )
     return rows

@@ -13,6 +13,7 @@ import importlib.metadata
 import os
 import threading
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -138,50 +139,46 @@ def get_plugin_manager() -> pluggy.PluginManager:
         return pm
 
 
-def _collect() -> dict[str, BackboneSpec]:
-    pm = get_plugin_manager()
-    specs: dict[str, BackboneSpec] = {}
-    impls = pm.hook.fdseg_register_backbones.get_hookimpls()
-    # built-ins first, then plugins in registration order: the first to claim a name keeps it
-    impls = sorted(impls, key=lambda i: i.plugin_name != _BUILTIN)
-    for impl in impls:
+def _registrations(hook: str, returns: str) -> Iterator[tuple[str, str, str | None, Sequence]]:
+    """``(where, distribution, version, items)`` of every plugin's implementation of a
+    registration ``hook``: built-ins first, then plugins in registration order. An
+    implementation that raises, or returns something other than a list (``returns``
+    names what the list holds), is skipped with a warning; one returning ``None``,
+    silently."""
+    impls = getattr(get_plugin_manager().hook, hook).get_hookimpls()
+    for impl in sorted(impls, key=lambda i: i.plugin_name != _BUILTIN):
         dist, version = _STATE.provenance.get(impl.plugin_name, (impl.plugin_name, None))
-        origin = _origin(dist, version)
+        where = f"fdseg plugin {impl.plugin_name!r} from {_origin(dist, version)}"
         try:
             result = impl.function()
         except Exception as exc:
-            _warn(
-                f"fdseg plugin {impl.plugin_name!r} from {origin}: fdseg_register_backbones "
-                f"raised {type(exc).__name__}: {exc}"
-            )
+            _warn(f"{where}: {hook} raised {type(exc).__name__}: {exc}")
             continue
         if result is None:
             continue
         if not isinstance(result, list | tuple):
-            _warn(
-                f"fdseg plugin {impl.plugin_name!r} from {origin}: fdseg_register_backbones "
-                f"must return a list of BackboneSpec, got {type(result).__name__}"
-            )
+            _warn(f"{where}: {hook} must return a list of {returns}, got {type(result).__name__}")
             continue
+        yield where, dist, version, result
+
+
+def _collect() -> dict[str, BackboneSpec]:
+    specs: dict[str, BackboneSpec] = {}
+    # the first to claim a name keeps it
+    for where, dist, version, result in _registrations("fdseg_register_backbones", "BackboneSpec"):
         for item in result:
             if not isinstance(item, BackboneSpec):
-                _warn(
-                    f"fdseg plugin {impl.plugin_name!r} from {origin}: expected a "
-                    f"BackboneSpec, got {type(item).__name__}; ignored"
-                )
+                _warn(f"{where}: expected a BackboneSpec, got {type(item).__name__}; ignored")
                 continue
             try:
                 spec = item.validate()
             except ValueError as exc:
-                _warn(
-                    f"fdseg plugin {impl.plugin_name!r} from {origin}: invalid backbone: "
-                    f"{exc}; ignored"
-                )
+                _warn(f"{where}: invalid backbone: {exc}; ignored")
                 continue
             if spec.name in specs:
                 _warn(
-                    f"fdseg plugin {impl.plugin_name!r} from {origin}: backbone "
-                    f"{spec.name!r} is already provided by {specs[spec.name].package}; ignored"
+                    f"{where}: backbone {spec.name!r} is already provided by "
+                    f"{specs[spec.name].package}; ignored"
                 )
                 continue
             specs[spec.name] = replace(spec, package=dist, version=version)
@@ -192,21 +189,8 @@ def plugin_trainers() -> list[Any]:
     """The trainer classes plugins register (``fdseg_register_trainers``), in
     registration order; a plugin whose hook raises or returns no list is skipped with a
     warning. Checked as trainers by :func:`fdseg_core.train.trainer.list_trainers`."""
-    pm = get_plugin_manager()
     found: list[Any] = []
-    for impl in pm.hook.fdseg_register_trainers.get_hookimpls():
-        dist, version = _STATE.provenance.get(impl.plugin_name, (impl.plugin_name, None))
-        where = f"fdseg plugin {impl.plugin_name!r} from {_origin(dist, version)}"
-        try:
-            result = impl.function()
-        except Exception as exc:
-            _warn(f"{where}: fdseg_register_trainers raised {type(exc).__name__}: {exc}")
-            continue
-        if result is None:
-            continue
-        if not isinstance(result, list | tuple):
-            _warn(f"{where}: fdseg_register_trainers must return a list of trainer classes")
-            continue
+    for _, _, _, result in _registrations("fdseg_register_trainers", "trainer classes"):
         found.extend(result)
     return found
 

@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "PerturbationSuite": "fdseg_core.robustness.perturbations",
     "perturb": "fdseg_core.robustness.perturbations",
     "AuditModel": "fdseg_core.robustness.scoring",
+    "PerturbationSummary": "fdseg_core.robustness.scoring",
+    "PerturbedScore": "fdseg_core.robustness.scoring",
     "RobustnessResult": "fdseg_core.robustness.scoring",
     "audit": "fdseg_core.robustness.scoring",
     "experiment_models": "fdseg_core.robustness.scoring",
@@ -32,6 +34,8 @@ __all__ = [
     "AuditModel",
     "Perturbation",
     "PerturbationSuite",
+    "PerturbationSummary",
+    "PerturbedScore",
     "RobustnessResult",
     "audit",
     "experiment_models",
@@ -50,6 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from fdseg_core.robustness.scoring import (
         AuditModel,
+        PerturbationSummary,
+        PerturbedScore,
         RobustnessResult,
         audit,
         experiment_models,

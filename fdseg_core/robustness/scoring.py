@@ -24,7 +24,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,8 @@ from tqdm import tqdm
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text, check_output_file
 from fdseg_core.data import load_case, load_dataset
 from fdseg_core.errors import InputError
-from fdseg_core.experiment.report import format_delta, summarise
-from fdseg_core.experiment.results import RESULT
+from fdseg_core.experiment.report import SummaryRow, format_delta, summarise
+from fdseg_core.experiment.results import MEAN, CaseDice, RunScores, load_run
 from fdseg_core.infer.activation import probabilities
 from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.predict import check_ensemble
@@ -47,6 +47,8 @@ from fdseg_core.train.evaluation import evaluate_volumes
 
 __all__ = [
     "AuditModel",
+    "PerturbationSummary",
+    "PerturbedScore",
     "RobustnessResult",
     "audit",
     "experiment_models",
@@ -92,47 +94,121 @@ class AuditModel:
 
 
 @dataclass(frozen=True)
+class PerturbedScore:
+    """One model's Dice on one perturbation of one case.
+
+    Attributes:
+        model: The model's name.
+        method: Its method, for an experiment's run (else ``None``).
+        train_size: Its training size, for an experiment's run.
+        seed: Its seed, for an experiment's run.
+        perturbation: The perturbation (``clean`` at strength 0 for the image as it is).
+        case: The case id.
+        dice: ``{class name: Dice}`` per foreground class (``nan``: undefined).
+    """
+
+    model: str
+    method: str | None
+    train_size: int | None
+    seed: int | None
+    perturbation: Perturbation
+    case: str
+    dice: Mapping[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A row of ``robustness.csv``: the model, the perturbation's ``kind``,
+        ``strength`` and ``level``, the case and ``dice_<class>`` (``None``: undefined)."""
+        p = self.perturbation
+        return {
+            "model": self.model,
+            "method": self.method,
+            "train_size": self.train_size,
+            "seed": self.seed,
+            "kind": p.kind,
+            "strength": p.strength,
+            "level": p.level,
+            "case": self.case,
+            **{f"dice_{k}": None if math.isnan(v) else v for k, v in self.dice.items()},
+        }
+
+
+@dataclass(frozen=True)
+class PerturbationSummary:
+    """One model's mean Dice under one perturbation, and its drop from the clean image.
+
+    Attributes:
+        model: The model's name.
+        perturbation: The perturbation.
+        dice: Mean Dice over the cases per class, and ``"mean"`` (each case's mean over
+            its classes, then over the cases); ``nan`` where no case has one.
+        drop: ``dice`` minus the model's clean ``dice`` (0 for the clean image).
+        n_cases: The cases behind it.
+    """
+
+    model: str
+    perturbation: Perturbation
+    dice: Mapping[str, float]
+    drop: Mapping[str, float]
+    n_cases: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A row of ``robustness.json``'s summary: ``model``, ``kind``, ``strength``,
+        then ``dice_<class>`` and ``drop_<class>`` per class and ``mean``, ``n_cases``
+        (non-finite values as ``None``)."""
+        row: dict[str, Any] = {
+            "model": self.model,
+            "kind": self.perturbation.kind,
+            "strength": self.perturbation.strength,
+        }
+        for name, value in self.dice.items():
+            row[f"dice_{name}"] = _finite(value)
+            row[f"drop_{name}"] = _finite(self.drop[name])
+        row["n_cases"] = self.n_cases
+        return row
+
+
+@dataclass(frozen=True)
 class RobustnessResult:
     """What :func:`audit` gives back (and writes into ``out``).
 
     Attributes:
         out: The folder it wrote into.
-        suite: The suite (:meth:`PerturbationSuite.to_dict`).
-        rows: One row per (model, perturbation, case): ``model``, ``kind``,
-            ``strength``, ``case`` and ``dice_<class>`` per foreground class.
-        summary: Per model and perturbation: the mean Dice per class and over classes
-            (``dice_mean``), and its drop from the clean image.
+        suite: The suite.
+        rows: One per (model, perturbation, case).
+        summary: One per (model, perturbation): the mean Dice per class and over
+            classes, and its drop from the clean image.
         versus: For an experiment: :func:`~fdseg_core.experiment.report.summarise`'s
             rows per perturbation (Dice and drop), keyed by perturbation name; else empty.
     """
 
     out: Path
-    suite: dict[str, Any]
-    rows: list[dict[str, Any]]
-    summary: list[dict[str, Any]]
-    versus: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    suite: PerturbationSuite
+    rows: tuple[PerturbedScore, ...]
+    summary: tuple[PerturbationSummary, ...]
+    versus: dict[str, dict[str, list[SummaryRow]]] = field(default_factory=dict)
 
     @property
     def report(self) -> str:
         """A printable text: the mean Dice per model at each perturbation's strongest
         level, and where everything was written."""
-        lines = [f"robustness audit (suite v{self.suite['version']}) -> {self.out}"]
-        worst: dict[tuple[str, str], dict[str, Any]] = {}
+        lines = [f"robustness audit (suite v{self.suite.version}) -> {self.out}"]
+        worst: dict[tuple[str, str], PerturbationSummary] = {}
         clean: dict[str, float] = {}
         for row in self.summary:
-            if row["kind"] == "clean":
-                clean[row["model"]] = row["dice_mean"]
+            p = row.perturbation
+            if p.kind == "clean":
+                clean[row.model] = row.dice[MEAN]
             else:
-                key = (row["model"], row["kind"])
-                if key not in worst or row["strength"] > worst[key]["strength"]:
+                key = (row.model, p.kind)
+                if key not in worst or p.strength > worst[key].perturbation.strength:
                     worst[key] = row
-        models = list(dict.fromkeys(r["model"] for r in self.summary))
+        models = list(dict.fromkeys(r.model for r in self.summary))
         shown = models if len(models) <= 6 else models[:6]
         for model in shown:
             drops = ", ".join(
-                f"{kind} {row['drop_mean']:+.3f}"
+                f"{kind} {row.drop[MEAN]:+.3f}"
                 for (m, kind), row in worst.items()
-                if m == model and math.isfinite(row["drop_mean"])
+                if m == model and math.isfinite(row.drop[MEAN])
             )
             lines.append(f"  {model}: clean Dice {clean.get(model, float('nan')):.4f}; "
                          f"at the strongest level: {drops}")  # fmt: skip
@@ -197,17 +273,18 @@ def experiment_models(folder: str | Path) -> tuple[list[AuditModel], Path, list[
     which = meta.get("checkpoint", "best")
     models = []
     for run in sorted((folder / "runs").glob("*")):
-        result_path, ckpt = run / RESULT, run / f"{which}.pt"
-        if not (result_path.is_file() and ckpt.is_file()):
+        ckpt = run / f"{which}.pt"
+        loaded = load_run(run) if ckpt.is_file() else None
+        if loaded is None:
             continue
-        result = json.loads(result_path.read_text())
+        result, _ = loaded
         models.append(
             AuditModel(
                 run.name,
                 (ckpt,),
-                method=result.get("method", result.get("fusion")),
-                train_size=int(result["train_size"]),
-                seed=int(result["seed"]),
+                method=result.method,
+                train_size=result.train_size,
+                seed=result.seed,
             )
         )
     if not models:
@@ -278,7 +355,7 @@ def audit(
         check_output_file(out / name)
     loaded_models = [_load(m, device, labels) for m in models]
     perturbations = suite.perturbations()
-    rows: list[dict[str, Any]] = []
+    rows: list[PerturbedScore] = []
     t0 = time.perf_counter()
     seconds = {"load": 0.0, "perturb": 0.0, "score": 0.0}
     show = progress and sys.stderr.isatty()  # a scheduler's log gets a line per case
@@ -305,7 +382,7 @@ def audit(
     bar.close()
     summary = _summarise(rows)
     versus = _versus(rows, models) if all(m.method is not None for m in models) else {}
-    result = RobustnessResult(out, suite.to_dict(), rows, summary, versus)
+    result = RobustnessResult(out, suite, tuple(rows), summary, versus)
     seconds["total"] = time.perf_counter() - t0
     _write(result, models, cases, seconds)
     return result
@@ -341,7 +418,9 @@ def _load(model: AuditModel, device, labels) -> tuple[Callable, ModelCard]:
     return _Ensemble([m for m, _ in loaded], card.activation), card
 
 
-def _score(model: AuditModel, net, card: ModelCard, loaded, p: Perturbation, device) -> dict:
+def _score(
+    model: AuditModel, net, card: ModelCard, loaded, p: Perturbation, device
+) -> PerturbedScore:
     if len(loaded.image) != card.in_channels:
         raise InputError(
             f"case {loaded.case_id!r} has {len(loaded.image)} channel(s); {model.name} was "
@@ -360,53 +439,34 @@ def _score(model: AuditModel, net, card: ModelCard, loaded, p: Perturbation, dev
         target_spacing=card.target_spacing,
         case_grid=True,
     )[0]
-    row: dict[str, Any] = {
-        "model": model.name,
-        "method": model.method,
-        "train_size": model.train_size,
-        "seed": model.seed,
-        "kind": p.kind,
-        "strength": p.strength,
-        "level": p.level,
-        "case": loaded.case_id,
-    }
-    for value, name in card.class_names.items():
-        if value:
-            d = float(score.dice[value])
-            row[f"dice_{name}"] = None if math.isnan(d) else d
-    return row
+    return PerturbedScore(
+        model=model.name,
+        method=model.method,
+        train_size=model.train_size,
+        seed=model.seed,
+        perturbation=p,
+        case=loaded.case_id,
+        dice={str(name): float(score.dice[v]) for v, name in card.class_names.items() if v},
+    )
 
 
-def _class_keys(rows: list[dict]) -> list[str]:
-    return list(dict.fromkeys(k for r in rows for k in r if k.startswith("dice_")))
-
-
-def _case_mean(row: dict, keys: list[str]) -> float:
-    values = [row[k] for k in keys if row.get(k) is not None]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _summarise(rows: list[dict]) -> list[dict[str, Any]]:
+def _summarise(rows: Sequence[PerturbedScore]) -> tuple[PerturbationSummary, ...]:
     """Mean Dice per (model, perturbation) and its drop from the clean image."""
-    keys = _class_keys(rows)
-    groups: dict[tuple, list[dict]] = {}
+    names = [*dict.fromkeys(k for r in rows for k in r.dice), MEAN]
+    groups: dict[tuple[str, Perturbation], list[CaseDice]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r["kind"], r["strength"]), []).append(r)
-    clean = {m: g for (m, k, _), g in groups.items() if k == "clean"}
+        groups.setdefault((r.model, r.perturbation), []).append(CaseDice(r.case, r.dice))
+    clean = {m: g for (m, p), g in groups.items() if p.kind == "clean"}
+
+    def means(cases: list[CaseDice]) -> dict[str, float]:
+        return {n: _nanmean([c.score(n) for c in cases]) for n in names}
+
     out = []
-    for (model, kind, strength), group in groups.items():
-        entry: dict[str, Any] = {"model": model, "kind": kind, "strength": strength}
-        for key in [*keys, "dice_mean"]:
-            values = [_case_mean(r, keys) if key == "dice_mean" else r.get(key) for r in group]
-            base = [
-                _case_mean(r, keys) if key == "dice_mean" else r.get(key)
-                for r in clean.get(model, [])
-            ]
-            entry[key] = _nanmean(values)
-            entry[key.replace("dice_", "drop_", 1)] = _nanmean(values) - _nanmean(base)
-        entry["n_cases"] = len(group)
-        out.append(entry)
-    return out
+    for (model, p), cases in groups.items():
+        dice, base = means(cases), means(clean.get(model, []))
+        drop = {n: dice[n] - base[n] for n in names}
+        out.append(PerturbationSummary(model, p, dice, drop, n_cases=len(cases)))
+    return tuple(out)
 
 
 def _nanmean(values) -> float:
@@ -414,54 +474,47 @@ def _nanmean(values) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def _versus(rows: list[dict], models: Sequence[AuditModel]) -> dict[str, dict[str, list]]:
+def _versus(
+    rows: Sequence[PerturbedScore], models: Sequence[AuditModel]
+) -> dict[str, dict[str, list[SummaryRow]]]:
     """Per perturbation: the experiment's seed-level comparison with the baseline of the
     Dice under it and of its drop from the clean image (paired by seed and case)."""
-    methods = list(dict.fromkeys(m.method for m in models))
-    keys = _class_keys(rows)
-    clean = {(r["model"], r["case"]): r for r in rows if r["kind"] == "clean"}
-    by_p: dict[tuple[str, float], dict[str, dict]] = {}
+    methods = [m for m in dict.fromkeys(m.method for m in models) if m is not None]
+    clean = {(r.model, r.case): r for r in rows if r.perturbation.kind == "clean"}
+    by_p: dict[Perturbation, dict[str, tuple[PerturbedScore, list, list]]] = {}
     for r in rows:
-        runs = by_p.setdefault((r["kind"], r["strength"]), {})
-        result = runs.setdefault(
-            r["model"],
-            {"train_size": r["train_size"], "method": r["method"], "seed": r["seed"],
-             "cases": [], "drops": []},
-        )  # fmt: skip
-        scores = {k: r.get(k) for k in keys}
-        base = clean[(r["model"], r["case"])]
-        result["cases"].append({"case": r["case"], **scores})
-        result["drops"].append(
-            {"case": r["case"], **{k: _minus(r.get(k), base.get(k)) for k in keys}}
-        )
+        runs = by_p.setdefault(r.perturbation, {})
+        _, cases, drops = runs.setdefault(r.model, (r, [], []))
+        base = clean[(r.model, r.case)].dice
+        cases.append(CaseDice(r.case, r.dice))
+        drops.append(CaseDice(r.case, {k: v - base.get(k, math.nan) for k, v in r.dice.items()}))
     out = {}
-    for (kind, strength), runs in by_p.items():
-        name = Perturbation(kind, strength, 0).name
-        dice = list(runs.values())
-        drops = [{**r, "cases": r["drops"]} for r in dice]
-        out[name] = {
+    for p, runs in by_p.items():
+        dice = [_run_scores(first, cases) for first, cases, _ in runs.values()]
+        drops = [_run_scores(first, d) for first, _, d in runs.values()]
+        out[p.name] = {
             "dice": summarise(dice, methods=methods),
-            "drop": summarise(drops, methods=methods) if kind != "clean" else [],
+            "drop": summarise(drops, methods=methods) if p.kind != "clean" else [],
         }
     return out
 
 
-def _minus(a, b):
-    return None if a is None or b is None else float(a) - float(b)
+def _run_scores(row: PerturbedScore, cases: list[CaseDice]) -> RunScores:
+    return RunScores(int(row.train_size or 0), str(row.method), int(row.seed or 0), tuple(cases))
 
 
 def _write(result: RobustnessResult, models, cases, seconds: dict[str, float]) -> None:
     out = result.out
     out.mkdir(parents=True, exist_ok=True)
-    keys = _class_keys(result.rows)
+    rows = [r.to_dict() for r in result.rows]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
     buffer = io.StringIO()
-    columns = ["model", "method", "train_size", "seed", "kind", "strength", "level", "case"]
-    writer = csv.DictWriter(buffer, fieldnames=[*columns, *keys], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(result.rows)
+    writer.writerows(rows)
     atomic_write_text(out / TABLE, buffer.getvalue())
     payload = {
-        "suite": result.suite,
+        "suite": result.suite.to_dict(),
         "models": [
             {
                 "name": m.name,
@@ -475,7 +528,7 @@ def _write(result: RobustnessResult, models, cases, seconds: dict[str, float]) -
         "cases": [c.case_id for c in cases],
         # where the time went: loading cases, making the perturbed images, scoring them
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "summary": [{k: _finite(v) for k, v in row.items()} for row in result.summary],
+        "summary": [row.to_dict() for row in result.summary],
     }
     atomic_write_text(out / SUMMARY, json.dumps(payload, indent=1) + "\n")
     _figure(result, out / FIGURE)
@@ -487,7 +540,7 @@ def _finite(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def _versus_markdown(versus: dict[str, dict[str, list]]) -> str:
+def _versus_markdown(versus: dict[str, dict[str, list[SummaryRow]]]) -> str:
     lines = [
         "# Robustness against the baseline",
         "",
@@ -501,18 +554,18 @@ def _versus_markdown(versus: dict[str, dict[str, list]]) -> str:
         "|---|---:|---|---:|---|---:|---|---|",
     ]
     for name, tables in versus.items():
-        drops = {(r["train_size"], r["method"]): r for r in tables["drop"] if r["class"] == "mean"}
+        drops = {(r.train_size, r.method): r for r in tables["drop"] if r.class_name == MEAN}
         for row in tables["dice"]:
-            if row["class"] != "mean":
+            if row.class_name != MEAN:
                 continue
-            d = drops.get((row["train_size"], row["method"]))
-            drop = "" if d is None else f"{100 * d['dice_mean']:+.1f}"
+            d = drops.get((row.train_size, row.method))
+            drop = "" if d is None else f"{100 * d.dice_mean:+.1f}"
             lines.append(
-                f"| {name} | {row['train_size']} | {row['method']} | "
-                f"{100 * row['dice_mean']:.1f} | {format_delta(row)} | "
+                f"| {name} | {row.train_size} | {row.method} | "
+                f"{100 * row.dice_mean:.1f} | {format_delta(row)} | "
                 f"{drop} | "
                 f"{'' if d is None else format_delta(d)} | "
-                f"{'' if d is None else d.get('verdict') or ''} |"
+                f"{'' if d is None or d.delta is None else d.delta.verdict} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -520,8 +573,8 @@ def _versus_markdown(versus: dict[str, dict[str, list]]) -> str:
 def _figure(result: RobustnessResult, path: Path) -> None:
     from matplotlib.figure import Figure  # lazy: plotting only here
 
-    kinds = [k for k in dict.fromkeys(r["kind"] for r in result.summary) if k != "clean"]
-    group = _method_or_model(result.summary, result.rows)
+    kinds = [k for k in dict.fromkeys(r.perturbation.kind for r in result.summary) if k != "clean"]
+    group = _method_or_model(result)
     cols = min(4, max(1, len(kinds)))
     nrows = math.ceil(len(kinds) / cols) or 1
     fig = Figure(figsize=(3.6 * cols, 2.9 * nrows), layout="constrained")
@@ -529,7 +582,9 @@ def _figure(result: RobustnessResult, path: Path) -> None:
     for ax, kind in zip(axes.flat, kinds, strict=False):
         for label, members in group.items():
             xs, ys = [0.0], [_mean_of(result.summary, members, "clean", 0.0)]
-            strengths = sorted({r["strength"] for r in result.summary if r["kind"] == kind})
+            strengths = sorted(
+                {r.perturbation.strength for r in result.summary if r.perturbation.kind == kind}
+            )
             for s in strengths:
                 xs.append(s)
                 ys.append(_mean_of(result.summary, members, kind, s))
@@ -541,26 +596,24 @@ def _figure(result: RobustnessResult, path: Path) -> None:
     for ax in list(axes.flat)[len(kinds) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"Dice under perturbation (suite v{result.suite['version']})")
+    fig.suptitle(f"Dice under perturbation (suite v{result.suite.version})")
     atomic_save_figure(fig, path, dpi=110)
 
 
-def _method_or_model(summary, rows) -> dict[str, list[str]]:
+def _method_or_model(result: RobustnessResult) -> dict[str, list[str]]:
     """The figure's lines: a method (its models averaged) in an experiment, else a model."""
-    methods = {r["model"]: r["method"] for r in rows}
-    if all(m is not None for m in methods.values()):
-        out: dict[str, list[str]] = {}
-        for model, method in methods.items():
-            out.setdefault(method, []).append(model)
-        return out
-    return {m: [m] for m in dict.fromkeys(r["model"] for r in summary)}
+    methods = {r.model: r.method for r in result.rows}
+    out: dict[str, list[str]] = {}
+    for model, method in methods.items():
+        out.setdefault(model if None in methods.values() else str(method), []).append(model)
+    return out
 
 
-def _mean_of(summary, models, kind, strength) -> float:
+def _mean_of(summary: Sequence[PerturbationSummary], models, kind, strength) -> float:
     values = [
-        r["dice_mean"]
+        r.dice[MEAN]
         for r in summary
-        if r["model"] in models and r["kind"] == kind and r["strength"] == strength
+        if r.model in models and r.perturbation.kind == kind and r.perturbation.strength == strength
     ]
     return _nanmean(values)
 

@@ -87,6 +87,13 @@ def _opt(
     return field(default=default, metadata=meta)
 
 
+def _count(default: int | None, help: str, *, low: int = 1, **options: Any) -> Any:
+    """An integer field of at least ``low``, which may be ``None`` when that is its default
+    (or ``none_ok`` says so)."""
+    options.setdefault("none_ok", default is None)
+    return _opt(default, help, low=low, integer=True, **options)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run; written into every checkpoint.
@@ -199,7 +206,7 @@ class TrainConfig:
         choices=KERNELS,
         runtime=True,
     )
-    stem_channels: int = _opt(8, "Channels of the generic stems and head.", low=1, integer=True)
+    stem_channels: int = _count(8, "Channels of the generic stems and head.")
     fusion_at: str = _opt(
         "auto",
         "Fuse at the backbone's fusion points when it has them (auto), or always with "
@@ -218,12 +225,10 @@ class TrainConfig:
     loss: str = _opt(
         "sigmoid_dice", "The paper code's sigmoid Dice, or Dice + cross-entropy.", choices=LOSSES
     )
-    epochs: int = _opt(50, "Epochs.", low=1, integer=True)
-    iters_per_epoch: int | None = _opt(
+    epochs: int = _count(50, "Epochs.")
+    iters_per_epoch: int | None = _count(
         50,
         "Optimiser steps per epoch, or 'pass' for one pass over the training cases.",
-        low=1,
-        integer=True,
         none_ok=True,
     )
     patch_size: tuple[int, int, int] | str = _opt(
@@ -236,7 +241,7 @@ class TrainConfig:
         choices=BANDS,
     )
     augment: bool = _opt(False, "Random flips, rotations and intensity changes.")
-    batch_size: int = _opt(2, "Patches per step.", low=1, integer=True)
+    batch_size: int = _count(2, "Patches per step.")
     lr: float = _opt(1e-3, "Peak learning rate.", low=0.0, open_low=True)
     weight_decay: float = _opt(1e-10, "Weight decay.", low=0.0)
     optimizer: str = _opt("adam", "Optimiser.", choices=OPTIMIZERS)
@@ -252,13 +257,9 @@ class TrainConfig:
         "reduce-overhead on a GPU).",
     )
     compile_mode: str = _opt("default", "torch.compile mode.", choices=COMPILE_MODES)
-    val_every: int = _opt(5, "Validate every K epochs.", low=1, integer=True)
-    early_stop_patience: int | None = _opt(
-        None,
-        "Stop after this many validations without improvement (default: never).",
-        low=1,
-        integer=True,
-        none_ok=True,
+    val_every: int = _count(5, "Validate every K epochs.")
+    early_stop_patience: int | None = _count(
+        None, "Stop after this many validations without improvement (default: never)."
     )
     best_selection: str = _opt(
         "dice",
@@ -269,24 +270,16 @@ class TrainConfig:
     early_stop_min_delta: float = _opt(
         0.0, "Smallest mean-Dice gain that counts as an improvement.", low=0.0
     )
-    early_stop_min_epochs: int = _opt(
-        0, "Never stop early before this many epochs.", low=0, integer=True
-    )
-    n_folds: int | None = _opt(
+    early_stop_min_epochs: int = _count(0, "Never stop early before this many epochs.", low=0)
+    n_folds: int | None = _count(
         None,
         "Cross-validation folds (default: 5, or one per training case when there are "
         "fewer; a single case trains and validates on itself).",
         low=2,
-        integer=True,
-        none_ok=True,
     )
     fold: int | str = _opt(0, "Validation fold, or 'all' to train and validate on every case.")
-    train_cases: int | None = _opt(
-        None,
-        "Train on this many cases of the fold (the paper varies it).",
-        low=1,
-        integer=True,
-        none_ok=True,
+    train_cases: int | None = _count(
+        None, "Train on this many cases of the fold (the paper varies it)."
     )
     case_draw: str = _opt(
         "nested",
@@ -303,7 +296,7 @@ class TrainConfig:
         "those of plugins).",
     )
     device: str = _opt("auto", "Device.", choices=DEVICES, runtime=True)
-    num_workers: int = _opt(0, "Data-loading worker processes.", low=0, integer=True, runtime=True)
+    num_workers: int = _count(0, "Data-loading worker processes.", low=0, runtime=True)
     normalization: tuple[str, ...] | None = _opt(None, "Normalisation override.", cli=False)
     target_spacing: tuple[float, float, float] | None = _opt(
         None, "Resample cases to this spacing (mm) first."

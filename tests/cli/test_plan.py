@@ -91,7 +91,7 @@ def test_train_takes_the_plans_spacing_and_the_default_recipes_patch_and_batch(
 
     config, _ = experiment_job(anisotropic, tmp_path / "exp", train_sizes=[1], fusions=["none"])
     assert config.training.patch_size == (48, 48, 32) and config.training.batch_size == 2
-    assert config.plan["patch_size"] == [48, 48, 32] and config.plan["source"] == "plan"
+    assert config.plan.patch_size == (48, 48, 32) and config.plan.source == "plan"
     # an option the user gives wins over the recipe, and turns planning off for sizes
     job = training_job(anisotropic, tmp_path / "b", given={"patch_size": (16, 16, 8)})
     assert job.plan is None and job.config.patch_size == (16, 16, 8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from builders import make_toy_dataset, tiny_args
+from builders import fdseg_ok, make_toy_dataset, tiny_args
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -19,49 +19,22 @@ FAST = tiny_args(iters=2)
 def test_train_resume_predict_evaluate(tmp_path, layout):
     ds = make_toy_dataset(tmp_path / "ds", layout=layout, n_cases=4, n_test=2)
     run = tmp_path / "run"
-    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), "--fusion", "late", *FAST])
-    assert r.exit_code == 0, r.output
+    r = fdseg_ok("train", ds, "--out", run, "--fusion", "late", *FAST)
     assert "validation Dice" in r.output
-    r = CliRunner().invoke(
-        cli, ["train", str(ds), "--out", str(run), "--fusion", "late", "--resume", *FAST]
-    )
-    assert r.exit_code == 0, r.output  # already finished: resumes at the end
+    # already finished: resumes at the end
+    fdseg_ok("train", ds, "--out", run, "--fusion", "late", "--resume", *FAST)
     pred = tmp_path / "pred"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "predict",
-            str(run / "best.pt"),
-            str(ds / "imagesTs"),
-            "--out",
-            str(pred),
-            "--no-progress",
-            "--overlay",
-        ],
+    fdseg_ok(
+        "predict", run / "best.pt", ds / "imagesTs", "--out", pred, "--no-progress", "--overlay"
     )
-    assert r.exit_code == 0, r.output
     assert len(list(pred.glob("*.nii.gz"))) == 2
     labels = ds / "labelsTs"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "evaluate",
-            str(pred),
-            str(labels),
-            "--json",
-            str(tmp_path / "m.json"),
-            "--dataset-json",
-            str(ds / "dataset.json"),
-        ],
-    )
-    assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "m.json").read_text())
+    metrics = tmp_path / "m.json"
+    fdseg_ok("evaluate", pred, labels, "--json", metrics, "--dataset-json", ds / "dataset.json")
+    report = json.loads(metrics.read_text())
     assert set(report["summary"]) == {"blob", "ball"}
     # labelsTs sits in the dataset: its dataset.json names the classes without the option
-    r = CliRunner().invoke(
-        cli, ["evaluate", str(pred), str(labels), "--json", str(tmp_path / "n.json")]
-    )
-    assert r.exit_code == 0, r.output
+    r = fdseg_ok("evaluate", pred, labels, "--json", tmp_path / "n.json")
     assert f"class names from {ds.resolve() / 'dataset.json'}" in r.output
     assert set(json.loads((tmp_path / "n.json").read_text())["summary"]) == {"blob", "ball"}
 

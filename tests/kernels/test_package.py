@@ -14,11 +14,16 @@ import fdseg_kernels
 pytestmark = pytest.mark.triton
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
+def _assert_runs(*lines: str) -> None:
+    """Run these lines in a fresh interpreter without TRITON_INTERPRET: it must reach
+    their end."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    return subprocess.run(
+    code = "\n".join([*lines, "print('ok')"])
+    result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize(
@@ -42,32 +47,26 @@ def test_triton_runs_on_reads_environment_at_call_time(monkeypatch):
 
 
 def test_package_imports_and_reports_false_without_triton():
-    result = _run(
-        "import sys; sys.modules['triton'] = None\n"
-        "import fdseg_kernels as k\n"
-        "assert not k.triton_available()\n"
-        "assert not k.triton_runs_on('cuda')\n"
-        "print('ok')"
+    _assert_runs(
+        "import sys; sys.modules['triton'] = None",
+        "import fdseg_kernels as k",
+        "assert not k.triton_available()",
+        "assert not k.triton_runs_on('cuda')",
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
 
 
 def test_interpreter_switched_on_after_importing_the_kernels():
     """`import triton` and the kernel modules first, TRITON_INTERPRET afterwards: still runs."""
     if not fdseg_kernels.triton_available():
         pytest.skip("optional 'triton' package not installed")
-    result = _run(
-        "import os, torch\n"
-        "import triton, fdseg_kernels.band_split, fdseg_kernels.band_fuse\n"
-        "from fdseg_core.bands import band_split\n"
-        "os.environ['TRITON_INTERPRET'] = '1'\n"
-        "x = torch.randn(1, 2, 12, 10, 5)\n"
-        "low, high = fdseg_kernels.band_split_triton(x, (2, 3), (3, 2))\n"
-        "ref_low, ref_high = band_split(x.double(), 0.25, dims=(2, 3), backend='torch')\n"
-        "assert (low.double() - ref_low).abs().max() < 1e-5\n"
-        "assert (high.double() - ref_high).abs().max() < 1e-5\n"
-        "print('ok')"
+    _assert_runs(
+        "import os, torch",
+        "import triton, fdseg_kernels.band_split, fdseg_kernels.band_fuse",
+        "from fdseg_core.bands import band_split",
+        "os.environ['TRITON_INTERPRET'] = '1'",
+        "x = torch.randn(1, 2, 12, 10, 5)",
+        "low, high = fdseg_kernels.band_split_triton(x, (2, 3), (3, 2))",
+        "ref_low, ref_high = band_split(x.double(), 0.25, dims=(2, 3), backend='torch')",
+        "assert (low.double() - ref_low).abs().max() < 1e-5",
+        "assert (high.double() - ref_high).abs().max() < 1e-5",
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"

@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "nnunet_available": "fdseg_core.integrations.nnunet.setup",
     "setup_problems": "fdseg_core.integrations.nnunet.setup",
     "trainer_folder": "fdseg_core.integrations.nnunet.setup",
+    "workspace_environment": "fdseg_core.integrations.nnunet.setup",
     "NnUNetFrequencyDisentangledNet": "fdseg_core.integrations.nnunet.network",
     "band_dims_for": "fdseg_core.integrations.nnunet.network",
     "wrap_planned_network": "fdseg_core.integrations.nnunet.network",
@@ -39,6 +40,7 @@ __all__ = [
     "nnunet_available",
     "setup_problems",
     "trainer_folder",
+    "workspace_environment",
     "wrap_planned_network",
 ]
 
@@ -53,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
         nnunet_available,
         setup_problems,
         trainer_folder,
+        workspace_environment,
     )
 
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

@@ -10,7 +10,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["EXT_TRAINER_ENV", "nnunet_available", "setup_problems", "trainer_folder"]
+__all__ = [
+    "EXT_TRAINER_ENV",
+    "nnunet_available",
+    "setup_problems",
+    "trainer_folder",
+    "workspace_environment",
+]
 
 #: The environment variable nnU-Net reads for folders of external trainers.
 EXT_TRAINER_ENV = "nnUNet_extTrainer"
@@ -19,6 +25,40 @@ EXT_TRAINER_ENV = "nnUNet_extTrainer"
 def trainer_folder() -> Path:
     """The folder to put in ``nnUNet_extTrainer``: fdseg's nnU-Net trainer modules."""
     return Path(__file__).resolve().parent / "trainers"
+
+
+#: nnU-Net's folder variables, and the folder of a workspace that each names.
+_WORKSPACE_FOLDERS = {
+    "nnUNet_raw": "raw",
+    "nnUNet_preprocessed": "preprocessed",
+    "nnUNet_results": "results",
+}
+
+
+def workspace_environment(
+    root: str | Path, *trainer_folders: str | Path, **settings: str
+) -> dict[str, str]:
+    """The environment in which nnU-Net's commands work in the folder ``root`` and find
+    fdseg's trainers.
+
+    Args:
+        root: The workspace: its folders ``raw``, ``preprocessed`` and ``results``
+            (created when missing) become ``nnUNet_raw``, ``nnUNet_preprocessed`` and
+            ``nnUNet_results``.
+        *trainer_folders: More folders of trainer modules, listed in ``nnUNet_extTrainer``
+            after fdseg's own (:func:`trainer_folder`).
+        **settings: More variables to set (``nnUNet_compile="false"``, ...).
+
+    Returns:
+        A copy of ``os.environ`` with those variables set.
+    """
+    env = dict(os.environ)
+    for name, folder in _WORKSPACE_FOLDERS.items():
+        path = Path(root) / folder
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    env[EXT_TRAINER_ENV] = os.pathsep.join(str(f) for f in (trainer_folder(), *trainer_folders))
+    return {**env, **settings}
 
 
 def nnunet_available() -> str | None:

@@ -117,24 +117,21 @@ def test_patches_depend_only_on_seed_epoch_and_index(volumes):
 
 
 def test_foreground_oversampling_centres_patches_on_structures(volumes):
-    always = PatchDataset(
-        volumes,
-        patch_size=(8, 8, 8),
-        samples_per_epoch=40,
-        foreground_oversample=1.0,
-        augment=False,
-    )
-    never = PatchDataset(
-        volumes,
-        patch_size=(8, 8, 8),
-        samples_per_epoch=40,
-        foreground_oversample=0.0,
-        augment=False,
-    )
-    fg_always = np.mean([(always[i][1] > 0).any().item() for i in range(40)])
-    fg_never = np.mean([(never[i][1] > 0).float().mean().item() for i in range(40)])
-    assert fg_always == 1.0
-    assert np.mean([(always[i][1] > 0).float().mean().item() for i in range(40)]) > fg_never
+    def labels(oversample: float) -> list[torch.Tensor]:
+        """The label patches of 40 draws of 8^3 patches (no augmentation)."""
+        ds = PatchDataset(
+            volumes,
+            patch_size=(8, 8, 8),
+            samples_per_epoch=40,
+            foreground_oversample=oversample,
+            augment=False,
+        )
+        return [ds[i][1] for i in range(40)]
+
+    always, never = labels(1.0), labels(0.0)
+    fg_never = np.mean([(y > 0).float().mean().item() for y in never])
+    assert np.mean([(y > 0).any().item() for y in always]) == 1.0
+    assert np.mean([(y > 0).float().mean().item() for y in always]) > fg_never
 
 
 def test_patch_larger_than_volume_is_padded(volumes):

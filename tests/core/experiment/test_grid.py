@@ -148,7 +148,7 @@ def test_the_submitit_local_executor_runs_the_array(ds, whole, tmp_path):
     lines = []
     options = SlurmOptions(local=True, time_min=30, poll_s=0.5)
     done = submit_experiment(config, options, say=lines.append)
-    assert len(done["submitted"]) == 4 and len(done["job_ids"]) == 4 and done["local"]
+    assert len(done.submitted) == 4 and len(done.job_ids) == 4 and done.local
     # a line each time the counts changed, the last one with every run finished
     assert lines[-1] == "runs: 0 pending, 0 running, 4 finished, 0 failed"
     assert all(line.startswith("runs: ") for line in lines)
@@ -156,7 +156,8 @@ def test_the_submitit_local_executor_runs_the_array(ds, whole, tmp_path):
     stray = [p for p in (tmp_path / "slurm").rglob("*") if p.is_dir() and not any(p.iterdir())]
     assert stray == []
     assert sorted(_results(tmp_path / "slurm")) == sorted(_results(whole))
-    assert done["report"]["missing"] == []
+    assert done.report is not None and done.report.missing == ()
+    assert len(done.report.results) == 4
 
 
 def test_an_experiment_draws_each_size_independently_unless_told_to_nest(tmp_path):
@@ -173,7 +174,8 @@ def test_an_experiment_draws_each_size_independently_unless_told_to_nest(tmp_pat
 
 
 def test_report_only_with_a_target_effect_prints_the_seeds_each_cell_needs(ds, tmp_path):
-    from fdseg_core.experiment.report import seeds_table
+    from fdseg_core.experiment.report import seeds_table, summarise
+    from fdseg_core.experiment.results import load_run
 
     out = tmp_path / "exp"
     r = CliRunner().invoke(cli, _args(ds, out))
@@ -181,9 +183,9 @@ def test_report_only_with_a_target_effect_prints_the_seeds_each_cell_needs(ds, t
     r = CliRunner().invoke(cli, _args(ds, out, "--report-only", "--target-effect", "2"))
     assert r.exit_code == 0, r.output
     assert "seeds needed to detect a true mean gain of +2 points" in r.output
-    table = json.loads((out / "summary.json").read_text())["rows"]
-    (row,) = seeds_table(table, 0.02)
-    expected = row["seeds_needed"] if row["seeds_needed"] is not None else "more than 10000"
+    results = [load_run(run)[0] for run in sorted((out / "runs").iterdir())]
+    (row,) = seeds_table(summarise(results, methods=["none", "early"], n_resamples=100), 0.02)
+    expected = row.seeds_needed if row.seeds_needed is not None else "more than 10000"
     assert f"1 cases, early: {expected} (between-seed SD" in r.output
     assert json.loads((out / "experiment.json").read_text())["margin"] == 0.01
 

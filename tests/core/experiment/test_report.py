@@ -1,17 +1,25 @@
 """An experiment's report: seed-level statistics, its files and its plot."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
-from fdseg_core.experiment.report import ALL_SIZES, dice_vs_size_figure, summarise, write_report
+from fdseg_core.experiment.report import (
+    ALL_SIZES,
+    SummaryRow,
+    dice_vs_size_figure,
+    summarise,
+    write_report,
+)
+from fdseg_core.experiment.results import CaseDice, RunScores
 
 METHODS = ("none", "early", "late")
 
 
 def _table(sizes, dice=0.9):
     return [
-        {"train_size": n, "class": cls, "method": m, "dice_mean": dice, "dice_std": 0.05}
+        SummaryRow(train_size=n, class_name=cls, method=m, n=4, dice_mean=dice, dice_std=0.05)
         for n in sizes
         for cls in ("red_nucleus", "mean")
         for m in METHODS
@@ -53,17 +61,22 @@ def _results(deltas_by_size, n_cases=4):
     for size, deltas in deltas_by_size.items():
         for seed, delta in enumerate(deltas):
             for method, shift in (("none", 0.0), ("late", delta)):
-                cases = [
-                    {"case": f"c{i}", "dice_red": 0.7 + 0.01 * i + shift} for i in range(n_cases)
-                ]
-                results.append({"train_size": size, "method": method, "seed": seed, "cases": cases})
+                cases = tuple(
+                    CaseDice(f"c{i}", {"red": 0.7 + 0.01 * i + shift}) for i in range(n_cases)
+                )
+                results.append(RunScores(size, method, seed, cases))
     return results
 
 
 def test_summary_rows_carry_seed_level_and_pooled_intervals_per_seed_deltas_and_a_verdict():
     results = _results({2: [-0.02, 0.03, 0.08], 8: [0.02, 0.03, 0.04]})
     table = summarise(results, methods=["none", "late"], n_resamples=2000)
-    rows = {(r["train_size"], r["class"], r["method"]): r for r in table}
+    # the flat rows of table.csv and summary.json
+    rows = {(r.train_size, r.class_name, r.method): r.to_dict() for r in table}
+    typed = next(r for r in table if (r.train_size, r.class_name, r.method) == (2, "red", "late"))
+    assert typed.delta is not None and typed.delta.interval("pi") == pytest.approx(
+        (rows[(2, "red", "late")]["pi_low"], rows[(2, "red", "late")]["pi_high"])
+    )
     small = rows[(2, "red", "late")]
     assert small["per_seed"] == pytest.approx([-0.02, 0.03, 0.08])
     assert small["n_seeds"] == 3 and small["diff"] == pytest.approx(0.03)
@@ -94,14 +107,12 @@ def test_summary_rows_carry_seed_level_and_pooled_intervals_per_seed_deltas_and_
 
 def test_a_second_summary_of_the_same_results_has_the_same_rows_and_leaves_them_as_they_were():
     results = _results({2: [-0.02, 0.03, 0.08], 8: [0.02, 0.03, 0.04]})
-    before = json.dumps(results, sort_keys=True)
+    before = list(results)
     first = summarise(results, methods=["none", "late"], n_resamples=200)
-    assert json.dumps(results, sort_keys=True) == before  # no per-case mean added
+    assert results == before  # no per-case mean added
     second = summarise(results, methods=["none", "late"], n_resamples=200)
-    assert [(r["train_size"], r["class"], r["method"]) for r in second] == [
-        (r["train_size"], r["class"], r["method"]) for r in first
-    ]
-    assert sum(r["class"] == "mean" and r["method"] == "late" for r in second) == 3  # 2, 8, all
+    assert second == first
+    assert sum(r.class_name == "mean" and r.method == "late" for r in second) == 3  # 2, 8, all
 
 
 def test_the_report_writes_strict_json_and_the_few_seeds_note(tmp_path):
@@ -109,7 +120,8 @@ def test_the_report_writes_strict_json_and_the_few_seeds_note(tmp_path):
     report = write_report(results, tmp_path, methods=["none", "late"], n_resamples=200)
     summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=_refuse)
     assert summary["n_seeds"] == 3 and "3 seeds" in summary["note"]
-    assert "Note: 3 seeds: seed-level intervals will be wide" in report["markdown"]
+    assert "Note: 3 seeds: seed-level intervals will be wide" in report.markdown
+    assert report.markdown == (tmp_path / "table.md").read_text() and report.plot.is_file()
     assert "seed-level 95% CI" in (tmp_path / "table.md").read_text()
     header = (tmp_path / "table.csv").read_text().splitlines()[0].split(",")
     assert {"ci_low", "pooled_ci_low", "per_seed", "verdict"} <= set(header)
@@ -127,12 +139,13 @@ def test_the_plot_shows_each_methods_seed_level_interval_and_its_seeds():
     assert len(axes) == 4  # (Dice, Δ) x (red, mean); the pooled rows are not drawn
     delta_ax = axes[2]
     assert "seed-level 95% CI" in delta_ax.get_title()
-    row = next(r for r in table if (r["train_size"], r["class"], r["method"]) == (2, "red", "late"))
+    row = next(r for r in table if (r.train_size, r.class_name, r.method) == (2, "red", "late"))
+    low, high = row.delta.interval("ci")
     # the error bar spans the seed-level interval (in points)
     bars = [c for c in delta_ax.collections if len(c.get_segments())]
     spans = [seg[:, 1] for c in bars for seg in c.get_segments()]
     assert any(
-        lo == pytest.approx(100 * row["ci_low"]) and hi == pytest.approx(100 * row["ci_high"])
+        lo == pytest.approx(100 * low) and hi == pytest.approx(100 * high)
         for lo, hi in (sorted(s) for s in spans)
     )
     seed_dots = [line for line in delta_ax.get_lines() if line.get_marker() == "."]
@@ -143,18 +156,19 @@ def test_the_plot_shows_each_methods_seed_level_interval_and_its_seeds():
 
 def test_another_baseline_is_compared_with_when_named(tmp_path):
     """An ablation of recipes: every arm against the reference recipe, not against none."""
-    results = _results({2: [0.02, 0.03, 0.04]})
-    for r in results:
-        r["method"] = {"none": "default", "late": "paper"}[r["method"]]
+    results = [
+        replace(r, method={"none": "default", "late": "paper"}[r.method])
+        for r in _results({2: [0.02, 0.03, 0.04]})
+    ]
     report = write_report(results, tmp_path, methods=("default", "paper"), baseline="default")
-    rows = {r["method"]: r for r in report["table"] if r["class"] == "red"}
-    assert rows["default"]["diff"] is None
-    assert rows["paper"]["diff"] == pytest.approx(0.03)
-    assert rows["paper"]["per_seed"] == pytest.approx([0.02, 0.03, 0.04])
+    rows = {r.method: r for r in report.table if r.class_name == "red"}
+    assert rows["default"].delta is None
+    assert rows["paper"].delta.diff == pytest.approx(0.03)
+    assert rows["paper"].delta.seed_level.per_seed == pytest.approx([0.02, 0.03, 0.04])
     assert "baseline (method default)" in (tmp_path / "table.md").read_text()
     # the default baseline finds no "none" here: no differences at all
     plain = summarise(results, methods=("default", "paper"), n_resamples=100)
-    assert all(r["diff"] is None for r in plain)
+    assert all(r.delta is None for r in plain)
 
 
 def test_the_compact_table_has_a_row_per_size_and_method_with_its_runs_and_delta():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from fdseg_core.experiment import ExperimentConfig, run_experiment
 from fdseg_core.experiment import protocol as protocol_module
 from fdseg_core.experiment.protocol import relative_to
 from fdseg_core.experiment.report import summarise
-from fdseg_core.experiment.results import method_of
+from fdseg_core.experiment.results import CaseDice, RunResult, RunTimes, load_run
 from fdseg_core.train import TrainConfig
 
 TINY = dict(epochs=1, iters_per_epoch=1, patch_size=(16, 16, 8), val_every=1, n_folds=2)
@@ -37,11 +38,12 @@ def test_results_keep_the_method_label_apart_from_the_fusion(tmp_path):
         n_resamples=100,
     )
     report = run_experiment(config, progress=False)
-    by_method = {r["method"]: r for r in report["results"]}
+    by_method = {r.method: r for r in report.results}
     assert set(by_method) == {"none", "early-centered", "early-reference"}
-    assert by_method["early-reference"]["fusion"] == "early"
-    assert by_method["early-reference"]["layout"] == "reference"
-    assert {row["method"] for row in report["table"]} == set(by_method)
+    assert by_method["early-reference"].fusion == "early"
+    assert by_method["early-reference"].layout == "reference"
+    assert {row.method for row in report.table} == set(by_method)
+    assert report.trained == 3 and report.missing == ()
     saved = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     assert saved["training"]["epochs"] == 1 and "fusion" not in saved["training"]
 
@@ -60,15 +62,46 @@ def test_a_dataset_reached_through_a_link_is_recorded_by_the_links_path(tmp_path
 
 def test_results_written_before_the_method_key_still_read():
     old = {"train_size": 2, "fusion": "early-reference", "seed": 0, "cases": []}
-    assert method_of(old) == "early-reference"
+    read = RunResult.from_dict(old)
+    assert (read.method, read.fusion, read.time_s, read.train_cases) == (
+        "early-reference",
+        "early",
+        None,
+        None,
+    )
     new = {**old, "method": "early-reference", "fusion": "early"}
-    assert method_of(new) == "early-reference"
+    assert RunResult.from_dict(new).method == "early-reference"
     rows = [
-        {**old, "fusion": f, "seed": 0, "cases": [{"case": "a", "dice_x": d}]}
+        RunResult.from_dict({**old, "fusion": f, "cases": [{"case": "a", "dice_x": d}]})
         for f, d in (("none", 0.5), ("early-reference", 0.7))
     ]
     table = summarise(rows, methods=["none", "early-reference"], n_resamples=100)
-    assert [r["method"] for r in table if r["class"] == "x"] == ["none", "early-reference"]
+    assert [r.method for r in table if r.class_name == "x"] == ["none", "early-reference"]
+
+
+def test_a_result_reads_back_as_it_was_written_with_undefined_dice_as_null(tmp_path):
+    result = RunResult(
+        train_size=5,
+        method="late",
+        seed=3,
+        cases=(CaseDice("c1", {"a": 0.75, "b": math.nan}), CaseDice("c2", {"a": 0.5, "b": 1.0})),
+        fusion="late",
+        time_s=RunTimes(train=10.0, validation=2.5, test=1.0),
+        train_cases=("t1", "t2"),
+        provenance={"fdseg_version": "0.1", "fdseg_commit": None, "fdseg_dirty": False},
+    )
+    path = result.save(tmp_path)
+    written = json.loads(path.read_text())
+    assert written["cases"][0] == {"case": "c1", "dice_a": 0.75, "dice_b": None}
+    assert written["time_s"] == {"train": 10.0, "validation": 2.5, "test": 1.0}
+    back, rows = load_run(tmp_path)
+    assert rows == []  # no metrics log beside it
+    assert back.time_s == result.time_s and back.train_cases == result.train_cases
+    assert back.scores("a") == {"c1": 0.75, "c2": 0.5}
+    # the per-case mean skips the undefined class: c1 is 0.75, c2 (0.5 + 1.0) / 2
+    assert back.scores("mean") == {"c1": 0.75, "c2": 0.75}
+    assert math.isnan(back.cases[0].dice["b"])
+    assert back.time_s.total == 13.5
 
 
 def test_the_template_is_replaced_per_run_and_a_dict_is_read_as_one():

@@ -10,7 +10,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-from builders import make_toy_dataset, tiny_args
+from builders import fdseg_ok, make_toy_dataset, tiny_args
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -51,18 +51,7 @@ def test_monais_bundle_runner_segments_as_fdseg_predict_does(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     pred = tmp_path / "fdseg-out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "predict",
-            str(run / "best.pt"),
-            str(ds / "imagesTs"),
-            "--out",
-            str(pred),
-            "--no-progress",
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    fdseg_ok("predict", run / "best.pt", ds / "imagesTs", "--out", pred, "--no-progress")
     fdseg = sorted(pred.glob("*.nii.gz"))
     assert len(fdseg) == 2
     for path in fdseg:

@@ -5,7 +5,6 @@ with ``nnUNet_extTrainer`` set. They skip cleanly without the nnunet extra."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ pytest.importorskip(
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fdseg_core.integrations.nnunet import EXT_TRAINER_ENV, trainer_folder  # noqa: E402
+from fdseg_core.integrations.nnunet import workspace_environment  # noqa: E402
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -84,19 +83,11 @@ def nnunet_env(tmp_path_factory):
     if not (BIN / "nnUNetv2_train").exists():
         pytest.skip("nnU-Net's commands are not installed next to this Python")
     root = tmp_path_factory.mktemp("nnunet")
-    for sub in ("raw", "preprocessed", "results", "ext"):
-        (root / sub).mkdir()
+    (root / "ext").mkdir()
     (root / "ext" / "fdseg_tiny_trainers.py").write_text(TINY_TRAINERS)
-    env = {
-        **os.environ,
-        "nnUNet_raw": str(root / "raw"),
-        "nnUNet_preprocessed": str(root / "preprocessed"),
-        "nnUNet_results": str(root / "results"),
-        EXT_TRAINER_ENV: os.pathsep.join([str(trainer_folder()), str(root / "ext")]),
-        "nnUNet_compile": "false",
-        "nnUNet_n_proc_DA": "1",
-        "OMP_NUM_THREADS": "2",
-    }
+    env = workspace_environment(
+        root, root / "ext", nnUNet_compile="false", nnUNet_n_proc_DA="1", OMP_NUM_THREADS="2"
+    )
     # the phantom is written in nnU-Net's raw layout already
     _run(
         ["fdseg", "phantom", str(root / "raw" / DATASET), "--cases", "5", "--test-cases", "2"]

@@ -9,7 +9,12 @@ import os
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
-from fdseg_core.integrations.nnunet import EXT_TRAINER_ENV, setup_problems, trainer_folder
+from fdseg_core.integrations.nnunet import (
+    EXT_TRAINER_ENV,
+    setup_problems,
+    trainer_folder,
+    workspace_environment,
+)
 
 
 def test_the_trainer_folder_holds_trainer_modules_only():
@@ -40,6 +45,16 @@ def test_setup_problems_name_each_bad_setup(monkeypatch, tmp_path):
     assert f"does not list fdseg's trainer folder {trainer_folder()}" in other[-1]
     listed = os.pathsep.join([str(tmp_path), str(trainer_folder())])
     assert setup_problems({EXT_TRAINER_ENV: listed}) == [other[0]]
+
+
+def test_a_workspace_environment_names_its_folders_and_finds_fdsegs_trainers(tmp_path):
+    env = workspace_environment(tmp_path / "ws", tmp_path / "ext", nnUNet_compile="false")
+    for folder in ("raw", "preprocessed", "results"):
+        assert env[f"nnUNet_{folder}"] == str(tmp_path / "ws" / folder)
+        assert (tmp_path / "ws" / folder).is_dir()
+    assert env[EXT_TRAINER_ENV] == os.pathsep.join([str(trainer_folder()), str(tmp_path / "ext")])
+    assert env["nnUNet_compile"] == "false" and env["PATH"] == os.environ["PATH"]
+    assert setup_problems(env)[1:] == []  # at most "not installed"
 
 
 def test_cli_path_and_check_without_nnunet_exit_2_with_one_line(monkeypatch):

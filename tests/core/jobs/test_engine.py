@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from builders import make_toy_dataset
+from builders import make_toy_dataset, tiny_args
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -28,10 +28,8 @@ def _epochs(run):
 def test_resume_continues_and_extends_a_run_without_its_options_retyped(ds, tmp_path):
     """The issue's trial: non-default sizes and steps, then `--resume --epochs N`."""
     run = tmp_path / "run"
-    first = ["train", str(ds), "--out", str(run), "--patch-size", "16", "16", "8"]
-    first += ["--epochs", "2", "--iters-per-epoch", "3", "--val-every", "1", "--folds", "2"]
-    first += ["--no-progress"]
-    r = CliRunner().invoke(cli, first)
+    first = tiny_args(epochs=2, iters=3, fusion=None, network=False)  # 16 x 16 x 8 patches
+    r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), *first])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(cli, ["train", str(ds), "--out", str(run), "--resume", "--epochs", "3"])
     assert r.exit_code == 0, r.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -95,14 +96,19 @@ def test_evaluate_folder_per_case_summary_and_grid_mismatch(tmp_path):
     save_nifti(a, affine, ref / "c2.nii.gz")
     save_nifti(a, affine, pred / "c2.nii.gz")
     report = evaluate_folder(pred, ref, labels={"background": 0, "nucleus": 1})
-    dices = {r["case"]: r["dice"] for r in report["cases"]}
+    dices = {r.case: r.dice for r in report.cases}
     assert dices == {"c1": pytest.approx(0.5), "c2": 1.0}
-    s = report["summary"]["nucleus"]
-    assert s["dice"]["mean"] == pytest.approx(0.75)
-    assert s["dice"]["std"] == pytest.approx(np.std([0.5, 1.0], ddof=1))
-    assert s["ref_ml"]["mean"] == pytest.approx(2.0)  # 1000 voxels x 2 mm^3
+    assert report.dice("c1", "nucleus") == pytest.approx(0.5)
+    s = report.summary["nucleus"]
+    assert s["dice"].mean == pytest.approx(0.75)
+    assert s["dice"].std == pytest.approx(np.std([0.5, 1.0], ddof=1))
+    assert s["ref_ml"].mean == pytest.approx(2.0)  # 1000 voxels x 2 mm^3
     write_report(report, json_path=tmp_path / "m.json", csv_path=tmp_path / "m.csv")
     assert (tmp_path / "m.csv").read_text().count("\n") == 3
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert written["summary"]["nucleus"]["dice"] == {"mean": pytest.approx(0.75), "std":
+        pytest.approx(np.std([0.5, 1.0], ddof=1)), "n": 2}  # fmt: skip
+    assert written["cases"][0]["case"] == "c1" and written["cases"][0]["class"] == "nucleus"
     save_nifti(a, np.diag([1.0, 1.0, 1.0, 1.0]), pred / "c2.nii.gz")
     with pytest.raises(ValueError, match="case 'c2': prediction .* not on the grid"):
         evaluate_folder(pred, ref)
@@ -133,14 +139,18 @@ def test_volume_means_leave_out_cases_where_the_class_is_absent_from_both(tmp_pa
         save_nifti(label, affine, pred / f"c{i:02d}.nii.gz")
     (tmp_path / "dataset.json").write_text('{"labels": {"background": 0, "a": 1, "b": 2}}')
     report = evaluate_folder(pred, ref, labels={"background": 0, "a": 1, "b": 2})
-    b = report["summary"]["b"]
-    assert b["ref_ml"] == {"mean": pytest.approx(4.406), "std": pytest.approx(0.406), "n": 3}
-    assert b["pred_ml"]["n"] == b["dice"]["n"] == b["hd95_mm"]["n"] == 3
-    assert b["n_cases"] == 20 and b["n_absent"] == 17
+    b = report.summary["b"]
+    assert (b["ref_ml"].mean, b["ref_ml"].std, b["ref_ml"].n) == (
+        pytest.approx(4.406),
+        pytest.approx(0.406),
+        3,
+    )
+    assert b["pred_ml"].n == b["dice"].n == b["hd95_mm"].n == 3
+    assert b.n_cases == 20 and b.n_absent == 17
     wrong = np.mean([volumes.get(i, 0) / 1000 for i in range(20)])
-    assert wrong == pytest.approx(0.661, abs=1e-3) and b["ref_ml"]["mean"] != pytest.approx(wrong)
-    a = report["summary"]["a"]
-    assert a["ref_ml"]["n"] == 20 and a["n_absent"] == 0
+    assert wrong == pytest.approx(0.661, abs=1e-3) and b["ref_ml"].mean != pytest.approx(wrong)
+    a = report.summary["a"]
+    assert a["ref_ml"].n == 20 and a.n_absent == 0
     r = CliRunner().invoke(
         cli, ["evaluate", str(pred), str(ref), "--dataset-json", str(tmp_path / "dataset.json")]
     )
@@ -151,14 +161,20 @@ def test_volume_means_leave_out_cases_where_the_class_is_absent_from_both(tmp_pa
 
 
 def test_a_false_negative_keeps_its_zero_predicted_volume_in_the_mean():
+    from fdseg_core.metrics import ClassMetrics
     from fdseg_core.metrics.evaluate import summarise
 
+    nan = float("nan")
     rows = [
-        {"class": "x", "dice": 0.0, "hd95_mm": float("nan"), "assd_mm": float("nan"),
-         "pred_ml": 0.0, "ref_ml": 2.0},
-        {"class": "x", "dice": 1.0, "hd95_mm": 0.0, "assd_mm": 0.0, "pred_ml": 4.0,
-         "ref_ml": 4.0},
-    ]  # fmt: skip
+        ClassMetrics("c1", "x", dice=0.0, hd95_mm=nan, assd_mm=nan, pred_ml=0.0, ref_ml=2.0),
+        ClassMetrics("c2", "x", dice=1.0, hd95_mm=0.0, assd_mm=0.0, pred_ml=4.0, ref_ml=4.0),
+    ]
     s = summarise(rows)["x"]
-    assert s["pred_ml"] == {"mean": 2.0, "std": pytest.approx(np.std([0, 4], ddof=1)), "n": 2}
-    assert s["hd95_mm"]["n"] == 1 and s["dice"]["mean"] == 0.5 and s["n_absent"] == 0
+    assert (s["pred_ml"].mean, s["pred_ml"].std, s["pred_ml"].n) == (
+        2.0,
+        pytest.approx(np.std([0, 4], ddof=1)),
+        2,
+    )
+    assert s["hd95_mm"].n == 1 and s["dice"].mean == 0.5 and s.n_absent == 0
+    # undefined values are null in the JSON rows
+    assert rows[0].to_dict()["hd95_mm"] is None and rows[1].to_dict()["hd95_mm"] == 0.0

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from builders import make_toy_dataset, plugin_trainers, tiny_config
+from builders import make_toy_dataset, plugin_trainers, tiny_args, tiny_config
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -109,10 +109,8 @@ def test_a_plugin_trainer_is_listed_and_trains_from_the_command_line(ds, tmp_pat
         r = CliRunner().invoke(cli, ["trainers"])
         assert r.exit_code == 0 and "Counting" in r.output and "TrainerRAdam" in r.output
         out = tmp_path / "run"
-        args = ["train", str(ds), "--out", str(out), "--trainer", "Counting", "--epochs", "1"]
-        args += ["--iters-per-epoch", "2", "--patch-size", "16", "16", "8", "--folds", "2"]
-        args += ["--no-progress"]
-        r = CliRunner().invoke(cli, args)
+        args = ["train", str(ds), "--out", str(out), "--trainer", "Counting"]
+        r = CliRunner().invoke(cli, [*args, *tiny_args(iters=2, fusion=None, network=False)])
     assert r.exit_code == 0, r.output
     assert (
         len(steps) == 2 and json.loads((out / "config.json").read_text())["trainer"] == "Counting"
