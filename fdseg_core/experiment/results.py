@@ -174,8 +174,9 @@ class RunResult(RunScores):
         return class_names([self])
 
     def to_dict(self) -> dict[str, Any]:
-        """The contents of ``result.json`` (fields never recorded are left out)."""
-        out: dict[str, Any] = {
+        """The contents of ``result.json`` (``null`` for what a result read from an
+        earlier version did not record)."""
+        return {
             "train_size": self.train_size,
             "method": self.method,
             "fusion": self.fusion,
@@ -205,7 +206,6 @@ class RunResult(RunScores):
             **self.provenance,
             "largest_size": self.largest_size,
         }
-        return {k: v for k, v in out.items() if v is not None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:

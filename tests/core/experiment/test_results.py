@@ -92,6 +92,15 @@ def test_a_result_reads_back_as_it_was_written_with_undefined_dice_as_null(tmp_p
     )
     path = result.save(tmp_path)
     written = json.loads(path.read_text())
+    # the keys (and their order) every earlier version wrote
+    assert list(written) == [
+        *("train_size", "method", "fusion", "layout", "seed", "cases", "checkpoint"),
+        *("best_epoch", "epochs_run", "stopped_early", "inference_rule", "train_cases"),
+        *("val_cases", "steps_per_epoch", "best_step", "stop_step", "step_cap"),
+        *("hit_step_cap", "time_s", "run_dir", "fdseg_version", "fdseg_commit"),
+        *("fdseg_dirty", "largest_size"),
+    ]
+    assert written["fdseg_commit"] is None and written["stop_step"] is None
     assert written["cases"][0] == {"case": "c1", "dice_a": 0.75, "dice_b": None}
     assert written["time_s"] == {"train": 10.0, "validation": 2.5, "test": 1.0}
     back, rows = load_run(tmp_path)
