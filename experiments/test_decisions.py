@@ -1,5 +1,6 @@
 """Checks of the committed results against the product: fdseg train's defaults follow
-the decisions the experiments made by their rules. CI runs them as a step of their own
+the decisions the experiments made by their rules, and this version's report of a
+committed experiment's runs is its committed report. CI runs them as a step of their own
 (``pytest -q experiments/test_decisions.py``); the product's tests never read
 ``experiments/``.
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+
+import pytest
 
 from fdseg_core.train import TrainConfig
 from fdseg_core.train.recipes import RECIPES, resolve_fields
@@ -76,3 +79,24 @@ def test_the_defaults_are_the_recipe_the_phantom_ablation_chose():
         assert {k: run[k] for k in recipe_fields} == {
             k: getattr(default, k) for k in recipe_fields
         }, config
+
+
+#: Committed experiments whose report this version recomputes from their runs.
+RECOMPUTED = ("issue39/pilot", "issue39/ablation/default", "issue39/ablation/augment")
+
+
+@pytest.mark.parametrize("folder", RECOMPUTED)
+def test_a_committed_report_is_what_this_version_computes_from_its_runs(folder, tmp_path):
+    """The committed tables were written by the code that trained the runs; this
+    version's reader and statistics, given the same ``result.json`` files, write the same
+    tables byte for byte (a refactor of the report changed no committed number)."""
+    from fdseg_core.experiment.report import write_report
+    from fdseg_core.experiment.results import load_run
+
+    exp = HERE / folder
+    meta = json.loads((exp / "experiment.json").read_text())
+    results = [load_run(exp / "runs" / name)[0] for name in meta["runs"]]
+    margin = {"margin": meta["margin"]} if "margin" in meta else {}
+    write_report(results, tmp_path, methods=meta["methods"], **margin)
+    for name in ("table.csv", "table.md", "summary.json"):
+        assert (tmp_path / name).read_text() == (exp / name).read_text(), name
