@@ -84,6 +84,9 @@ def write_decision(name: str, title: str, body: list[str], chosen: str, note: st
         body: The lines between the heading and the choice.
         chosen: What was chosen.
         note: Words after the choice (``" (no arm qualified: ...)."``); else ``"."``-less.
+
+    Returns:
+        0, the script's exit status.
     """
     text = "\n".join([f"# Issue 39: {title}", "", *body, "", f"Chosen: `{chosen}`" + note, ""])
     (HERE / name).write_text(text)

@@ -92,6 +92,12 @@ class PairedDelta:
             name: ``"ci"`` (the headline seed-level interval), ``"t"``, ``"boot"`` (the
                 two-level bootstrap), ``"pi"`` (the prediction interval of one more
                 seed) or ``"pooled_ci"`` (over (seed, case) pairs).
+
+        Returns:
+            ``(low, high)`` in Dice.
+
+        Raises:
+            ValueError: Another name.
         """
         s = self.seed_level
         intervals = {
@@ -202,6 +208,9 @@ def summarise(
         n_resamples: Bootstrap resamples.
         baseline: The method the others are compared with.
         margin: The equivalence margin of the verdicts (Dice).
+
+    Returns:
+        The rows, by size (then the pooled size), class (then ``"mean"``) and method.
     """
     names = [*class_names(results), MEAN]
     sizes = sorted({r.train_size for r in results})
@@ -681,6 +690,9 @@ def write_report(
         margin: The equivalence margin of the verdicts (Dice).
         missing: The runs of the grid without a result yet, named in a note atop
             ``table.md``.
+
+    Returns:
+        What was written and what it says (``trained`` 0: the caller counts its runs).
     """
     out = Path(out)
     table = summarise(

@@ -21,6 +21,7 @@ from fdseg_core.provenance import PROVENANCE_KEYS
 from fdseg_core.train.logs import MetricsLog
 
 __all__ = [
+    "MEAN",
     "RESULT",
     "CaseDice",
     "RunResult",
@@ -51,8 +52,17 @@ class CaseDice:
     dice: Mapping[str, float]
 
     def score(self, class_name: str) -> float:
-        """The Dice of one class, or of :data:`MEAN` (the mean over the classes with a
-        defined Dice; ``nan`` when none has one); ``nan`` for a class the case lacks."""
+        """The Dice of one class, or of :data:`MEAN`.
+
+        The mean is over the classes whose Dice is defined (a class in neither the
+        prediction nor the reference has none, and is left out, as ``fdseg evaluate``
+        leaves it out); it is ``nan`` when no class has one. Results whose file held a
+        ``NaN`` token for such a class (written before ``null`` was) read the same way;
+        versions before this reader left such a case out of the mean rows instead.
+
+        Returns:
+            The Dice; ``nan`` for a class the case lacks.
+        """
         if class_name == MEAN:
             values = [v for v in self.dice.values() if not math.isnan(v)]
             return sum(values) / len(values) if values else math.nan
@@ -145,8 +155,9 @@ class RunResult(RunScores):
         provenance: The code that ran it (``fdseg_version``, ``fdseg_commit``,
             ``fdseg_dirty``).
 
-    Every field after ``largest_size`` is ``None`` in results written before it was
-    recorded.
+    Results written by earlier versions read with the defaults above for what they
+    did not record (``None`` from ``inference_rule`` on, an empty ``provenance``), and
+    their ``to_dict`` writes ``null`` for those.
     """
 
     fusion: str = "none"
@@ -203,7 +214,7 @@ class RunResult(RunScores):
                 "test": self.time_s.test,
             },
             "run_dir": self.run_dir,
-            **self.provenance,
+            **{k: self.provenance.get(k) for k in PROVENANCE_KEYS},
             "largest_size": self.largest_size,
         }
 

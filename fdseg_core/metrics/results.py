@@ -49,8 +49,8 @@ class ClassMetrics:
         return float(getattr(self, metric))
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"case", "class", <metric>: value or None}``: a row of ``--json`` and
-        ``--csv`` (undefined values are ``None``)."""
+        """``{"case", "class", <metric>: value or None}``: a row of ``--json``
+        (undefined values are ``None``; the CSV writes them as ``nan``)."""
         return {
             "case": self.case,
             "class": self.class_name,

@@ -146,6 +146,9 @@ def case_metrics(
         ref: Reference label map, same shape.
         spacing: Voxel size in mm per axis.
         labels: Class name -> value (the background, value 0, is skipped).
+
+    Returns:
+        One per foreground class, in ``labels``' order.
     """
     rows = []
     for name, value in labels.items():

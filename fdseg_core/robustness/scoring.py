@@ -37,7 +37,7 @@ from fdseg_core.atomic import atomic_save_figure, atomic_write_text, check_outpu
 from fdseg_core.data import load_case, load_dataset
 from fdseg_core.errors import InputError
 from fdseg_core.experiment.report import SummaryRow, format_delta, summarise
-from fdseg_core.experiment.results import MEAN, CaseDice, RunScores, load_run
+from fdseg_core.experiment.results import MEAN, RESULT, CaseDice, RunResult, RunScores
 from fdseg_core.infer.activation import probabilities
 from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.predict import check_ensemble
@@ -116,8 +116,9 @@ class PerturbedScore:
     dice: Mapping[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        """A row of ``robustness.csv``: the model, the perturbation's ``kind``,
-        ``strength`` and ``level``, the case and ``dice_<class>`` (``None``: undefined)."""
+        """A row of ``robustness.csv``: ``model``, ``method``, ``train_size``, ``seed``,
+        the perturbation's ``kind``, ``strength`` and ``level``, ``case`` and
+        ``dice_<class>`` per class (``None``: undefined)."""
         p = self.perturbation
         return {
             "model": self.model,
@@ -273,11 +274,10 @@ def experiment_models(folder: str | Path) -> tuple[list[AuditModel], Path, list[
     which = meta.get("checkpoint", "best")
     models = []
     for run in sorted((folder / "runs").glob("*")):
-        ckpt = run / f"{which}.pt"
-        loaded = load_run(run) if ckpt.is_file() else None
-        if loaded is None:
+        ckpt, result_path = run / f"{which}.pt", run / RESULT
+        if not (ckpt.is_file() and result_path.is_file()):
             continue
-        result, _ = loaded
+        result = RunResult.from_dict(json.loads(result_path.read_text()))
         models.append(
             AuditModel(
                 run.name,
@@ -381,7 +381,8 @@ def audit(
             )
     bar.close()
     summary = _summarise(rows)
-    versus = _versus(rows, models) if all(m.method is not None for m in models) else {}
+    in_grid = all(None not in (m.method, m.train_size, m.seed) for m in models)
+    versus = _versus(rows, models) if in_grid else {}
     result = RobustnessResult(out, suite, tuple(rows), summary, versus)
     seconds["total"] = time.perf_counter() - t0
     _write(result, models, cases, seconds)
@@ -500,7 +501,9 @@ def _versus(
 
 
 def _run_scores(row: PerturbedScore, cases: list[CaseDice]) -> RunScores:
-    return RunScores(int(row.train_size or 0), str(row.method), int(row.seed or 0), tuple(cases))
+    """The scores of one model of an experiment's grid (its method, size and seed known)."""
+    assert row.train_size is not None and row.seed is not None  # only a grid's models
+    return RunScores(row.train_size, str(row.method), row.seed, tuple(cases))
 
 
 def _write(result: RobustnessResult, models, cases, seconds: dict[str, float]) -> None:

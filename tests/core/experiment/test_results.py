@@ -111,6 +111,13 @@ def test_a_result_reads_back_as_it_was_written_with_undefined_dice_as_null(tmp_p
     assert back.scores("mean") == {"c1": 0.75, "c2": 0.75}
     assert math.isnan(back.cases[0].dice["b"])
     assert back.time_s.total == 13.5
+    # an earlier writer's NaN token reads as the null does, and a reread writes every key
+    nan_token = path.read_text().replace('"dice_b": null', '"dice_b": NaN')
+    assert "NaN" in nan_token
+    path.write_text(nan_token)
+    assert load_run(tmp_path)[0].scores("mean") == back.scores("mean")
+    old = RunResult.from_dict({"train_size": 2, "fusion": "none", "seed": 0, "cases": []})
+    assert list(old.to_dict()) == list(written) and old.to_dict()["fdseg_commit"] is None
 
 
 def test_the_template_is_replaced_per_run_and_a_dict_is_read_as_one():
