@@ -9,8 +9,8 @@ stderr (``--debug`` shows the full traceback instead):
   that is not writable, ...): exit code 2;
 * a full disk, naming the file (nothing earlier is lost: every write is atomic), and a
   training loss that diverged: exit code 1;
-* SIGTERM or SIGINT during training: ``last.pt`` saved at the current step, exit code
-  143 or 130;
+* SIGTERM or SIGINT during training: ``last.pt`` saved at the current step; during a
+  robustness audit: the scores so far saved in its folder; exit code 143 or 130;
 * anything else is an internal error of fdseg, not the user's: exit code 1, with how to
   see the traceback and where to report it.
 
@@ -29,10 +29,10 @@ import click
 from fdseg_core.errors import (
     DiskFullError,
     InputError,
+    Interrupted,
     NamesOptions,
     OutputWriteError,
     TrainingDivergedError,
-    TrainingInterrupted,
 )
 
 __all__ = ["cli", "COMMANDS", "UserInputError"]
@@ -79,15 +79,15 @@ class UserInputError(click.ClickException):
     exit_code = 2
 
 
-#: Loggers whose INFO lines are the run's progress (an epoch, a validation): standard
+#: Loggers whose INFO lines are progress (an epoch, a validation, an audited case): standard
 #: output, beside the run's results; every other message goes to standard error.
-_PROGRESS_LOGGERS = ("fdseg_core.train.loop",)
+_PROGRESS_LOGGERS = ("fdseg_core.train.loop", "fdseg_core.robustness.scoring")
 
 
 class _EchoHandler(logging.Handler):
     """Messages of the core's loggers as one line (``warning:`` prefixed), written above
     any progress bar on the screen (never inside one), flushed at once: a training run's
-    progress lines on standard output, notes and warnings on standard error."""
+    and an audit's progress lines on standard output, notes and warnings on standard error."""
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm  # lazy: --help stays instant
@@ -179,7 +179,7 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except TrainingInterrupted as exc:  # saved at the current step: say so, and how
+        except Interrupted as exc:  # saved what it had done: say so, and how to go on
             if _rank() == 0:
                 click.echo(_one_line(exc), err=True)
             sys.exit(exc.exit_code)

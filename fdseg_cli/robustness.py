@@ -23,6 +23,12 @@ __all__ = ["robustness"]
     default=None,
     help="Comma-separated perturbation kinds [default: all; see the list below].",
 )
+@click.option(
+    "--levels",
+    default=None,
+    help="Comma-separated levels of every kind: 1 (the weakest strength) to 3 (the "
+    "strongest) [default: 1,2,3].",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the perturbations.")
 @click.option(
     "--beta",
@@ -44,7 +50,7 @@ __all__ = ["robustness"]
     help="Where the models run.",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
-def robustness(models, dataset, out, kinds, seed, beta, max_cases, device, progress):
+def robustness(models, dataset, out, kinds, levels, seed, beta, max_cases, device, progress):
     """Score trained MODELS on perturbed versions of labelled test images.
 
     MODELS are checkpoints, run folders (best.pt), cross-validation folders (the
@@ -58,7 +64,13 @@ def robustness(models, dataset, out, kinds, seed, beta, max_cases, device, progr
     normalisation (gamma, contrast). Writes OUT/robustness.csv (every score),
     OUT/robustness.json (suite, models, mean Dice and drop per perturbation),
     OUT/robustness.png and, for an experiment, OUT/robustness_vs_baseline.md (each
-    method against the baseline, paired by seed and case, at seed level)."""
+    method against the baseline, paired by seed and case, at seed level).
+
+    Every score is also kept in OUT/robustness.scores.json. Run again into the same
+    OUT, the audit takes the scores it finds there for the same images, cases and
+    checkpoints and scores only the rest: SIGTERM or Ctrl-C stops it with every score
+    saved (exit 143 or 130), the same command goes on, and an experiment that has
+    finished more runs gets only those scored."""
     # lazy: the audit imports torch; `--help` stays instant
     from fdseg_core.data import load_dataset
     from fdseg_core.robustness.scoring import (
@@ -72,7 +84,11 @@ def robustness(models, dataset, out, kinds, seed, beta, max_cases, device, progr
     from fdseg_core.train import resolve_device
 
     names = [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None
-    suite = suite_from(names, seed, beta)  # an unknown kind ends here, before any work
+    chosen = [v.strip() for v in levels.split(",") if v.strip()] if levels else None
+    if chosen and not all(v.isdigit() for v in chosen):
+        raise click.BadParameter(f"expected levels 1 to 3, got {levels!r}", param_hint="--levels")
+    # an unknown kind or level ends here, before any work
+    suite = suite_from(names, seed, beta, [int(v) for v in chosen] if chosen else None)
     experiments = [m for m in models if is_experiment(m)]
     if experiments:
         if len(models) > 1:

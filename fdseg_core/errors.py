@@ -19,6 +19,7 @@ __all__ = [
     "DiskFullError",
     "FdsegError",
     "InputError",
+    "Interrupted",
     "MissingExtraError",
     "NamesOptions",
     "OptionError",
@@ -148,9 +149,23 @@ class TrainingDivergedError(NamesOptions, FdsegError, RuntimeError):
         super().__init__(self._named(template, options))
 
 
-class TrainingInterrupted(NamesOptions, FdsegError, RuntimeError):
-    """A run stopped by a signal (SIGTERM from a scheduler, SIGINT from Ctrl-C) after
-    saving ``last.pt`` at the current step.
+class Interrupted(FdsegError, RuntimeError):
+    """Work stopped by a signal (SIGTERM from a scheduler, SIGINT from Ctrl-C) after
+    saving what it had done; the message says where, and how to go on.
+
+    Attributes:
+        signal_name: ``"SIGTERM"`` or ``"SIGINT"``.
+        exit_code: The conventional exit code: 128 + the signal number (143, 130).
+    """
+
+    def __init__(self, message: str, *, signal_name: str, exit_code: int) -> None:
+        self.signal_name = signal_name
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
+class TrainingInterrupted(NamesOptions, Interrupted):
+    """A run stopped by a signal after saving ``last.pt`` at the current step.
 
     Attributes:
         signal_name: ``"SIGTERM"`` or ``"SIGINT"``.
@@ -161,7 +176,7 @@ class TrainingInterrupted(NamesOptions, FdsegError, RuntimeError):
     def __init__(
         self, template: str, *options: str, signal_name: str, exit_code: int, step: int
     ) -> None:
-        self.signal_name = signal_name
-        self.exit_code = exit_code
         self.step = step
-        super().__init__(self._named(template, options))
+        super().__init__(
+            self._named(template, options), signal_name=signal_name, exit_code=exit_code
+        )

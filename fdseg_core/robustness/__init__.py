@@ -14,10 +14,12 @@ from fdseg_core._lazy import lazy_attributes
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "KINDS": "fdseg_core.robustness.perturbations",
+    "LEVELS": "fdseg_core.robustness.perturbations",
     "SUITE_VERSION": "fdseg_core.robustness.perturbations",
     "Perturbation": "fdseg_core.robustness.perturbations",
     "PerturbationSuite": "fdseg_core.robustness.perturbations",
     "perturb": "fdseg_core.robustness.perturbations",
+    "AuditInterrupted": "fdseg_core.robustness.scoring",
     "AuditModel": "fdseg_core.robustness.scoring",
     "PerturbationSummary": "fdseg_core.robustness.scoring",
     "PerturbedScore": "fdseg_core.robustness.scoring",
@@ -26,17 +28,21 @@ _EXPORTS: dict[str, str] = {
     "experiment_models": "fdseg_core.robustness.scoring",
     "labelled_cases": "fdseg_core.robustness.scoring",
     "models_from_paths": "fdseg_core.robustness.scoring",
+    "ScoreStore": "fdseg_core.robustness.store",
 }
 
 __all__ = [
     "KINDS",
+    "LEVELS",
     "SUITE_VERSION",
+    "AuditInterrupted",
     "AuditModel",
     "Perturbation",
     "PerturbationSuite",
     "PerturbationSummary",
     "PerturbedScore",
     "RobustnessResult",
+    "ScoreStore",
     "audit",
     "experiment_models",
     "labelled_cases",
@@ -47,12 +53,14 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from fdseg_core.robustness.perturbations import (
         KINDS,
+        LEVELS,
         SUITE_VERSION,
         Perturbation,
         PerturbationSuite,
         perturb,
     )
     from fdseg_core.robustness.scoring import (
+        AuditInterrupted,
         AuditModel,
         PerturbationSummary,
         PerturbedScore,
@@ -62,5 +70,6 @@ if TYPE_CHECKING:  # pragma: no cover
         labelled_cases,
         models_from_paths,
     )
+    from fdseg_core.robustness.store import ScoreStore
 
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

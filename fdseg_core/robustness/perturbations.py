@@ -38,6 +38,7 @@ from fdseg_core.errors import InputError, MissingExtraError
 
 __all__ = [
     "KINDS",
+    "LEVELS",
     "SUITE_VERSION",
     "Perturbation",
     "PerturbationSuite",
@@ -63,6 +64,9 @@ KINDS: dict[str, tuple[str, tuple[float, ...], str]] = {
     "gamma": ("intensity", (0.5, 1.0, 1.5), "log2 of the gamma of intensities in [0, 1]"),
     "contrast": ("intensity", (1.0, 5.0, 10.0), "percent clipped at each end"),
 }
+
+#: The levels of every kind: 1 (the weakest strength) to 3 (the strongest).
+LEVELS: tuple[int, ...] = (1, 2, 3)
 
 #: The TorchIO kinds: they need the robustness extra.
 _TORCHIO = {k for k, (family, _, _) in KINDS.items() if family == "artifact"}
@@ -90,22 +94,27 @@ class Perturbation:
 
 @dataclass(frozen=True)
 class PerturbationSuite:
-    """The kinds an audit applies, each at its three strengths, and the clean image.
+    """The kinds an audit applies, each at its strengths, and the clean image.
 
     Args:
         kinds: Keys of :data:`KINDS` (default: all of them, in that order).
         seed: The seed every random parameter derives from.
         beta: The cut-off of the spectral kinds (relative width of the low band).
         band_dims: The axes of the band split of a ``(N, C, X, Y, Z)`` tensor.
+        levels: Which of each kind's three strengths to apply (1: the weakest, 3: the
+            strongest; default all). A level's image does not depend on which others
+            are applied, so audits with other levels score the same images.
 
     Raises:
-        InputError: An unknown kind (the message lists the known ones).
+        InputError: An unknown kind (the message lists the known ones), or a level
+            outside 1 to 3.
     """
 
     kinds: tuple[str, ...] = tuple(KINDS)
     seed: int = 0
     beta: float = DEFAULT_BETA
     band_dims: tuple[int, ...] = DEFAULT_BAND_DIMS
+    levels: tuple[int, ...] = LEVELS
     version: str = field(default=SUITE_VERSION, init=False)
 
     def __post_init__(self) -> None:
@@ -116,16 +125,21 @@ class PerturbationSuite:
             raise InputError("the perturbation suite needs at least one kind")
         if not 0 < self.beta < 1:
             raise InputError(f"beta must be in (0, 1), got {self.beta}")
+        bad = [level for level in self.levels if level not in LEVELS]
+        if bad or not self.levels:
+            got = bad[0] if bad else "none"
+            raise InputError(f"perturbation levels must be some of {list(LEVELS)}, got {got}")
 
     @property
     def needs_torchio(self) -> bool:
         return any(k in _TORCHIO for k in self.kinds)
 
     def perturbations(self) -> list[Perturbation]:
-        """The clean image first, then every kind at its three strengths."""
+        """The clean image first, then every kind at its strengths (those of ``levels``)."""
         out = [Perturbation("clean", 0.0, 0)]
         for kind in self.kinds:
-            out += [Perturbation(kind, s, i + 1) for i, s in enumerate(KINDS[kind][1])]
+            strengths = KINDS[kind][1]
+            out += [Perturbation(kind, strengths[i - 1], i) for i in sorted(set(self.levels))]
         return out
 
     def case_seed(self, case_id: str, p: Perturbation) -> int:
@@ -135,8 +149,9 @@ class PerturbationSuite:
         return zlib.crc32(f"{self.seed}:{case_id}:{p.kind}".encode())
 
     def to_dict(self) -> dict[str, Any]:
-        """What results record: the version, the seed, the cut-off and every level."""
-        return {
+        """What results record: the version, the seed, the cut-off, every kind's three
+        strengths and the levels applied (``levels`` only when not all three)."""
+        out: dict[str, Any] = {
             "version": self.version,
             "seed": self.seed,
             "beta": self.beta,
@@ -145,6 +160,20 @@ class PerturbationSuite:
                 k: {"family": KINDS[k][0], "strengths": list(KINDS[k][1]), "meaning": KINDS[k][2]}
                 for k in self.kinds
             },
+        }
+        if tuple(sorted(set(self.levels))) != LEVELS:
+            out["levels"] = sorted(set(self.levels))
+        return out
+
+    def images_key(self) -> dict[str, Any]:
+        """What makes one kind's image at one strength: the version, the seed, the
+        cut-off and the band axes. Two suites with the same key make the same image for
+        every (case, kind, strength) they share, whatever their kinds and levels."""
+        return {
+            "version": self.version,
+            "seed": self.seed,
+            "beta": self.beta,
+            "band_dims": list(self.band_dims),
         }
 
 

@@ -35,17 +35,21 @@ from tqdm import tqdm
 
 from fdseg_core.atomic import atomic_save_figure, atomic_write_text, check_output_file
 from fdseg_core.data import load_case, load_dataset
-from fdseg_core.errors import InputError
+from fdseg_core.errors import InputError, Interrupted
 from fdseg_core.experiment.report import SummaryRow, format_delta, summarise
 from fdseg_core.experiment.results import MEAN, RESULT, CaseDice, RunResult, RunScores
 from fdseg_core.infer.activation import probabilities
 from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.predict import check_ensemble
+from fdseg_core.infer.sliding_window import InferenceStopped
 from fdseg_core.robustness.perturbations import KINDS, Perturbation, PerturbationSuite, perturb
+from fdseg_core.robustness.store import SCORES, ModelKey, ScoreStore, file_digest
 from fdseg_core.train.checkpoint import find_checkpoints, load_model
 from fdseg_core.train.evaluation import evaluate_volumes
+from fdseg_core.train.loop import StopRequest
 
 __all__ = [
+    "AuditInterrupted",
     "AuditModel",
     "PerturbationSummary",
     "PerturbedScore",
@@ -69,6 +73,16 @@ TABLE, SUMMARY, FIGURE, VERSUS = (
 )
 
 
+class AuditInterrupted(Interrupted):
+    """An audit stopped by a signal (or its ``should_stop``) with every score so far
+    saved in its folder (``robustness.scores.json``); the same call goes on from them.
+
+    Attributes:
+        signal_name: ``"SIGTERM"``, ``"SIGINT"``, or ``""`` for ``should_stop``.
+        exit_code: 128 + the signal number (143, 130), or 1 for ``should_stop``.
+    """
+
+
 @dataclass(frozen=True)
 class AuditModel:
     """One model of an audit.
@@ -82,6 +96,8 @@ class AuditModel:
         network: A model in memory instead of checkpoints: a callable from windows
             ``(N, C, X, Y, Z)`` to logits ``(N, K, X, Y, Z)``, with its ``card``.
         card: The :class:`~fdseg_core.infer.card.ModelCard` of ``network``.
+        run_result: An experiment's run: its ``result.json``, which identifies its
+            stored scores once its checkpoint is gone (then ``checkpoints`` is empty).
     """
 
     name: str
@@ -91,6 +107,20 @@ class AuditModel:
     seed: int | None = None
     network: Callable[[torch.Tensor], torch.Tensor] | None = None
     card: ModelCard | None = None
+    run_result: Path | None = None
+
+    @property
+    def gone(self) -> bool:
+        """An experiment's run whose checkpoint is no longer here: only its stored
+        scores can be audited."""
+        return self.network is None and not self.checkpoints and self.run_result is not None
+
+    def key(self) -> ModelKey | None:
+        """What identifies its stored scores (``None``: a network, never stored)."""
+        if self.network is not None:
+            return None
+        run = file_digest([self.run_result]) if self.run_result is not None else None
+        return ModelKey(file_digest(self.checkpoints) if self.checkpoints else None, run=run)
 
 
 @dataclass(frozen=True)
@@ -259,12 +289,16 @@ def models_from_paths(paths: Sequence[str | Path]) -> list[AuditModel]:
 def experiment_models(folder: str | Path) -> tuple[list[AuditModel], Path, list[str]]:
     """Every finished run of an experiment folder, its dataset and its test cases.
 
+    A finished run (one with ``result.json``) whose checkpoint is gone is a model all
+    the same (:attr:`AuditModel.gone`): :func:`audit` takes its scores from an earlier
+    audit into the same folder, or leaves it out.
+
     Returns:
         ``(models, dataset, test case ids)`` (the dataset as ``experiment.json`` names
         it, relative to the folder).
 
     Raises:
-        InputError: No ``experiment.json``, or no finished run with its checkpoint.
+        InputError: No ``experiment.json``, or no finished run.
     """
     folder = Path(folder)
     meta_path = folder / "experiment.json"
@@ -275,23 +309,21 @@ def experiment_models(folder: str | Path) -> tuple[list[AuditModel], Path, list[
     models = []
     for run in sorted((folder / "runs").glob("*")):
         ckpt, result_path = run / f"{which}.pt", run / RESULT
-        if not (ckpt.is_file() and result_path.is_file()):
+        if not result_path.is_file():
             continue
         result = RunResult.from_dict(json.loads(result_path.read_text()))
         models.append(
             AuditModel(
                 run.name,
-                (ckpt,),
+                (ckpt,) if ckpt.is_file() else (),
                 method=result.method,
                 train_size=result.train_size,
                 seed=result.seed,
+                run_result=result_path,
             )
         )
     if not models:
-        raise InputError(
-            f"{folder}: no finished run with its {which}.pt (checkpoints are not committed: "
-            "the audit needs the machine the runs trained on)"
-        )
+        raise InputError(f"{folder}: no finished run (a run folder with {RESULT}) to audit")
     return models, folder / meta["dataset"], list(meta["test_cases"])
 
 
@@ -328,8 +360,15 @@ def audit(
     labels: dict[str, int] | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RobustnessResult:
     """Score every model on every perturbation of every case, and write the results.
+
+    Scores already made into ``out`` (``robustness.scores.json``,
+    :mod:`fdseg_core.robustness.store`) for the same images, cases and checkpoints are
+    taken as they are: a stopped audit goes on where it stopped, and new models, kinds
+    or levels are scored alone. SIGTERM and SIGINT stop it within one model's scoring of
+    one image, with every score so far saved.
 
     Args:
         models: The models (:func:`models_from_paths`, :func:`experiment_models`).
@@ -343,50 +382,138 @@ def audit(
             trained on them.
         device: Where the models run.
         progress: A bar on a terminal, else a line per case.
+        should_stop: Asked between two scores, besides the signals: ``True`` stops the
+            audit as a signal does.
 
     Raises:
         InputError: A model trained on other classes or channels, members of an
-            ensemble that disagree, or an output that cannot be written; before any
-            work.
+            ensemble that disagree, an output that cannot be written, or scores in
+            ``out`` of other images or cases; before any work.
+        AuditInterrupted: SIGTERM, SIGINT or ``should_stop``: the scores so far are
+            saved in ``out`` and the same call goes on from them.
     """
     out = Path(out)
     device = torch.device(device)
-    for name in (TABLE, SUMMARY, FIGURE, VERSUS):
+    for name in (TABLE, SUMMARY, FIGURE, VERSUS, SCORES):
         check_output_file(out / name)
-    loaded_models = [_load(m, device, labels) for m in models]
+    store = ScoreStore(
+        out / SCORES,
+        suite,
+        {m.name: m.key() for m in models},
+        {c.case_id: file_digest([*c.image_paths, c.label_path]) for c in cases},
+    )
     perturbations = suite.perturbations()
+    models, left_out = _with_scores(models, cases, perturbations, store)
+    loaded_models = [(None, None) if m.gone else _load(m, device, labels) for m in models]
     rows: list[PerturbedScore] = []
     t0 = time.perf_counter()
     seconds = {"load": 0.0, "perturb": 0.0, "score": 0.0}
     show = progress and sys.stderr.isatty()  # a scheduler's log gets a line per case
     bar = tqdm(cases, disable=not show, desc="robustness", unit="case")
-    for index, case in enumerate(bar, start=1):
-        t = time.perf_counter()
-        loaded = load_case(case, with_label=True)
-        seconds["load"] += time.perf_counter() - t
-        for p in perturbations:
-            t = time.perf_counter()
-            image = perturb(loaded.image, loaded.affine, p, suite, case.case_id)
-            perturbed = replace(loaded, image=image)
-            seconds["perturb"] += time.perf_counter() - t
-            t = time.perf_counter()
-            for model, (net, card) in zip(models, loaded_models, strict=True):
-                rows.append(_score(model, net, card, perturbed, p, device))
-            seconds["score"] += time.perf_counter() - t
-        if not show:
-            elapsed = time.perf_counter() - t0
-            logger.info(
-                f"robustness: case {index} of {len(cases)}: {len(perturbations)} images x "
-                f"{len(models)} models scored ({elapsed:.0f} s)"
-            )
+    names = [m.name for m in models]
+    request = StopRequest()
+
+    def stopped() -> bool:
+        return request() or (should_stop is not None and should_stop())
+
+    with request.installed():
+        for index, case in enumerate(bar, start=1):
+            todo = {p: store.missing(names, case.case_id, p) for p in perturbations}
+            if any(todo.values()):
+                t = time.perf_counter()
+                loaded = load_case(case, with_label=True)
+                seconds["load"] += time.perf_counter() - t
+            for p in perturbations:
+                fresh: dict[str, dict[str, float]] = {}
+                if todo[p]:
+                    t = time.perf_counter()
+                    image = perturb(loaded.image, loaded.affine, p, suite, case.case_id)
+                    perturbed = replace(loaded, image=image)
+                    seconds["perturb"] += time.perf_counter() - t
+                    t = time.perf_counter()
+                    for model, (net, card) in zip(models, loaded_models, strict=True):
+                        if model.name not in todo[p]:
+                            continue
+                        if stopped():
+                            raise _interrupted(request, store)
+                        try:
+                            dice = _dice(model, net, card, perturbed, device, stopped)
+                        except InferenceStopped:
+                            raise _interrupted(request, store) from None
+                        fresh[model.name] = dice
+                        store.put(model.name, case.case_id, p, dice)
+                        store.save()
+                    seconds["score"] += time.perf_counter() - t
+                for model in models:
+                    dice = fresh.get(model.name)
+                    if dice is None:
+                        dice = store.get(model.name, case.case_id, p)
+                        store.reused += 1
+                    assert dice is not None  # scored now, or stored
+                    rows.append(_row(model, p, case.case_id, dice))
+            store.save(force=True)
+            if not show:
+                elapsed = time.perf_counter() - t0
+                logger.info(
+                    f"robustness: case {index} of {len(cases)}: {len(perturbations)} images x "
+                    f"{len(models)} models ({sum(map(len, todo.values()))} scored, the rest "
+                    f"from {SCORES}; {elapsed:.0f} s)"
+                )
     bar.close()
     summary = _summarise(rows)
     in_grid = all(None not in (m.method, m.train_size, m.seed) for m in models)
     versus = _versus(rows, models) if in_grid else {}
     result = RobustnessResult(out, suite, tuple(rows), summary, versus)
     seconds["total"] = time.perf_counter() - t0
-    _write(result, models, cases, seconds)
+    _write(result, models, cases, seconds, {"made": store.made, "reused": store.reused}, left_out)
     return result
+
+
+def _with_scores(
+    models: Sequence[AuditModel],
+    cases: Sequence,
+    perturbations: Sequence[Perturbation],
+    store: ScoreStore,
+) -> tuple[list[AuditModel], list[str]]:
+    """The models to audit, and the names of those left out: a run whose checkpoint is
+    gone stays only when the store holds every score the audit asks of it.
+
+    Raises:
+        InputError: No model is left (before any work).
+    """
+    kept, left_out = [], []
+    for m in models:
+        if m.gone and any(
+            store.get(m.name, c.case_id, p) is None for c in cases for p in perturbations
+        ):
+            left_out.append(m.name)
+        else:
+            kept.append(m)
+    if left_out:
+        more = f" and {len(left_out) - 8} more" if len(left_out) > 8 else ""
+        shown = ", ".join(left_out[:8]) + more
+        logger.warning(
+            f"{len(left_out)} finished run(s) left out: their checkpoints are gone and "
+            f"{store.path} lacks scores the audit asks of them ({shown}); checkpoints are "
+            "not committed: audit a run on the machine it trained on, into this folder"
+        )
+    if not kept:
+        raise InputError(
+            f"nothing to audit: every run's checkpoint is gone and {store.path} lacks "
+            "their scores; audit the runs on the machine they trained on"
+        )
+    return kept, left_out
+
+
+def _interrupted(request: StopRequest, store: ScoreStore) -> AuditInterrupted:
+    store.save(force=True)
+    name = request.signal_name or "a stop request"
+    return AuditInterrupted(
+        f"robustness audit stopped by {name}: {store.count} scores saved in {store.path}; "
+        "the same command goes on from them",
+        signal_name=request.signal_name or "",
+        exit_code=128 + request.signum if request.signum else 1,
+    )
 
 
 def _load(model: AuditModel, device, labels) -> tuple[Callable, ModelCard]:
@@ -419,9 +546,8 @@ def _load(model: AuditModel, device, labels) -> tuple[Callable, ModelCard]:
     return _Ensemble([m for m, _ in loaded], card.activation), card
 
 
-def _score(
-    model: AuditModel, net, card: ModelCard, loaded, p: Perturbation, device
-) -> PerturbedScore:
+def _dice(model: AuditModel, net, card: ModelCard, loaded, device, should_stop) -> dict[str, float]:
+    """One model's Dice per foreground class on one (perturbed) case."""
     if len(loaded.image) != card.in_channels:
         raise InputError(
             f"case {loaded.case_id!r} has {len(loaded.image)} channel(s); {model.name} was "
@@ -439,15 +565,22 @@ def _score(
         batch_size=card.window_batch,
         target_spacing=card.target_spacing,
         case_grid=True,
+        should_stop=should_stop,
     )[0]
+    return {str(name): float(score.dice[v]) for v, name in card.class_names.items() if v}
+
+
+def _row(
+    model: AuditModel, p: Perturbation, case_id: str, dice: dict[str, float]
+) -> PerturbedScore:
     return PerturbedScore(
         model=model.name,
         method=model.method,
         train_size=model.train_size,
         seed=model.seed,
         perturbation=p,
-        case=loaded.case_id,
-        dice={str(name): float(score.dice[v]) for v, name in card.class_names.items() if v},
+        case=case_id,
+        dice=dice,
     )
 
 
@@ -506,7 +639,14 @@ def _run_scores(row: PerturbedScore, cases: list[CaseDice]) -> RunScores:
     return RunScores(row.train_size, str(row.method), row.seed, tuple(cases))
 
 
-def _write(result: RobustnessResult, models, cases, seconds: dict[str, float]) -> None:
+def _write(
+    result: RobustnessResult,
+    models,
+    cases,
+    seconds: dict[str, float],
+    scores: dict[str, int],
+    left_out: Sequence[str],
+) -> None:
     out = result.out
     out.mkdir(parents=True, exist_ok=True)
     rows = [r.to_dict() for r in result.rows]
@@ -522,6 +662,7 @@ def _write(result: RobustnessResult, models, cases, seconds: dict[str, float]) -
             {
                 "name": m.name,
                 "checkpoints": [str(c) for c in m.checkpoints],
+                **({"from_stored_scores": True} if m.gone else {}),
                 "method": m.method,
                 "train_size": m.train_size,
                 "seed": m.seed,
@@ -529,8 +670,12 @@ def _write(result: RobustnessResult, models, cases, seconds: dict[str, float]) -
             for m in models
         ],  # fmt: skip
         "cases": [c.case_id for c in cases],
+        # finished runs whose checkpoints are gone and whose scores were never made
+        "left_out": list(left_out),
         # where the time went: loading cases, making the perturbed images, scoring them
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        # scores made by this call, and taken from robustness.scores.json
+        "scores": scores,
         "summary": [row.to_dict() for row in result.summary],
     }
     atomic_write_text(out / SUMMARY, json.dumps(payload, indent=1) + "\n")
@@ -621,12 +766,18 @@ def _mean_of(summary: Sequence[PerturbationSummary], models, kind, strength) -> 
     return _nanmean(values)
 
 
-def suite_from(kinds: Sequence[str] | None, seed: int, beta: float | None) -> PerturbationSuite:
-    """The suite of a command line's options (every kind when none is named)."""
+def suite_from(
+    kinds: Sequence[str] | None,
+    seed: int,
+    beta: float | None,
+    levels: Sequence[int] | None = None,
+) -> PerturbationSuite:
+    """The suite of a command line's options (every kind and level when none is named)."""
     return PerturbationSuite(
         kinds=tuple(kinds) if kinds else tuple(KINDS),
         seed=seed,
         **({"beta": beta} if beta is not None else {}),
+        **({"levels": tuple(levels)} if levels else {}),
     )
 
 

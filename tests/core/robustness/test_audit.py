@@ -1,12 +1,15 @@
 """The audit: its clean images score as `fdseg predict` + `fdseg evaluate` and as the
 experiment's own test Dice; a model that ignores the high band loses nothing without
 it; ensembles average as predict does; an experiment folder is compared with its
-baseline; bad input ends in one line before anything is written."""
+baseline; a stopped audit goes on to what one call writes, and new models alone are
+scored; bad input ends in one line before anything is written."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 
 import nibabel as nib
 import numpy as np
@@ -19,7 +22,14 @@ from fdseg_cli.main import cli
 from fdseg_core.bands import band_split
 from fdseg_core.data import load_dataset
 from fdseg_core.infer.card import ModelCard
-from fdseg_core.robustness import AuditModel, PerturbationSuite, audit, labelled_cases
+from fdseg_core.robustness import (
+    AuditInterrupted,
+    AuditModel,
+    PerturbationSuite,
+    audit,
+    labelled_cases,
+    models_from_paths,
+)
 from fdseg_core.train import train
 
 pytestmark = pytest.mark.slow  # trains, exports or launches processes
@@ -171,11 +181,32 @@ def test_an_experiment_folder_is_compared_with_its_baseline(tmp_path):
     table = (out / "robustness_vs_baseline.md").read_text()
     assert "| low_band@1 | 2 | late |" in table and "| clean | 2 | late |" in table
 
+    # on another machine, without the checkpoints: the committed scores stand in for them
+    first = (out / "robustness.csv").read_bytes()
+    gone = sorted((exp / "runs").iterdir())[0]
+    (gone / "best.pt").unlink()
+    base = ["robustness", str(exp), "--out", str(out), "--no-progress"]
+    r = CliRunner().invoke(cli, [*base, "--kinds", "low_band"])
+    assert r.exit_code == 0, r.output
+    assert (out / "robustness.csv").read_bytes() == first
+    summary = json.loads((out / "robustness.json").read_text())
+    assert summary["scores"]["made"] == 0 and summary["left_out"] == []
+    assert next(m for m in summary["models"] if m["name"] == gone.name)["from_stored_scores"]
+    # a kind never scored for it: the run is left out, by name, the others are scored
+    r = CliRunner().invoke(cli, [*base, "--kinds", "gamma"])
+    assert r.exit_code == 0, r.output
+    assert "1 finished run(s) left out" in r.output and gone.name in r.output
+    rows = list(csv.DictReader((out / "robustness.csv").open()))
+    assert gone.name not in {x["model"] for x in rows} and len({x["model"] for x in rows}) == 3
+    assert json.loads((out / "robustness.json").read_text())["left_out"] == [gone.name]
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--kinds", "jpeg"], "unknown perturbation 'jpeg'"),
+        (["--levels", "2,4"], "perturbation levels must be some of [1, 2, 3], got 4"),
+        (["--levels", "strong"], "expected levels 1 to 3, got 'strong'"),
         ([], "has no labelled test cases"),
     ],
 )
@@ -207,3 +238,124 @@ def test_a_model_of_other_classes_is_refused_before_any_work(trained, tmp_path):
     )
     assert r.exit_code == 2, r.output
     assert "was trained on the classes" in r.output and not out.exists()
+
+
+def _audit_run(trained, out, **kwargs):
+    root, ds = trained
+    return audit(
+        models_from_paths([root / "run"]),
+        labelled_cases(ds),
+        PerturbationSuite(kinds=("low_band", "gamma")),
+        out,
+        labels=dict(load_dataset(ds).labels),
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_a_stopped_audit_goes_on_to_what_one_call_writes(trained, tmp_path):
+    whole = _audit_run(trained, tmp_path / "whole")
+    calls = []
+
+    def stop_soon() -> bool:  # asked between scores and between windows
+        calls.append(1)
+        return len(calls) > 12
+
+    out = tmp_path / "stopped"
+    with pytest.raises(AuditInterrupted, match="scores saved in") as info:
+        _audit_run(trained, out, should_stop=stop_soon)
+    assert info.value.exit_code == 1 and not (out / "robustness.csv").exists()
+    kept = json.loads((out / "robustness.scores.json").read_text())["models"]["run"]["scores"]
+    saved = sum(len(v) for v in kept.values())
+    assert 0 < saved < len(whole.rows)
+    _audit_run(trained, out)
+    assert (out / "robustness.csv").read_bytes() == (
+        tmp_path / "whole" / "robustness.csv"
+    ).read_bytes()
+    scores = json.loads((out / "robustness.json").read_text())["scores"]
+    assert scores == {"made": len(whole.rows) - saved, "reused": saved}
+
+
+def test_sigterm_saves_the_scores_and_ends_with_its_exit_code(trained, tmp_path):
+    calls = []
+
+    def preempt() -> bool:  # the scheduler's SIGTERM, once a few scores are made
+        calls.append(1)
+        if len(calls) == 30:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return False
+
+    out = tmp_path / "rob"
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(AuditInterrupted, match="stopped by SIGTERM") as info:
+        _audit_run(trained, out, should_stop=preempt)
+    assert info.value.exit_code == 143 and info.value.signal_name == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is handler  # the handler is put back
+    kept = json.loads((out / "robustness.scores.json").read_text())["models"]["run"]["scores"]
+    assert sum(len(v) for v in kept.values()) >= 1
+
+
+def test_an_audit_of_more_models_and_kinds_scores_only_the_new(trained, tmp_path):
+    root, ds = trained
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "best.pt").write_bytes((root / "run" / "best.pt").read_bytes())
+    out = tmp_path / "rob"
+    base = ["robustness", "--dataset", str(ds), "--out", str(out), "--no-progress"]
+    r = CliRunner().invoke(cli, [*base, str(root / "run"), "--kinds", "gamma", "--levels", "3"])
+    assert r.exit_code == 0, r.output
+    first = list(csv.DictReader((out / "robustness.csv").open()))
+    assert {x["level"] for x in first} == {"0", "3"} and len(first) == 2 * 2  # 2 cases
+    args = [*base, str(root / "run"), str(copy), "--kinds", "gamma,low_band"]
+    r = CliRunner().invoke(cli, [*args, "--levels", "3,1"])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((out / "robustness.csv").open()))
+    assert len(rows) == 2 * 2 * (1 + 2 * 2)  # models x cases x (clean + 2 kinds x 2 levels)
+    summary = json.loads((out / "robustness.json").read_text())
+    assert summary["scores"] == {"made": len(rows) - len(first), "reused": len(first)}
+    assert summary["suite"]["levels"] == [1, 3]
+    again = {(x["kind"], x["strength"], x["case"]): x for x in rows if x["model"] == "run"}
+    for x in first:  # the stored scores, as the first audit wrote them
+        assert again[(x["kind"], x["strength"], x["case"])] == x
+    for x in rows:  # the same weights under another name score the same
+        if x["model"] == "copy":
+            y = next(
+                z for z in rows if z["model"] == "run" and z["kind"] == x["kind"]
+                and z["strength"] == x["strength"] and z["case"] == x["case"]
+            )  # fmt: skip
+            assert {k: v for k, v in x.items() if k.startswith("dice_")} == {
+                k: v for k, v in y.items() if k.startswith("dice_")
+            }
+
+
+def test_a_preempted_audit_exits_143_within_seconds_and_the_same_command_goes_on(trained, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    root, _ = trained
+    ds = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=4, shape=(40, 40, 24))
+    out = tmp_path / "rob"
+    args = [sys.executable, "-m", "fdseg_cli", "robustness", str(root / "run"), "--dataset"]
+    args += [str(ds), "--out", str(out), "--kinds", KINDS, "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # a line per case on a log
+        lines.append(line)
+        if "robustness: case 1 of 4" in line:
+            break
+    assert proc.poll() is None, "".join(lines)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    proc.stdout.read()
+    code = proc.wait(timeout=60)
+    assert code == 143, "".join(lines) + rest
+    assert time.perf_counter() - sent < 10
+    last = rest.strip().splitlines()[-1]
+    assert "stopped by SIGTERM" in last and "robustness.scores.json" in last
+    assert not (out / "robustness.csv").exists()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads((out / "robustness.json").read_text())["scores"]
+    assert scores["reused"] >= 10 and scores["made"] + scores["reused"] == 4 * 10
