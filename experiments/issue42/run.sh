@@ -2,11 +2,17 @@
 # Issue 42: the perturbation audit of issue 39's runs (experiments/issue42/README.md).
 #   bash experiments/issue42/run.sh ablation [pilot] [final]
 # Each part audits experiments/issue39/<part> (for ablation: its default arm) into
-# experiments/issue42/<part>/, with the code of this checkout's virtual environment.
+# experiments/issue42/<part>/. The final audit runs the code of a git worktree at the
+# commit in COMMIT, with a virtual environment of its own (../worktree.sh), so that edits
+# to this checkout never change the scores of a running audit; the ablation was audited
+# with the code of the commit that added these files.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel)"
-FDSEG="${FDSEG:-$REPO/.venv/bin/fdseg}"
+if [ -z "${FDSEG:-}" ]; then
+  source "$HERE/../worktree.sh"
+  pinned_worktree exp42 "$(tr -d '[:space:]' < "$HERE/COMMIT")" robustness
+fi
 PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(ablation)
 for part in "${PARTS[@]}"; do
@@ -18,5 +24,8 @@ for part in "${PARTS[@]}"; do
   cd "$HERE"  # relative paths: the results name no machine's absolute path
   [ -f "$exp/experiment.json" ] || { echo "$exp has not run yet" >&2; exit 1; }
   echo "== robustness $part ($(date -u +%FT%TZ))"
-  "$FDSEG" robustness "$exp" --out "$part" --seed 42 --no-progress
+  # the final audit: the clean image and each kind's strongest level (README, amendment)
+  levels=()
+  [ "$part" = final ] && levels=(--levels 3)
+  "$FDSEG" robustness "$exp" --out "$part" --seed 42 "${levels[@]}" --no-progress
 done
