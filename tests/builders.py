@@ -313,3 +313,32 @@ def model_card(
         activation=fields.pop("activation", "softmax"),
         **fields,
     )
+
+
+def sigterm_after(args: list[str], marker: str, *, wait_s: float = 0.0):
+    """Run a command, and send it SIGTERM once a line of its standard output holds
+    ``marker`` (then ``wait_s`` seconds later), as a scheduler preempts a job.
+
+    Returns:
+        ``(exit code, its output lines up to the marker, its standard error, seconds
+        from the signal to its exit)``.
+    """
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if marker in line:
+            break
+    time.sleep(wait_s)
+    assert proc.poll() is None, "ended before the signal: " + "".join(lines)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    proc.stdout.read()
+    code = proc.wait(timeout=60)
+    return code, lines, rest, time.perf_counter() - sent

@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 import torch
-from builders import make_toy_dataset, model_card
+from builders import make_toy_dataset, model_card, sigterm_after
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -327,28 +327,13 @@ def test_sigterm_in_the_middle_of_validation_exits_143_within_seconds_and_the_ru
     """A scheduler's SIGTERM while the phantom-sized validation volumes (80 x 80 x 64) are
     scored: the process saves last.pt and exits 143 well inside SLURM's 30 s grace
     period, and the resumed run validates that epoch again and finishes."""
-    import signal
-    import time
-
     ds = make_toy_dataset(tmp_path / "ds", n_cases=6, n_test=0, shape=(80, 80, 64))
     run = tmp_path / "run"
     args = [sys.executable, "-m", "fdseg_cli", "train", str(ds), "--out", str(run)]
     args += ["--epochs", "1", "--iters-per-epoch", "2", "--patch-size", "16", "16", "8"]
     args += ["--val-every", "1", "--folds", "2", "--no-progress"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stdout:  # the run's progress lines: standard output
-        lines.append(line)
-        if "validating on 3 cases" in line:
-            break
-    time.sleep(1.0)  # well inside the first volume
-    assert proc.poll() is None, "".join(lines)
-    sent = time.perf_counter()
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.stderr.read()
-    proc.stdout.read()
-    code = proc.wait(timeout=60)
-    elapsed = time.perf_counter() - sent
+    # the run's progress lines: standard output; the signal well inside the first volume
+    code, lines, rest, elapsed = sigterm_after(args, "validating on 3 cases", wait_s=1.0)
     assert code == 143, "".join(lines) + rest
     assert elapsed < 10, f"{elapsed:.1f} s from SIGTERM to exit"
     assert "SIGTERM: stopped in the validation after step 2 (epoch 1)" in rest

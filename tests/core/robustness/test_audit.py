@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from builders import make_toy_dataset, tiny_args, tiny_config
+from builders import make_toy_dataset, sigterm_after, tiny_args, tiny_config
 from click.testing import CliRunner
 
 from fdseg_cli.main import cli
@@ -331,27 +331,16 @@ def test_an_audit_of_more_models_and_kinds_scores_only_the_new(trained, tmp_path
 def test_a_preempted_audit_exits_143_within_seconds_and_the_same_command_goes_on(trained, tmp_path):
     import subprocess
     import sys
-    import time
 
     root, _ = trained
     ds = make_toy_dataset(tmp_path / "ds", n_cases=2, n_test=4, shape=(40, 40, 24))
     out = tmp_path / "rob"
     args = [sys.executable, "-m", "fdseg_cli", "robustness", str(root / "run"), "--dataset"]
     args += [str(ds), "--out", str(out), "--kinds", KINDS, "--no-progress"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stdout:  # a line per case on a log
-        lines.append(line)
-        if "robustness: case 1 of 4" in line:
-            break
-    assert proc.poll() is None, "".join(lines)
-    sent = time.perf_counter()
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.stderr.read()
-    proc.stdout.read()
-    code = proc.wait(timeout=60)
+    # a line per case on a log: SIGTERM while the second case is scored
+    code, lines, rest, seconds = sigterm_after(args, "robustness: case 1 of 4")
     assert code == 143, "".join(lines) + rest
-    assert time.perf_counter() - sent < 10
+    assert seconds < 10
     last = rest.strip().splitlines()[-1]
     assert "stopped by SIGTERM" in last and "robustness.scores.json" in last
     assert not (out / "robustness.csv").exists()
