@@ -6,6 +6,8 @@
 #   bash experiments/issue39/run.sh seeds final     # size part 3 from the pilot; run it
 #   bash experiments/issue39/run.sh decide          # the default fusion (FUSION.md)
 #   bash experiments/issue39/run.sh schedule        # the plateau rule against 2500 steps
+#   RUNS="n005-none-s0 ..." bash experiments/issue39/run.sh retrain
+#                                                   # final runs again, for their checkpoints
 #
 # The split (split.json) and the dataset views (views/dev, views/final: MSD dataset.json
 # files whose paths point into the shared data; nothing is copied) come from
@@ -101,7 +103,33 @@ for part in "${PARTS[@]}"; do
       "$FDSEG" experiment "${DEV[@]}" --out schedule/fixed2500 --train-sizes 9,50 \
         --fusion none --seeds 3 --iters-per-epoch 50 --val-every 1 --epochs 50 \
         --checkpoint best --channels-last --jobs 2 --no-progress ;;
-    *) echo "unknown part $part (expected ablation, choose, pilot, seeds, final, decide, schedule)" >&2
+    # final runs whose checkpoints were lost (they are never committed), trained again
+    # as the grid trained them (its command, one run of it by --shard, one CPU thread as
+    # under --jobs 2, two at a time) into a scratch folder beside the repository
+    # (RETRAIN_OUT, default ../fdseg-retrain39); check_retrain.py then copies a retrained
+    # best.pt into the run's folder only if it reproduces the committed test Dice
+    retrain)
+      [ -f RECIPE ] && [ -f SEEDS ] || { echo "part retrain needs RECIPE and SEEDS" >&2; exit 2; }
+      read -r -a RECIPE < RECIPE || true
+      read -r sizes seeds < SEEDS
+      scratch="${RETRAIN_OUT:-$(dirname "$REPO")/fdseg-retrain39}/final"
+      cmd=("$FDSEG" experiment "${FINAL[@]}" --out "$scratch" --train-sizes "$sizes"
+        --fusion none,early,late --seeds "$seeds" "${RECIPE[@]}" "${PLATEAU[@]}" --jobs 2
+        --no-progress)
+      mkdir -p "$(dirname "$scratch")"
+      total="$("${cmd[@]}" --list | grep -c .)"
+      pids=()
+      for run in ${RUNS:?name the runs to train again in RUNS}; do
+        index="$("${cmd[@]}" --list | awk -F'\t' -v r="$run" '$2 == r {print $1; exit}')"
+        [ -n "$index" ] || { echo "$run is not a run of the final grid" >&2; exit 2; }
+        echo "== retrain $run (index $index of $total) ($(date -u +%FT%TZ))"
+        "${cmd[@]}" --shard "$((index + 1))/$total" > "$(dirname "$scratch")/$run.log" 2>&1 &
+        pids+=($!)
+        if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+      done
+      for pid in "${pids[@]}"; do wait "$pid"; done
+      "$PY" check_retrain.py "$scratch" ;;
+    *) echo "unknown part $part (expected ablation, choose, pilot, seeds, final, decide, schedule, retrain)" >&2
       exit 2 ;;
   esac
 done
