@@ -28,13 +28,19 @@ trap resume EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-# finished runs without stored scores, one per line: "with" a best.pt, or "gone"
+# finished runs without every score stored (12 images of each of the 40 test cases:
+# 11 kinds at level 3 and the clean image), one per line: "with" a best.pt, or "gone"
 unscored() {
   "$PY" - "$1" "$REPO/experiments/issue39/final/runs" "$HERE/final/robustness.scores.json" \
     "$HERE/final/not_reproduced.txt" <<'PY'
 import json, pathlib, sys
 which, runs, store, skip = sys.argv[1], *map(pathlib.Path, sys.argv[2:])
-scored = set(json.loads(store.read_text())["models"]) if store.is_file() else set()
+data = json.loads(store.read_text()) if store.is_file() else {"models": {}, "cases": {}}
+scored = {
+    name for name, entry in data["models"].items()
+    if len(entry["scores"]) == len(data["cases"]) == 40
+    and all(len(s) >= 12 for s in entry["scores"].values())
+}
 skipped = set(skip.read_text().split())
 for run in sorted(runs.glob("*")):
     if not (run / "result.json").is_file() or run.name in scored:
