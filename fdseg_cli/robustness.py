@@ -50,7 +50,15 @@ __all__ = ["robustness"]
     help="Where the models run.",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
-def robustness(models, dataset, out, kinds, levels, seed, beta, max_cases, device, progress):
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Score nothing and write nothing: say, per model, how many of the scores the "
+    "audit asks OUT already holds and how many it would make.",
+)
+def robustness(
+    models, dataset, out, kinds, levels, seed, beta, max_cases, device, progress, dry_run
+):
     """Score trained MODELS on perturbed versions of labelled test images.
 
     MODELS are checkpoints, run folders (best.pt), cross-validation folders (the
@@ -70,11 +78,13 @@ def robustness(models, dataset, out, kinds, levels, seed, beta, max_cases, devic
     OUT, the audit takes the scores it finds there for the same images, cases and
     checkpoints and scores only the rest: SIGTERM or Ctrl-C stops it with every score
     saved (exit 143 or 130), the same command goes on, and an experiment that has
-    finished more runs gets only those scored."""
+    finished more runs gets only those scored. --dry-run says what a call would take
+    from OUT and what it would score, model by model, without loading a model."""
     # lazy: the audit imports torch; `--help` stays instant
     from fdseg_core.data import load_dataset
     from fdseg_core.robustness.scoring import (
         audit,
+        coverage,
         experiment_models,
         is_experiment,
         labelled_cases,
@@ -107,6 +117,9 @@ def robustness(models, dataset, out, kinds, levels, seed, beta, max_cases, devic
         cases = labelled_cases(root)
     if max_cases is not None:
         cases = cases[:max_cases]
+    if dry_run:
+        click.echo(coverage(found, cases, suite, out).report)
+        return
     labels = dict(load_dataset(root).labels)
     if suite.needs_torchio:
         from fdseg_core.robustness.perturbations import require_torchio  # lazy: in the body

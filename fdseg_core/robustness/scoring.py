@@ -49,12 +49,14 @@ from fdseg_core.train.evaluation import evaluate_volumes
 from fdseg_core.train.loop import StopRequest
 
 __all__ = [
+    "AuditCoverage",
     "AuditInterrupted",
     "AuditModel",
     "PerturbationSummary",
     "PerturbedScore",
     "RobustnessResult",
     "audit",
+    "coverage",
     "experiment_models",
     "is_experiment",
     "labelled_cases",
@@ -250,6 +252,109 @@ class RobustnessResult:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class AuditCoverage:
+    """What an audit's folder already holds of the scores an audit asks, model by
+    model, and what the audit would score (:func:`coverage`).
+
+    Attributes:
+        folder: The audit's output folder.
+        asked: The scores the audit asks of each model: its cases times the suite's
+            perturbations (the clean image included).
+        stored: ``{model name: how many of them the folder holds}``, in the models'
+            order (0 for a network in memory, whose scores are never stored).
+        gone: The runs whose checkpoint is gone: only their stored scores can serve.
+    """
+
+    folder: Path
+    asked: int
+    stored: Mapping[str, int]
+    gone: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> tuple[str, ...]:
+        """The models with every score stored."""
+        return tuple(m for m, n in self.stored.items() if n == self.asked)
+
+    @property
+    def to_score(self) -> dict[str, int]:
+        """``{model: scores the audit would make}`` for the models it would score."""
+        return {
+            m: self.asked - n
+            for m, n in self.stored.items()
+            if n < self.asked and m not in self.gone
+        }
+
+    @property
+    def left_out(self) -> tuple[str, ...]:
+        """The gone runs that lack some of the scores: the audit leaves them out."""
+        return tuple(m for m in self.gone if self.stored[m] < self.asked)
+
+    @property
+    def report(self) -> str:
+        """A printable text: a summary line, then a line per model, ``name: complete``,
+        ``name: N to score`` or ``name: left out``, each with ``(stored S of A)``."""
+        to_score = self.to_score
+        lines = [
+            f"robustness audit in {self.folder}: {len(self.complete)} of {len(self.stored)} "
+            f"models complete, {len(to_score)} to score ({sum(to_score.values())} scores), "
+            f"{len(self.left_out)} left out (checkpoint gone, scores missing); "
+            f"{self.asked} scores per model"
+        ]
+        for name, n in self.stored.items():
+            if n == self.asked:
+                state = "complete"
+            elif name in self.gone:
+                state = "left out"
+            else:
+                state = f"{to_score[name]} to score"
+            lines.append(f"  {name}: {state} (stored {n} of {self.asked})")
+        return "\n".join(lines)
+
+
+def coverage(
+    models: Sequence[AuditModel],
+    cases: Sequence,
+    suite: PerturbationSuite,
+    out: str | Path,
+) -> AuditCoverage:
+    """What :func:`audit` would take from ``out`` and what it would score, without
+    scoring or writing anything (nor loading a model).
+
+    Args:
+        models: The models (:func:`models_from_paths`, :func:`experiment_models`).
+        cases: Labelled cases (:func:`labelled_cases`).
+        suite: The perturbations.
+        out: The audit's output folder (it need not exist).
+
+    Raises:
+        InputError: Scores in ``out`` of other images or cases (as :func:`audit`).
+    """
+    out = Path(out)
+    store = _open_store(models, cases, suite, out)
+    perturbations = suite.perturbations()
+    stored = {
+        m.name: sum(
+            store.get(m.name, c.case_id, p) is not None for c in cases for p in perturbations
+        )
+        for m in models
+    }
+    return AuditCoverage(
+        out, len(cases) * len(perturbations), stored, tuple(m.name for m in models if m.gone)
+    )
+
+
+def _open_store(
+    models: Sequence[AuditModel], cases: Sequence, suite: PerturbationSuite, out: Path
+) -> ScoreStore:
+    return ScoreStore(
+        out / SCORES,
+        suite,
+        {m.name: m.key() for m in models},
+        {c.case_id: file_digest([*c.image_paths, c.label_path]) for c in cases},
+    )
+
+
 class _Ensemble:
     """Models averaged as ``fdseg predict`` averages them: the mean of their
     probabilities, given back as logits of the same rule (``log p`` for softmax, the
@@ -396,12 +501,7 @@ def audit(
     device = torch.device(device)
     for name in (TABLE, SUMMARY, FIGURE, VERSUS, SCORES):
         check_output_file(out / name)
-    store = ScoreStore(
-        out / SCORES,
-        suite,
-        {m.name: m.key() for m in models},
-        {c.case_id: file_digest([*c.image_paths, c.label_path]) for c in cases},
-    )
+    store = _open_store(models, cases, suite, out)
     perturbations = suite.perturbations()
     models, left_out = _with_scores(models, cases, perturbations, store)
     loaded_models = [(None, None) if m.gone else _load(m, device, labels) for m in models]

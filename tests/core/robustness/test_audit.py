@@ -27,6 +27,7 @@ from fdseg_core.robustness import (
     AuditModel,
     PerturbationSuite,
     audit,
+    coverage,
     labelled_cases,
     models_from_paths,
 )
@@ -158,6 +159,12 @@ def test_an_experiment_folder_is_compared_with_its_baseline(tmp_path):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     out = tmp_path / "rob"
+    # a dry run before any audit: everything to score, nothing written
+    r = CliRunner().invoke(cli, ["robustness", str(exp), "--out", str(out), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    asked = 2 * (1 + 11 * 3)  # cases x (clean + kinds x levels)
+    assert f"0 of 4 models complete, 4 to score ({4 * asked} scores), 0 left out" in r.output
+    assert not out.exists()
     r = CliRunner().invoke(
         cli, ["robustness", str(exp), "--out", str(out), "--kinds", "low_band", "--no-progress"]
     )
@@ -192,6 +199,17 @@ def test_an_experiment_folder_is_compared_with_its_baseline(tmp_path):
     summary = json.loads((out / "robustness.json").read_text())
     assert summary["scores"]["made"] == 0 and summary["left_out"] == []
     assert next(m for m in summary["models"] if m["name"] == gone.name)["from_stored_scores"]
+    # a dry run says so, model by model, and writes nothing
+    before = {f.name: f.stat().st_mtime_ns for f in out.iterdir()}
+    r = CliRunner().invoke(cli, [*base, "--kinds", "low_band", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "4 of 4 models complete, 0 to score (0 scores), 0 left out" in r.output
+    r = CliRunner().invoke(cli, [*base, "--kinds", "gamma", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "0 of 4 models complete, 3 to score (18 scores), 1 left out" in r.output
+    assert f"  {gone.name}: left out (stored 2 of 8)" in r.output.splitlines()
+    assert r.output.count(": 6 to score (stored 2 of 8)") == 3  # only the clean images
+    assert {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == before
     # a kind never scored for it: the run is left out, by name, the others are scored
     r = CliRunner().invoke(cli, [*base, "--kinds", "gamma"])
     assert r.exit_code == 0, r.output
@@ -240,17 +258,15 @@ def test_a_model_of_other_classes_is_refused_before_any_work(trained, tmp_path):
     assert "was trained on the classes" in r.output and not out.exists()
 
 
-def _audit_run(trained, out, **kwargs):
+def _inputs(trained):
     root, ds = trained
-    return audit(
-        models_from_paths([root / "run"]),
-        labelled_cases(ds),
-        PerturbationSuite(kinds=("low_band", "gamma")),
-        out,
-        labels=dict(load_dataset(ds).labels),
-        progress=False,
-        **kwargs,
-    )
+    suite = PerturbationSuite(kinds=("low_band", "gamma"))
+    return models_from_paths([root / "run"]), labelled_cases(ds), suite
+
+
+def _audit_run(trained, out, **kwargs):
+    labels = dict(load_dataset(trained[1]).labels)
+    return audit(*_inputs(trained), out, labels=labels, progress=False, **kwargs)
 
 
 def test_a_stopped_audit_goes_on_to_what_one_call_writes(trained, tmp_path):
@@ -268,7 +284,12 @@ def test_a_stopped_audit_goes_on_to_what_one_call_writes(trained, tmp_path):
     kept = json.loads((out / "robustness.scores.json").read_text())["models"]["run"]["scores"]
     saved = sum(len(v) for v in kept.values())
     assert 0 < saved < len(whole.rows)
+    # what the folder holds, and what the same call would score
+    held = coverage(*_inputs(trained), out)
+    assert held.asked == len(whole.rows) and held.stored == {"run": saved}
+    assert held.to_score == {"run": len(whole.rows) - saved} and held.complete == ()
     _audit_run(trained, out)
+    assert coverage(*_inputs(trained), out).complete == ("run",)
     assert (out / "robustness.csv").read_bytes() == (
         tmp_path / "whole" / "robustness.csv"
     ).read_bytes()
