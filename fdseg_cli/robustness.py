@@ -117,14 +117,14 @@ def robustness(
         cases = labelled_cases(root)
     if max_cases is not None:
         cases = cases[:max_cases]
-    if dry_run:
-        click.echo(coverage(found, cases, suite, out).report)
-        return
-    labels = dict(load_dataset(root).labels)
     if suite.needs_torchio:
         from fdseg_core.robustness.perturbations import require_torchio  # lazy: in the body
 
         require_torchio()
+    if dry_run:
+        click.echo(coverage(found, cases, suite, out).report)
+        return
+    labels = dict(load_dataset(root).labels)
     result = audit(
         found,
         cases,

@@ -328,11 +328,17 @@ def coverage(
         out: The audit's output folder (it need not exist).
 
     Raises:
-        InputError: Scores in ``out`` of other images or cases (as :func:`audit`).
+        InputError: What makes :func:`audit` refuse before any work, besides what needs
+            a model loaded: models of the same name, a scores file in ``out`` that
+            cannot be read or holds scores of other images or cases, or runs whose
+            checkpoints are all gone without every score stored. (Left-out runs are
+            also named in a warning, as :func:`audit` names them.)
+        OSError: An output of the audit that could not be written.
     """
     out = Path(out)
     store = _open_store(models, cases, suite, out)
     perturbations = suite.perturbations()
+    _with_scores(models, cases, perturbations, store)  # refuses as audit() would
     stored = {
         m.name: sum(
             store.get(m.name, c.case_id, p) is not None for c in cases for p in perturbations
@@ -347,6 +353,17 @@ def coverage(
 def _open_store(
     models: Sequence[AuditModel], cases: Sequence, suite: PerturbationSuite, out: Path
 ) -> ScoreStore:
+    """The audit's stored scores, once its outputs can be written and every model has a
+    name of its own (the scores and the outputs are keyed by it)."""
+    for name in (TABLE, SUMMARY, FIGURE, VERSUS, SCORES):
+        check_output_file(out / name)
+    names = [m.name for m in models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(
+            f"two models are named {twice[0]!r}: each model needs a name of its own "
+            "(give each checkpoint or folder once)"
+        )
     return ScoreStore(
         out / SCORES,
         suite,
@@ -374,17 +391,23 @@ def models_from_paths(paths: Sequence[str | Path]) -> list[AuditModel]:
     """A model per path: a checkpoint, a run folder (its ``best.pt``), or a
     cross-validation folder (the ensemble of its folds' ``best.pt``).
 
+    A folder's model is named after the folder (``runs/a`` is ``a``), or after the path
+    as given when two folders share a name (``x/run`` and ``y/run``); a checkpoint's
+    after its file name, or its path when it lies in another folder.
+
     Raises:
         InputError: A path that is none of them (named).
     """
     models = []
+    folder_names = [Path(raw).name for raw in paths if Path(raw).is_dir()]
     for raw in paths:
         path = Path(raw)
         if path.is_file():
             models.append(AuditModel(path.name if path.parent == Path() else str(path), (path,)))
         elif path.is_dir():
             found = find_checkpoints(path, "best")
-            label = path.name or str(path)
+            # a folder's name, or the path as given when two folders share the name
+            label = path.name if path.name and folder_names.count(path.name) == 1 else str(path)
             models.append(AuditModel(label, tuple(found)))
         else:
             raise InputError(f"{path} does not exist: expected a checkpoint or a run folder")
@@ -499,8 +522,6 @@ def audit(
     """
     out = Path(out)
     device = torch.device(device)
-    for name in (TABLE, SUMMARY, FIGURE, VERSUS, SCORES):
-        check_output_file(out / name)
     store = _open_store(models, cases, suite, out)
     perturbations = suite.perturbations()
     models, left_out = _with_scores(models, cases, perturbations, store)

@@ -217,6 +217,12 @@ def test_an_experiment_folder_is_compared_with_its_baseline(tmp_path):
     rows = list(csv.DictReader((out / "robustness.csv").open()))
     assert gone.name not in {x["model"] for x in rows} and len({x["model"] for x in rows}) == 3
     assert json.loads((out / "robustness.json").read_text())["left_out"] == [gone.name]
+    # every checkpoint gone, a kind never scored: the dry run refuses as the audit does
+    for run in (exp / "runs").iterdir():
+        (run / "best.pt").unlink(missing_ok=True)
+    for extra in (["--dry-run"], []):
+        r = CliRunner().invoke(cli, [*base, "--kinds", "contrast", *extra])
+        assert r.exit_code == 2 and "nothing to audit" in r.output.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(
@@ -242,6 +248,34 @@ def test_bad_input_is_one_line_and_nothing_is_written(trained, tmp_path, args, m
     assert r.exit_code == 2, r.output
     assert message in r.output.strip().splitlines()[-1] and "Traceback" not in r.output
     assert not out.exists()
+
+
+def test_a_dry_run_refuses_what_the_audit_refuses(trained, tmp_path):
+    root, ds = trained
+    base = ["robustness", str(root / "run"), "--dataset", str(ds), "--dry-run"]
+    taken = tmp_path / "taken"
+    taken.write_text("a file where the output folder would go")
+    r = CliRunner().invoke(cli, [*base, "--out", str(taken / "rob"), "--kinds", "gamma"])
+    assert r.exit_code == 2 and "is a file, not a folder" in r.output, r.output
+    # the same run given twice
+    r = CliRunner().invoke(cli, [*base, str(root / "run"), "--out", str(tmp_path / "rob")])
+    assert r.exit_code == 2 and "two models are named" in r.output, r.output
+    assert not (tmp_path / "rob").exists()
+
+
+def test_folders_of_the_same_name_are_named_by_their_paths(tmp_path):
+    for parent in ("x", "y", "z"):
+        name = "run" if parent != "z" else "other"
+        (tmp_path / parent / name).mkdir(parents=True)
+        (tmp_path / parent / name / "best.pt").write_bytes(b"")
+    models = models_from_paths(
+        [tmp_path / "x" / "run", tmp_path / "y" / "run", tmp_path / "z" / "other"]
+    )
+    assert [m.name for m in models] == [
+        str(tmp_path / "x" / "run"),
+        str(tmp_path / "y" / "run"),
+        "other",
+    ]
 
 
 def test_a_model_of_other_classes_is_refused_before_any_work(trained, tmp_path):
