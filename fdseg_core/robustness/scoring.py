@@ -514,9 +514,9 @@ def audit(
             audit as a signal does.
 
     Raises:
-        InputError: A model trained on other classes or channels, members of an
-            ensemble that disagree, an output that cannot be written, or scores in
-            ``out`` of other images or cases; before any work.
+        InputError: Two models of the same name, a model trained on other classes or
+            channels, members of an ensemble that disagree, an output that cannot be
+            written, or scores in ``out`` of other images or cases; before any work.
         AuditInterrupted: SIGTERM, SIGINT or ``should_stop``: the scores so far are
             saved in ``out`` and the same call goes on from them.
     """
