@@ -264,12 +264,16 @@ class AuditCoverage:
         stored: ``{model name: how many of them the folder holds}``, in the models'
             order (0 for a network in memory, whose scores are never stored).
         gone: The runs whose checkpoint is gone: only their stored scores can serve.
+        changed: The models whose scores in the folder were made with other weights (a
+            checkpoint that has changed since, or for a gone run another
+            ``result.json``): they are not counted in ``stored``, and never serve.
     """
 
     folder: Path
     asked: int
     stored: Mapping[str, int]
     gone: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
     @property
     def complete(self) -> tuple[str, ...]:
@@ -293,7 +297,8 @@ class AuditCoverage:
     @property
     def report(self) -> str:
         """A printable text: a summary line, then a line per model, ``name: complete``,
-        ``name: N to score`` or ``name: left out``, each with ``(stored S of A)``."""
+        ``name: N to score`` or ``name: left out``, each with ``(stored S of A)``, and
+        why a model's scores in the folder do not serve when its weights changed."""
         to_score = self.to_score
         lines = [
             f"robustness audit in {self.folder}: {len(self.complete)} of {len(self.stored)} "
@@ -308,7 +313,14 @@ class AuditCoverage:
                 state = "left out"
             else:
                 state = f"{to_score[name]} to score"
-            lines.append(f"  {name}: {state} (stored {n} of {self.asked})")
+            why = ""
+            if name in self.changed:
+                why = (
+                    "; its scores here are of another result.json"
+                    if name in self.gone
+                    else "; its checkpoint changed since it was scored"
+                )
+            lines.append(f"  {name}: {state} (stored {n} of {self.asked}{why})")
         return "\n".join(lines)
 
 
@@ -346,7 +358,11 @@ def coverage(
         for m in models
     }
     return AuditCoverage(
-        out, len(cases) * len(perturbations), stored, tuple(m.name for m in models if m.gone)
+        out,
+        len(cases) * len(perturbations),
+        stored,
+        tuple(m.name for m in models if m.gone),
+        tuple(m.name for m in models if m.name in store.changed),
     )
 
 

@@ -111,6 +111,10 @@ class ScoreStore:
         self._models: dict[str, dict[str, Any]] = {}
         self._stored_cases: dict[str, str] = {}
         self._unknown: set[str] = set()
+        #: The models whose stored scores were made with other weights (a checkpoint that
+        #: has changed since, or for a run whose checkpoint is gone another
+        #: ``result.json``): set aside, never served.
+        self.changed: set[str] = set()
         if path.is_file():
             self._read()
         for name, key in list(self.identity.items()):
@@ -120,11 +124,14 @@ class ScoreStore:
             if key.checkpoint is None:  # gone: the scores of the same run, if any
                 if entry is None or key.run is None or entry.get("run") != key.run:
                     self._unknown.add(name)
+                    if entry is not None:
+                        self.changed.add(name)
                 continue
             if entry is not None and entry["digest"] != key.checkpoint:
                 logger.info(
                     f"{path}: {name}'s checkpoint changed since it was scored: scoring it again"
                 )
+                self.changed.add(name)
                 entry = None
             if entry is None:
                 entry = self._models[name] = {"digest": key.checkpoint, "scores": {}}

@@ -210,6 +210,16 @@ def test_an_experiment_folder_is_compared_with_its_baseline(tmp_path):
     assert f"  {gone.name}: left out (stored 2 of 8)" in r.output.splitlines()
     assert r.output.count(": 6 to score (stored 2 of 8)") == 3  # only the clean images
     assert {f.name: f.stat().st_mtime_ns for f in out.iterdir()} == before
+    # the gone run trained again elsewhere: its stored scores are of other weights
+    result = gone / "result.json"
+    kept = result.read_text()
+    result.write_text(kept.replace('"seed"', '"seed" ', 1))
+    r = CliRunner().invoke(cli, [*base, "--kinds", "low_band", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "3 of 4 models complete, 0 to score (0 scores), 1 left out" in r.output
+    line = f"  {gone.name}: left out (stored 0 of 8; its scores here are of another result.json)"
+    assert line in r.output.splitlines()
+    result.write_text(kept)
     # a kind never scored for it: the run is left out, by name, the others are scored
     r = CliRunner().invoke(cli, [*base, "--kinds", "gamma"])
     assert r.exit_code == 0, r.output
@@ -329,6 +339,28 @@ def test_a_stopped_audit_goes_on_to_what_one_call_writes(trained, tmp_path):
     ).read_bytes()
     scores = json.loads((out / "robustness.json").read_text())["scores"]
     assert scores == {"made": len(whole.rows) - saved, "reused": saved}
+
+
+def test_a_dry_run_names_a_checkpoint_changed_since_it_was_scored(trained, tmp_path):
+    root, ds = trained
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes((root / "run" / "best.pt").read_bytes())
+    inputs = (models_from_paths([run]), *_inputs(trained)[1:])
+    out = tmp_path / "rob"
+    audit(*inputs, out, labels=dict(load_dataset(ds).labels), progress=False)
+    asked = coverage(*inputs, out).asked
+    assert coverage(*inputs, out).complete == ("run",) and coverage(*inputs, out).changed == ()
+    # the same run trained further: other weights in the same file
+    checkpoint = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    first = next(k for k, v in checkpoint["model"].items() if v.is_floating_point())
+    checkpoint["model"][first] = checkpoint["model"][first] + 0.5
+    torch.save(checkpoint, run / "best.pt")
+    held = coverage(models_from_paths([run]), *_inputs(trained)[1:], out)
+    assert held.changed == ("run",) and held.stored == {"run": 0}
+    assert held.to_score == {"run": asked}
+    why = "its checkpoint changed since it was scored"
+    assert f"  run: {asked} to score (stored 0 of {asked}; {why})" in held.report.splitlines()
 
 
 def test_sigterm_saves_the_scores_and_ends_with_its_exit_code(trained, tmp_path):
