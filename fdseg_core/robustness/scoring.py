@@ -629,10 +629,18 @@ def _with_scores(
     if left_out:
         more = f" and {len(left_out) - 8} more" if len(left_out) > 8 else ""
         shown = ", ".join(left_out[:8]) + more
+        again = sorted(store.changed.intersection(left_out))
+        trained_again = (
+            f"; {', '.join(again)}: trained again since their scores were stored (another "
+            "result.json)"
+            if again
+            else ""
+        )
         logger.warning(
             f"{len(left_out)} finished run(s) left out: their checkpoints are gone and "
-            f"{store.path} lacks scores the audit asks of them ({shown}); checkpoints are "
-            "not committed: audit a run on the machine it trained on, into this folder"
+            f"{store.path} lacks scores the audit asks of them ({shown}){trained_again}; "
+            "checkpoints are not committed: audit a run on the machine it trained on, into "
+            "this folder"
         )
     if not kept:
         raise InputError(

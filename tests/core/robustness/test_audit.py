@@ -219,6 +219,7 @@ def test_an_experiment_folder_is_compared_with_its_baseline(tmp_path):
     assert "3 of 4 models complete, 0 to score (0 scores), 1 left out" in r.output
     line = f"  {gone.name}: left out (stored 0 of 8; its scores here are of another result.json)"
     assert line in r.output.splitlines()
+    assert f"{gone.name}: trained again since their scores were stored" in r.output
     result.write_text(kept)
     # a kind never scored for it: the run is left out, by name, the others are scored
     r = CliRunner().invoke(cli, [*base, "--kinds", "gamma"])
