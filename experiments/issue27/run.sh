@@ -4,6 +4,8 @@
 #   bash experiments/issue27/run.sh                     # the ablation (part 2)
 #   bash experiments/issue27/run.sh ablation-parallel   # the same, both sizes at once
 #   bash experiments/issue27/run.sh choose decisive     # part 3: choose the recipe, then run
+#   bash experiments/issue27/run.sh rebuild             # part 3's runs trained again into
+#                                                       # rebuild/, for their checkpoints
 #
 # Part 3 trains the recipe that part 2 chose: experiments/issue27/RECIPE holds its options
 # on one line (empty for fdseg train's default recipe), written when part 2 decides.
@@ -28,12 +30,12 @@ PARTS=("$@")
 # half the time of a run on 48 x 48 x 32 patches: benchmarks/README.md, "Sliding-window
 # batch"). One invocation runs the parts of one of the two.
 case "${PARTS[0]}" in
-  choose | decisive) COMMIT_FILE="$HERE/COMMIT.decisive" ;;
+  choose | decisive | rebuild) COMMIT_FILE="$HERE/COMMIT.decisive" ;;
   *) COMMIT_FILE="$HERE/COMMIT" ;;
 esac
 for part in "${PARTS[@]}"; do
   case "$part" in
-    choose | decisive) [ "$COMMIT_FILE" = "$HERE/COMMIT.decisive" ] ;;
+    choose | decisive | rebuild) [ "$COMMIT_FILE" = "$HERE/COMMIT.decisive" ] ;;
     *) [ "$COMMIT_FILE" = "$HERE/COMMIT" ] ;;
   esac || { echo "run the parts of part 2 and of part 3 in separate calls" >&2; exit 2; }
 done
@@ -120,7 +122,7 @@ for part in "${PARTS[@]}"; do
       [ -n "${ARMS[$arm]+set}" ] || { echo "choose_recipe.py chose an unknown arm $arm" >&2; exit 1; }
       printf '%s\n' "${ARMS[$arm]}" > "$HERE/RECIPE.tmp" && mv "$HERE/RECIPE.tmp" "$HERE/RECIPE"
       echo "chose $arm: RECIPE = '${ARMS[$arm]}'" ;;
-    decisive)
+    decisive | rebuild)
       if [ ! -f "$HERE/RECIPE" ]; then
         echo "part decisive needs $HERE/RECIPE: the options of the recipe part 2 chose" >&2
         exit 2
@@ -130,10 +132,15 @@ for part in "${PARTS[@]}"; do
         "$FDSEG" phantom data/phantom-fresh --cases 12 --test-cases 16 --seed 27 \
           --shape 80 80 64 --spacing 2
       fi
-      "$FDSEG" experiment data/phantom-fresh --out decisive --train-sizes 2,4,8 \
+      # rebuild: the same command, draw and code into rebuild/ (decisive/'s checkpoints
+      # were lost with the machine they trained on; experiments/issue42/README.md); on
+      # another CPU a run need not reproduce bit for bit, and compare_rebuild.py says
+      # how far each moved (rebuild/REBUILD.md)
+      "$FDSEG" experiment data/phantom-fresh --out "$part" --train-sizes 2,4,8 \
         --fusion none,early,late --seeds 8 --folds 4 "${RECIPE[@]}" "${PLATEAU[@]}" \
-        "${RUNNER[@]}" --jobs 2 --no-progress ;;
-    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel, ablation-balanced, arm-SIZE-NAME, choose, decisive)" >&2
+        "${RUNNER[@]}" --jobs 2 --no-progress
+      [ "$part" = decisive ] || "$PY" compare_rebuild.py ;;
+    *) echo "unknown part $part (expected ablation, ablation-n2, ablation-n8, ablation-parallel, ablation-balanced, arm-SIZE-NAME, choose, decisive, rebuild)" >&2
       exit 2 ;;
   esac
 done

@@ -1,8 +1,8 @@
 """Issue 42: the verdicts of the final audit, by the rule committed in README.md.
 
     python experiments/issue42/decide.py            # writes final/VERDICT.md
-    python experiments/issue42/decide.py --folder F --runs R --expect N
-                                                    # another audit folder (the tests)
+    python experiments/issue42/decide.py --folder experiments/issue42/decisive \
+        --runs experiments/issue27/rebuild/runs --expect 72     # the phantom's audit
 
 The rule ("The decision rule" and its amendment in README.md, committed before the final
 audit scored any run):
@@ -161,9 +161,9 @@ def comparisons(by_kind: dict[str, list[RunScores]], kinds: list[str]) -> list[d
     return out
 
 
-def report(found: list[dict], holes: list[str], skip: set[str]) -> str:
+def report(found: list[dict], holes: list[str], skip: set[str], audit: str) -> str:
     lines = [
-        "# Issue 42: does fusion degrade less? The verdicts of the final audit",
+        f"# Issue 42: does fusion degrade less? The verdicts of the {audit} audit",
         "",
         "By the rule in `decide.py` and README.md, committed before the audit scored any "
         "run. Δ drop: the fusion's drop from its clean Dice minus the baseline's, mean "
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     found = comparisons(drops_by_kind(rows, skip), kinds)
     target = args.folder / "VERDICT.md"
     tmp = target.with_suffix(".md.tmp")
-    tmp.write_text(report(found, unpaired(rows, skip), skip))
+    tmp.write_text(report(found, unpaired(rows, skip), skip, args.folder.resolve().name))
     os.replace(tmp, target)
     for c in found:
         print(f"{c['fusion']:>5} {c['kind']:<10} {c['verdict']}")
