@@ -1,13 +1,16 @@
-"""Which fdseg made a result: its version and, for a source checkout, its git commit."""
+"""Which fdseg made a result (its version and, for a source checkout, its git commit), and
+on what machine (the CPU, its vector instructions and threads, the GPU, torch)."""
 
 from __future__ import annotations
 
 import functools
+import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-__all__ = ["PROVENANCE_KEYS", "code_provenance"]
+__all__ = ["PROVENANCE_KEYS", "code_provenance", "machine_provenance"]
 
 #: The keys of :func:`code_provenance`, as results record them.
 PROVENANCE_KEYS = ("fdseg_version", "fdseg_commit", "fdseg_dirty")
@@ -62,3 +65,70 @@ def code_provenance() -> dict[str, str | bool | None]:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"fdseg_version": version, "fdseg_commit": commit, "fdseg_dirty": dirty}
+
+
+def machine_provenance(device: Any = None) -> dict[str, Any]:
+    """What computes on this machine, as far as it changes floating-point results.
+
+    Training is deterministic on one kind of CPU with the same threads, and differs from
+    the first step on another (its kernels round differently): two runs' machines say
+    whether they could have been bit-identical.
+
+    Args:
+        device: The ``torch.device`` (or its name) the run uses; ``None``: the CPU.
+
+    Returns:
+        ``{"cpu": model name or None, "cpu_capability": the widest vector instructions
+        torch's CPU kernels use ("AVX512", "AVX2", "DEFAULT", ...), "cpu_features": which
+        of the instruction sets that oneDNN's convolutions choose between the CPU has
+        (from ``/proc/cpuinfo``; empty elsewhere), "cpu_threads": torch's intra-op
+        threads, "cuda_device": the GPU's name or None, "torch_version",
+        "python_version"}``.
+    """
+    import torch  # lazy: the code provenance above is read without torch (stdlib only)
+
+    device = torch.device("cpu" if device is None else device)
+    cuda = None
+    if device.type == "cuda" and torch.cuda.is_available():
+        cuda = torch.cuda.get_device_name(device)
+    return {
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_features": list(_cpu_features()),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda_device": cuda,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+#: The x86 instruction sets among which oneDNN (torch's CPU convolutions) picks kernels.
+CPU_FEATURES = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+    "amx_bf16",
+)  # fmt: skip
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first value of a ``/proc/cpuinfo`` field (``None`` without that file)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.split(":", 1)[0].strip() == name:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+@functools.cache
+def _cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    return _cpuinfo_field("model name") or platform.processor() or None
+
+
+@functools.cache
+def _cpu_features() -> tuple[str, ...]:
+    """Which of :data:`CPU_FEATURES` the CPU has, in that order."""
+    flags = set((_cpuinfo_field("flags") or "").split())
+    return tuple(f for f in CPU_FEATURES if f in flags)

@@ -614,4 +614,5 @@ def _result(
         ),
         run_dir=relative_to(config.run_dir(run.train_size, run.method, run.seed), config.out),
         provenance=code_provenance(),
+        machines=trained.machines,
     )

@@ -154,10 +154,14 @@ class RunResult(RunScores):
         run_dir: Its folder, relative to the experiment's.
         provenance: The code that ran it (``fdseg_version``, ``fdseg_commit``,
             ``fdseg_dirty``).
+        machines: The machines that trained it, in order (one unless a resume continued
+            it on another; :func:`~fdseg_core.provenance.machine_provenance`): runs
+            trained on machines with the same CPU features and threads reproduce each
+            other bit for bit, others need not.
 
     Results written by earlier versions read with the defaults above for what they
     did not record (``None`` from ``inference_rule`` on, an empty ``provenance``), and
-    their ``to_dict`` writes ``null`` for those.
+    their ``to_dict`` writes ``null`` for those (``machines``: ``null`` when unrecorded).
     """
 
     fusion: str = "none"
@@ -178,6 +182,7 @@ class RunResult(RunScores):
     time_s: RunTimes | None = None
     run_dir: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    machines: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def class_names(self) -> list[str]:
@@ -216,6 +221,7 @@ class RunResult(RunScores):
             "run_dir": self.run_dir,
             **{k: self.provenance.get(k) for k in PROVENANCE_KEYS},
             "largest_size": self.largest_size,
+            "machines": [dict(m) for m in self.machines] if self.machines else None,
         }
 
     @classmethod
@@ -250,6 +256,7 @@ class RunResult(RunScores):
             time_s=None if times is None else RunTimes(**{k: float(v) for k, v in times.items()}),
             run_dir=data.get("run_dir"),
             provenance={k: data[k] for k in PROVENANCE_KEYS if k in data},
+            machines=tuple(dict(m) for m in data.get("machines") or ()),
         )
 
     def save(self, run_dir: str | Path) -> Path:

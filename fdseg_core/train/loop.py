@@ -35,6 +35,7 @@ from fdseg_core.errors import (
 )
 from fdseg_core.infer.card import ModelCard
 from fdseg_core.infer.sliding_window import InferenceStopped
+from fdseg_core.provenance import machine_provenance
 from fdseg_core.runlock import RunLock
 from fdseg_core.train.callbacks import SELECTION_KEY, EMASelection, TrainingCallback
 from fdseg_core.train.checkpoint import (
@@ -277,6 +278,10 @@ class RunState:
             signal), ``None`` otherwise.
         stop: Asked after every step: stop there (a signal arrived)?
         callbacks: The callbacks, called at every stage boundary.
+        machines: The machines that trained it, in order
+            (:func:`~fdseg_core.provenance.machine_provenance`): one, or one more each
+            time a resume continued it elsewhere; ``{}`` for epochs trained by a version
+            that did not record its machine.
     """
 
     trainer: Trainer
@@ -299,6 +304,7 @@ class RunState:
     start: EpochProgress | None = None
     stop: StopRequest | None = None
     callbacks: tuple[TrainingCallback, ...] = ()
+    machines: tuple[dict[str, Any], ...] = ()
 
     def call(self, hook: str, *args: Any) -> None:
         """Call ``hook`` of every callback, in order."""
@@ -424,7 +430,18 @@ def _set_up(
         epoch=epoch,
         start=start,
         callbacks=callbacks,
+        machines=_machines(ckpt, device),
     )
+
+
+def _machines(ckpt: dict | None, device: torch.device) -> tuple[dict[str, Any], ...]:
+    """The machines that trained a run: its checkpoint's, and this one if it differs
+    from the last of them."""
+    here = machine_provenance(device)
+    if ckpt is None:
+        return (here,)
+    before = tuple(ckpt.get("machines") or ({},))  # {}: a version that did not record it
+    return before if before[-1] == here else (*before, here)
 
 
 def _restore(
@@ -713,6 +730,7 @@ def _save(run: RunState, *, improved: bool, epoch_progress: dict | None = None) 
             "backbone_package": run.data.provenance,
             "data": run.card.to_dict(),
             "torch_version": torch.__version__,
+            "machines": list(run.machines),
         }
         atomic_save(state, out / "last.pt")
         if improved:
@@ -747,6 +765,7 @@ def _result(run: RunState) -> TrainResult:
         # seconds over every epoch logged (resumed runs included): where a run's time goes
         train_time_s=_total(rows, "epoch_time_s"),
         val_time_s=_total(rows, "val_time_s"),
+        machines=run.machines,
     )
 
 

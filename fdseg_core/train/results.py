@@ -34,6 +34,8 @@ class TrainResult:
         trainer: The name of the trainer that ran it.
         train_time_s: Seconds in training steps, summed over the log.
         val_time_s: Seconds in validation, summed over the log.
+        machines: The machines that trained it, in order (one unless a resume continued
+            it on another; :func:`~fdseg_core.provenance.machine_provenance`).
     """
 
     out: str
@@ -53,6 +55,7 @@ class TrainResult:
     trainer: str
     train_time_s: float
     val_time_s: float
+    machines: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict (what callbacks and trackers log)."""
@@ -72,4 +75,5 @@ class TrainResult:
             "trainer": self.trainer,
             "train_time_s": self.train_time_s,
             "val_time_s": self.val_time_s,
+            "machines": [dict(m) for m in self.machines],
         }

@@ -98,8 +98,9 @@ def test_a_result_reads_back_as_it_was_written_with_undefined_dice_as_null(tmp_p
         *("best_epoch", "epochs_run", "stopped_early", "inference_rule", "train_cases"),
         *("val_cases", "steps_per_epoch", "best_step", "stop_step", "step_cap"),
         *("hit_step_cap", "time_s", "run_dir", "fdseg_version", "fdseg_commit"),
-        *("fdseg_dirty", "largest_size"),
+        *("fdseg_dirty", "largest_size", "machines"),
     ]
+    assert written["machines"] is None  # not recorded: null, as every unrecorded field
     assert written["fdseg_commit"] is None and written["stop_step"] is None
     assert written["cases"][0] == {"case": "c1", "dice_a": 0.75, "dice_b": None}
     assert written["time_s"] == {"train": 10.0, "validation": 2.5, "test": 1.0}
@@ -118,6 +119,12 @@ def test_a_result_reads_back_as_it_was_written_with_undefined_dice_as_null(tmp_p
     assert load_run(tmp_path)[0].scores("mean") == back.scores("mean")
     old = RunResult.from_dict({"train_size": 2, "fusion": "none", "seed": 0, "cases": []})
     assert list(old.to_dict()) == list(written) and old.to_dict()["fdseg_commit"] is None
+    assert old.machines == ()
+    machine = {"cpu": "x", "cpu_capability": "AVX2", "cpu_threads": 1}
+    other = {**machine, "cpu_capability": "AVX512"}
+    moved = RunResult.from_dict({**written, "machines": [machine, other]})
+    assert moved.machines == (machine, other)
+    assert moved.to_dict()["machines"] == [machine, other]
 
 
 def test_the_template_is_replaced_per_run_and_a_dict_is_read_as_one():

@@ -12,6 +12,7 @@ import pytest
 import torch
 from builders import make_toy_dataset, tiny_args, tiny_config, trainer_dying_in_epoch_2
 
+from fdseg_core.provenance import machine_provenance
 from fdseg_core.train import TrainConfig, load_checkpoint, load_model, train
 
 pytestmark = pytest.mark.slow  # trains, exports or launches processes
@@ -68,6 +69,29 @@ def test_resume_continues_exactly_where_it_stopped(ds, tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
     rows = (interrupted / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
+    # resumed on the machine that began it: one machine trained it
+    assert load_checkpoint(interrupted / "last.pt")["machines"] == [machine_provenance("cpu")]
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_run_resumed_on_another_machine_records_both_in_order(ds, tmp_path, recorded):
+    out = tmp_path / "run"
+    first = train(config(ds, out, epochs=1))
+    here = machine_provenance("cpu")
+    assert first.machines == (here,)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["machines"] == [here]
+    elsewhere = {**here, "cpu": "another CPU", "cpu_capability": "AVX2"}
+    if recorded:
+        ckpt["machines"] = [elsewhere]
+    else:  # a checkpoint of a version that did not record its machine
+        del ckpt["machines"]
+    torch.save(ckpt, out / "last.pt")
+    resumed = train(config(ds, out, epochs=2), resume=True)
+    before = elsewhere if recorded else {}
+    assert resumed.machines == (before, here)
+    assert load_checkpoint(out / "last.pt")["machines"] == [before, here]
+    assert resumed.to_dict()["machines"] == [before, here]
 
 
 def test_existing_run_is_not_overwritten_without_resume(ds, tmp_path):
