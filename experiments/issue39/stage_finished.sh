@@ -27,4 +27,6 @@ done
 for f in CHOICE.md RECIPE SEEDS SEEDS.md FUSION.md SCHEDULE.md REPORT.md; do
   [ -e "$f" ] && git add -- "$f"
 done
+# the machine of each call of run.sh (*.log is ignored here)
+[ -e machines.log ] && git add -f -- machines.log
 git status --short -- . | grep -v '^??' || true
