@@ -136,6 +136,8 @@ for part in "${PARTS[@]}"; do
       # were lost with the machine they trained on; experiments/issue42/README.md); on
       # another CPU a run need not reproduce bit for bit, and compare_rebuild.py says
       # how far each moved (rebuild/REBUILD.md)
+      # the machine of this call (COMMIT.decisive's result.json does not record it)
+      [ "$part" = decisive ] || "$PY" ../machine.py >> rebuild-machines.log
       "$FDSEG" experiment data/phantom-fresh --out "$part" --train-sizes 2,4,8 \
         --fusion none,early,late --seeds 8 --folds 4 "${RECIPE[@]}" "${PLATEAU[@]}" \
         "${RUNNER[@]}" --jobs 2 --no-progress

@@ -21,5 +21,7 @@ for exp in */*/ decisive/ rebuild/; do
   done
 done
 [ -e REPORT.md ] && git add -- REPORT.md report
-[ -e rebuild/REBUILD.md ] && git add -f -- rebuild/REBUILD.md
+for f in rebuild/REBUILD.md rebuild/not_the_same_run.txt rebuild-machines.log; do
+  [ -e "$f" ] && git add -f -- "$f"
+done
 git status --short -- . | grep -v '^??' || true

@@ -36,17 +36,8 @@ source "$HERE/../worktree.sh"
 pinned_worktree exp39 "$COMMIT"
 cd "$HERE"
 # the machine this call trains on (result.json records it only from a later commit than
-# COMMIT): UTC start, torch's CPU capability, the instruction sets oneDNN chooses between,
-# the CPU model; a run trains on the machine of the last line before it finished
-"$PY" - >> machines.log <<'MACHINE'
-import datetime, re, torch
-text = open("/proc/cpuinfo").read()
-flags = set(re.search(r"^flags\s*:(.*)$", text, re.M).group(1).split())
-wanted = "avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_tile amx_bf16".split()
-model = re.search(r"^model name\s*:(.*)$", text, re.M)
-print(datetime.datetime.now(datetime.UTC).strftime("%FT%TZ"), torch.backends.cpu.get_cpu_capability(),
-      ",".join(f for f in wanted if f in flags) or "-", model.group(1).strip() if model else "?", sep="\t")
-MACHINE
+# COMMIT): one line of machines.log
+"$PY" ../machine.py >> machines.log
 "$PY" make_split.py > /dev/null
 git -C "$REPO" diff --quiet -- "$HERE/split.json" "$HERE/views" \
   || { echo "make_split.py changed split.json or views/: the split is fixed" >&2; exit 1; }

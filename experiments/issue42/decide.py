@@ -2,7 +2,8 @@
 
     python experiments/issue42/decide.py            # writes final/VERDICT.md
     python experiments/issue42/decide.py --folder experiments/issue42/decisive \
-        --runs experiments/issue27/rebuild/runs --expect 72     # the phantom's audit
+        --experiment experiments/issue27/rebuild \
+        --skip experiments/issue27/rebuild/not_the_same_run.txt  # the phantom's audit
 
 The rule ("The decision rule" and its amendment in README.md, committed before the final
 audit scored any run):
@@ -18,13 +19,18 @@ audit scored any run):
   two-sided one-sample t test on the seed means is at most 0.05. Otherwise the verdict
   is **not detected**, with the t interval's ends (what remains possible) and the
   smallest difference the seeds detect with 80 % power.
-* Runs listed in ``not_reproduced.txt`` (their checkpoints were lost and a retrained
-  model did not reproduce them) are left out; the (size, seed) pairs they leave
-  without a baseline or a fusion are named.
+* Runs listed in the skip file (``not_reproduced.txt`` of the audit folder: their
+  checkpoints were lost and a retrained model did not reproduce them; for the phantom,
+  ``not_the_same_run.txt`` of the rebuild) are left out, scored or not; the (size,
+  seed) cells they leave without a baseline or a fusion are named.
+* The detectable effect (80 % power) is the uncorrected one, at two-sided 5 %: after
+  Holm a comparison needs more.
 
-Until every run of the grid has finished and every run but those left out is scored at
-the clean image and each kind's strongest level on every test case, the script refuses
-to decide (exit 2) and prints what is missing, nothing of the scores.
+Until every run of the experiment's grid (its ``experiment.json``) has finished and every
+run but those left out is scored at the clean image and each kind's strongest level on
+every one of the experiment's test cases, the script refuses to decide (exit 2) and
+prints what is missing, nothing of the scores. It refuses too when the audit holds
+models that are not runs of the grid, or a suite other than version 1 at level 3.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ def t_test_p(values: list[float]) -> float:
 
 
 def read_scores(folder: Path) -> tuple[list[dict], list[str], dict]:
-    """The audit's score rows (clean and the strongest level), its kinds and models."""
+    """The audit's score rows (clean and the strongest level), its kinds and summary."""
     summary = json.loads((folder / "robustness.json").read_text())
     kinds = list(summary["suite"]["kinds"])
     with open(folder / "robustness.csv", newline="") as f:
@@ -79,22 +85,29 @@ def read_scores(folder: Path) -> tuple[list[dict], list[str], dict]:
     return rows, kinds, summary
 
 
-def missing(rows: list[dict], kinds: list[str], runs: Path, expect: int, skip: set[str]):
-    """What keeps the rule from deciding: unfinished runs, unscored images."""
-    finished = {p.parent.name for p in runs.glob("*/result.json")}
+def missing(rows: list[dict], kinds: list[str], summary: dict, experiment: Path, skip: set[str]):
+    """What keeps the rule from deciding: another suite, unfinished runs, models that
+    are not runs of the grid, unscored images."""
+    meta = json.loads((experiment / "experiment.json").read_text())
+    grid, cases = set(meta["runs"]), set(meta["test_cases"])
     problems = []
-    if len(finished) < expect:
-        problems.append(f"{expect - len(finished)} of {expect} runs have not finished")
+    suite = summary["suite"]
+    if str(suite.get("version")) != "1" or int(LEVEL) not in suite.get("levels", []):
+        problems.append(f"the audit's suite is not version 1 at level {LEVEL}: {suite}")
+    finished = {p.parent.name for p in (experiment / "runs").glob("*/result.json")} & grid
+    if len(finished) < len(grid):
+        problems.append(f"{len(grid) - len(finished)} of {len(grid)} runs have not finished")
+    strangers = sorted({r["model"] for r in rows} - grid)
+    if strangers:
+        problems.append(f"models that are not runs of the grid: {', '.join(strangers)}")
     images = defaultdict(set)
     for r in rows:
         images[r["model"]].add((r["case"], r["kind"]))
-    cases = {r["case"] for r in rows}
-    want = len(cases) * (len(kinds) + 1)
-    unscored = sorted(m for m in finished - skip if len(images.get(m, ())) < want)
+    want = {(c, k) for c in cases for k in ("clean", *kinds)}
+    unscored = sorted(m for m in finished - skip if not want <= images.get(m, set()))
     if unscored:
-        problems.append(
-            f"{len(unscored)} finished runs are not fully scored: {', '.join(unscored)}"
-        )
+        names = ", ".join(unscored)
+        problems.append(f"{len(unscored)} finished runs are not fully scored: {names}")
     return problems
 
 
@@ -138,10 +151,13 @@ def comparisons(by_kind: dict[str, list[RunScores]], kinds: list[str]) -> list[d
     out = []
     for kind in kinds:
         table = summarise(by_kind[kind], methods=[BASELINE, *FUSIONS])
+        # the rows pooled over the sizes (one size: its own rows)
+        pooled = {r.train_size for r in table} - {ALL_SIZES}
+        size = ALL_SIZES if len(pooled) > 1 else pooled.pop()
         for fusion in FUSIONS:
             row = next(
                 r for r in table
-                if r.train_size == ALL_SIZES and r.class_name == MEAN and r.method == fusion
+                if r.train_size == size and r.class_name == MEAN and r.method == fusion
             )  # fmt: skip
             s = row.delta.seed_level
             out.append({
@@ -162,6 +178,7 @@ def comparisons(by_kind: dict[str, list[RunScores]], kinds: list[str]) -> list[d
 
 
 def report(found: list[dict], holes: list[str], skip: set[str], audit: str) -> str:
+    """VERDICT.md: the comparisons, what was left out and the cells it unpaired."""
     lines = [
         f"# Issue 42: does fusion degrade less? The verdicts of the {audit} audit",
         "",
@@ -170,7 +187,9 @@ def report(found: list[dict], holes: list[str], skip: set[str], audit: str) -> s
         "foreground Dice in points, paired by seed and test case, each seed averaged over "
         "the training sizes; positive: the fusion loses less. The interval is the t "
         "interval on the seed means (95 %, before correction); p_Holm is adjusted over "
-        "the 22 comparisons.",
+        f"the {len(found)} comparisons. A verdict's detectable effect is the smallest "
+        "difference the seeds detect with 80 % power at the uncorrected two-sided 5 %; "
+        "after Holm a comparison needs more.",
         "",
         "| fusion | kind (strongest level) | seeds | Δ drop [95 % t] | p | p_Holm | verdict |",
         "|---|---|---:|---|---:|---:|---|",
@@ -188,15 +207,25 @@ def report(found: list[dict], holes: list[str], skip: set[str], audit: str) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Decide, or say what is missing (exit 2)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, default=HERE / "final")
-    parser.add_argument("--runs", type=Path, default=HERE.parent / "issue39" / "final" / "runs")
-    parser.add_argument("--expect", type=int, default=156)
+    parser.add_argument("--folder", type=Path, default=HERE / "final", help="the audit")
+    parser.add_argument(
+        "--experiment", type=Path, default=HERE.parent / "issue39" / "final",
+        help="the experiment it audited (experiment.json, runs/)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--skip", type=Path, default=None,
+        help="runs to leave out, one per line [default: FOLDER/not_reproduced.txt]",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    skip_file = args.folder / "not_reproduced.txt"
+    skip_file = args.skip or args.folder / "not_reproduced.txt"
     skip = set(skip_file.read_text().split()) if skip_file.is_file() else set()
-    rows, kinds, _ = read_scores(args.folder)
-    problems = missing(rows, kinds, args.runs, args.expect, skip)
+    rows, kinds, summary = read_scores(args.folder)
+    problems = missing(rows, kinds, summary, args.experiment, skip)
+    seeds = {r["seed"] for r in rows if r["model"] not in skip}
+    if not problems and len(seeds) < 2:
+        problems.append(f"{len(seeds)} seed: a t interval needs 2 or more")
     if problems:
         print("not deciding yet: " + "; ".join(problems), file=sys.stderr)
         return 2

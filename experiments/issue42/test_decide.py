@@ -26,27 +26,39 @@ DROPS = {
     ("blur", "none"): -0.10, ("blur", "early"): -0.10, ("blur", "late"): -0.30,
     ("noise", "none"): -0.01, ("noise", "early"): -0.01, ("noise", "late"): -0.01,
 }  # fmt: skip
+#: early fusion's difference of drops under noise, per seed, exactly (no case noise there):
+#: raw p about 0.027, between 0.05 / 6 and 0.05, so only a missing Holm step detects it
+BORDERLINE = (0.010, 0.030, 0.005, 0.025, 0.0, 0.020)
+#: what a left-out run's scores would add if they were read: a drop far from the others
+LEFT_OUT_DROP = -0.4
 
 
-def build(folder: Path, runs: Path, *, finished: int | None = None, skip=(), unscored=()):
-    """An audit folder and a grid of run folders; every Dice is known (kept in
-    ``truth``: model -> case -> kind -> mean Dice)."""
+def build(experiment: Path, folder: Path, *, finished=None, skip=(), unscored=(), cases=CASES):
+    """An audit folder and the experiment it audited; every Dice is known (kept in
+    ``truth``: model -> case -> (kind, level) -> mean Dice)."""
     rng = random.Random(0)
     folder.mkdir(parents=True)
-    rows, truth = [], {}
+    runs = experiment / "runs"
+    rows, truth, grid = [], {}, []
     for size in SIZES:
         for seed in SEEDS:
             for method in ("none", "early", "late"):
                 model = f"n{size:03d}-{method}-s{seed}"
+                grid.append(model)
                 (runs / model).mkdir(parents=True)
                 (runs / model / "result.json").write_text("{}")
                 if model in unscored:
                     continue
-                for case in CASES:
+                for case in cases:
                     clean = {c: 0.8 + rng.uniform(-0.05, 0.05) for c in ("A", "P")}
                     images = [("clean", "0", clean)]
                     for kind in KINDS:
                         shift = DROPS[(kind, method)] + rng.gauss(0, 0.01)
+                        if kind == "noise" and method != "late":  # exact: the borderline
+                            shift = DROPS[(kind, method)]
+                            shift += BORDERLINE[seed] if method == "early" else 0.0
+                        if model in skip:
+                            shift += LEFT_OUT_DROP
                         images.append((kind, "3", {c: v + shift for c, v in clean.items()}))
                         # a weaker level the rule must not read
                         images.append((kind, "1", {c: v - 0.5 for c, v in clean.items()}))
@@ -62,6 +74,8 @@ def build(folder: Path, runs: Path, *, finished: int | None = None, skip=(), uns
     if finished is not None:
         for extra in sorted(runs.glob("*"))[finished:]:
             (extra / "result.json").unlink()
+    meta = {"runs": grid, "test_cases": list(CASES)}
+    (experiment / "experiment.json").write_text(json.dumps(meta))
     with open(folder / "robustness.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -89,10 +103,9 @@ def expected_unit(truth, kind, fusion, seed, skip=()):
 
 
 def run(tmp_path, **kw):
-    folder, runs = tmp_path / "audit", tmp_path / "runs"
-    truth = build(folder, runs, **kw)
-    expect = len(SIZES) * len(SEEDS) * 3
-    code = decide.main(["--folder", str(folder), "--runs", str(runs), "--expect", str(expect)])
+    folder, experiment = tmp_path / "audit", tmp_path / "experiment"
+    truth = build(experiment, folder, **kw)
+    code = decide.main(["--folder", str(folder), "--experiment", str(experiment)])
     return code, folder, truth
 
 
@@ -125,6 +138,21 @@ def test_a_fusion_that_loses_less_degrades_less_and_one_that_loses_more_degrades
         assert rows[key][-1].startswith("not detected"), key
 
 
+def test_holm_keeps_a_comparison_that_passes_only_uncorrected(tmp_path):
+    """early under noise: raw p between 0.05 / 6 and 0.05; the Holm column is Holm's."""
+    raw = stats.ttest_1samp(BORDERLINE, 0).pvalue
+    assert 0.05 / 6 < raw < 0.05  # the design of the test
+    code, folder, _ = run(tmp_path)
+    assert code == 0
+    rows = table(folder)
+    assert float(rows["early", "noise"][4]) == pytest.approx(raw, rel=1e-2)
+    assert float(rows["early", "noise"][5]) > 0.05
+    assert rows["early", "noise"][-1].startswith("not detected")
+    p = [float(r[4]) for r in rows.values()]
+    for r, adjusted in zip(rows.values(), decide.holm(p), strict=True):
+        assert float(r[5]) == pytest.approx(adjusted, rel=2e-2)
+
+
 def test_the_difference_is_each_seeds_mean_over_sizes_of_its_case_means(tmp_path):
     _, folder, truth = run(tmp_path)
     rows = table(folder)
@@ -144,6 +172,13 @@ def test_it_refuses_until_every_run_has_finished(tmp_path, capsys):
     assert not (folder / "VERDICT.md").exists()
 
 
+def test_it_refuses_while_a_test_case_is_scored_by_no_model(tmp_path, capsys):
+    code, folder, _ = run(tmp_path, cases=CASES[:-1])
+    assert code == 2
+    assert "36 finished runs are not fully scored" in capsys.readouterr().err
+    assert not (folder / "VERDICT.md").exists()
+
+
 def test_it_refuses_while_a_finished_run_is_not_scored(tmp_path, capsys):
     code, folder, _ = run(tmp_path, unscored=("n009-late-s2",))
     assert code == 2
@@ -151,8 +186,10 @@ def test_it_refuses_while_a_finished_run_is_not_scored(tmp_path, capsys):
     assert not (folder / "VERDICT.md").exists()
 
 
-def test_a_run_left_out_is_named_with_the_cell_it_unpairs(tmp_path):
-    code, folder, truth = run(tmp_path, skip=("n009-none-s3",), unscored=("n009-none-s3",))
+@pytest.mark.parametrize("scored", [True, False])
+def test_a_run_left_out_is_named_with_the_cell_it_unpairs(tmp_path, scored):
+    unscored = () if scored else ("n009-none-s3",)
+    code, folder, truth = run(tmp_path, skip=("n009-none-s3",), unscored=unscored)
     assert code == 0
     text = (folder / "VERDICT.md").read_text()
     assert "Left out (not reproduced): n009-none-s3." in text
