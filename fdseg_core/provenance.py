@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROVENANCE_KEYS", "code_provenance", "machine_provenance"]
+__all__ = ["CPU_FEATURES", "PROVENANCE_KEYS", "code_provenance", "machine_provenance"]
 
 #: The keys of :func:`code_provenance`, as results record them.
 PROVENANCE_KEYS = ("fdseg_version", "fdseg_commit", "fdseg_dirty")
@@ -78,25 +78,31 @@ def machine_provenance(device: Any = None) -> dict[str, Any]:
         device: The ``torch.device`` (or its name) the run uses; ``None``: the CPU.
 
     Returns:
-        ``{"cpu": model name or None, "cpu_capability": the widest vector instructions
-        torch's CPU kernels use ("AVX512", "AVX2", "DEFAULT", ...), "cpu_features": which
-        of the instruction sets that oneDNN's convolutions choose between the CPU has
-        (from ``/proc/cpuinfo``; empty elsewhere), "cpu_threads": torch's intra-op
-        threads, "cuda_device": the GPU's name or None, "torch_version",
+        ``{"device": the device type ("cpu", "cuda", "mps"), "cpu": the CPU model or
+        None, "cpu_capability": the widest vector instructions torch's CPU kernels use
+        ("AVX512", "AVX2", "DEFAULT", ...), "cpu_features": which of the instruction sets
+        that oneDNN's convolutions choose between the CPU has (from ``/proc/cpuinfo``;
+        empty elsewhere), "cpu_threads": torch's intra-op threads, "cuda_device": the
+        GPU's name, "cuda_version", "cudnn_version" (None off CUDA), "torch_version",
         "python_version"}``.
     """
     import torch  # lazy: the code provenance above is read without torch (stdlib only)
 
     device = torch.device("cpu" if device is None else device)
-    cuda = None
+    cuda = cuda_version = cudnn_version = None
     if device.type == "cuda" and torch.cuda.is_available():
         cuda = torch.cuda.get_device_name(device)
+        cuda_version = torch.version.cuda
+        cudnn_version = torch.backends.cudnn.version()
     return {
+        "device": device.type,
         "cpu": _cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_features": list(_cpu_features()),
         "cpu_threads": torch.get_num_threads(),
         "cuda_device": cuda,
+        "cuda_version": cuda_version,
+        "cudnn_version": cudnn_version,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     }

@@ -33,7 +33,7 @@ from fdseg_core.experiment.results import RESULT, CaseDice, RunResult, RunTimes,
 from fdseg_core.experiment.stats import N_RESAMPLES, few_seeds_note
 from fdseg_core.parallel import in_shard, parallel_map
 from fdseg_core.progress import progress_bar
-from fdseg_core.provenance import code_provenance
+from fdseg_core.provenance import code_provenance, machine_provenance
 from fdseg_core.runlock import RunLock, RunLockedError
 from fdseg_core.train.config import TrainConfig
 from fdseg_core.train.evaluation import evaluate_checkpoint
@@ -512,7 +512,10 @@ def _train_and_evaluate(config, run: RunSpec, held_out, device) -> RunResult:
     t0 = time.perf_counter()
     cases = evaluate_run(run_dir / f"{config.checkpoint}.pt", held_out, device)
     test_time_s = time.perf_counter() - t0
-    result = _result(config, run_cfg, run, cases, trained, test_time_s)
+    result = replace(
+        _result(config, run_cfg, run, cases, trained, test_time_s),
+        test_machine=machine_provenance(device),
+    )
     result.save(run_dir)
     return result
 

@@ -158,10 +158,11 @@ class RunResult(RunScores):
             it on another; :func:`~fdseg_core.provenance.machine_provenance`): runs
             trained on machines with the same CPU features and threads reproduce each
             other bit for bit, others need not.
+        test_machine: The machine that scored the test cases.
 
     Results written by earlier versions read with the defaults above for what they
     did not record (``None`` from ``inference_rule`` on, an empty ``provenance``), and
-    their ``to_dict`` writes ``null`` for those (``machines``: ``null`` when unrecorded).
+    their ``to_dict`` writes ``null`` for those (``machines`` and ``test_machine`` too).
     """
 
     fusion: str = "none"
@@ -183,6 +184,7 @@ class RunResult(RunScores):
     run_dir: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
     machines: tuple[Mapping[str, Any], ...] = ()
+    test_machine: Mapping[str, Any] | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -222,6 +224,7 @@ class RunResult(RunScores):
             **{k: self.provenance.get(k) for k in PROVENANCE_KEYS},
             "largest_size": self.largest_size,
             "machines": [dict(m) for m in self.machines] if self.machines else None,
+            "test_machine": None if self.test_machine is None else dict(self.test_machine),
         }
 
     @classmethod
@@ -257,6 +260,7 @@ class RunResult(RunScores):
             run_dir=data.get("run_dir"),
             provenance={k: data[k] for k in PROVENANCE_KEYS if k in data},
             machines=tuple(dict(m) for m in data.get("machines") or ()),
+            test_machine=data.get("test_machine"),
         )
 
     def save(self, run_dir: str | Path) -> Path:

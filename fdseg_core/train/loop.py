@@ -278,10 +278,13 @@ class RunState:
             signal), ``None`` otherwise.
         stop: Asked after every step: stop there (a signal arrived)?
         callbacks: The callbacks, called at every stage boundary.
-        machines: The machines that trained it, in order
-            (:func:`~fdseg_core.provenance.machine_provenance`): one, or one more each
-            time a resume continued it elsewhere; ``{}`` for epochs trained by a version
-            that did not record its machine.
+        machines: The machines that trained it so far, in order
+            (:func:`~fdseg_core.provenance.machine_provenance` of rank 0, with the
+            job's ``world_size``); ``{}`` for epochs trained by a version that did not
+            record its machine. This process's :attr:`machine` joins them at its first
+            checkpoint, so a finished run resumed elsewhere (nothing left to train)
+            keeps the machines that trained it.
+        machine: This process's machine.
     """
 
     trainer: Trainer
@@ -305,6 +308,7 @@ class RunState:
     stop: StopRequest | None = None
     callbacks: tuple[TrainingCallback, ...] = ()
     machines: tuple[dict[str, Any], ...] = ()
+    machine: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def call(self, hook: str, *args: Any) -> None:
         """Call ``hook`` of every callback, in order."""
@@ -430,18 +434,10 @@ def _set_up(
         epoch=epoch,
         start=start,
         callbacks=callbacks,
-        machines=_machines(ckpt, device),
+        # {}: a checkpoint of a version that did not record its machine
+        machines=() if ckpt is None else tuple(ckpt.get("machines") or ({},)),
+        machine={**machine_provenance(device), "world_size": dist_info.world_size},
     )
-
-
-def _machines(ckpt: dict | None, device: torch.device) -> tuple[dict[str, Any], ...]:
-    """The machines that trained a run: its checkpoint's, and this one if it differs
-    from the last of them."""
-    here = machine_provenance(device)
-    if ckpt is None:
-        return (here,)
-    before = tuple(ckpt.get("machines") or ({},))  # {}: a version that did not record it
-    return before if before[-1] == here else (*before, here)
 
 
 def _restore(
@@ -715,6 +711,8 @@ def _save(run: RunState, *, improved: bool, epoch_progress: dict | None = None) 
     """``last.pt`` (and ``best.pt`` when ``improved``), atomically, by rank 0; every rank
     gives its RNG state. ``epoch_progress``: the steps done in an unfinished epoch."""
     rng = _gather_rng(run.dist_info)
+    if not run.machines or run.machines[-1] != run.machine:  # this machine trained it too
+        run.machines = (*run.machines, run.machine)
     if run.dist_info.is_main:
         out = Path(run.config.out)
         state = {

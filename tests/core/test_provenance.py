@@ -29,7 +29,8 @@ def test_the_machine_is_what_torch_and_the_cpu_report(uncached):
     assert machine["cpu_threads"] == torch.get_num_threads()
     assert machine["torch_version"] == torch.__version__
     assert machine["python_version"] == platform.python_version()
-    assert machine["cuda_device"] is None
+    assert machine["device"] == "cpu"
+    assert machine["cuda_device"] is machine["cuda_version"] is machine["cudnn_version"] is None
     assert machine_provenance() == machine  # no device: the CPU
 
 

@@ -56,10 +56,12 @@ def test_tiny_experiment_writes_table_and_plot_and_resumes(tmp_path):
     assert result["best_step"] == 2 and result["hit_step_cap"] is True  # 1 epoch, no plateau
     assert result["fdseg_version"] and len(result["fdseg_commit"] or "x" * 40) == 40
     assert result["run_dir"] == "runs/n001-early-s0"  # relative to the experiment folder
-    # the machine that trained it, as the run's worker saw it
+    # the machine that trained it and the one that scored it, as the run's worker saw them
     (machine,) = result["machines"]
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert machine["torch_version"] == torch.__version__ and machine["cpu_threads"] >= 1
+    assert machine["world_size"] == 1 and machine["device"] == "cpu"
+    assert result["test_machine"] == {k: v for k, v in machine.items() if k != "world_size"}
     # where the run's time went: the sums of its log's columns, and the test evaluation
     log = [
         json.loads(line)

@@ -98,9 +98,10 @@ def test_a_result_reads_back_as_it_was_written_with_undefined_dice_as_null(tmp_p
         *("best_epoch", "epochs_run", "stopped_early", "inference_rule", "train_cases"),
         *("val_cases", "steps_per_epoch", "best_step", "stop_step", "step_cap"),
         *("hit_step_cap", "time_s", "run_dir", "fdseg_version", "fdseg_commit"),
-        *("fdseg_dirty", "largest_size", "machines"),
+        *("fdseg_dirty", "largest_size", "machines", "test_machine"),
     ]
-    assert written["machines"] is None  # not recorded: null, as every unrecorded field
+    # not recorded: null, as every unrecorded field
+    assert written["machines"] is None and written["test_machine"] is None
     assert written["fdseg_commit"] is None and written["stop_step"] is None
     assert written["cases"][0] == {"case": "c1", "dice_a": 0.75, "dice_b": None}
     assert written["time_s"] == {"train": 10.0, "validation": 2.5, "test": 1.0}
@@ -122,9 +123,10 @@ def test_a_result_reads_back_as_it_was_written_with_undefined_dice_as_null(tmp_p
     assert old.machines == ()
     machine = {"cpu": "x", "cpu_capability": "AVX2", "cpu_threads": 1}
     other = {**machine, "cpu_capability": "AVX512"}
-    moved = RunResult.from_dict({**written, "machines": [machine, other]})
-    assert moved.machines == (machine, other)
+    moved = RunResult.from_dict({**written, "machines": [machine, other], "test_machine": other})
+    assert moved.machines == (machine, other) and moved.test_machine == other
     assert moved.to_dict()["machines"] == [machine, other]
+    assert moved.to_dict()["test_machine"] == other
 
 
 def test_the_template_is_replaced_per_run_and_a_dict_is_read_as_one():

@@ -70,18 +70,22 @@ def test_resume_continues_exactly_where_it_stopped(ds, tmp_path):
     rows = (interrupted / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
     # resumed on the machine that began it: one machine trained it
-    assert load_checkpoint(interrupted / "last.pt")["machines"] == [machine_provenance("cpu")]
+    assert load_checkpoint(interrupted / "last.pt")["machines"] == [here()]
+
+
+def here() -> dict:
+    """What a one-process run on this machine's CPU records of it."""
+    return {**machine_provenance("cpu"), "world_size": 1}
 
 
 @pytest.mark.parametrize("recorded", [True, False])
 def test_a_run_resumed_on_another_machine_records_both_in_order(ds, tmp_path, recorded):
     out = tmp_path / "run"
     first = train(config(ds, out, epochs=1))
-    here = machine_provenance("cpu")
-    assert first.machines == (here,)
+    assert first.machines == (here(),)
     ckpt = load_checkpoint(out / "last.pt")
-    assert ckpt["machines"] == [here]
-    elsewhere = {**here, "cpu": "another CPU", "cpu_capability": "AVX2"}
+    assert ckpt["machines"] == [here()]
+    elsewhere = {**here(), "cpu": "another CPU", "cpu_capability": "AVX2"}
     if recorded:
         ckpt["machines"] = [elsewhere]
     else:  # a checkpoint of a version that did not record its machine
@@ -89,9 +93,22 @@ def test_a_run_resumed_on_another_machine_records_both_in_order(ds, tmp_path, re
     torch.save(ckpt, out / "last.pt")
     resumed = train(config(ds, out, epochs=2), resume=True)
     before = elsewhere if recorded else {}
-    assert resumed.machines == (before, here)
-    assert load_checkpoint(out / "last.pt")["machines"] == [before, here]
-    assert resumed.to_dict()["machines"] == [before, here]
+    assert resumed.machines == (before, here())
+    assert load_checkpoint(out / "last.pt")["machines"] == [before, here()]
+    assert resumed.to_dict()["machines"] == [before, here()]
+
+
+def test_a_finished_run_resumed_elsewhere_keeps_the_machine_that_trained_it(ds, tmp_path):
+    out = tmp_path / "run"
+    train(config(ds, out, epochs=1))
+    ckpt = load_checkpoint(out / "last.pt")
+    elsewhere = {**here(), "cpu": "another CPU"}
+    ckpt["machines"] = [elsewhere]
+    torch.save(ckpt, out / "last.pt")
+    again = train(config(ds, out, epochs=1), resume=True)  # nothing left to train
+    assert again.epochs_run == 1
+    assert again.machines == (elsewhere,)
+    assert load_checkpoint(out / "last.pt")["machines"] == [elsewhere]
 
 
 def test_existing_run_is_not_overwritten_without_resume(ds, tmp_path):
