@@ -142,18 +142,31 @@ def test_nnunet_plainconv_is_an_fdseg_backbone():
 def test_the_wrapped_network_compiles_and_runs_under_autocast(fusion):
     """nnU-Net compiles its network on CUDA and trains it under autocast: the wrapped
     network traces as one graph (the band operators are custom ops) and gives the eager
-    outputs; under autocast the band fusion runs in the wider of its inputs' dtypes."""
+    outputs; under bfloat16 autocast it gives the float32 outputs to bfloat16's precision.
+
+    The bfloat16 pass runs without oneDNN: on CPUs with AMX or AVX512-BF16, oneDNN's
+    bfloat16 conv3d returns wrong values, at times NaN, for a one-channel input one voxel
+    deep along its first axis, which is what the low stem sees here (16 voxels keep k = 1
+    at beta 0.1); PyTorch's own kernel is right (docs/nnunet.md, "Mixed precision").
+    """
     net = plain(True).eval()
     wrapped = wrap_planned_network(net, fusion=fusion).eval()
     x = torch.randn(1, 1, 16, 16, 8)
     compiled = torch.compile(wrapped, backend="aot_eager", fullgraph=True)
     with torch.no_grad():
-        for a, b in zip(wrapped(x), compiled(x), strict=True):
+        eager = wrapped(x)
+        for a, b in zip(eager, compiled(x), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = wrapped(x)
+        with torch.backends.mkldnn.flags(enabled=False):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = wrapped(x)
     assert [o.shape for o in out] == [o.shape for o in net(x)]
-    assert all(torch.isfinite(o.float()).all() for o in out)
+    for low_precision, full in zip(out, eager, strict=True):
+        assert low_precision.dtype == torch.bfloat16
+        # bfloat16 keeps 8 significant bits; through this network the largest error over
+        # 200 seeds was 3% of the output's range
+        error = (low_precision.float() - full).abs().max() / full.abs().max()
+        assert error < 0.1
 
 
 def test_fdseg_train_trains_nnunet_plainconv(tmp_path):
