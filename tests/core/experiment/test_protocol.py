@@ -70,7 +70,8 @@ def test_tiny_experiment_writes_table_and_plot_and_resumes(tmp_path):
     assert all("val_time_s" in row for row in log if "val_dice_mean" in row)
     assert result["time_s"]["train"] == round(sum(r["epoch_time_s"] for r in log), 1)
     assert result["time_s"]["validation"] == round(sum(r["val_time_s"] for r in log), 1)
-    assert result["time_s"]["test"] > 0
+    # rounded to 0.1 s: two tiny test cases may score in under 0.05 s on a fast CPU
+    assert isinstance(result["time_s"]["test"], float) and result["time_s"]["test"] >= 0
     meta = json.loads((out / "experiment.json").read_text())
     assert meta["test_set"] == "imagesTs/labelsTs"
     assert meta["dataset"] == "../ds"  # relative: no machine's absolute path is committed

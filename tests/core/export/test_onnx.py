@@ -192,7 +192,9 @@ def test_cli_export_then_predict_with_onnx_gives_the_checkpoints_label_maps(tmp_
         (path,) = sorted(out.glob("*.nii.gz"))
         outputs[name] = nib.load(path)
     a, b = (np.asarray(outputs[k].dataobj) for k in ("torch", "onnx"))
-    assert np.array_equal(a, b) and a.any()
+    # logits that differ by float32 rounding (~1e-6) may flip a voxel on the decision
+    # boundary of a model trained 4 steps; which ones depends on the CPU
+    assert (a != b).mean() < 1e-3 and a.any()
     np.testing.assert_allclose(outputs["torch"].affine, outputs["onnx"].affine)
 
 

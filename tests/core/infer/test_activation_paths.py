@@ -159,6 +159,12 @@ def _same_labels(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def _nearly_same_labels(a: dict, b: dict) -> bool:
+    """Two runtimes' label maps: logits that differ by float32 rounding (~1e-6) may flip a
+    voxel that sits on the decision boundary, and which ones depends on the CPU."""
+    return a.keys() == b.keys() and all((a[k] != b[k]).mean() < 1e-3 for k in a)
+
+
 @pytest.mark.parametrize("sig", ["sigmoid_dice", "default"])
 @pytest.mark.parametrize("extra", [[], ["--tta", "--save-probabilities"]], ids=["plain", "tta"])
 def test_predict_from_a_sigmoid_checkpoint_ignores_channel0(runs, tmp_path, extra, sig):
@@ -170,9 +176,10 @@ def test_predict_from_a_sigmoid_checkpoint_ignores_channel0(runs, tmp_path, extr
     assert _same_labels(got["plus"], got["last"]) and _same_labels(got["minus"], got["last"])
     assert any(v.any() for v in got["last"].values())
     if extra:  # the foreground probabilities too
-        a = nib.load(str(next((tmp_path / "last").glob("*_probabilities.nii.gz")))).get_fdata()
-        b = nib.load(str(next((tmp_path / "plus").glob("*_probabilities.nii.gz")))).get_fdata()
-        np.testing.assert_array_equal(a, b)
+        a, b = (sorted((tmp_path / n).glob("*_probabilities.nii.gz")) for n in ("last", "plus"))
+        assert [p.name for p in a] == [p.name for p in b] and a
+        for pa, pb in zip(a, b, strict=True):
+            np.testing.assert_array_equal(nib.load(pa).get_fdata(), nib.load(pb).get_fdata())
 
 
 def _softmax_blend_labels(model, image: torch.Tensor, patch) -> np.ndarray:
@@ -235,4 +242,5 @@ def test_predict_with_onnx_of_a_sigmoid_model_ignores_channel0(runs, sig, tmp_pa
         got[n] = _predict(["predict", "--onnx", str(path), str(ds)], tmp_path / f"pred-{n}")
     assert _same_labels(got["plus"], got["last"])
     ckpt_labels = _predict(["predict", str(run / "last.pt"), str(ds)], tmp_path / "ckpt")
-    assert _same_labels(got["last"], ckpt_labels)
+    assert _nearly_same_labels(got["last"], ckpt_labels)
+    assert any(v.any() for v in ckpt_labels.values())

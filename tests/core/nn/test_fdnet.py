@@ -140,9 +140,11 @@ def test_late_fusion_under_autocast_fuses_branches_of_different_dtypes():
         size_divisor=1,
         description="test backbone",
     )
+    torch.manual_seed(0)
     net = FrequencyDisentangledNet(spec, 1, 2, fusion="late", backend="torch")
     x = torch.randn(1, 1, 20, 20, 8)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    # without oneDNN, whose CPU bfloat16 conv3d is wrong on some inputs (docs/nnunet.md)
+    with torch.backends.mkldnn.flags(enabled=False), torch.autocast("cpu", dtype=torch.bfloat16):
         low, _ = band_split(x, 0.1, backend="torch")
         assert net.low_stem(low).dtype == torch.bfloat16
         out = net(x)
