@@ -123,11 +123,18 @@ def _rank() -> int:
         return 0
 
 
+#: Seconds a rank other than 0 waits before it exits on an error. torchrun's agent stops
+#: every rank once one exits non-zero; the wait lets rank 0 print its line first.
+QUIET_RANK_GRACE_S = 3.0
+
+
 class _QuietError(click.ClickException):
     """An error that a rank other than 0 ends with: rank 0 prints the one line."""
 
     def show(self, file=None) -> None:
-        pass
+        import time
+
+        time.sleep(QUIET_RANK_GRACE_S)
 
 
 def _fail(message: str, code: int) -> click.ClickException:

@@ -55,10 +55,21 @@ def test_input_errors_end_in_one_line_with_exit_code_2(monkeypatch, tmp_path, ex
 
 
 def test_other_ranks_than_0_stay_quiet_with_the_same_exit_code(monkeypatch, tmp_path):
+    """...and wait before they exit: torchrun's agent stops every rank once one exits
+    non-zero, and rank 0 must have printed its line by then."""
+    import time
+
+    from fdseg_cli.main import QUIET_RANK_GRACE_S
+
+    waits = []
+    monkeypatch.setattr(time, "sleep", waits.append)
     monkeypatch.setattr(jobs, "training_job", _raise(InputError("bad value")))
+    r = CliRunner().invoke(cli, ["train", str(tmp_path), "--no-progress"])
+    assert r.exit_code == 2 and "bad value" in r.output and waits == []  # rank 0
     monkeypatch.setenv("RANK", "1")
     r = CliRunner().invoke(cli, ["train", str(tmp_path), "--no-progress"])
     assert r.exit_code == 2 and r.output == ""
+    assert waits == [QUIET_RANK_GRACE_S] and QUIET_RANK_GRACE_S >= 1
 
 
 def test_every_option_of_every_command_has_help_text():
