@@ -23,6 +23,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 
 import click
 
@@ -132,8 +133,6 @@ class _QuietError(click.ClickException):
     """An error that a rank other than 0 ends with: rank 0 prints the one line."""
 
     def show(self, file=None) -> None:
-        import time
-
         time.sleep(QUIET_RANK_GRACE_S)
 
 
